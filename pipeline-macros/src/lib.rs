@@ -1,0 +1,49 @@
+//! The `#[stage]` and `#[profiled]` attributes of the `pipeline` toolkit.
+//!
+//! Both stay thin: they parse, check every rule with a `syn::Error` pointing at the offending
+//! tokens, and emit calls into `::pipeline::__private`, where the logic lives. Use them through the
+//! `pipeline` crate, which re-exports them.
+
+mod errors;
+mod options;
+mod profiled;
+mod runtime;
+mod stage;
+
+use proc_macro::TokenStream;
+
+/// Turns the inherent `impl` block of a stage type into a measured `pipeline::Stage`.
+///
+/// The block must define `fn process(&self, event: E)` returning `E` or
+/// `Result<E, StageError>` (any error type that converts into `StageError` works). The macro
+/// generates `impl Stage<E> for YourType` whose every call runs in a `tracing` span named after
+/// the stage and is recorded: calls, time, self time, latency percentiles.
+///
+/// Options: `#[stage(name = "fraud")]` names the stage (default: the type's name).
+///
+/// ```ignore
+/// #[stage(name = "fraud")]
+/// impl FraudStage {
+///     fn process(&self, order: Order) -> Result<Order, StageError> { /* ... */ }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn stage(args: TokenStream, item: TokenStream) -> TokenStream {
+    stage::expand(args.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Times a function or method (sync or `async`) and records each call, nested under the stage
+/// that called it.
+///
+/// The body runs inside a `tracing` span named `module::function`; for `async fn` the time runs
+/// from the first poll to completion and the span is entered on every poll.
+///
+/// Options: `#[profiled(name = "score")]` names it.
+#[proc_macro_attribute]
+pub fn profiled(args: TokenStream, item: TokenStream) -> TokenStream {
+    profiled::expand(args.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

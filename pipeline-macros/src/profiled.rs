@@ -1,0 +1,103 @@
+//! `#[profiled]`: wrap a function's body (never its signature) in a measured call.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::{Item, ItemFn};
+
+use crate::errors::{is_profiled_attr, Errors};
+use crate::options;
+use crate::runtime;
+
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
+    let options = options::parse("profiled", args);
+    let function = parse_function(input)?;
+    let options = options?;
+    validate(&function)?;
+    Ok(generate(function, options))
+}
+
+/// Accepts a free function or a method with a body; anything else is named in the error.
+fn parse_function(input: TokenStream) -> syn::Result<ItemFn> {
+    if let Ok(function) = syn::parse2::<ItemFn>(input.clone()) {
+        return Ok(function);
+    }
+    let item = syn::parse2::<Item>(input.clone())?;
+    let (tokens, what): (TokenStream, &str) = match &item {
+        Item::Struct(s) => (s.struct_token.to_token_stream(), "a struct"),
+        Item::Enum(e) => (e.enum_token.to_token_stream(), "an enum"),
+        Item::Impl(i) => (
+            i.impl_token.to_token_stream(),
+            "an impl block (annotate each method to profile, or use #[stage] for a stage)",
+        ),
+        Item::Trait(t) => (t.trait_token.to_token_stream(), "a trait"),
+        Item::Mod(m) => (m.mod_token.to_token_stream(), "a module"),
+        Item::Static(s) => (s.static_token.to_token_stream(), "a static"),
+        Item::Const(c) => (c.const_token.to_token_stream(), "a const"),
+        _ => (input, "this item"),
+    };
+    Err(syn::Error::new_spanned(
+        tokens,
+        format!("#[profiled] goes on a function or method with a body, not on {what}"),
+    ))
+}
+
+fn validate(function: &ItemFn) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    if let Some(token) = &function.sig.constness {
+        errors.at(
+            token,
+            "a `const fn` cannot be profiled: timing needs a clock at run time. Remove `const`, \
+             or profile the function that calls it",
+        );
+    }
+    for attr in function.attrs.iter().filter(|a| is_profiled_attr(a)) {
+        errors.at(
+            attr,
+            "#[profiled] is given twice: keep one, or every call is counted twice",
+        );
+    }
+    errors.finish()
+}
+
+fn generate(function: ItemFn, options: options::Options) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let private = runtime::private();
+    let name = match options.name {
+        Some(name) => name.to_token_stream(),
+        None => {
+            let ident = sig.ident.to_string();
+            let ident = ident.strip_prefix("r#").unwrap_or(&ident);
+            let suffix = format!("::{ident}");
+            quote!(::core::concat!(::core::module_path!(), #suffix))
+        }
+    };
+    let callsite = runtime::callsite_static(&name, "Function");
+    let span = runtime::span(&name);
+
+    let body = if sig.asyncness.is_some() {
+        // The span and the timing follow the future across polls: nothing is held over `.await`.
+        quote! {
+            #callsite
+            #private::profile_future(&__PIPELINE_CALLSITE, #span, async move #block).await
+        }
+    } else {
+        quote! {
+            #callsite
+            let __pipeline_span = #span;
+            let __pipeline_entered = __pipeline_span.enter();
+            let __pipeline_guard = #private::enter(&__PIPELINE_CALLSITE);
+            #block
+        }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #body
+        }
+    }
+}

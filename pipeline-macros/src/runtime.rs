@@ -1,0 +1,36 @@
+//! The absolute paths expansions use to reach the runtime, whatever the user imported.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// `::pipeline::__private`: the facade's re-export of the runtime's macro support.
+pub(crate) fn private() -> TokenStream {
+    quote!(::pipeline::__private)
+}
+
+/// A `static` describing the call site, named `__PIPELINE_CALLSITE`.
+pub(crate) fn callsite_static(name: &TokenStream, kind: &str) -> TokenStream {
+    let private = private();
+    let kind = syn::Ident::new(kind, proc_macro2::Span::call_site());
+    quote! {
+        static __PIPELINE_CALLSITE: #private::Callsite = #private::Callsite::new(
+            #name,
+            #private::CallsiteKind::#kind,
+            ::core::module_path!(),
+            ::core::file!(),
+            ::core::line!(),
+        );
+    }
+}
+
+/// A `tracing` span at INFO level, target the declaring module, named `name`.
+pub(crate) fn span(name: &TokenStream) -> TokenStream {
+    let private = private();
+    quote! {
+        #private::tracing::span!(
+            target: ::core::module_path!(),
+            #private::tracing::Level::INFO,
+            #name
+        )
+    }
+}

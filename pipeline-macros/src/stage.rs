@@ -1,0 +1,299 @@
+//! `#[stage]`: parse the inherent impl, check its `process`, emit `impl Stage<E>`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericParam, ImplItem, ImplItemFn, Item, ItemImpl, ReturnType, Type};
+
+use crate::errors::{is_profiled_attr, Errors};
+use crate::options;
+use crate::runtime;
+
+const SHAPE: &str = "fn process(&self, event: E) -> E` or `-> Result<E, StageError>";
+
+/// The checked input: everything expansion needs.
+struct StageImpl {
+    item: ItemImpl,
+    process_index: usize,
+    event_ty: Type,
+    /// `true` when `process` returns the event type itself rather than a `Result`.
+    infallible: bool,
+    name: String,
+}
+
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
+    let options = options::parse("stage", args);
+    let item = syn::parse2::<Item>(input)?;
+    let item = match item {
+        Item::Impl(item) => item,
+        other => return Err(wrong_item(&other)),
+    };
+    let options = options?;
+    let stage = validate(item, options)?;
+    Ok(generate(stage))
+}
+
+fn wrong_item(item: &Item) -> syn::Error {
+    let (tokens, what): (TokenStream, &str) = match item {
+        Item::Struct(s) => (s.struct_token.to_token_stream(), "a struct"),
+        Item::Enum(e) => (e.enum_token.to_token_stream(), "an enum"),
+        Item::Fn(f) => (f.sig.fn_token.to_token_stream(), "a function"),
+        Item::Trait(t) => (t.trait_token.to_token_stream(), "a trait"),
+        Item::Mod(m) => (m.mod_token.to_token_stream(), "a module"),
+        other => (other.to_token_stream(), "this item"),
+    };
+    syn::Error::new_spanned(
+        tokens,
+        format!(
+            "#[stage] goes on the inherent `impl` block of a stage type, not on {what}: \
+             write `#[stage] impl MyStage {{ {SHAPE}` }}`"
+        ),
+    )
+}
+
+fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Path(path) => match path.path.segments.last() {
+            Some(segment) => segment.ident.to_string(),
+            None => ty.to_token_stream().to_string(),
+        },
+        other => other.to_token_stream().to_string(),
+    }
+}
+
+fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl> {
+    let mut errors = Errors::default();
+    if let Some((_, trait_path, for_token)) = &item.trait_ {
+        errors.at(
+            quote!(#trait_path #for_token),
+            "#[stage] goes on an inherent impl (`impl MyStage { .. }`) and writes \
+             `impl Stage<E> for MyStage` itself: remove the trait and `for`",
+        );
+        return Err(errors.finish().unwrap_err());
+    }
+    let processes: Vec<usize> = item
+        .items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, it)| {
+            matches!(it, ImplItem::Fn(f) if f.sig.ident == "process").then_some(i)
+        })
+        .collect();
+    let Some(&process_index) = processes.first() else {
+        return Err(syn::Error::new_spanned(
+            &item.self_ty,
+            format!("#[stage] needs a method `{SHAPE}` in this impl block"),
+        ));
+    };
+    let ImplItem::Fn(process) = &item.items[process_index] else {
+        unreachable!()
+    };
+    let event_ty = check_signature(process, &mut errors);
+    let infallible = match (&process.sig.output, &event_ty) {
+        (ReturnType::Type(_, ret), Some(event)) => same_type(ret, event),
+        _ => false,
+    };
+    errors.finish()?;
+    let name = match options.name {
+        Some(name) => name.value(),
+        None => type_name(&item.self_ty),
+    };
+    Ok(StageImpl {
+        event_ty: event_ty.expect("checked above"),
+        item,
+        process_index,
+        infallible,
+        name,
+    })
+}
+
+fn same_type(a: &Type, b: &Type) -> bool {
+    a.to_token_stream().to_string() == b.to_token_stream().to_string()
+}
+
+/// Checks `process`'s signature; returns the event type when it could be found.
+fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
+    let sig = &process.sig;
+    for attr in process.attrs.iter().filter(|a| is_profiled_attr(a)) {
+        errors.at(
+            attr,
+            "`process` is already timed by #[stage]: remove #[profiled] from it",
+        );
+    }
+    if let Some(token) = &sig.constness {
+        errors.at(
+            token,
+            "a stage's `process` cannot be `const`: remove `const`",
+        );
+    }
+    if let Some(token) = &sig.asyncness {
+        errors.at(
+            token,
+            "a stage's `process` cannot be `async`: make it synchronous and call #[profiled] \
+             async functions from it if it must wait",
+        );
+    }
+    if let Some(token) = &sig.unsafety {
+        errors.at(
+            token,
+            "a stage's `process` cannot be `unsafe`: the `Stage` trait calls it safely",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.at(
+            abi,
+            "a stage's `process` cannot have an ABI: remove the `extern`",
+        );
+    }
+    for param in &sig.generics.params {
+        if !matches!(param, GenericParam::Type(_)) {
+            errors.at(
+                param,
+                "`process` can only have type parameters (they become the `Stage` impl's); \
+                 remove this parameter",
+            );
+        }
+    }
+    if let ReturnType::Default = sig.output {
+        errors.at(sig, format!("`process` must return the event: `{SHAPE}`"));
+    }
+
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(receiver)) => {
+            let is_shared_ref = receiver.reference.is_some()
+                && receiver.mutability.is_none()
+                && receiver.colon_token.is_none();
+            if !is_shared_ref {
+                errors.at(
+                    receiver,
+                    "`process` takes `&self`: stages are shared by concurrent workers, so they \
+                     cannot take `self` or `&mut self` (use a Mutex or atomics for state)",
+                );
+            }
+        }
+        _ => {
+            errors.at(
+                &sig.ident,
+                format!("`process` needs a `&self` receiver: `{SHAPE}`"),
+            );
+            return None;
+        }
+    }
+    let event = match inputs.next() {
+        Some(FnArg::Typed(event)) => {
+            if contains_impl_trait(&event.ty) {
+                errors.at(
+                    &event.ty,
+                    "the event type cannot be `impl Trait`: name the type, or add a type \
+                     parameter `fn process<E: Trait>(&self, event: E)`",
+                );
+                None
+            } else {
+                Some((*event.ty).clone())
+            }
+        }
+        _ => {
+            errors.push(syn::Error::new(
+                sig.paren_token.span.join(),
+                format!("`process` takes the event as its one parameter: `{SHAPE}`"),
+            ));
+            None
+        }
+    };
+    let extra: Vec<&FnArg> = inputs.collect();
+    if let Some(first) = extra.first() {
+        let span = first.span();
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`process` takes exactly one event after `&self`; found {} more: \
+                 bundle them in the event type",
+                extra.len()
+            ),
+        ));
+    }
+    event
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::visit_type(&mut finder, ty);
+    finder.0
+}
+
+fn generate(stage: StageImpl) -> TokenStream {
+    let StageImpl {
+        mut item,
+        process_index,
+        event_ty,
+        infallible,
+        name,
+    } = stage;
+    let private = runtime::private();
+    let inner = format_ident!("__pipeline_stage_process");
+
+    // The user's `process` stays as written, renamed and hidden; the trait method wraps it.
+    let ImplItem::Fn(mut process) = item.items.remove(process_index) else {
+        unreachable!()
+    };
+    let method_generics = std::mem::take(&mut process.sig.generics);
+    process.sig.ident = inner.clone();
+    process.vis = syn::Visibility::Inherited;
+    process.sig.generics = method_generics.clone();
+    process.attrs.push(syn::parse_quote!(#[doc(hidden)]));
+    process.attrs.push(syn::parse_quote!(#[inline(always)]));
+    item.items.push(ImplItem::Fn(process));
+
+    // The `Stage` impl's generics: the impl's own, plus `process`'s type parameters.
+    let mut trait_generics = item.generics.clone();
+    trait_generics
+        .params
+        .extend(method_generics.params.iter().cloned());
+    if let Some(method_where) = &method_generics.where_clause {
+        trait_generics
+            .make_where_clause()
+            .predicates
+            .extend(method_where.predicates.iter().cloned());
+    }
+    let (impl_generics, _, where_clause) = trait_generics.split_for_impl();
+    let self_ty = &item.self_ty;
+
+    let name_lit = syn::LitStr::new(&name, self_ty.span());
+    let name_tokens = name_lit.to_token_stream();
+    let callsite = runtime::callsite_static(&name_tokens, "Stage");
+    let span = runtime::span(&name_tokens);
+    let call = quote!(Self::#inner(self, event));
+    let result = if infallible {
+        quote!(::core::result::Result::Ok(#call))
+    } else {
+        quote!(<_ as #private::StageOutput<#event_ty>>::into_stage_result(#call))
+    };
+
+    quote! {
+        #item
+
+        impl #impl_generics ::pipeline::Stage<#event_ty> for #self_ty #where_clause {
+            fn name(&self) -> &str {
+                #name_lit
+            }
+
+            fn process(
+                &self,
+                event: #event_ty,
+            ) -> ::core::result::Result<#event_ty, ::pipeline::StageError> {
+                #callsite
+                let __pipeline_span = #span;
+                let __pipeline_entered = __pipeline_span.enter();
+                let __pipeline_guard = #private::enter(&__PIPELINE_CALLSITE);
+                #result
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The toolkit's own errors (a stage's errors are [`StageError`](crate::StageError)s).
+
+use std::io;
+use std::path::PathBuf;
+
+/// What can go wrong while setting up, running or reporting a profile.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `Profiler::start` was called while another profiling session was still running.
+    #[error("a profiler is already running in this process: call `finish()` on it (or drop it) before starting another")]
+    AlreadyProfiling,
+    /// A file could not be written.
+    #[error("cannot write the {what} to `{}`: {source}", path.display())]
+    Write {
+        /// What was being written ("report", "trace", ...).
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+}

@@ -1,0 +1,105 @@
+//! Call sites: one `static` per annotated stage or function, given a small numeric id on its first
+//! call so that recording indexes arrays instead of hashing names.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// What an instrumented call site is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallsiteKind {
+    /// A `#[stage]`'s `process`.
+    Stage,
+    /// A `#[profiled]` function or method.
+    Function,
+}
+
+/// The static description of one instrumented stage or function, emitted by the macros.
+#[derive(Debug)]
+pub struct Callsite {
+    name: &'static str,
+    kind: CallsiteKind,
+    module_path: &'static str,
+    file: &'static str,
+    line: u32,
+    /// 0 until registered; then the index in [`REGISTRY`] plus one.
+    id: AtomicU32,
+}
+
+/// A registered call site's id: never 0, so that 0 can mean "no enclosing stage".
+pub(crate) type CallsiteId = u32;
+
+/// Every call site that has been called at least once, indexed by `id - 1`.
+static REGISTRY: Mutex<Vec<&'static Callsite>> = Mutex::new(Vec::new());
+
+impl Callsite {
+    /// Describes a call site. Used by the macro expansions in a `static`.
+    pub const fn new(
+        name: &'static str,
+        kind: CallsiteKind,
+        module_path: &'static str,
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        Callsite {
+            name,
+            kind,
+            module_path,
+            file,
+            line,
+            id: AtomicU32::new(0),
+        }
+    }
+
+    /// The name shown in reports: the stage's name or `module::function`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Stage or function.
+    pub fn kind(&self) -> CallsiteKind {
+        self.kind
+    }
+
+    /// The module that declared it.
+    pub fn module_path(&self) -> &'static str {
+        self.module_path
+    }
+
+    /// Source file and line of the annotation.
+    pub fn location(&self) -> (&'static str, u32) {
+        (self.file, self.line)
+    }
+
+    /// The id, registering the call site on its first call.
+    #[inline]
+    pub(crate) fn id(&'static self) -> CallsiteId {
+        match self.id.load(Ordering::Acquire) {
+            0 => self.register(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    fn register(&'static self) -> CallsiteId {
+        let mut registry = REGISTRY
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Another thread may have registered it while we waited for the lock.
+        let id = self.id.load(Ordering::Acquire);
+        if id != 0 {
+            return id;
+        }
+        registry.push(self);
+        let id = u32::try_from(registry.len()).expect("fewer than 2^32 call sites");
+        self.id.store(id, Ordering::Release);
+        id
+    }
+}
+
+/// The call site with this id.
+pub(crate) fn lookup(id: CallsiteId) -> &'static Callsite {
+    let registry = REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    registry[id as usize - 1]
+}

@@ -1,0 +1,60 @@
+//! Recording: cheap, per-thread, on the hot path. Reading and interpreting the figures is the
+//! job of [`report`](crate::report).
+//!
+//! The macros emit a `static` [`Callsite`] per annotated stage or function and call [`enter`] on
+//! each call. Figures go into the calling thread's own shard; [`collect`] merges all shards.
+
+mod callsite;
+mod shard;
+mod stack;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub(crate) use callsite::lookup;
+pub use callsite::{Callsite, CallsiteKind};
+pub(crate) use shard::{CallStats, Row};
+pub use stack::{enter, AsyncCall, CallGuard, PollGuard};
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static SESSION: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
+pub(crate) fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+#[inline]
+pub(crate) fn current_session() -> u64 {
+    SESSION.load(Ordering::Relaxed)
+}
+
+/// Starts a new session: figures recorded before it are ignored from now on.
+pub(crate) fn begin_session() -> u64 {
+    let session = SESSION.fetch_add(1, Ordering::AcqRel) + 1;
+    ENABLED.store(true, Ordering::Release);
+    session
+}
+
+/// Stops recording. Calls still open are not recorded.
+pub(crate) fn end_session() {
+    ENABLED.store(false, Ordering::Release);
+}
+
+/// All threads' rows of `session`, merged per (enclosing stage, call site).
+pub(crate) fn collect(session: u64) -> Vec<Row> {
+    let mut per_thread = Vec::new();
+    for shard in shard::all_shards() {
+        shard.lock().rows(session, &mut per_thread);
+    }
+    let mut merged: Vec<Row> = Vec::new();
+    for row in per_thread {
+        match merged
+            .iter_mut()
+            .find(|m| m.parent_stage == row.parent_stage && m.callsite == row.callsite)
+        {
+            Some(existing) => existing.stats.merge(&row.stats),
+            None => merged.push(row),
+        }
+    }
+    merged
+}

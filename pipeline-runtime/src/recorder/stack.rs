@@ -1,0 +1,225 @@
+//! The per-thread stack of open calls: it measures each call, attributes time spent in nested
+//! instrumented calls to them (self time), and knows which stage a function was called from.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::callsite::{Callsite, CallsiteId, CallsiteKind};
+use super::shard::{self, Shard};
+use super::{current_session, is_enabled};
+use crate::clock::now_ns;
+
+/// An open call on this thread.
+struct Frame {
+    callsite: CallsiteId,
+    /// The innermost stage this call runs in (itself for a stage); 0 when none.
+    stage: CallsiteId,
+    /// Which stage encloses this call in the report (its parent stage; 0 when none).
+    parent_stage: CallsiteId,
+    session: u64,
+    start_ns: u64,
+    child_ns: u64,
+}
+
+struct ThreadState {
+    stack: Vec<Frame>,
+    shard: Option<Arc<Shard>>,
+}
+
+thread_local! {
+    static STATE: RefCell<ThreadState> =
+        const { RefCell::new(ThreadState { stack: Vec::new(), shard: None }) };
+}
+
+impl ThreadState {
+    fn enclosing_stage(&self) -> CallsiteId {
+        self.stack.last().map_or(0, |frame| frame.stage)
+    }
+
+    fn push(&mut self, callsite: &'static Callsite, session: u64) -> usize {
+        let id = callsite.id();
+        let parent_stage = self.enclosing_stage();
+        let stage = match callsite.kind() {
+            CallsiteKind::Stage => id,
+            CallsiteKind::Function => parent_stage,
+        };
+        let depth = self.stack.len();
+        self.stack.push(Frame {
+            callsite: id,
+            stage,
+            parent_stage,
+            session,
+            start_ns: now_ns(),
+            child_ns: 0,
+        });
+        depth
+    }
+
+    /// Closes the frame at `depth` (and any left open above it); returns it with its end time.
+    fn pop(&mut self, depth: usize) -> Option<(Frame, u64)> {
+        if self.stack.len() <= depth {
+            return None;
+        }
+        let end_ns = now_ns();
+        self.stack.truncate(depth + 1);
+        let frame = self.stack.pop()?;
+        let elapsed = end_ns.saturating_sub(frame.start_ns);
+        if let Some(parent) = self.stack.last_mut() {
+            parent.child_ns += elapsed;
+        }
+        Some((frame, end_ns))
+    }
+
+    fn record(&mut self, session: u64, parent: CallsiteId, site: CallsiteId, total: u64, own: u64) {
+        if session != current_session() {
+            return; // the call began in an earlier profiling session
+        }
+        let shard = self
+            .shard
+            .get_or_insert_with(shard::register_current_thread);
+        shard.lock().record(session, parent, site, total, own);
+    }
+}
+
+/// Measures one call of a stage or function from its creation to its drop.
+///
+/// Made by [`enter`]; holds nothing but its place on this thread's stack, and is not `Send`.
+#[must_use = "the call is measured until the guard is dropped"]
+pub struct CallGuard {
+    depth: usize,
+    _not_send: PhantomData<*const ()>,
+}
+
+const INERT: usize = usize::MAX;
+
+/// Opens a measured call of `callsite`; it ends when the returned guard drops.
+///
+/// When no profiler is running this costs one relaxed atomic load.
+#[inline]
+pub fn enter(callsite: &'static Callsite) -> CallGuard {
+    if !is_enabled() {
+        return CallGuard {
+            depth: INERT,
+            _not_send: PhantomData,
+        };
+    }
+    enter_enabled(callsite)
+}
+
+#[inline(never)]
+fn enter_enabled(callsite: &'static Callsite) -> CallGuard {
+    let session = current_session();
+    let depth = STATE.with(|state| state.borrow_mut().push(callsite, session));
+    CallGuard {
+        depth,
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for CallGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if self.depth != INERT {
+            exit(self.depth);
+        }
+    }
+}
+
+#[inline(never)]
+fn exit(depth: usize) {
+    // `try_with`: during thread teardown the state may already be gone; the call is then lost
+    // rather than panicking inside a destructor.
+    let _ = STATE.try_with(|state| {
+        let mut state = state.borrow_mut();
+        if let Some((frame, end_ns)) = state.pop(depth) {
+            let total = end_ns.saturating_sub(frame.start_ns);
+            let own = total.saturating_sub(frame.child_ns);
+            state.record(
+                frame.session,
+                frame.parent_stage,
+                frame.callsite,
+                total,
+                own,
+            );
+        }
+    });
+}
+
+/// The measurement of one `async fn` call, carried by its future across polls (and threads).
+#[derive(Debug, Default)]
+pub struct AsyncCall {
+    /// Set on the first poll: (session, parent stage, first poll time).
+    started: Option<(u64, CallsiteId, u64)>,
+    child_ns: u64,
+}
+
+/// A poll of an instrumented future in progress; made by [`AsyncCall::poll_begin`].
+pub struct PollGuard<'a> {
+    call: &'a mut AsyncCall,
+    depth: usize,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl AsyncCall {
+    /// Marks the start of one poll: nested calls made during it become this call's children.
+    pub fn poll_begin(&mut self, callsite: &'static Callsite) -> PollGuard<'_> {
+        let session = current_session();
+        let enabled = is_enabled() && self.started.map_or(true, |(s, _, _)| s == session);
+        if !enabled {
+            return PollGuard {
+                call: self,
+                depth: INERT,
+                _not_send: PhantomData,
+            };
+        }
+        let (depth, parent, start) = STATE.with(|state| {
+            let mut state = state.borrow_mut();
+            let depth = state.push(callsite, session);
+            let frame = &state.stack[depth];
+            (depth, frame.parent_stage, frame.start_ns)
+        });
+        self.started.get_or_insert((session, parent, start));
+        PollGuard {
+            call: self,
+            depth,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl PollGuard<'_> {
+    /// Ends the poll; `ready` says whether the future completed, which records the whole call.
+    pub fn end(mut self, ready: bool) {
+        self.finish(ready);
+    }
+
+    fn finish(&mut self, ready: bool) {
+        if self.depth == INERT {
+            return;
+        }
+        let depth = std::mem::replace(&mut self.depth, INERT);
+        let call = &mut *self.call;
+        let _ = STATE.try_with(|state| {
+            let mut state = state.borrow_mut();
+            let Some((frame, end_ns)) = state.pop(depth) else {
+                return;
+            };
+            call.child_ns += frame.child_ns;
+            if ready {
+                if let Some((session, parent, first_poll_ns)) = call.started {
+                    let total = end_ns.saturating_sub(first_poll_ns);
+                    let own = total.saturating_sub(call.child_ns);
+                    state.record(session, parent, frame.callsite, total, own);
+                }
+            }
+        });
+    }
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        // Reached only when the poll panicked: close the frame without recording a completion.
+        self.finish(false);
+    }
+}

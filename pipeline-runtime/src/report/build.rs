@@ -1,0 +1,112 @@
+//! Turns the recorder's merged rows into a [`Report`].
+
+use super::{FunctionStats, Report, StageStats, Timing};
+use crate::recorder::{lookup, CallStats, CallsiteKind, Row};
+
+fn timing(stats: &CallStats) -> Timing {
+    let h = &stats.histogram;
+    Timing {
+        calls: stats.calls,
+        total_ns: stats.total_ns,
+        self_ns: stats.self_ns,
+        min_ns: if stats.calls == 0 { 0 } else { stats.min_ns },
+        max_ns: stats.max_ns,
+        mean_ns: stats.total_ns.checked_div(stats.calls).unwrap_or(0),
+        p50_ns: h.value_at_quantile(0.50),
+        p90_ns: h.value_at_quantile(0.90),
+        p99_ns: h.value_at_quantile(0.99),
+        p999_ns: h.value_at_quantile(0.999),
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Builds the report from merged rows (one per enclosing stage and call site).
+pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64) -> Report {
+    // Stages: one entry per stage call site, whatever stage (if any) it was nested in.
+    let mut stage_rows: Vec<(u32, CallStats)> = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|r| lookup(r.callsite).kind() == CallsiteKind::Stage)
+    {
+        match stage_rows
+            .iter_mut()
+            .find(|(site, _)| *site == row.callsite)
+        {
+            Some((_, stats)) => stats.merge(&row.stats),
+            None => stage_rows.push((row.callsite, row.stats.clone())),
+        }
+    }
+    let all_stages_ns: u64 = stage_rows.iter().map(|(_, s)| s.total_ns).sum();
+    let mut stages: Vec<(u32, StageStats)> = stage_rows
+        .iter()
+        .map(|(site, stats)| {
+            let stage = StageStats {
+                name: lookup(*site).name().to_owned(),
+                timing: timing(stats),
+                share_of_stage_time: share(stats.total_ns, all_stages_ns),
+                functions: Vec::new(),
+            };
+            (*site, stage)
+        })
+        .collect();
+
+    let mut outside_stages = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|r| lookup(r.callsite).kind() == CallsiteKind::Function)
+    {
+        let name = lookup(row.callsite).name().to_owned();
+        let timing = timing(&row.stats);
+        match stages
+            .iter_mut()
+            .find(|(site, _)| *site == row.parent_stage)
+        {
+            Some((_, stage)) => {
+                let share_of_stage = share(timing.total_ns, stage.timing.total_ns);
+                stage.functions.push(FunctionStats {
+                    name,
+                    timing,
+                    share_of_stage,
+                });
+            }
+            None => outside_stages.push(FunctionStats {
+                name,
+                timing,
+                share_of_stage: 0.0,
+            }),
+        }
+    }
+
+    let mut stages: Vec<StageStats> = stages.into_iter().map(|(_, stage)| stage).collect();
+    stages.sort_by(|a, b| {
+        b.timing
+            .total_ns
+            .cmp(&a.timing.total_ns)
+            .then(a.name.cmp(&b.name))
+    });
+    for stage in &mut stages {
+        sort_functions(&mut stage.functions);
+    }
+    sort_functions(&mut outside_stages);
+    Report {
+        wall_time_ns,
+        stages,
+        outside_stages,
+    }
+}
+
+fn sort_functions(functions: &mut [FunctionStats]) {
+    functions.sort_by(|a, b| {
+        b.timing
+            .total_ns
+            .cmp(&a.timing.total_ns)
+            .then(a.name.cmp(&b.name))
+    });
+}

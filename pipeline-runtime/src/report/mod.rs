@@ -1,0 +1,172 @@
+//! [`Report`]: what a profiling session measured, as data, as a table and as JSON.
+
+mod build;
+mod format;
+mod table;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// Timing figures of one stage or function. Times are wall-clock nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Timing {
+    /// Completed calls.
+    pub calls: u64,
+    /// Sum of every call's duration.
+    pub total_ns: u64,
+    /// `total_ns` minus the time spent inside nested instrumented calls.
+    pub self_ns: u64,
+    /// Shortest call.
+    pub min_ns: u64,
+    /// Longest call.
+    pub max_ns: u64,
+    /// `total_ns / calls`.
+    pub mean_ns: u64,
+    /// Median call duration.
+    pub p50_ns: u64,
+    /// 90th percentile call duration.
+    pub p90_ns: u64,
+    /// 99th percentile call duration.
+    pub p99_ns: u64,
+    /// 99.9th percentile call duration.
+    pub p999_ns: u64,
+}
+
+impl Timing {
+    /// Sum of every call's duration.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.total_ns)
+    }
+
+    /// Time spent in the calls themselves, not in nested instrumented calls.
+    pub fn self_time(&self) -> Duration {
+        Duration::from_nanos(self.self_ns)
+    }
+
+    /// Mean duration of a call.
+    pub fn mean(&self) -> Duration {
+        Duration::from_nanos(self.mean_ns)
+    }
+}
+
+/// A `#[profiled]` function's figures, as called from one stage (or from outside any stage).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FunctionStats {
+    /// `module::function`, or the name given with `#[profiled(name = "..")]`.
+    pub name: String,
+    /// Its calls' timings.
+    pub timing: Timing,
+    /// Its total time as a fraction of the enclosing stage's total time (0 outside stages).
+    pub share_of_stage: f64,
+}
+
+/// A stage's figures, with the profiled functions called inside it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StageStats {
+    /// The stage's name.
+    pub name: String,
+    /// Its calls' timings.
+    pub timing: Timing,
+    /// Its total time as a fraction of all stages' total time.
+    pub share_of_stage_time: f64,
+    /// Profiled functions called (directly or not) inside this stage, by total time, largest first.
+    pub functions: Vec<FunctionStats>,
+}
+
+impl StageStats {
+    /// The function with the most total time inside this stage.
+    pub fn hottest_function(&self) -> Option<&FunctionStats> {
+        self.functions.first()
+    }
+
+    /// The function called `name` inside this stage.
+    pub fn function(&self, name: &str) -> Option<&FunctionStats> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+}
+
+/// What a profiling session measured.
+///
+/// Printing it (`{}`) gives the table; the fields give the numbers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Wall time from `start()` to the moment the report was taken.
+    pub wall_time_ns: u64,
+    /// Stages by total time, largest first.
+    pub stages: Vec<StageStats>,
+    /// Profiled functions called outside any stage, by total time.
+    pub outside_stages: Vec<FunctionStats>,
+}
+
+impl Report {
+    /// The stage with the most total time: where optimising pays off most.
+    pub fn slowest_stage(&self) -> Option<&StageStats> {
+        self.stages.first()
+    }
+
+    /// The stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageStats> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// Wall time from `start()` to the moment the report was taken.
+    pub fn wall_time(&self) -> Duration {
+        Duration::from_nanos(self.wall_time_ns)
+    }
+
+    /// The report as pretty-printed JSON (times in nanoseconds).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report types serialise without failure")
+    }
+
+    /// Writes [`to_json`](Self::to_json) to `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Write`] naming the path when the file cannot be written.
+    pub fn write_json(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_json()).map_err(|source| Error::Write {
+            what: "report",
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// One sentence naming the slowest stage, its share and its hottest function.
+    pub fn verdict(&self) -> String {
+        let Some(stage) = self.slowest_stage() else {
+            return "No stage ran while the profiler was on.".to_owned();
+        };
+        let mut verdict = format!(
+            "Slowest stage: {} ({} of stage time, {} per call on average)",
+            stage.name,
+            format::percent(stage.share_of_stage_time),
+            format::duration_ns(stage.timing.mean_ns),
+        );
+        if let Some(hot) = stage.hottest_function() {
+            verdict.push_str(&format!(
+                "; its hot function is {} ({} of {}'s time, {} calls)",
+                hot.name,
+                format::percent(hot.share_of_stage),
+                stage.name,
+                hot.timing.calls,
+            ));
+        }
+        verdict.push('.');
+        verdict
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        table::write(self, f)
+    }
+}
+
+pub(crate) use build::build;
