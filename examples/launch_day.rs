@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use pipeline::{profiled, stage, Pipeline, Profiler, StageError};
+use pipeline::{profiled, stage, Pipeline, Profiler, Report, StageError};
 
 #[derive(Clone, Debug)]
 pub struct Order {
@@ -87,22 +87,43 @@ fn orders(count: u64) -> impl Iterator<Item = Order> {
     })
 }
 
-fn main() -> Result<(), pipeline::Error> {
+/// What one run of the scenario produced.
+pub struct Outcome {
+    pub completed: u64,
+    pub rejected: u64,
+    pub report: Report,
+}
+
+/// Runs `count` orders through ranking, fraud and enrichment under the profiler.
+pub fn run_scenario(count: u64) -> Result<Outcome, pipeline::Error> {
     let pipeline = Pipeline::new()
         .stage(RankingStage)
         .stage(FraudStage { limit: 95 })
         .stage(EnrichmentStage);
 
     let profiler = Profiler::new().start()?;
-    let (mut completed, mut rejected) = (0u64, 0u64);
-    for order in orders(2_000) {
+    let (mut completed, mut rejected) = (0, 0);
+    for order in orders(count) {
         match pipeline.run(order) {
             Ok(_) => completed += 1,
             Err(_) => rejected += 1,
         }
     }
     let report = profiler.finish()?;
+    Ok(Outcome {
+        completed,
+        rejected,
+        report,
+    })
+}
 
+#[allow(dead_code)] // tests include this file as a module and call `run_scenario` directly
+fn main() -> Result<(), pipeline::Error> {
+    let Outcome {
+        completed,
+        rejected,
+        report,
+    } = run_scenario(2_000)?;
     println!("Launch day: {completed} orders completed, {rejected} rejected.\n");
     println!("{report}");
     Ok(())

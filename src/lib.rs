@@ -44,3 +44,8 @@ pub use pipeline_runtime::*;
 
 #[doc(hidden)]
 pub use pipeline_runtime::__private;
+
+/// The README's examples run as doctests, so the quick start always compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

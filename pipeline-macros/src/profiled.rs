@@ -21,6 +21,15 @@ fn parse_function(input: TokenStream) -> syn::Result<ItemFn> {
     if let Ok(function) = syn::parse2::<ItemFn>(input.clone()) {
         return Ok(function);
     }
+    if let Ok(declaration) = syn::parse2::<syn::TraitItemFn>(input.clone()) {
+        if declaration.default.is_none() {
+            return Err(syn::Error::new_spanned(
+                declaration.sig,
+                "#[profiled] needs a function body to time; this trait method has none: put \
+                 #[profiled] on the method in each impl (or on a default body)",
+            ));
+        }
+    }
     let item = syn::parse2::<Item>(input.clone())?;
     let (tokens, what): (TokenStream, &str) = match &item {
         Item::Struct(s) => (s.struct_token.to_token_stream(), "a struct"),

@@ -1,7 +1,7 @@
 //! `#[stage]`: parse the inherent impl, check its `process`, emit `impl Stage<E>`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, ImplItem, ImplItemFn, Item, ItemImpl, ReturnType, Type};
 
@@ -16,6 +16,8 @@ struct StageImpl {
     item: ItemImpl,
     process_index: usize,
     event_ty: Type,
+    /// `process`'s return type, where type errors about it should point.
+    return_ty: Type,
     /// `true` when `process` returns the event type itself rather than a `Result`.
     infallible: bool,
     name: String,
@@ -46,7 +48,8 @@ fn wrong_item(item: &Item) -> syn::Error {
         tokens,
         format!(
             "#[stage] goes on the inherent `impl` block of a stage type, not on {what}: \
-             write `#[stage] impl MyStage {{ {SHAPE}` }}`"
+             write `#[stage] impl MyStage {{ fn process(&self, event: E) -> E {{ .. }} }}` \
+             (or return `Result<E, StageError>`)"
         ),
     )
 }
@@ -89,9 +92,9 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
         unreachable!()
     };
     let event_ty = check_signature(process, &mut errors);
-    let infallible = match (&process.sig.output, &event_ty) {
-        (ReturnType::Type(_, ret), Some(event)) => same_type(ret, event),
-        _ => false,
+    let (infallible, return_ty) = match (&process.sig.output, &event_ty) {
+        (ReturnType::Type(_, ret), Some(event)) => (same_type(ret, event), (**ret).clone()),
+        _ => (false, syn::parse_quote!(())),
     };
     errors.finish()?;
     let name = match options.name {
@@ -100,6 +103,7 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
     };
     Ok(StageImpl {
         event_ty: event_ty.expect("checked above"),
+        return_ty,
         item,
         process_index,
         infallible,
@@ -233,6 +237,7 @@ fn generate(stage: StageImpl) -> TokenStream {
         mut item,
         process_index,
         event_ty,
+        return_ty,
         infallible,
         name,
     } = stage;
@@ -273,7 +278,8 @@ fn generate(stage: StageImpl) -> TokenStream {
     let result = if infallible {
         quote!(::core::result::Result::Ok(#call))
     } else {
-        quote!(<_ as #private::StageOutput<#event_ty>>::into_stage_result(#call))
+        // Spanned at the return type, so a mismatch is reported there.
+        quote_spanned!(return_ty.span()=> <#return_ty as #private::StageOutput<#event_ty>>::into_stage_result(#call))
     };
 
     quote! {

@@ -165,7 +165,7 @@ impl AsyncCall {
     /// Marks the start of one poll: nested calls made during it become this call's children.
     pub fn poll_begin(&mut self, callsite: &'static Callsite) -> PollGuard<'_> {
         let session = current_session();
-        let enabled = is_enabled() && self.started.map_or(true, |(s, _, _)| s == session);
+        let enabled = is_enabled() && self.started.is_none_or(|(s, _, _)| s == session);
         if !enabled {
             return PollGuard {
                 call: self,

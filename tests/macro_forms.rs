@@ -1,0 +1,216 @@
+//! Every form the macros accept compiles, keeps its meaning, and is measured.
+
+mod common;
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+use common::{block_on, exclusive};
+use pipeline::{profiled, stage, Pipeline, Profiler, Stage, StageError};
+
+// A generic stage type with a `where` clause on the impl.
+struct Tag<T> {
+    label: T,
+}
+
+#[stage]
+impl<T> Tag<T>
+where
+    T: AsRef<str> + Send + Sync,
+{
+    /// Doc comments and other attributes on `process` are kept.
+    #[allow(clippy::needless_pass_by_value)]
+    fn process(&self, event: String) -> String {
+        format!("{event}+{}", self.label.as_ref())
+    }
+}
+
+// A stage generic over the event type, through `process`'s own type parameter.
+struct Passthrough;
+
+#[stage(name = "pass")]
+impl Passthrough {
+    fn process<E: Debug + Send>(&self, event: E) -> E {
+        event
+    }
+}
+
+// A stage returning its own error type, converted into `StageError`.
+#[derive(Debug)]
+struct TooLarge(u64);
+
+impl From<TooLarge> for StageError {
+    fn from(e: TooLarge) -> Self {
+        StageError::rejected(format!("{} is too large", e.0))
+    }
+}
+
+struct Limit<const N: u64>;
+
+#[stage]
+impl<const N: u64> Limit<N> {
+    const MAX: u64 = N;
+
+    fn process(&self, event: u64) -> Result<u64, TooLarge> {
+        if event > Self::MAX {
+            return Err(TooLarge(event));
+        }
+        Ok(event)
+    }
+
+    fn describe(&self) -> String {
+        format!("at most {}", Self::MAX)
+    }
+}
+
+// A stage whose type has a lifetime and a phantom parameter.
+struct Borrowing<'a, M> {
+    prefix: &'a str,
+    _marker: PhantomData<M>,
+}
+
+#[stage]
+impl<'a, M: Send + Sync> Borrowing<'a, M> {
+    fn process(&self, event: String) -> Result<String, StageError> {
+        Ok(format!("{}{event}", self.prefix))
+    }
+}
+
+// #[profiled] on every kind of function.
+struct Scorer {
+    weight: u64,
+}
+
+impl Scorer {
+    #[profiled]
+    fn by_ref(&self, x: u64) -> u64 {
+        self.weight * x
+    }
+
+    #[profiled]
+    fn by_mut(&mut self, x: u64) -> u64 {
+        self.weight += x;
+        self.weight
+    }
+
+    #[profiled]
+    fn by_value(self) -> u64 {
+        self.weight
+    }
+
+    #[profiled]
+    async fn by_ref_async(&self, x: u64) -> u64 {
+        self.weight + x
+    }
+}
+
+#[profiled]
+fn generic_with_lifetimes<'a, T: AsRef<str> + ?Sized>(
+    items: &'a [&'a T],
+) -> impl Iterator<Item = usize> + 'a {
+    items.iter().map(|s| s.as_ref().len())
+}
+
+#[profiled]
+fn early_return(x: i32) -> Result<i32, String> {
+    if x < 0 {
+        return Err("negative".to_owned());
+    }
+    let parsed: i32 = "5".parse().map_err(|_| "unparsable".to_owned())?;
+    Ok(x + parsed)
+}
+
+#[profiled]
+unsafe fn read_first(ptr: *const u8) -> u8 {
+    // SAFETY: callers pass a pointer to at least one byte.
+    unsafe { *ptr }
+}
+
+#[profiled]
+async fn async_with_question_mark(input: &str) -> Result<u32, std::num::ParseIntError> {
+    let value: u32 = input.parse()?;
+    Ok(value * 2)
+}
+
+#[profiled]
+fn r#match(x: u8) -> u8 {
+    x
+}
+
+#[test]
+fn generated_stages_keep_their_meaning() {
+    let _lock = exclusive();
+    let tag = Tag { label: "eu" };
+    assert_eq!(tag.name(), "Tag");
+    assert_eq!(tag.process("order".to_owned()).unwrap(), "order+eu");
+    assert_eq!(Stage::<u8>::name(&Passthrough), "pass");
+    assert_eq!(Stage::<u8>::process(&Passthrough, 3).unwrap(), 3);
+    assert_eq!(Limit::<10>.describe(), "at most 10");
+    let err = Limit::<10>.process(11).unwrap_err();
+    assert_eq!(err.to_string(), "rejected: 11 is too large");
+    let prefix = String::from(">");
+    let borrowing = Borrowing::<'_, ()> {
+        prefix: &prefix,
+        _marker: PhantomData,
+    };
+    assert_eq!(borrowing.process("x".into()).unwrap(), ">x");
+}
+
+#[test]
+fn profiled_functions_keep_their_meaning_and_are_recorded() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    let mut scorer = Scorer { weight: 2 };
+    assert_eq!(scorer.by_ref(3), 6);
+    assert_eq!(scorer.by_mut(1), 3);
+    assert_eq!(block_on(scorer.by_ref_async(1)).0, 4);
+    assert_eq!(scorer.by_value(), 3);
+    let words = ["a", "bcd"];
+    let refs: Vec<&str> = words.to_vec();
+    let lens: Vec<usize> = generic_with_lifetimes(&refs).collect();
+    assert_eq!(lens, [1, 3]);
+    assert_eq!(early_return(-1), Err("negative".to_owned()));
+    assert_eq!(early_return(1), Ok(6));
+    assert_eq!(unsafe { read_first([9u8].as_ptr()) }, 9);
+    assert_eq!(block_on(async_with_question_mark("21")).0, Ok(42));
+    assert!(block_on(async_with_question_mark("x")).0.is_err());
+    assert_eq!(r#match(4), 4);
+
+    let pipeline = Pipeline::new().stage(Limit::<100>).stage(Passthrough);
+    assert!(pipeline.run(5).is_ok());
+    let halt = pipeline.run(500).unwrap_err();
+    assert_eq!(halt.stage(), "Limit");
+    assert_eq!(halt.stage_index(), 0);
+
+    let report = profiler.finish().unwrap();
+    let calls = |name: &str| {
+        report
+            .outside_stages
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.timing.calls)
+    };
+    assert_eq!(calls("macro_forms::by_ref"), Some(1));
+    assert_eq!(calls("macro_forms::by_mut"), Some(1));
+    assert_eq!(calls("macro_forms::by_value"), Some(1));
+    assert_eq!(calls("macro_forms::by_ref_async"), Some(1));
+    assert_eq!(calls("macro_forms::generic_with_lifetimes"), Some(1));
+    assert_eq!(
+        calls("macro_forms::early_return"),
+        Some(2),
+        "early returns are still recorded"
+    );
+    assert_eq!(calls("macro_forms::read_first"), Some(1));
+    assert_eq!(calls("macro_forms::async_with_question_mark"), Some(2));
+    assert_eq!(
+        calls("macro_forms::match"),
+        Some(1),
+        "raw identifiers are named without r#"
+    );
+    assert_eq!(
+        report.stage("Limit").unwrap().timing.calls,
+        2,
+        "rejections are calls too"
+    );
+    assert_eq!(report.stage("pass").unwrap().timing.calls, 1);
+}

@@ -1,0 +1,8 @@
+use pipeline::profiled;
+
+#[profiled]
+const fn limit() -> u64 {
+    90
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use pipeline::profiled;
+
+struct Scorer;
+
+#[profiled]
+impl Scorer {
+    fn score(&self) -> u64 {
+        1
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use pipeline::profiled;
+
+#[profiled]
+struct Scorer {
+    weight: u64,
+}
+
+fn main() {}

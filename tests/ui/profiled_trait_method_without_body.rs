@@ -1,0 +1,8 @@
+use pipeline::profiled;
+
+trait Scorer {
+    #[profiled]
+    fn score(&self) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use pipeline::stage;
+
+struct Borrower;
+
+#[stage]
+impl Borrower {
+    fn process<'a>(&'a self, event: &'a str) -> &'a str {
+        event
+    }
+}
+
+fn main() {}

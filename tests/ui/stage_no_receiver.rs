@@ -1,0 +1,12 @@
+use pipeline::stage;
+
+struct FraudStage;
+
+#[stage]
+impl FraudStage {
+    fn process(event: u64) -> u64 {
+        event
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use pipeline::stage;
+
+#[stage]
+struct FraudStage {
+    limit: u64,
+}
+
+fn main() {}
