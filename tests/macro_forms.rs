@@ -149,10 +149,7 @@ fn generated_stages_keep_their_meaning() {
     let err = Limit::<10>.process(11).unwrap_err();
     assert_eq!(err.to_string(), "rejected: 11 is too large");
     let prefix = String::from(">");
-    let borrowing = Borrowing::<'_, ()> {
-        prefix: &prefix,
-        _marker: PhantomData,
-    };
+    let borrowing = Borrowing::<'_, ()> { prefix: &prefix, _marker: PhantomData };
     assert_eq!(borrowing.process("x".into()).unwrap(), ">x");
 }
 
@@ -183,34 +180,17 @@ fn profiled_functions_keep_their_meaning_and_are_recorded() {
     assert_eq!(halt.stage_index(), 0);
 
     let report = profiler.finish().unwrap();
-    let calls = |name: &str| {
-        report
-            .outside_stages
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.timing.calls)
-    };
+    let calls =
+        |name: &str| report.outside_stages.iter().find(|f| f.name == name).map(|f| f.timing.calls);
     assert_eq!(calls("macro_forms::by_ref"), Some(1));
     assert_eq!(calls("macro_forms::by_mut"), Some(1));
     assert_eq!(calls("macro_forms::by_value"), Some(1));
     assert_eq!(calls("macro_forms::by_ref_async"), Some(1));
     assert_eq!(calls("macro_forms::generic_with_lifetimes"), Some(1));
-    assert_eq!(
-        calls("macro_forms::early_return"),
-        Some(2),
-        "early returns are still recorded"
-    );
+    assert_eq!(calls("macro_forms::early_return"), Some(2), "early returns are still recorded");
     assert_eq!(calls("macro_forms::read_first"), Some(1));
     assert_eq!(calls("macro_forms::async_with_question_mark"), Some(2));
-    assert_eq!(
-        calls("macro_forms::match"),
-        Some(1),
-        "raw identifiers are named without r#"
-    );
-    assert_eq!(
-        report.stage("Limit").unwrap().timing.calls,
-        2,
-        "rejections are calls too"
-    );
+    assert_eq!(calls("macro_forms::match"), Some(1), "raw identifiers are named without r#");
+    assert_eq!(report.stage("Limit").unwrap().timing.calls, 2, "rejections are calls too");
     assert_eq!(report.stage("pass").unwrap().timing.calls, 1);
 }

@@ -39,9 +39,7 @@ impl CheapStage {
 }
 
 fn profile(run: impl FnOnce()) -> (Report, Duration) {
-    let profiler = Profiler::new()
-        .start()
-        .expect("no other profiler runs under the lock");
+    let profiler = Profiler::new().start().expect("no other profiler runs under the lock");
     let started = Instant::now();
     run();
     let wall = started.elapsed();
@@ -61,46 +59,28 @@ fn counts_are_exact_and_times_are_bounded_by_the_work_and_the_wall_clock() {
 
     let spin = report.stage("SpinStage").expect("SpinStage recorded");
     assert_eq!(spin.timing.calls, EVENTS);
-    let helper = spin
-        .function("recorder::helper")
-        .expect("helper recorded under SpinStage");
+    let helper = spin.function("recorder::helper").expect("helper recorded under SpinStage");
     assert_eq!(helper.timing.calls, EVENTS * HELPER_CALLS_PER_EVENT);
     assert!(report.outside_stages.is_empty());
 
     // Lower bounds: each call spun at least this long. Upper bound: nothing exceeds the wall clock.
     let min_stage = SPIN + Duration::from_micros(100) * HELPER_CALLS_PER_EVENT as u32;
-    assert!(
-        spin.timing.total() >= min_stage * EVENTS as u32,
-        "{:?}",
-        spin.timing
-    );
-    assert!(
-        spin.timing.total() <= wall,
-        "{:?} > wall {wall:?}",
-        spin.timing.total()
-    );
+    assert!(spin.timing.total() >= min_stage * EVENTS as u32, "{:?}", spin.timing);
+    assert!(spin.timing.total() <= wall, "{:?} > wall {wall:?}", spin.timing.total());
     assert!(Duration::from_nanos(spin.timing.min_ns) >= min_stage);
     assert!(spin.timing.min_ns <= spin.timing.p50_ns && spin.timing.p50_ns <= spin.timing.max_ns);
     assert!(helper.timing.total() >= Duration::from_micros(100) * (EVENTS * 3) as u32);
 
     // Self time + time in the nested function = total, exactly.
-    assert_eq!(
-        spin.timing.self_ns + helper.timing.total_ns,
-        spin.timing.total_ns
-    );
+    assert_eq!(spin.timing.self_ns + helper.timing.total_ns, spin.timing.total_ns);
     assert!(spin.timing.self_time() >= SPIN * EVENTS as u32);
 
-    let cheap = report
-        .stage("cheap")
-        .expect("renamed stage recorded under its name");
+    let cheap = report.stage("cheap").expect("renamed stage recorded under its name");
     assert_eq!(cheap.timing.calls, EVENTS);
     assert_eq!(report.slowest_stage().unwrap().name, "SpinStage");
     assert_eq!(spin.hottest_function().unwrap().name, "recorder::helper");
     let shares = spin.share_of_stage_time + cheap.share_of_stage_time;
-    assert!(
-        (shares - 1.0).abs() < 1e-9,
-        "shares add up to 1, got {shares}"
-    );
+    assert!((shares - 1.0).abs() < 1e-9, "shares add up to 1, got {shares}");
 }
 
 #[profiled]
@@ -123,26 +103,12 @@ fn nested_functions_split_self_and_child_time_and_calls_outside_stages_are_liste
         }
     });
     assert!(report.stages.is_empty());
-    let outer = report
-        .outside_stages
-        .iter()
-        .find(|f| f.name == "recorder::outer")
-        .unwrap();
-    let inner = report
-        .outside_stages
-        .iter()
-        .find(|f| f.name == "custom-inner")
-        .unwrap();
+    let outer = report.outside_stages.iter().find(|f| f.name == "recorder::outer").unwrap();
+    let inner = report.outside_stages.iter().find(|f| f.name == "custom-inner").unwrap();
     assert_eq!(outer.timing.calls, 5);
     assert_eq!(inner.timing.calls, 10);
-    assert_eq!(
-        outer.timing.self_ns + inner.timing.total_ns,
-        outer.timing.total_ns
-    );
-    assert_eq!(
-        inner.timing.self_ns, inner.timing.total_ns,
-        "inner has no instrumented children"
-    );
+    assert_eq!(outer.timing.self_ns + inner.timing.total_ns, outer.timing.total_ns);
+    assert_eq!(inner.timing.self_ns, inner.timing.total_ns, "inner has no instrumented children");
 }
 
 #[test]
@@ -164,10 +130,7 @@ fn two_threads_running_one_pipeline_merge_to_exact_counts() {
     let spin = report.stage("SpinStage").unwrap();
     assert_eq!(report.stage("cheap").unwrap().timing.calls, 2 * PER_THREAD);
     assert_eq!(spin.timing.calls, 2 * PER_THREAD);
-    assert_eq!(
-        spin.function("recorder::helper").unwrap().timing.calls,
-        2 * PER_THREAD * 3
-    );
+    assert_eq!(spin.function("recorder::helper").unwrap().timing.calls, 2 * PER_THREAD * 3);
 }
 
 #[test]
@@ -199,9 +162,7 @@ fn a_second_profiler_is_refused_while_one_runs() {
     assert!(matches!(refused, pipeline::Error::AlreadyProfiling));
     assert!(refused.to_string().contains("already running"), "{refused}");
     drop(running);
-    let again = Profiler::new()
-        .start()
-        .expect("dropping the first session frees the profiler");
+    let again = Profiler::new().start().expect("dropping the first session frees the profiler");
     drop(again);
 }
 
@@ -232,20 +193,12 @@ fn async_functions_are_timed_from_first_poll_to_completion_inside_their_stage() 
         }
     });
     let stage = report.stage("AsyncCallingStage").unwrap();
-    let fetch = stage
-        .function("recorder::fetch_score")
-        .expect("async fn nested in its stage");
-    assert_eq!(
-        fetch.timing.calls, 3,
-        "one call per future, however many polls"
-    );
+    let fetch = stage.function("recorder::fetch_score").expect("async fn nested in its stage");
+    assert_eq!(fetch.timing.calls, 3, "one call per future, however many polls");
     let helper = stage.function("recorder::helper").unwrap();
     assert_eq!(helper.timing.calls, 3);
     // helper runs inside fetch_score's last poll: it is fetch_score's child.
-    assert_eq!(
-        fetch.timing.self_ns + helper.timing.total_ns,
-        fetch.timing.total_ns
-    );
+    assert_eq!(fetch.timing.self_ns + helper.timing.total_ns, fetch.timing.total_ns);
     assert!(fetch.timing.total_ns <= stage.timing.total_ns);
 }
 
@@ -261,13 +214,7 @@ fn report_json_carries_the_same_numbers() {
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["stages"][0]["name"], "cheap");
     assert_eq!(json["stages"][0]["timing"]["calls"], 7);
-    assert_eq!(
-        json["stages"][0]["timing"]["total_ns"],
-        report.stages[0].timing.total_ns
-    );
+    assert_eq!(json["stages"][0]["timing"]["total_ns"], report.stages[0].timing.total_ns);
     let table = report.to_string();
-    assert!(
-        table.contains("cheap") && table.contains("Slowest stage: cheap"),
-        "{table}"
-    );
+    assert!(table.contains("cheap") && table.contains("Slowest stage: cheap"), "{table}");
 }

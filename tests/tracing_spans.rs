@@ -17,10 +17,7 @@ struct Seen(Arc<Mutex<Vec<String>>>);
 
 impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Seen {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let parent = ctx
-            .span(id)
-            .and_then(|span| span.parent())
-            .map(|p| p.name().to_owned());
+        let parent = ctx.span(id).and_then(|span| span.parent()).map(|p| p.name().to_owned());
         self.0.lock().unwrap().push(format!(
             "new {} target={} parent={}",
             attrs.metadata().name(),
@@ -29,10 +26,7 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Seen {
         ));
     }
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let name = ctx
-            .span(id)
-            .map(|s| s.name().to_owned())
-            .unwrap_or_default();
+        let name = ctx.span(id).map(|s| s.name().to_owned()).unwrap_or_default();
         self.0.lock().unwrap().push(format!("enter {name}"));
     }
 }
@@ -95,10 +89,7 @@ fn an_async_function_span_is_entered_on_every_poll() {
         (seen, polls)
     };
     assert_eq!(polls, 3);
-    let enters = seen
-        .iter()
-        .filter(|l| *l == "enter tracing_spans::slow_lookup")
-        .count();
+    let enters = seen.iter().filter(|l| *l == "enter tracing_spans::slow_lookup").count();
     assert_eq!(enters, polls, "{seen:?}");
     assert_eq!(seen.iter().filter(|l| l.starts_with("new ")).count(), 1);
 }

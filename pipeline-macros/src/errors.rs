@@ -28,8 +28,5 @@ impl Errors {
 
 /// Whether `attr` is `#[profiled]` or `#[profiled(..)]`, however it was imported.
 pub(crate) fn is_profiled_attr(attr: &syn::Attribute) -> bool {
-    attr.path()
-        .segments
-        .last()
-        .is_some_and(|segment| segment.ident == "profiled")
+    attr.path().segments.last().is_some_and(|segment| segment.ident == "profiled")
 }

@@ -29,9 +29,7 @@ use proc_macro::TokenStream;
 /// ```
 #[proc_macro_attribute]
 pub fn stage(args: TokenStream, item: TokenStream) -> TokenStream {
-    stage::expand(args.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    stage::expand(args.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// Times a function or method (sync or `async`) and records each call, nested under the stage
@@ -43,7 +41,5 @@ pub fn stage(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Options: `#[profiled(name = "score")]` names it.
 #[proc_macro_attribute]
 pub fn profiled(args: TokenStream, item: TokenStream) -> TokenStream {
-    profiled::expand(args.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    profiled::expand(args.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }

@@ -15,31 +15,23 @@ pub(crate) struct Options {
 
 /// Parses `#[attr(name = "..")]`; `attr` is the attribute's name for messages.
 pub(crate) fn parse(attr: &str, args: TokenStream) -> syn::Result<Options> {
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated
-        .parse2(args)
-        .map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                format!("expected `#[{attr}]` or `#[{attr}(name = \"...\")]`: {e}"),
-            )
-        })?;
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected `#[{attr}]` or `#[{attr}(name = \"...\")]`: {e}"),
+        )
+    })?;
     let mut options = Options::default();
     let mut errors = Errors::default();
     for meta in metas {
         let key = meta.path().get_ident().map(ToString::to_string);
         match (key.as_deref(), &meta) {
             (Some("name"), Meta::NameValue(nv)) => match &nv.value {
-                Expr::Lit(ExprLit {
-                    lit: Lit::Str(name),
-                    ..
-                }) => {
+                Expr::Lit(ExprLit { lit: Lit::Str(name), .. }) => {
                     if options.name.is_some() {
                         errors.at(&meta, "`name` is given twice; keep one");
                     } else if name.value().trim().is_empty() {
-                        errors.at(
-                            name,
-                            "the name is empty; write the name reports should show",
-                        );
+                        errors.at(name, "the name is empty; write the name reports should show");
                     } else {
                         options.name = Some(name.clone());
                     }
@@ -49,10 +41,9 @@ pub(crate) fn parse(attr: &str, args: TokenStream) -> syn::Result<Options> {
                     format!("`name` takes a string literal: `#[{attr}(name = \"...\")]`"),
                 ),
             },
-            (Some("name"), _) => errors.at(
-                &meta,
-                format!("`name` takes a value: `#[{attr}(name = \"...\")]`"),
-            ),
+            (Some("name"), _) => {
+                errors.at(&meta, format!("`name` takes a value: `#[{attr}(name = \"...\")]`"))
+            }
             _ => errors.at(
                 meta.path(),
                 format!("unknown option for #[{attr}]; the only option is `name = \"...\"`"),

@@ -60,21 +60,13 @@ fn validate(function: &ItemFn) -> syn::Result<()> {
         );
     }
     for attr in function.attrs.iter().filter(|a| is_profiled_attr(a)) {
-        errors.at(
-            attr,
-            "#[profiled] is given twice: keep one, or every call is counted twice",
-        );
+        errors.at(attr, "#[profiled] is given twice: keep one, or every call is counted twice");
     }
     errors.finish()
 }
 
 fn generate(function: ItemFn, options: options::Options) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = function;
+    let ItemFn { attrs, vis, sig, block } = function;
     let private = runtime::private();
     let name = match options.name {
         Some(name) => name.to_token_stream(),

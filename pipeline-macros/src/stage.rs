@@ -88,9 +88,7 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
             format!("#[stage] needs a method `{SHAPE}` in this impl block"),
         ));
     };
-    let ImplItem::Fn(process) = &item.items[process_index] else {
-        unreachable!()
-    };
+    let ImplItem::Fn(process) = &item.items[process_index] else { unreachable!() };
     let event_ty = check_signature(process, &mut errors);
     let (infallible, return_ty) = match (&process.sig.output, &event_ty) {
         (ReturnType::Type(_, ret), Some(event)) => (same_type(ret, event), (**ret).clone()),
@@ -119,16 +117,10 @@ fn same_type(a: &Type, b: &Type) -> bool {
 fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
     let sig = &process.sig;
     for attr in process.attrs.iter().filter(|a| is_profiled_attr(a)) {
-        errors.at(
-            attr,
-            "`process` is already timed by #[stage]: remove #[profiled] from it",
-        );
+        errors.at(attr, "`process` is already timed by #[stage]: remove #[profiled] from it");
     }
     if let Some(token) = &sig.constness {
-        errors.at(
-            token,
-            "a stage's `process` cannot be `const`: remove `const`",
-        );
+        errors.at(token, "a stage's `process` cannot be `const`: remove `const`");
     }
     if let Some(token) = &sig.asyncness {
         errors.at(
@@ -138,16 +130,11 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
         );
     }
     if let Some(token) = &sig.unsafety {
-        errors.at(
-            token,
-            "a stage's `process` cannot be `unsafe`: the `Stage` trait calls it safely",
-        );
+        errors
+            .at(token, "a stage's `process` cannot be `unsafe`: the `Stage` trait calls it safely");
     }
     if let Some(abi) = &sig.abi {
-        errors.at(
-            abi,
-            "a stage's `process` cannot have an ABI: remove the `extern`",
-        );
+        errors.at(abi, "a stage's `process` cannot have an ABI: remove the `extern`");
     }
     for param in &sig.generics.params {
         if !matches!(param, GenericParam::Type(_)) {
@@ -177,10 +164,7 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
             }
         }
         _ => {
-            errors.at(
-                &sig.ident,
-                format!("`process` needs a `&self` receiver: `{SHAPE}`"),
-            );
+            errors.at(&sig.ident, format!("`process` needs a `&self` receiver: `{SHAPE}`"));
             return None;
         }
     }
@@ -233,21 +217,12 @@ fn contains_impl_trait(ty: &Type) -> bool {
 }
 
 fn generate(stage: StageImpl) -> TokenStream {
-    let StageImpl {
-        mut item,
-        process_index,
-        event_ty,
-        return_ty,
-        infallible,
-        name,
-    } = stage;
+    let StageImpl { mut item, process_index, event_ty, return_ty, infallible, name } = stage;
     let private = runtime::private();
     let inner = format_ident!("__pipeline_stage_process");
 
     // The user's `process` stays as written, renamed and hidden; the trait method wraps it.
-    let ImplItem::Fn(mut process) = item.items.remove(process_index) else {
-        unreachable!()
-    };
+    let ImplItem::Fn(mut process) = item.items.remove(process_index) else { unreachable!() };
     let method_generics = std::mem::take(&mut process.sig.generics);
     process.sig.ident = inner.clone();
     process.vis = syn::Visibility::Inherited;
@@ -258,9 +233,7 @@ fn generate(stage: StageImpl) -> TokenStream {
 
     // The `Stage` impl's generics: the impl's own, plus `process`'s type parameters.
     let mut trait_generics = item.generics.clone();
-    trait_generics
-        .params
-        .extend(method_generics.params.iter().cloned());
+    trait_generics.params.extend(method_generics.params.iter().cloned());
     if let Some(method_where) = &method_generics.where_clause {
         trait_generics
             .make_where_clause()

@@ -5,6 +5,7 @@
 //! with the macros.
 #![warn(missing_docs)]
 
+mod alloc;
 mod clock;
 mod error;
 mod pipeline;
@@ -17,8 +18,14 @@ mod stage;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use alloc::{
+    flush_thread, heap, installed_allocator, reset_peak, AllocatorKind, CountingAllocator, Heap,
+    Stats, ThreadRegion,
+};
 pub use error::Error;
 pub use pipeline::{Halt, Pipeline};
 pub use profiler::{Profiler, ProfilingSession};
-pub use report::{FunctionStats, Report, StageStats, Timing};
+pub use report::{
+    AllocStats, FunctionStats, MemoryStats, MemorySummary, Report, Retention, StageStats, Timing,
+};
 pub use stage::{Stage, StageError, StopKind};

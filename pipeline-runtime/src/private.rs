@@ -46,12 +46,7 @@ pub fn profile_future<F: Future>(
     span: tracing::Span,
     inner: F,
 ) -> Profiled<F> {
-    Profiled {
-        inner,
-        callsite,
-        span,
-        call: AsyncCall::default(),
-    }
+    Profiled { inner, callsite, span, call: AsyncCall::default() }
 }
 
 impl<F: Future> Future for Profiled<F> {

@@ -2,10 +2,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::alloc::{self, AllocatorKind, Heap};
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::recorder;
-use crate::report::{self, Report};
+use crate::report::{self, HeapReadings, Report};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -43,11 +44,13 @@ impl Profiler {
         if RUNNING.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyProfiling);
         }
+        let allocator = alloc::installed_allocator();
+        let heap_at_start = heap_now(allocator);
+        if allocator == AllocatorKind::Counting {
+            alloc::reset_peak(); // the run's peak, not the process's
+        }
         let session = recorder::begin_session();
-        Ok(ProfilingSession {
-            session,
-            started_ns: now_ns(),
-        })
+        Ok(ProfilingSession { session, started_ns: now_ns(), allocator, heap_at_start })
     }
 }
 
@@ -58,13 +61,34 @@ impl Profiler {
 pub struct ProfilingSession {
     session: u64,
     started_ns: u64,
+    allocator: AllocatorKind,
+    heap_at_start: Option<Heap>,
+}
+
+/// The heap now, from whichever counting allocator is installed.
+fn heap_now(allocator: AllocatorKind) -> Option<Heap> {
+    match allocator {
+        AllocatorKind::Counting => Some(alloc::heap()),
+        AllocatorKind::StatsAllocInstrumentedSystem => {
+            let stats = stats_alloc::INSTRUMENTED_SYSTEM.stats();
+            let live = stats.bytes_allocated.saturating_sub(stats.bytes_deallocated) as u64;
+            Some(Heap { live_bytes: live, peak_bytes: live, profiler_bytes: 0 })
+        }
+        AllocatorKind::None => None,
+    }
 }
 
 impl ProfilingSession {
     /// The figures recorded so far, without stopping.
     pub fn report(&self) -> Report {
+        let wall_time_ns = now_ns().saturating_sub(self.started_ns);
+        let heap = HeapReadings {
+            allocator: self.allocator,
+            at_start: self.heap_at_start,
+            at_end: heap_now(self.allocator),
+        };
         let rows = recorder::collect(self.session);
-        report::build(rows, now_ns().saturating_sub(self.started_ns))
+        report::build(rows, wall_time_ns, heap)
     }
 
     /// Stops recording and returns what was measured.

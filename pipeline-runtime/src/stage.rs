@@ -65,9 +65,7 @@ impl StageError {
     /// assert_eq!(err.to_string(), "rejected: score over limit");
     /// ```
     pub fn rejected(reason: impl Into<Cow<'static, str>>) -> Self {
-        StageError::Rejected {
-            reason: reason.into(),
-        }
+        StageError::Rejected { reason: reason.into() }
     }
 
     /// The stage failed; `source` says why.
@@ -78,9 +76,7 @@ impl StageError {
     /// assert_eq!(err.to_string(), "failed: enrichment service timed out");
     /// ```
     pub fn failed(source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
-        StageError::Failed {
-            source: source.into(),
-        }
+        StageError::Failed { source: source.into() }
     }
 
     /// The kind of stop, without its details.

@@ -40,14 +40,7 @@ impl Callsite {
         file: &'static str,
         line: u32,
     ) -> Self {
-        Callsite {
-            name,
-            kind,
-            module_path,
-            file,
-            line,
-            id: AtomicU32::new(0),
-        }
+        Callsite { name, kind, module_path, file, line, id: AtomicU32::new(0) }
     }
 
     /// The name shown in reports: the stage's name or `module::function`.
@@ -81,9 +74,7 @@ impl Callsite {
 
     #[cold]
     fn register(&'static self) -> CallsiteId {
-        let mut registry = REGISTRY
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Another thread may have registered it while we waited for the lock.
         let id = self.id.load(Ordering::Acquire);
         if id != 0 {
@@ -98,8 +89,6 @@ impl Callsite {
 
 /// The call site with this id.
 pub(crate) fn lookup(id: CallsiteId) -> &'static Callsite {
-    let registry = REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     registry[id as usize - 1]
 }

@@ -9,6 +9,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use hdrhistogram::Histogram;
 
 use super::callsite::CallsiteId;
+use crate::alloc::Counters;
+
+/// What one completed call measured.
+#[derive(Clone, Copy)]
+pub(crate) struct Measured {
+    pub total_ns: u64,
+    pub self_ns: u64,
+    /// Allocations during the call, nested calls included.
+    pub mem_total: Counters,
+    /// Allocations during the call, less those of nested instrumented calls.
+    pub mem_self: Counters,
+}
 
 /// Statistics of one (enclosing stage, call site) pair on one thread, or merged over threads.
 #[derive(Clone, Debug)]
@@ -20,6 +32,8 @@ pub(crate) struct CallStats {
     pub max_ns: u64,
     /// Distribution of each call's total time, in nanoseconds.
     pub histogram: Histogram<u64>,
+    pub mem_total: Counters,
+    pub mem_self: Counters,
 }
 
 impl CallStats {
@@ -32,11 +46,16 @@ impl CallStats {
             max_ns: 0,
             // Three significant digits, resizing as larger values arrive.
             histogram: Histogram::new(3).expect("3 significant digits is a valid precision"),
+            mem_total: Counters::default(),
+            mem_self: Counters::default(),
         }
     }
 
     #[inline]
-    fn record(&mut self, total_ns: u64, self_ns: u64) {
+    fn record(&mut self, measured: &Measured) {
+        let Measured { total_ns, self_ns, mem_total, mem_self } = *measured;
+        self.mem_total.add(mem_total);
+        self.mem_self.add(mem_self);
         self.calls += 1;
         self.total_ns += total_ns;
         self.self_ns += self_ns;
@@ -54,6 +73,8 @@ impl CallStats {
         self.self_ns += other.self_ns;
         self.min_ns = self.min_ns.min(other.min_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
+        self.mem_total.add(other.mem_total);
+        self.mem_self.add(other.mem_self);
         // Both histograms auto-resize, so adding cannot fail.
         let _ = self.histogram.add(&other.histogram);
     }
@@ -81,8 +102,7 @@ impl ShardData {
         session: u64,
         parent_stage: CallsiteId,
         callsite: CallsiteId,
-        total_ns: u64,
-        self_ns: u64,
+        measured: &Measured,
     ) {
         if self.session != session {
             // The first record of a new profiling session: forget the previous one's figures.
@@ -97,9 +117,7 @@ impl ShardData {
         if by_site.len() <= site {
             by_site.resize_with(site + 1, || None);
         }
-        by_site[site]
-            .get_or_insert_with(CallStats::new)
-            .record(total_ns, self_ns);
+        by_site[site].get_or_insert_with(CallStats::new).record(measured);
     }
 
     /// Copies this thread's rows of `session` into `out`.
@@ -137,17 +155,11 @@ static SHARDS: Mutex<Vec<Arc<Shard>>> = Mutex::new(Vec::new());
 /// Creates and registers the calling thread's shard.
 pub(crate) fn register_current_thread() -> Arc<Shard> {
     let shard = Arc::new(Shard(Mutex::new(ShardData::default())));
-    SHARDS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Arc::clone(&shard));
+    SHARDS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&shard));
     shard
 }
 
 /// Every shard registered so far, including those of threads that have ended.
 pub(crate) fn all_shards() -> Vec<Arc<Shard>> {
-    SHARDS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+    SHARDS.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }

@@ -1,13 +1,15 @@
-//! The per-thread stack of open calls: it measures each call, attributes time spent in nested
-//! instrumented calls to them (self time), and knows which stage a function was called from.
+//! The per-thread stack of open calls: it measures each call (time and allocations), attributes
+//! what nested instrumented calls did to them (self figures), and knows which stage a function
+//! was called from.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::callsite::{Callsite, CallsiteId, CallsiteKind};
-use super::shard::{self, Shard};
+use super::shard::{self, Measured, Shard};
 use super::{current_session, is_enabled};
+use crate::alloc::{self, Counters};
 use crate::clock::now_ns;
 
 /// An open call on this thread.
@@ -20,6 +22,17 @@ struct Frame {
     session: u64,
     start_ns: u64,
     child_ns: u64,
+    /// This thread's allocation counters when the call began.
+    mem_start: Counters,
+    /// Allocations made inside nested instrumented calls.
+    child_mem: Counters,
+}
+
+/// What a closed frame measured.
+struct Closed {
+    frame: Frame,
+    end_ns: u64,
+    mem: Counters,
 }
 
 struct ThreadState {
@@ -30,6 +43,13 @@ struct ThreadState {
 thread_local! {
     static STATE: RefCell<ThreadState> =
         const { RefCell::new(ThreadState { stack: Vec::new(), shard: None }) };
+}
+
+impl Drop for ThreadState {
+    fn drop(&mut self) {
+        // The thread is ending: its pending live-bytes change must not be lost.
+        alloc::flush_thread();
+    }
 }
 
 impl ThreadState {
@@ -50,35 +70,43 @@ impl ThreadState {
             stage,
             parent_stage,
             session,
-            start_ns: now_ns(),
+            start_ns: 0,
             child_ns: 0,
+            mem_start: Counters::default(),
+            child_mem: Counters::default(),
         });
+        // Last, so the call's figures exclude the bookkeeping above.
+        let frame = &mut self.stack[depth];
+        frame.mem_start = alloc::thread_counters();
+        frame.start_ns = now_ns();
         depth
     }
 
-    /// Closes the frame at `depth` (and any left open above it); returns it with its end time.
-    fn pop(&mut self, depth: usize) -> Option<(Frame, u64)> {
+    /// Closes the frame at `depth` (and any left open above it) and credits its parent.
+    fn pop(&mut self, depth: usize) -> Option<Closed> {
+        // First, so the call's figures exclude the bookkeeping below.
+        let end_ns = now_ns();
+        let mem_end = alloc::thread_counters();
         if self.stack.len() <= depth {
             return None;
         }
-        let end_ns = now_ns();
         self.stack.truncate(depth + 1);
         let frame = self.stack.pop()?;
         let elapsed = end_ns.saturating_sub(frame.start_ns);
+        let mem = mem_end.since(frame.mem_start);
         if let Some(parent) = self.stack.last_mut() {
             parent.child_ns += elapsed;
+            parent.child_mem.add(mem);
         }
-        Some((frame, end_ns))
+        Some(Closed { frame, end_ns, mem })
     }
 
-    fn record(&mut self, session: u64, parent: CallsiteId, site: CallsiteId, total: u64, own: u64) {
+    fn record(&mut self, session: u64, parent: CallsiteId, site: CallsiteId, measured: &Measured) {
         if session != current_session() {
             return; // the call began in an earlier profiling session
         }
-        let shard = self
-            .shard
-            .get_or_insert_with(shard::register_current_thread);
-        shard.lock().record(session, parent, site, total, own);
+        let shard = self.shard.get_or_insert_with(shard::register_current_thread);
+        shard.lock().record(session, parent, site, measured);
     }
 }
 
@@ -99,22 +127,17 @@ const INERT: usize = usize::MAX;
 #[inline]
 pub fn enter(callsite: &'static Callsite) -> CallGuard {
     if !is_enabled() {
-        return CallGuard {
-            depth: INERT,
-            _not_send: PhantomData,
-        };
+        return CallGuard { depth: INERT, _not_send: PhantomData };
     }
     enter_enabled(callsite)
 }
 
 #[inline(never)]
 fn enter_enabled(callsite: &'static Callsite) -> CallGuard {
+    let _pause = alloc::pause();
     let session = current_session();
     let depth = STATE.with(|state| state.borrow_mut().push(callsite, session));
-    CallGuard {
-        depth,
-        _not_send: PhantomData,
-    }
+    CallGuard { depth, _not_send: PhantomData }
 }
 
 impl Drop for CallGuard {
@@ -132,17 +155,16 @@ fn exit(depth: usize) {
     // rather than panicking inside a destructor.
     let _ = STATE.try_with(|state| {
         let mut state = state.borrow_mut();
-        if let Some((frame, end_ns)) = state.pop(depth) {
-            let total = end_ns.saturating_sub(frame.start_ns);
-            let own = total.saturating_sub(frame.child_ns);
-            state.record(
-                frame.session,
-                frame.parent_stage,
-                frame.callsite,
-                total,
-                own,
-            );
-        }
+        let Some(Closed { frame, end_ns, mem }) = state.pop(depth) else { return };
+        let _pause = alloc::pause();
+        let total_ns = end_ns.saturating_sub(frame.start_ns);
+        let measured = Measured {
+            total_ns,
+            self_ns: total_ns.saturating_sub(frame.child_ns),
+            mem_total: mem,
+            mem_self: mem.since(frame.child_mem),
+        };
+        state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
     });
 }
 
@@ -152,6 +174,10 @@ pub struct AsyncCall {
     /// Set on the first poll: (session, parent stage, first poll time).
     started: Option<(u64, CallsiteId, u64)>,
     child_ns: u64,
+    /// Allocations during its polls, nested calls included.
+    mem: Counters,
+    /// Allocations of nested instrumented calls made during its polls.
+    child_mem: Counters,
 }
 
 /// A poll of an instrumented future in progress; made by [`AsyncCall::poll_begin`].
@@ -167,12 +193,9 @@ impl AsyncCall {
         let session = current_session();
         let enabled = is_enabled() && self.started.is_none_or(|(s, _, _)| s == session);
         if !enabled {
-            return PollGuard {
-                call: self,
-                depth: INERT,
-                _not_send: PhantomData,
-            };
+            return PollGuard { call: self, depth: INERT, _not_send: PhantomData };
         }
+        let _pause = alloc::pause();
         let (depth, parent, start) = STATE.with(|state| {
             let mut state = state.borrow_mut();
             let depth = state.push(callsite, session);
@@ -180,11 +203,7 @@ impl AsyncCall {
             (depth, frame.parent_stage, frame.start_ns)
         });
         self.started.get_or_insert((session, parent, start));
-        PollGuard {
-            call: self,
-            depth,
-            _not_send: PhantomData,
-        }
+        PollGuard { call: self, depth, _not_send: PhantomData }
     }
 }
 
@@ -202,16 +221,23 @@ impl PollGuard<'_> {
         let call = &mut *self.call;
         let _ = STATE.try_with(|state| {
             let mut state = state.borrow_mut();
-            let Some((frame, end_ns)) = state.pop(depth) else {
-                return;
-            };
+            let Some(Closed { frame, end_ns, mem }) = state.pop(depth) else { return };
+            let _pause = alloc::pause();
             call.child_ns += frame.child_ns;
-            if ready {
-                if let Some((session, parent, first_poll_ns)) = call.started {
-                    let total = end_ns.saturating_sub(first_poll_ns);
-                    let own = total.saturating_sub(call.child_ns);
-                    state.record(session, parent, frame.callsite, total, own);
-                }
+            call.mem.add(mem);
+            call.child_mem.add(frame.child_mem);
+            if !ready {
+                return;
+            }
+            if let Some((session, parent, first_poll_ns)) = call.started {
+                let total_ns = end_ns.saturating_sub(first_poll_ns);
+                let measured = Measured {
+                    total_ns,
+                    self_ns: total_ns.saturating_sub(call.child_ns),
+                    mem_total: call.mem,
+                    mem_self: call.mem.since(call.child_mem),
+                };
+                state.record(session, parent, frame.callsite, &measured);
             }
         });
     }

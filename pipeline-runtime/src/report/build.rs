@@ -1,5 +1,6 @@
 //! Turns the recorder's merged rows into a [`Report`].
 
+use super::memory::{HeapReadings, MemoryStats, MemorySummary};
 use super::{FunctionStats, Report, StageStats, Timing};
 use crate::recorder::{lookup, CallStats, CallsiteKind, Row};
 
@@ -27,18 +28,17 @@ fn share(part: u64, whole: u64) -> f64 {
     }
 }
 
+fn memory(stats: &CallStats, measured: bool) -> Option<MemoryStats> {
+    measured.then(|| MemoryStats::new(stats.mem_total, stats.mem_self, stats.calls))
+}
+
 /// Builds the report from merged rows (one per enclosing stage and call site).
-pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64) -> Report {
+pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64, heap: HeapReadings) -> Report {
+    let measured = heap.allocator == crate::alloc::AllocatorKind::Counting;
     // Stages: one entry per stage call site, whatever stage (if any) it was nested in.
     let mut stage_rows: Vec<(u32, CallStats)> = Vec::new();
-    for row in rows
-        .iter()
-        .filter(|r| lookup(r.callsite).kind() == CallsiteKind::Stage)
-    {
-        match stage_rows
-            .iter_mut()
-            .find(|(site, _)| *site == row.callsite)
-        {
+    for row in rows.iter().filter(|r| lookup(r.callsite).kind() == CallsiteKind::Stage) {
+        match stage_rows.iter_mut().find(|(site, _)| *site == row.callsite) {
             Some((_, stats)) => stats.merge(&row.stats),
             None => stage_rows.push((row.callsite, row.stats.clone())),
         }
@@ -51,6 +51,7 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64) -> Report {
                 name: lookup(*site).name().to_owned(),
                 timing: timing(stats),
                 share_of_stage_time: share(stats.total_ns, all_stages_ns),
+                memory: memory(stats, measured),
                 functions: Vec::new(),
             };
             (*site, stage)
@@ -58,55 +59,35 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64) -> Report {
         .collect();
 
     let mut outside_stages = Vec::new();
-    for row in rows
-        .iter()
-        .filter(|r| lookup(r.callsite).kind() == CallsiteKind::Function)
-    {
+    for row in rows.iter().filter(|r| lookup(r.callsite).kind() == CallsiteKind::Function) {
         let name = lookup(row.callsite).name().to_owned();
         let timing = timing(&row.stats);
-        match stages
-            .iter_mut()
-            .find(|(site, _)| *site == row.parent_stage)
-        {
+        let memory = memory(&row.stats, measured);
+        match stages.iter_mut().find(|(site, _)| *site == row.parent_stage) {
             Some((_, stage)) => {
                 let share_of_stage = share(timing.total_ns, stage.timing.total_ns);
-                stage.functions.push(FunctionStats {
-                    name,
-                    timing,
-                    share_of_stage,
-                });
+                stage.functions.push(FunctionStats { name, timing, share_of_stage, memory });
             }
-            None => outside_stages.push(FunctionStats {
-                name,
-                timing,
-                share_of_stage: 0.0,
-            }),
+            None => {
+                outside_stages.push(FunctionStats { name, timing, share_of_stage: 0.0, memory })
+            }
         }
     }
 
     let mut stages: Vec<StageStats> = stages.into_iter().map(|(_, stage)| stage).collect();
-    stages.sort_by(|a, b| {
-        b.timing
-            .total_ns
-            .cmp(&a.timing.total_ns)
-            .then(a.name.cmp(&b.name))
-    });
+    stages.sort_by(|a, b| b.timing.total_ns.cmp(&a.timing.total_ns).then(a.name.cmp(&b.name)));
     for stage in &mut stages {
         sort_functions(&mut stage.functions);
     }
     sort_functions(&mut outside_stages);
-    Report {
-        wall_time_ns,
-        stages,
-        outside_stages,
-    }
+    let retention: Vec<(String, i64, u64)> = stages
+        .iter()
+        .filter_map(|s| s.memory.map(|m| (s.name.clone(), m.total.retained_bytes, s.timing.calls)))
+        .collect();
+    let memory = MemorySummary::new(heap, &retention);
+    Report { wall_time_ns, stages, outside_stages, memory }
 }
 
 fn sort_functions(functions: &mut [FunctionStats]) {
-    functions.sort_by(|a, b| {
-        b.timing
-            .total_ns
-            .cmp(&a.timing.total_ns)
-            .then(a.name.cmp(&b.name))
-    });
+    functions.sort_by(|a, b| b.timing.total_ns.cmp(&a.timing.total_ns).then(a.name.cmp(&b.name)));
 }

@@ -51,3 +51,52 @@ mod tests {
         assert_eq!(percent(1.0), "100.0 %");
     }
 }
+
+/// `512 B`, `9999 B`, `12.3 KiB`, `4.50 MiB`: exact below 10,000 bytes, then binary units.
+pub(crate) fn bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if n < 10_000 {
+        format!("{n} B")
+    } else if f < KIB * KIB {
+        format!("{} KiB", three_significant(f / KIB))
+    } else if f < KIB * KIB * KIB {
+        format!("{} MiB", three_significant(f / (KIB * KIB)))
+    } else {
+        format!("{} GiB", three_significant(f / (KIB * KIB * KIB)))
+    }
+}
+
+/// [`bytes`] with a sign: `+1000 B`, `-12.3 KiB`, `0 B`.
+pub(crate) fn signed_bytes(n: i64) -> String {
+    match n {
+        0 => "0 B".to_owned(),
+        n if n > 0 => format!("+{}", bytes(n as u64)),
+        n => format!("-{}", bytes(n.unsigned_abs())),
+    }
+}
+
+/// A per-call figure: integers exactly, fractions with up to one decimal.
+pub(crate) fn per_call(value: f64) -> String {
+    if (value - value.round()).abs() < 1e-9 {
+        format!("{}", value.round() as i64)
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+#[cfg(test)]
+mod byte_tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_exact_when_small_and_binary_when_large() {
+        assert_eq!(bytes(1000), "1000 B");
+        assert_eq!(bytes(12 * 1024 + 300), "12.3 KiB");
+        assert_eq!(bytes(10 * 1024 * 1024), "10.0 MiB");
+        assert_eq!(signed_bytes(-1000), "-1000 B");
+        assert_eq!(signed_bytes(0), "0 B");
+        assert_eq!(per_call(3.0), "3");
+        assert_eq!(per_call(2.25), "2.2");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod build;
 mod format;
+mod memory;
 mod table;
 
 use std::fmt;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Error;
+pub(crate) use memory::HeapReadings;
+pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 
 /// Timing figures of one stage or function. Times are wall-clock nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -63,6 +66,8 @@ pub struct FunctionStats {
     pub timing: Timing,
     /// Its total time as a fraction of the enclosing stage's total time (0 outside stages).
     pub share_of_stage: f64,
+    /// Its allocations; `None` when no counting allocator measured them.
+    pub memory: Option<MemoryStats>,
 }
 
 /// A stage's figures, with the profiled functions called inside it.
@@ -74,6 +79,8 @@ pub struct StageStats {
     pub timing: Timing,
     /// Its total time as a fraction of all stages' total time.
     pub share_of_stage_time: f64,
+    /// Its allocations, nested calls included; `None` when no counting allocator measured them.
+    pub memory: Option<MemoryStats>,
     /// Profiled functions called (directly or not) inside this stage, by total time, largest first.
     pub functions: Vec<FunctionStats>,
 }
@@ -101,6 +108,8 @@ pub struct Report {
     pub stages: Vec<StageStats>,
     /// Profiled functions called outside any stage, by total time.
     pub outside_stages: Vec<FunctionStats>,
+    /// The heap over the run, and which stages retained memory.
+    pub memory: MemorySummary,
 }
 
 impl Report {

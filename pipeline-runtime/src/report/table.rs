@@ -4,22 +4,24 @@ use std::fmt;
 
 use comfy_table::{CellAlignment, Table};
 
-use super::format::{duration_ns, percent};
-use super::{Report, Timing};
+use super::format::{bytes, duration_ns, per_call, percent, signed_bytes};
+use super::{MemoryStats, MemorySummary, Report, Timing};
+use crate::alloc::AllocatorKind;
 
 /// Rules above and below the table and under the header; none between rows (comfy-table preset).
 const STYLE: &str = "  ── ──      ──    ";
 
-const HEADER: [&str; 9] = [
+const TIME_HEADER: [&str; 9] =
+    ["stage / function", "calls", "total", "self", "mean", "p50", "p99", "max", "share"];
+
+const MEMORY_HEADER: [&str; 7] = [
     "stage / function",
-    "calls",
-    "total",
-    "self",
-    "mean",
-    "p50",
-    "p99",
-    "max",
-    "share",
+    "allocs/call",
+    "bytes/call",
+    "retained/call",
+    "allocs",
+    "bytes",
+    "retained",
 ];
 
 fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
@@ -36,41 +38,145 @@ fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
     ]
 }
 
-pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn memory_cells(name: String, m: &MemoryStats) -> Vec<String> {
+    vec![
+        name,
+        per_call(m.allocations_per_call),
+        format!("{} B", per_call(m.bytes_per_call)),
+        format!("{} B", per_call(m.retained_per_call)),
+        m.total.allocations.to_string(),
+        bytes(m.total.bytes_allocated),
+        signed_bytes(m.total.retained_bytes),
+    ]
+}
+
+/// A table of every stage, each followed by its functions, one row per `cells` result.
+fn rows_table<T>(
+    report: &Report,
+    header: &[&str],
+    cells: impl Fn(String, &T, f64) -> Vec<String>,
+    pick_stage: impl Fn(&super::StageStats) -> Option<&T>,
+    pick_function: impl Fn(&super::FunctionStats) -> Option<&T>,
+) -> Table {
     let mut table = Table::new();
-    table.load_preset(STYLE).set_header(HEADER);
+    table.load_preset(STYLE).set_header(header.to_vec());
     for stage in &report.stages {
-        table.add_row(timing_cells(
-            stage.name.clone(),
-            &stage.timing,
-            stage.share_of_stage_time,
-        ));
+        if let Some(figures) = pick_stage(stage) {
+            table.add_row(cells(stage.name.clone(), figures, stage.share_of_stage_time));
+        }
         for function in &stage.functions {
-            let name = format!("  └ {}", function.name);
-            table.add_row(timing_cells(
-                name,
-                &function.timing,
-                function.share_of_stage,
-            ));
+            if let Some(figures) = pick_function(function) {
+                table.add_row(cells(
+                    format!("  └ {}", function.name),
+                    figures,
+                    function.share_of_stage,
+                ));
+            }
         }
     }
     if !report.outside_stages.is_empty() {
         table.add_row(vec!["(outside any stage)".to_owned()]);
         for function in &report.outside_stages {
-            let name = format!("  └ {}", function.name);
-            table.add_row(timing_cells(name, &function.timing, 0.0));
+            if let Some(figures) = pick_function(function) {
+                table.add_row(cells(format!("  └ {}", function.name), figures, 0.0));
+            }
         }
     }
-    for index in 1..HEADER.len() {
+    for index in 1..header.len() {
         if let Some(column) = table.column_mut(index) {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
-    writeln!(
-        f,
-        "Profile over {} of wall time",
-        duration_ns(report.wall_time_ns)
-    )?;
-    writeln!(f, "{table}")?;
-    write!(f, "{}", report.verdict())
+    table
+}
+
+pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let time = rows_table(
+        report,
+        &TIME_HEADER,
+        timing_cells,
+        |s| Some(&s.timing),
+        |func| Some(&func.timing),
+    );
+    writeln!(f, "Profile over {} of wall time", duration_ns(report.wall_time_ns))?;
+    writeln!(f, "{time}")?;
+    writeln!(f, "{}", report.verdict())?;
+    writeln!(f)?;
+    write_memory(report, f)
+}
+
+fn write_memory(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let summary = &report.memory;
+    match summary.allocator {
+        AllocatorKind::None => {
+            return write!(
+                f,
+                "Memory: not measured. Install the counting allocator (one line):\n  \
+                 #[global_allocator] static ALLOC: pipeline::CountingAllocator = \
+                 pipeline::CountingAllocator::system();"
+            );
+        }
+        AllocatorKind::StatsAllocInstrumentedSystem => {
+            writeln!(
+                f,
+                "Memory per call: not measured (stats_alloc's INSTRUMENTED_SYSTEM counts for the \
+                 whole process; install pipeline::CountingAllocator for per-stage figures)."
+            )?;
+        }
+        AllocatorKind::Counting => {
+            let memory = rows_table(
+                report,
+                &MEMORY_HEADER,
+                |name, m: &MemoryStats, _| memory_cells(name, m),
+                |s| s.memory.as_ref(),
+                |func| func.memory.as_ref(),
+            );
+            writeln!(f, "Memory (allocations inside each call, nested calls included)")?;
+            writeln!(f, "{memory}")?;
+        }
+    }
+    write_heap(summary, f)
+}
+
+fn write_heap(summary: &MemorySummary, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if let (Some(start), Some(end), Some(growth)) =
+        (summary.live_at_start, summary.live_at_end, summary.growth_bytes)
+    {
+        write!(f, "Heap: {} live at start", bytes(start))?;
+        if let Some(peak_before) = summary.peak_before_start {
+            write!(f, " (peak so far {})", bytes(peak_before))?;
+        }
+        write!(f, ", {} at end ({} over the run)", bytes(end), signed_bytes(growth))?;
+        if let Some(peak) = summary.peak_during_run {
+            write!(f, "; peak {} during the run (to within 64 KiB per thread)", bytes(peak))?;
+        }
+        writeln!(f, ".")?;
+    }
+    if !summary.per_call_measured() {
+        return Ok(());
+    }
+    if summary.retaining_stages.is_empty() {
+        return match &summary.most_retaining_stage {
+            Some(stage) => write!(
+                f,
+                "Retention: none flagged ({stage} retains the most per call, but the heap did \
+                 not keep it: it was freed after the call, e.g. with the event)."
+            ),
+            None => write!(f, "Retention: no stage kept memory after its calls."),
+        };
+    }
+    for (index, retention) in summary.retaining_stages.iter().enumerate() {
+        if index > 0 {
+            writeln!(f)?;
+        }
+        write!(
+            f,
+            "Retention: {} keeps {} per call ({} over the run) and the heap still holds it: \
+             a cache or buffer that only grows?",
+            retention.stage,
+            format_args!("{} B", per_call(retention.retained_per_call)),
+            signed_bytes(retention.retained_bytes),
+        )?;
+    }
+    Ok(())
 }
