@@ -10,6 +10,23 @@ pub enum Error {
     /// `Profiler::start` was called while another profiling session was still running.
     #[error("a profiler is already running in this process: call `finish()` on it (or drop it) before starting another")]
     AlreadyProfiling,
+    /// A setting makes no sense; the message says which and why.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// A thread could not be started.
+    #[error("cannot start a thread for {what}: {source}")]
+    Spawn {
+        /// Which thread.
+        what: String,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A worker thread died outside any stage (stage panics are caught and counted instead).
+    #[error("worker thread `{worker}` panicked outside any stage")]
+    WorkerPanicked {
+        /// The worker's thread name.
+        worker: String,
+    },
     /// A file could not be written.
     #[error("cannot write the {what} to `{}`: {source}", path.display())]
     Write {

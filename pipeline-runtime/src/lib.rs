@@ -8,11 +8,13 @@
 mod alloc;
 mod clock;
 mod error;
+mod load;
 mod pipeline;
 mod profiler;
 mod recorder;
 mod report;
 mod stage;
+mod workers;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -23,9 +25,13 @@ pub use alloc::{
     Stats, ThreadRegion,
 };
 pub use error::Error;
+pub use load::{
+    Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, Trend, WorkerUtilisation,
+};
 pub use pipeline::{Halt, Pipeline};
 pub use profiler::{Profiler, ProfilingSession};
 pub use report::{
     AllocStats, FunctionStats, MemoryStats, MemorySummary, Report, Retention, StageStats, Timing,
 };
 pub use stage::{Stage, StageError, StopKind};
+pub use workers::{TrySubmitError, WorkerPool, Workers};

@@ -1,6 +1,8 @@
 //! [`Pipeline`]: stages in order, one event at a time.
 
+use std::any::Any;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 use crate::stage::{Stage, StageError};
 
@@ -75,6 +77,42 @@ impl<E> Pipeline<E> {
             })?;
         }
         Ok(event)
+    }
+}
+
+impl<E> Pipeline<E> {
+    /// [`run`](Self::run) for a worker: times each stage into `stage_ns` (one slot per stage) and
+    /// turns a panicking stage into [`StageError::Panicked`] attributed to it, so one bad event
+    /// cannot take its worker down.
+    pub(crate) fn run_isolated(&self, event: E, stage_ns: &mut [u64]) -> Result<E, Halt> {
+        let mut event = event;
+        let mut started = crate::clock::now_ns();
+        for (index, stage) in self.stages.iter().enumerate() {
+            let result = panic::catch_unwind(AssertUnwindSafe(|| stage.process(event)))
+                .unwrap_or_else(|payload| {
+                    Err(StageError::Panicked { message: panic_message(&*payload) })
+                });
+            let finished = crate::clock::now_ns();
+            stage_ns[index] = finished.saturating_sub(started);
+            started = finished;
+            event = result.map_err(|error| Halt {
+                stage_index: index,
+                stage: stage.name().to_owned(),
+                error,
+            })?;
+        }
+        Ok(event)
+    }
+}
+
+/// The text of a panic's payload (`panic!("...")` gives `&str` or `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
     }
 }
 

@@ -1,15 +1,34 @@
 //! [`Profiler`]: switches recording on, and turns what was recorded into a [`Report`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::alloc::{self, AllocatorKind, Heap};
 use crate::clock::now_ns;
 use crate::error::Error;
+use crate::load::RunSummary;
 use crate::recorder;
 use crate::report::{self, HeapReadings, Report};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Concurrent runs that finished while a session was running, with that session's id.
+static RUNS: Mutex<Vec<(u64, RunSummary)>> = Mutex::new(Vec::new());
+
+/// Adds a finished concurrent run to the running session's report (if a session runs).
+pub(crate) fn record_run(summary: &RunSummary) {
+    if !RUNNING.load(Ordering::Acquire) {
+        return;
+    }
+    let session = recorder::current_session();
+    RUNS.lock().unwrap_or_else(PoisonError::into_inner).push((session, summary.clone()));
+}
+
+fn runs_of(session: u64) -> Vec<RunSummary> {
+    let runs = RUNS.lock().unwrap_or_else(PoisonError::into_inner);
+    runs.iter().filter(|(s, _)| *s == session).map(|(_, run)| run.clone()).collect()
+}
 
 /// Configures a profiling session; [`start`](Profiler::start) begins it.
 ///
@@ -88,7 +107,9 @@ impl ProfilingSession {
             at_end: heap_now(self.allocator),
         };
         let rows = recorder::collect(self.session);
-        report::build(rows, wall_time_ns, heap)
+        let mut report = report::build(rows, wall_time_ns, heap);
+        report.runs = runs_of(self.session);
+        report
     }
 
     /// Stops recording and returns what was measured.
@@ -105,6 +126,7 @@ impl ProfilingSession {
 impl Drop for ProfilingSession {
     fn drop(&mut self) {
         recorder::end_session();
+        RUNS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != self.session);
         RUNNING.store(false, Ordering::Release);
     }
 }

@@ -1,7 +1,7 @@
 //! [`Report`]: what a profiling session measured, as data, as a table and as JSON.
 
 mod build;
-mod format;
+pub(crate) mod format;
 mod memory;
 mod table;
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::load::RunSummary;
 pub(crate) use memory::HeapReadings;
 pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 
@@ -110,6 +111,9 @@ pub struct Report {
     pub outside_stages: Vec<FunctionStats>,
     /// The heap over the run, and which stages retained memory.
     pub memory: MemorySummary,
+    /// Concurrent runs (`run_concurrent`, `WorkerPool`) that finished during the session: the
+    /// load section.
+    pub runs: Vec<RunSummary>,
 }
 
 impl Report {

@@ -102,7 +102,11 @@ pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result 
     writeln!(f, "{time}")?;
     writeln!(f, "{}", report.verdict())?;
     writeln!(f)?;
-    write_memory(report, f)
+    write_memory(report, f)?;
+    for run in &report.runs {
+        write!(f, "\n\n{run}")?;
+    }
+    Ok(())
 }
 
 fn write_memory(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {

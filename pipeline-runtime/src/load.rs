@@ -1,0 +1,553 @@
+//! What a concurrent run measured: per-worker figures gathered without shared locks, merged into
+//! a [`RunSummary`] with throughput, latency, its split into queue wait and stages, the queue's
+//! depth over time, worker utilisation and a verdict in plain words.
+
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::report::format::{duration_ns, percent};
+use crate::stage::StopKind;
+
+/// Latency buckets are a quarter of an octave wide (~19 %): enough to find "the events at or
+/// above p99" and average what their time was spent on, in bounded memory.
+const BUCKETS_PER_OCTAVE: f64 = 4.0;
+const BUCKETS: usize = 64 * BUCKETS_PER_OCTAVE as usize;
+
+fn bucket_of(latency_ns: u64) -> usize {
+    let index = ((latency_ns.max(1) as f64).log2() * BUCKETS_PER_OCTAVE) as usize;
+    index.min(BUCKETS - 1)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is a valid precision")
+}
+
+fn record(histogram: &mut Histogram<u64>, value: u64) {
+    if histogram.record(value).is_err() {
+        histogram.saturating_record(value);
+    }
+}
+
+/// Sums of where the time of the events in one latency bucket went.
+#[derive(Clone, Default)]
+struct Composition {
+    events: u64,
+    end_to_end_ns: u64,
+    wait_ns: u64,
+    stage_ns: Vec<u64>,
+}
+
+/// One stage's stopped events in a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StageOutcomes {
+    /// The stage.
+    pub name: String,
+    /// Events it rejected.
+    pub rejected: u64,
+    /// Events it failed, panics included.
+    pub failed: u64,
+    /// Of those, events whose processing panicked (caught; the worker went on).
+    pub panicked: u64,
+    /// Distinct failure messages with how often each occurred (the first 10).
+    pub failure_messages: Vec<(String, u64)>,
+}
+
+const MAX_MESSAGES: usize = 10;
+
+/// How an event that did not complete was stopped.
+pub(crate) struct Stopped {
+    pub stage_index: usize,
+    pub kind: StopKind,
+    /// For failures: whether it was a panic, and the message.
+    pub failure: Option<Failure>,
+}
+
+/// A failed event's cause.
+pub(crate) struct Failure {
+    pub panicked: bool,
+    pub message: String,
+}
+
+/// What one worker thread measured; owned by that thread until it ends.
+pub(crate) struct WorkerLoad {
+    name: String,
+    events: u64,
+    busy_ns: u64,
+    completed: u64,
+    latency: Histogram<u64>,
+    wait: Histogram<u64>,
+    composition: Vec<Composition>,
+    stages: Vec<StageOutcomes>,
+}
+
+impl WorkerLoad {
+    pub(crate) fn new(name: String, stage_names: &[String]) -> Self {
+        WorkerLoad {
+            name,
+            events: 0,
+            busy_ns: 0,
+            completed: 0,
+            latency: histogram(),
+            wait: histogram(),
+            composition: vec![Composition::default(); BUCKETS],
+            stages: stage_names
+                .iter()
+                .map(|name| StageOutcomes { name: name.clone(), ..StageOutcomes::default() })
+                .collect(),
+        }
+    }
+
+    /// Records one event: its queue wait, time per stage, service time and how it ended.
+    pub(crate) fn record(
+        &mut self,
+        wait_ns: u64,
+        stage_ns: &[u64],
+        service_ns: u64,
+        stopped: Option<Stopped>,
+    ) {
+        let end_to_end = wait_ns + service_ns;
+        self.events += 1;
+        self.busy_ns += service_ns;
+        record(&mut self.latency, end_to_end);
+        record(&mut self.wait, wait_ns);
+        let bucket = &mut self.composition[bucket_of(end_to_end)];
+        bucket.events += 1;
+        bucket.end_to_end_ns += end_to_end;
+        bucket.wait_ns += wait_ns;
+        if bucket.stage_ns.len() < stage_ns.len() {
+            bucket.stage_ns.resize(stage_ns.len(), 0);
+        }
+        for (sum, ns) in bucket.stage_ns.iter_mut().zip(stage_ns) {
+            *sum += ns;
+        }
+        match stopped {
+            None => self.completed += 1,
+            Some(Stopped { stage_index, kind, failure }) => {
+                let stage = &mut self.stages[stage_index];
+                match kind {
+                    StopKind::Rejected => stage.rejected += 1,
+                    StopKind::Failed => stage.failed += 1,
+                }
+                if let Some(Failure { panicked, message }) = failure {
+                    stage.panicked += u64::from(panicked);
+                    count_message(&mut stage.failure_messages, message, 1);
+                }
+            }
+        }
+    }
+}
+
+fn count_message(messages: &mut Vec<(String, u64)>, message: String, n: u64) {
+    if let Some((_, count)) = messages.iter_mut().find(|(m, _)| *m == message) {
+        *count += n;
+    } else if messages.len() < MAX_MESSAGES {
+        messages.push((message, n));
+    }
+}
+
+/// Latency percentiles of a run's events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Mean, nanoseconds.
+    pub mean_ns: u64,
+    /// Median, nanoseconds.
+    pub p50_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// Longest, nanoseconds.
+    pub max_ns: u64,
+}
+
+impl Latency {
+    fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            mean_ns: histogram.mean() as u64,
+            p50_ns: histogram.value_at_quantile(0.50),
+            p99_ns: histogram.value_at_quantile(0.99),
+            max_ns: histogram.max(),
+        }
+    }
+}
+
+/// Where the time of the slowest events went: the events at or above p99 end-to-end latency.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySplit {
+    /// How many events the split averages over.
+    pub events: u64,
+    /// Fraction of their latency spent waiting in the queue.
+    pub queue_wait: f64,
+    /// Fraction spent in each stage, in pipeline order.
+    pub stages: Vec<(String, f64)>,
+}
+
+/// Whether the queue's backlog grew, held or shrank while events were arriving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trend {
+    /// The backlog grew: arrivals outpaced the workers.
+    Growing,
+    /// The backlog held steady.
+    Stable,
+    /// The backlog shrank.
+    Draining,
+}
+
+/// The queue over the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    /// Its capacity; `submit` blocks when it is full.
+    pub capacity: usize,
+    /// The deepest it got (exact: measured at every submission).
+    pub max_depth: usize,
+    /// When it first reached capacity, nanoseconds after the run started.
+    pub first_full_at_ns: Option<u64>,
+    /// Depth samples: (nanoseconds after the start, depth).
+    pub samples: Vec<(u64, usize)>,
+    /// The backlog's trend while events were arriving (`None` with too few samples).
+    pub trend: Option<Trend>,
+    /// The trend's slope, events per second.
+    pub trend_per_sec: f64,
+}
+
+/// One worker thread's share of the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkerUtilisation {
+    /// Its thread name (`worker-0`, ...).
+    pub name: String,
+    /// Events it processed.
+    pub events: u64,
+    /// Time it spent processing them.
+    pub busy_ns: u64,
+    /// `busy_ns` as a fraction of the run's wall time.
+    pub utilisation: f64,
+}
+
+/// The outcome of a concurrent run: counts, latency, queue and workers, and a verdict.
+///
+/// `submitted == completed + rejected + failed` always holds, panics included.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Events accepted into the queue.
+    pub submitted: u64,
+    /// Events that made it through every stage.
+    pub completed: u64,
+    /// Events a stage rejected.
+    pub rejected: u64,
+    /// Events a stage failed on, panics included.
+    pub failed: u64,
+    /// Rejections and failures per stage, in pipeline order.
+    pub stages: Vec<StageOutcomes>,
+    /// From the first submission to the last event processed.
+    pub wall_time_ns: u64,
+    /// Events processed per second of wall time.
+    pub throughput_per_sec: f64,
+    /// Events submitted per second while they were being submitted.
+    pub arrival_rate_per_sec: f64,
+    /// End-to-end latency: queue wait plus processing.
+    pub latency: Latency,
+    /// Queue wait alone.
+    pub queue_wait: Latency,
+    /// What the slowest events' latency was made of.
+    pub latency_split: LatencySplit,
+    /// The queue's depth over the run.
+    pub queue: QueueStats,
+    /// Each worker's load.
+    pub workers: Vec<WorkerUtilisation>,
+    /// The bottleneck, in plain words.
+    pub verdict: String,
+}
+
+/// Run-wide figures gathered outside the workers.
+pub(crate) struct RunTotals {
+    pub submitted: u64,
+    pub wall_time_ns: u64,
+    pub feed_time_ns: u64,
+    pub queue: QueueStats,
+}
+
+impl RunSummary {
+    pub(crate) fn merge(
+        workers: Vec<WorkerLoad>,
+        stage_names: &[String],
+        totals: RunTotals,
+    ) -> Self {
+        let mut latency = histogram();
+        let mut wait = histogram();
+        let mut composition = vec![Composition::default(); BUCKETS];
+        let mut stages: Vec<StageOutcomes> = stage_names
+            .iter()
+            .map(|name| StageOutcomes { name: name.clone(), ..StageOutcomes::default() })
+            .collect();
+        let mut completed = 0;
+        let wall = totals.wall_time_ns.max(1);
+        let mut utilisation = Vec::new();
+        for worker in &workers {
+            let _ = latency.add(&worker.latency);
+            let _ = wait.add(&worker.wait);
+            completed += worker.completed;
+            for (total, part) in composition.iter_mut().zip(&worker.composition) {
+                total.events += part.events;
+                total.end_to_end_ns += part.end_to_end_ns;
+                total.wait_ns += part.wait_ns;
+                if total.stage_ns.len() < part.stage_ns.len() {
+                    total.stage_ns.resize(part.stage_ns.len(), 0);
+                }
+                for (sum, ns) in total.stage_ns.iter_mut().zip(&part.stage_ns) {
+                    *sum += ns;
+                }
+            }
+            for (total, part) in stages.iter_mut().zip(&worker.stages) {
+                total.rejected += part.rejected;
+                total.failed += part.failed;
+                total.panicked += part.panicked;
+                for (message, count) in &part.failure_messages {
+                    count_message(&mut total.failure_messages, message.clone(), *count);
+                }
+            }
+            utilisation.push(WorkerUtilisation {
+                name: worker.name.clone(),
+                events: worker.events,
+                busy_ns: worker.busy_ns,
+                utilisation: worker.busy_ns as f64 / wall as f64,
+            });
+        }
+        let processed: u64 = workers.iter().map(|w| w.events).sum();
+        let latency_stats = Latency::of(&latency);
+        let latency_split = split_at(&composition, latency_stats.p99_ns, stage_names);
+        let mut summary = RunSummary {
+            submitted: totals.submitted,
+            completed,
+            rejected: stages.iter().map(|s| s.rejected).sum(),
+            failed: stages.iter().map(|s| s.failed).sum(),
+            stages,
+            wall_time_ns: totals.wall_time_ns,
+            throughput_per_sec: processed as f64 / (wall as f64 / 1e9),
+            arrival_rate_per_sec: totals.submitted as f64
+                / (totals.feed_time_ns.max(1) as f64 / 1e9),
+            latency: latency_stats,
+            queue_wait: Latency::of(&wait),
+            latency_split,
+            queue: totals.queue,
+            workers: utilisation,
+            verdict: String::new(),
+        };
+        summary.verdict = verdict(&summary);
+        summary
+    }
+
+    /// Mean utilisation of the workers (busy time over wall time).
+    pub fn mean_utilisation(&self) -> f64 {
+        if self.workers.is_empty() {
+            return 0.0;
+        }
+        self.workers.iter().map(|w| w.utilisation).sum::<f64>() / self.workers.len() as f64
+    }
+}
+
+/// Averages the composition of the events in the buckets at or above `p99_ns`'s bucket.
+fn split_at(composition: &[Composition], p99_ns: u64, stage_names: &[String]) -> LatencySplit {
+    let mut tail = Composition::default();
+    for bucket in &composition[bucket_of(p99_ns)..] {
+        tail.events += bucket.events;
+        tail.end_to_end_ns += bucket.end_to_end_ns;
+        tail.wait_ns += bucket.wait_ns;
+        if tail.stage_ns.len() < bucket.stage_ns.len() {
+            tail.stage_ns.resize(bucket.stage_ns.len(), 0);
+        }
+        for (sum, ns) in tail.stage_ns.iter_mut().zip(&bucket.stage_ns) {
+            *sum += ns;
+        }
+    }
+    let whole = tail.end_to_end_ns.max(1) as f64;
+    LatencySplit {
+        events: tail.events,
+        queue_wait: tail.wait_ns as f64 / whole,
+        stages: stage_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                (name.clone(), tail.stage_ns.get(i).copied().unwrap_or(0) as f64 / whole)
+            })
+            .collect(),
+    }
+}
+
+/// Classifies the backlog from depth samples taken while events arrived (least-squares slope).
+pub(crate) fn trend(
+    samples: &[(u64, usize)],
+    feed_end_ns: u64,
+    capacity: usize,
+) -> (Option<Trend>, f64) {
+    let feeding: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(t, _)| *t <= feed_end_ns)
+        .map(|(t, d)| (*t as f64 / 1e9, *d as f64))
+        .collect();
+    if feeding.len() < 4 {
+        return (None, 0.0);
+    }
+    let n = feeding.len() as f64;
+    let mean_t = feeding.iter().map(|(t, _)| t).sum::<f64>() / n;
+    let mean_d = feeding.iter().map(|(_, d)| d).sum::<f64>() / n;
+    let covariance: f64 = feeding.iter().map(|(t, d)| (t - mean_t) * (d - mean_d)).sum();
+    let variance: f64 = feeding.iter().map(|(t, _)| (t - mean_t).powi(2)).sum();
+    if variance == 0.0 {
+        return (None, 0.0);
+    }
+    let slope = covariance / variance;
+    let span = feeding.last().map_or(0.0, |(t, _)| *t) - feeding[0].0;
+    // The backlog moved by more than 5 % of the queue (and more than one event) over the feed.
+    let threshold = (capacity as f64 * 0.05).max(1.0);
+    let trend = if slope * span > threshold {
+        Trend::Growing
+    } else if slope * span < -threshold {
+        Trend::Draining
+    } else {
+        Trend::Stable
+    };
+    (Some(trend), slope)
+}
+
+/// Workers this busy (busy time over wall time) cannot absorb more arrivals.
+const SATURATED: f64 = 0.8;
+
+/// The bottleneck in plain words: saturated workers (queue wait dominates) or one stage.
+fn verdict(run: &RunSummary) -> String {
+    let split = &run.latency_split;
+    let heaviest = split.stages.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    let stage_part: f64 = split.stages.iter().map(|(_, share)| share).sum();
+    let (stage, share_of_stages) = match heaviest {
+        Some((name, share)) if stage_part > 0.0 => (name.as_str(), share / stage_part),
+        _ => return "No events were processed.".to_owned(),
+    };
+    let utilisation = run.mean_utilisation();
+    if split.queue_wait >= 0.5 && utilisation < SATURATED {
+        return format!(
+            "Queue wait is {} of p99 latency, but the workers are only {} busy: events arrive in \
+             bursts (or workers were descheduled) and the queue absorbs them; capacity is not \
+             the problem. In stages, {stage} takes {} of the time.",
+            percent(split.queue_wait),
+            percent(utilisation),
+            percent(share_of_stages),
+        );
+    }
+    if split.queue_wait >= 0.5 {
+        format!(
+            "Queue wait dominates: {} of p99 latency is waiting, and the workers are {} busy, so \
+             they are saturated: arrivals ({:.0}/s) exceed what {} workers can process \
+             ({:.0}/s). Add workers, or speed up {stage}, which takes {} of the time in stages.",
+            percent(split.queue_wait),
+            percent(utilisation),
+            run.arrival_rate_per_sec,
+            run.workers.len(),
+            run.throughput_per_sec,
+            percent(share_of_stages),
+        )
+    } else if share_of_stages >= 0.5 {
+        format!(
+            "{stage} dominates: {} of the time in stages at p99 ({} of p99 latency); queue wait \
+             is {} of p99 latency, so the queue keeps up. Optimise {stage}.",
+            percent(share_of_stages),
+            percent(split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1)),
+            percent(split.queue_wait),
+        )
+    } else {
+        format!(
+            "No single bottleneck: queue wait is {} of p99 latency and the largest stage, {stage}, \
+             takes {} of the time in stages.",
+            percent(split.queue_wait),
+            percent(share_of_stages),
+        )
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Load: {} events submitted, {} completed, {} rejected, {} failed, in {}",
+            self.submitted,
+            self.completed,
+            self.rejected,
+            self.failed,
+            duration_ns(self.wall_time_ns)
+        )?;
+        writeln!(
+            f,
+            "  arrivals {:.0}/s, throughput {:.0}/s; end-to-end latency p50 {}, p99 {}, max {}",
+            self.arrival_rate_per_sec,
+            self.throughput_per_sec,
+            duration_ns(self.latency.p50_ns),
+            duration_ns(self.latency.p99_ns),
+            duration_ns(self.latency.max_ns)
+        )?;
+        let stages: Vec<String> = self
+            .latency_split
+            .stages
+            .iter()
+            .map(|(name, share)| format!("{} {name}", percent(*share)))
+            .collect();
+        writeln!(
+            f,
+            "  of p99 latency: {} queue wait, {}",
+            percent(self.latency_split.queue_wait),
+            stages.join(", ")
+        )?;
+        let trend = match self.queue.trend {
+            Some(Trend::Growing) => format!("growing ({:+.0} events/s)", self.queue.trend_per_sec),
+            Some(Trend::Draining) => {
+                format!("draining ({:+.0} events/s)", self.queue.trend_per_sec)
+            }
+            Some(Trend::Stable) => "stable".to_owned(),
+            None => "too short to tell".to_owned(),
+        };
+        writeln!(
+            f,
+            "  queue: max depth {} of {}, backlog {trend}; queue wait p50 {}, p99 {}",
+            self.queue.max_depth,
+            self.queue.capacity,
+            duration_ns(self.queue_wait.p50_ns),
+            duration_ns(self.queue_wait.p99_ns)
+        )?;
+        let workers: Vec<String> =
+            self.workers.iter().map(|w| format!("{} {}", w.name, percent(w.utilisation))).collect();
+        writeln!(f, "  workers busy: {}", workers.join(", "))?;
+        for stage in self.stages.iter().filter(|s| s.rejected + s.failed > 0) {
+            write!(f, "  {}: {} rejected, {} failed", stage.name, stage.rejected, stage.failed)?;
+            if stage.panicked > 0 {
+                write!(f, " ({} panicked)", stage.panicked)?;
+            }
+            if let Some((message, count)) = stage.failure_messages.first() {
+                write!(f, "; e.g. \"{message}\" ×{count}")?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "Verdict: {}", self.verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_bounded() {
+        assert!(bucket_of(1_000) < bucket_of(1_200));
+        assert_eq!(bucket_of(0), bucket_of(1));
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn a_rising_backlog_is_growing_and_a_flat_one_stable() {
+        let rising: Vec<(u64, usize)> = (0..20).map(|i| (i * 10_000_000, i as usize * 5)).collect();
+        assert_eq!(trend(&rising, u64::MAX, 100).0, Some(Trend::Growing));
+        let flat: Vec<(u64, usize)> = (0..20).map(|i| (i * 10_000_000, 3)).collect();
+        assert_eq!(trend(&flat, u64::MAX, 100).0, Some(Trend::Stable));
+        assert_eq!(trend(&flat[..2], u64::MAX, 100).0, None);
+    }
+}

@@ -1,0 +1,517 @@
+//! The concurrent pool: a bounded queue (crossbeam-channel) feeding `n` named worker threads, each
+//! running the whole pipeline per event, as a service would. Panics are caught per event; shutdown
+//! drains the queue; every event is accounted for in the [`RunSummary`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Scope};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::clock::now_ns;
+use crate::error::Error;
+use crate::load::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
+use crate::pipeline::Pipeline;
+use crate::profiler;
+use crate::stage::StageError;
+
+/// How many workers, how deep a queue, and how fast events arrive.
+///
+/// ```
+/// let workers = pipeline_runtime::Workers::new(4).queue(1024).arrival_rate(5_000.0);
+/// assert_eq!(workers.count(), 4);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Workers {
+    count: usize,
+    capacity: usize,
+    arrival_rate: Option<f64>,
+    sample_every: Duration,
+}
+
+impl Workers {
+    /// `count` worker threads over a queue of 1024 events, events submitted as fast as the queue
+    /// takes them.
+    pub fn new(count: usize) -> Self {
+        Workers {
+            count,
+            capacity: 1024,
+            arrival_rate: None,
+            sample_every: Duration::from_millis(5),
+        }
+    }
+
+    /// The queue's capacity: `submit` blocks (and `try_submit` hands the event back) when full.
+    #[must_use]
+    pub fn queue(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Paces [`Pipeline::run_concurrent`]'s events at a fixed rate (an open loop: arrivals do not
+    /// wait for the workers, so a backlog shows up as queue wait). Each event's latency counts
+    /// from its scheduled arrival, so a producer held up by a full queue does not hide latency.
+    #[must_use]
+    pub fn arrival_rate(mut self, events_per_second: f64) -> Self {
+        self.arrival_rate = Some(events_per_second);
+        self
+    }
+
+    /// How often the queue's depth is sampled (default 5 ms).
+    #[must_use]
+    pub fn sample_queue_every(mut self, interval: Duration) -> Self {
+        self.sample_every = interval;
+        self
+    }
+
+    /// The number of worker threads.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let problem = if self.count == 0 {
+            "`Workers::new(0)`: at least one worker is needed"
+        } else if self.capacity == 0 {
+            "`.queue(0)`: the queue needs room for at least one event"
+        } else if self.arrival_rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
+            "`.arrival_rate(..)` must be a positive, finite number of events per second"
+        } else if self.sample_every.is_zero() {
+            "`.sample_queue_every(..)` must be longer than zero"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidConfig(problem))
+    }
+}
+
+/// An event in the queue, stamped when it arrived.
+struct Envelope<E> {
+    event: E,
+    arrived_ns: u64,
+}
+
+/// What producers and the sampler share: the queue's figures (atomics, one update per submission).
+struct Intake {
+    started_ns: u64,
+    capacity: usize,
+    submitted: AtomicU64,
+    last_arrival_ns: AtomicU64,
+    max_depth: AtomicUsize,
+    /// 0 until the queue first fills; then the time, plus one.
+    first_full: AtomicU64,
+    stop_sampling: AtomicBool,
+}
+
+impl Intake {
+    fn new(capacity: usize) -> Self {
+        Intake {
+            started_ns: now_ns(),
+            capacity,
+            submitted: AtomicU64::new(0),
+            last_arrival_ns: AtomicU64::new(0),
+            max_depth: AtomicUsize::new(0),
+            first_full: AtomicU64::new(0),
+            stop_sampling: AtomicBool::new(false),
+        }
+    }
+
+    /// Books an accepted event; `depth` is the queue's length just after it went in.
+    fn accepted(&self, arrived_ns: u64, depth: usize) {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        self.last_arrival_ns.fetch_max(arrived_ns, Ordering::Relaxed);
+        self.max_depth.fetch_max(depth, Ordering::Relaxed);
+        if depth >= self.capacity {
+            let at = now_ns().saturating_sub(self.started_ns) + 1;
+            let _ = self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn totals(&self, samples: Vec<(u64, usize)>) -> RunTotals {
+        let wall_time_ns = now_ns().saturating_sub(self.started_ns);
+        let feed_time_ns =
+            self.last_arrival_ns.load(Ordering::Relaxed).saturating_sub(self.started_ns);
+        let (trend, trend_per_sec) = load::trend(&samples, feed_time_ns, self.capacity);
+        RunTotals {
+            submitted: self.submitted.load(Ordering::Relaxed),
+            wall_time_ns,
+            feed_time_ns,
+            queue: QueueStats {
+                capacity: self.capacity,
+                max_depth: self.max_depth.load(Ordering::Relaxed),
+                first_full_at_ns: match self.first_full.load(Ordering::Relaxed) {
+                    0 => None,
+                    at => Some(at - 1),
+                },
+                samples,
+                trend,
+                trend_per_sec,
+            },
+        }
+    }
+}
+
+fn worker_name(index: usize) -> String {
+    format!("worker-{index}")
+}
+
+/// One worker: pull events until the queue is closed and empty, run each through the pipeline.
+fn work<E>(
+    pipeline: &Pipeline<E>,
+    queue: &Receiver<Envelope<E>>,
+    mut load: WorkerLoad,
+) -> WorkerLoad {
+    let mut stage_ns = vec![0; pipeline.len()];
+    for Envelope { event, arrived_ns } in queue.iter() {
+        let picked_ns = now_ns();
+        stage_ns.fill(0);
+        let result = pipeline.run_isolated(event, &mut stage_ns);
+        let done_ns = now_ns();
+        let stopped = match result {
+            Ok(_completed) => None,
+            Err(halt) => {
+                let failure = match halt.error() {
+                    StageError::Rejected { .. } => None,
+                    StageError::Panicked { message } => {
+                        Some(Failure { panicked: true, message: message.clone() })
+                    }
+                    error => Some(Failure { panicked: false, message: error.to_string() }),
+                };
+                Some(Stopped {
+                    stage_index: halt.stage_index(),
+                    kind: halt.error().kind(),
+                    failure,
+                })
+            }
+        };
+        load.record(picked_ns.saturating_sub(arrived_ns), &stage_ns, done_ns - picked_ns, stopped);
+    }
+    load
+}
+
+/// Samples the queue's depth until told to stop.
+fn sample_depth<E>(
+    queue: Receiver<Envelope<E>>,
+    intake: &Intake,
+    every: Duration,
+) -> Vec<(u64, usize)> {
+    let mut samples = Vec::new();
+    while !intake.stop_sampling.load(Ordering::Relaxed) {
+        samples.push((now_ns().saturating_sub(intake.started_ns), queue.len()));
+        thread::sleep(every);
+    }
+    samples
+}
+
+fn spawn_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Spawn { what, source }
+}
+
+impl<E: Send> Pipeline<E> {
+    /// Runs `events` through `workers.count()` worker threads fed by a bounded queue, as a
+    /// service would, and returns when every event has been processed.
+    ///
+    /// Each worker runs the whole pipeline per event. A panicking stage fails that event only
+    /// (counted with its message); the worker goes on. If a profiler is running, the run's load
+    /// section is added to its report.
+    ///
+    /// ```
+    /// use pipeline_runtime::{Pipeline, Stage, StageError, Workers};
+    ///
+    /// struct Double;
+    /// impl Stage<u64> for Double {
+    ///     fn name(&self) -> &str { "Double" }
+    ///     fn process(&self, e: u64) -> Result<u64, StageError> { Ok(e * 2) }
+    /// }
+    /// let run = Pipeline::new().stage(Double).run_concurrent(0..1000, Workers::new(2).queue(64))?;
+    /// assert_eq!(run.completed, 1000);
+    /// # Ok::<(), pipeline_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for zero workers or capacity; [`Error::Spawn`] when a thread
+    /// cannot be started (the run stops after draining what was queued).
+    pub fn run_concurrent(
+        &self,
+        events: impl IntoIterator<Item = E>,
+        workers: Workers,
+    ) -> Result<RunSummary, Error> {
+        workers.validate()?;
+        let stage_names: Vec<String> = self.stage_names().map(str::to_owned).collect();
+        let (sender, receiver) = crossbeam_channel::bounded::<Envelope<E>>(workers.capacity);
+        let intake = Intake::new(workers.capacity);
+        let (loads, samples) = thread::scope(|scope| -> Result<_, Error> {
+            let sampler = thread::Builder::new()
+                .name("queue-sampler".to_owned())
+                .spawn_scoped(scope, {
+                    let (receiver, intake) = (receiver.clone(), &intake);
+                    move || sample_depth(receiver, intake, workers.sample_every)
+                })
+                .map_err(spawn_error("the queue sampler".to_owned()));
+            let handles = spawn_scoped_workers(scope, self, &receiver, &stage_names, workers.count);
+            drop(receiver);
+            let fed = match (&sampler, &handles) {
+                (Ok(_), Ok(_)) => {
+                    feed(&sender, &intake, events, workers.arrival_rate);
+                    Ok(())
+                }
+                _ => Err(()),
+            };
+            drop(sender); // closes the queue: workers drain it and stop
+            let loads: Vec<WorkerLoad> = match handles {
+                Ok(handles) => handles.into_iter().map(join_worker).collect::<Result<_, _>>()?,
+                Err(error) => return Err(error),
+            };
+            intake.stop_sampling.store(true, Ordering::Relaxed);
+            let samples = sampler?.join().unwrap_or_default();
+            debug_assert!(fed.is_ok());
+            Ok((loads, samples))
+        })?;
+        let summary = RunSummary::merge(loads, &stage_names, intake.totals(samples));
+        profiler::record_run(&summary);
+        Ok(summary)
+    }
+}
+
+fn spawn_scoped_workers<'scope, 'env, E: Send>(
+    scope: &'scope Scope<'scope, 'env>,
+    pipeline: &'env Pipeline<E>,
+    receiver: &Receiver<Envelope<E>>,
+    stage_names: &[String],
+    count: usize,
+) -> Result<Vec<thread::ScopedJoinHandle<'scope, WorkerLoad>>, Error> {
+    (0..count)
+        .map(|index| {
+            let (queue, load) =
+                (receiver.clone(), WorkerLoad::new(worker_name(index), stage_names));
+            thread::Builder::new()
+                .name(worker_name(index))
+                .spawn_scoped(scope, move || work(pipeline, &queue, load))
+                .map_err(spawn_error(worker_name(index)))
+        })
+        .collect()
+}
+
+fn join_worker(handle: thread::ScopedJoinHandle<'_, WorkerLoad>) -> Result<WorkerLoad, Error> {
+    let name = handle.thread().name().unwrap_or("worker").to_owned();
+    handle.join().map_err(|_| Error::WorkerPanicked { worker: name })
+}
+
+/// Submits every event, paced at `rate` per second when given.
+fn feed<E>(
+    sender: &Sender<Envelope<E>>,
+    intake: &Intake,
+    events: impl IntoIterator<Item = E>,
+    rate: Option<f64>,
+) {
+    let interval_ns = rate.map(|rate| 1e9 / rate);
+    let start_ns = now_ns();
+    for (index, event) in events.into_iter().enumerate() {
+        let arrived_ns = match interval_ns {
+            Some(interval) => {
+                let due_ns = start_ns + (index as f64 * interval) as u64;
+                let now = now_ns();
+                if due_ns > now {
+                    thread::sleep(Duration::from_nanos(due_ns - now));
+                }
+                due_ns
+            }
+            None => now_ns(),
+        };
+        if sender.send(Envelope { event, arrived_ns }).is_err() {
+            return; // every worker is gone; `run_concurrent` reports why
+        }
+        intake.accepted(arrived_ns, sender.len());
+    }
+}
+
+/// Why [`WorkerPool::try_submit`] handed an event back.
+#[derive(Debug, thiserror::Error)]
+pub enum TrySubmitError<E> {
+    /// The queue is full; the event is returned untouched.
+    #[error("the queue is full")]
+    Full(E),
+    /// The pool was closed; the event is returned untouched.
+    #[error("the pool is closed")]
+    Closed(E),
+}
+
+impl<E> TrySubmitError<E> {
+    /// The event that was not accepted.
+    pub fn into_event(self) -> E {
+        match self {
+            TrySubmitError::Full(event) | TrySubmitError::Closed(event) => event,
+        }
+    }
+}
+
+/// A long-running pool of workers behind a bounded queue: `submit` events as they come, `close`
+/// the queue, `join` for the [`RunSummary`]. Dropping the pool closes it and drains the queue.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pipeline_runtime::{Pipeline, Stage, StageError, WorkerPool, Workers};
+///
+/// struct Upper;
+/// impl Stage<String> for Upper {
+///     fn name(&self) -> &str { "Upper" }
+///     fn process(&self, e: String) -> Result<String, StageError> { Ok(e.to_uppercase()) }
+/// }
+/// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Upper)), Workers::new(2))?;
+/// for word in ["a", "b", "c"] {
+///     pool.submit(word.to_owned()).expect("open");
+/// }
+/// let run = pool.join()?;
+/// assert_eq!(run.completed, 3);
+/// # Ok::<(), pipeline_runtime::Error>(())
+/// ```
+pub struct WorkerPool<E: Send + 'static> {
+    sender: Option<Sender<Envelope<E>>>,
+    workers: Vec<JoinHandle<WorkerLoad>>,
+    sampler: Option<JoinHandle<Vec<(u64, usize)>>>,
+    intake: Arc<Intake>,
+    stage_names: Vec<String>,
+}
+
+impl<E: Send + 'static> WorkerPool<E> {
+    /// Starts `workers.count()` threads named `worker-0`, `worker-1`, ... (the arrival rate, if
+    /// set, is ignored: events arrive when you submit them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for zero workers or capacity; [`Error::Spawn`] when a thread
+    /// cannot be started (the threads already started are stopped).
+    pub fn start(pipeline: Arc<Pipeline<E>>, workers: Workers) -> Result<Self, Error> {
+        workers.validate()?;
+        let stage_names: Vec<String> = pipeline.stage_names().map(str::to_owned).collect();
+        let (sender, receiver) = crossbeam_channel::bounded::<Envelope<E>>(workers.capacity);
+        let intake = Arc::new(Intake::new(workers.capacity));
+        let mut pool = WorkerPool {
+            sender: Some(sender),
+            workers: Vec::new(),
+            sampler: None,
+            intake,
+            stage_names,
+        };
+        let sampler = thread::Builder::new().name("queue-sampler".to_owned()).spawn({
+            let (receiver, intake, every) =
+                (receiver.clone(), Arc::clone(&pool.intake), workers.sample_every);
+            move || sample_depth(receiver, &intake, every)
+        });
+        pool.sampler = Some(sampler.map_err(spawn_error("the queue sampler".to_owned()))?);
+        for index in 0..workers.count {
+            let (pipeline, queue) = (Arc::clone(&pipeline), receiver.clone());
+            let load = WorkerLoad::new(worker_name(index), &pool.stage_names);
+            let handle = thread::Builder::new()
+                .name(worker_name(index))
+                .spawn(move || work(&pipeline, &queue, load))
+                .map_err(spawn_error(worker_name(index)))?; // dropping `pool` stops the others
+            pool.workers.push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// Queues an event, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// Hands the event back if the pool was closed.
+    pub fn submit(&self, event: E) -> Result<(), E> {
+        let Some(sender) = &self.sender else { return Err(event) };
+        let arrived_ns = now_ns();
+        match sender.send(Envelope { event, arrived_ns }) {
+            Ok(()) => {
+                self.intake.accepted(arrived_ns, sender.len());
+                Ok(())
+            }
+            Err(returned) => Err(returned.into_inner().event),
+        }
+    }
+
+    /// Queues an event if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], with the event: nothing is dropped.
+    pub fn try_submit(&self, event: E) -> Result<(), TrySubmitError<E>> {
+        let Some(sender) = &self.sender else { return Err(TrySubmitError::Closed(event)) };
+        let arrived_ns = now_ns();
+        match sender.try_send(Envelope { event, arrived_ns }) {
+            Ok(()) => {
+                self.intake.accepted(arrived_ns, sender.len());
+                Ok(())
+            }
+            Err(TrySendError::Full(envelope)) => {
+                self.intake.accepted_full_attempt();
+                Err(TrySubmitError::Full(envelope.event))
+            }
+            Err(TrySendError::Disconnected(envelope)) => {
+                Err(TrySubmitError::Closed(envelope.event))
+            }
+        }
+    }
+
+    /// Events currently waiting in the queue.
+    pub fn queue_len(&self) -> usize {
+        self.sender.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Stops accepting events. Those already accepted are still processed.
+    pub fn close(&mut self) {
+        self.sender = None;
+    }
+
+    /// Closes the pool, waits until every accepted event is processed, and sums up the run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerPanicked`] if a worker thread died outside any stage (stage panics are
+    /// caught and counted, never reach here).
+    pub fn join(mut self) -> Result<RunSummary, Error> {
+        self.close();
+        let mut loads = Vec::with_capacity(self.workers.len());
+        let mut first_error = None;
+        for handle in self.workers.drain(..) {
+            let name = handle.thread().name().unwrap_or("worker").to_owned();
+            match handle.join() {
+                Ok(load) => loads.push(load),
+                Err(_) => {
+                    first_error.get_or_insert(Error::WorkerPanicked { worker: name });
+                }
+            }
+        }
+        self.intake.stop_sampling.store(true, Ordering::Relaxed);
+        let samples = self.sampler.take().and_then(|s| s.join().ok()).unwrap_or_default();
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        let summary = RunSummary::merge(loads, &self.stage_names, self.intake.totals(samples));
+        profiler::record_run(&summary);
+        Ok(summary)
+    }
+}
+
+impl Intake {
+    /// A `try_submit` found the queue full: it has reached capacity.
+    fn accepted_full_attempt(&self) {
+        self.max_depth.fetch_max(self.capacity, Ordering::Relaxed);
+        let at = now_ns().saturating_sub(self.started_ns) + 1;
+        let _ = self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+impl<E: Send + 'static> Drop for WorkerPool<E> {
+    fn drop(&mut self) {
+        // Drain rather than drop accepted events: close, then wait for the workers.
+        self.sender = None;
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        self.intake.stop_sampling.store(true, Ordering::Relaxed);
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.join();
+        }
+    }
+}

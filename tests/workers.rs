@@ -1,0 +1,191 @@
+//! Concurrent workers: nothing is lost, panics are isolated, backlogs show up as queue wait.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::{exclusive, spin_for};
+use pipeline::{stage, Pipeline, Profiler, StageError, Trend, TrySubmitError, WorkerPool, Workers};
+
+/// Panics on every 7th event.
+struct Flaky;
+
+#[stage]
+impl Flaky {
+    fn process(&self, event: u64) -> u64 {
+        if event % 7 == 0 {
+            panic!("flaky stage cannot handle event {event}");
+        }
+        event
+    }
+}
+
+/// Rejects events divisible by 5 (those that survived `Flaky`).
+struct RejectFives;
+
+#[stage]
+impl RejectFives {
+    fn process(&self, event: u64) -> Result<u64, StageError> {
+        if event % 5 == 0 {
+            return Err(StageError::rejected("multiple of five"));
+        }
+        Ok(event)
+    }
+}
+
+#[test]
+fn every_event_is_accounted_for_when_a_stage_panics_and_another_rejects() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(Flaky).stage(RejectFives);
+    const EVENTS: u64 = 700;
+    // The default panic hook would print 100 backtraces; keep the test output readable.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let run = pipeline.run_concurrent(0..EVENTS, Workers::new(3).queue(16));
+    std::panic::set_hook(hook);
+    let run = run.expect("the run survives panicking stages");
+
+    assert_eq!(run.submitted, EVENTS);
+    assert_eq!(run.submitted, run.completed + run.rejected + run.failed);
+    let panics = (0..EVENTS).filter(|e| e % 7 == 0).count() as u64;
+    let rejections = (0..EVENTS).filter(|e| e % 7 != 0 && e % 5 == 0).count() as u64;
+    assert_eq!(run.failed, panics);
+    assert_eq!(run.rejected, rejections);
+    assert_eq!(run.completed, EVENTS - panics - rejections);
+
+    let flaky = &run.stages[0];
+    assert_eq!((flaky.name.as_str(), flaky.failed, flaky.panicked), ("Flaky", panics, panics));
+    let (message, _) = &flaky.failure_messages[0];
+    assert!(message.starts_with("flaky stage cannot handle event "), "{message}");
+    assert_eq!(run.stages[1].rejected, rejections);
+
+    assert_eq!(run.workers.len(), 3, "every worker survived to the end");
+    assert_eq!(run.workers.iter().map(|w| w.events).sum::<u64>(), EVENTS);
+    let text = run.to_string();
+    assert!(text.contains("Flaky: 0 rejected, 100 failed (100 panicked)"), "{text}");
+}
+
+#[test]
+fn workers_are_named_and_each_runs_the_whole_pipeline() {
+    let _lock = exclusive();
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    struct NameCheck;
+    #[stage]
+    impl NameCheck {
+        fn process(&self, event: u64) -> u64 {
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            assert!(name.starts_with("worker-"), "{name}");
+            SEEN.fetch_add(1, Ordering::Relaxed);
+            event
+        }
+    }
+    let run = Pipeline::new().stage(NameCheck).run_concurrent(0..50, Workers::new(2)).unwrap();
+    assert_eq!(run.completed, 50);
+    assert_eq!(SEEN.load(Ordering::Relaxed), 50);
+    let names: Vec<&str> = run.workers.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["worker-0", "worker-1"]);
+}
+
+/// Takes 2 ms per event: 2 workers handle about 1000 events/s.
+struct Slow;
+
+#[stage]
+impl Slow {
+    fn process(&self, event: u64) -> u64 {
+        spin_for(Duration::from_millis(2));
+        event
+    }
+}
+
+#[test]
+fn arrivals_above_capacity_grow_the_queue_and_queue_wait_dominates_while_a_low_rate_does_not() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(Slow);
+    // Measured in the same run: one service time, to set the rates relative to capacity.
+    let started = std::time::Instant::now();
+    pipeline.run(0).unwrap();
+    let service = started.elapsed().as_secs_f64();
+    let capacity_per_sec = 2.0 / service;
+
+    let low = pipeline
+        .run_concurrent(0..60, Workers::new(2).queue(256).arrival_rate(capacity_per_sec * 0.3))
+        .unwrap();
+    let high = pipeline
+        .run_concurrent(0..300, Workers::new(2).queue(256).arrival_rate(capacity_per_sec * 3.0))
+        .unwrap();
+
+    let service_ns = (service * 1e9) as u64;
+    // Above capacity: the backlog grows, and waiting is most of the slowest events' latency.
+    assert!(high.queue.max_depth > 10 * low.queue.max_depth.max(1), "{high}\n{low}");
+    assert_eq!(high.queue.trend, Some(Trend::Growing), "{high}");
+    assert!(high.latency_split.queue_wait > 0.5, "{high}");
+    assert!(high.queue_wait.p50_ns > 10 * service_ns, "{high}");
+    assert!(high.verdict.starts_with("Queue wait dominates"), "{}", high.verdict);
+    // Well below capacity: the typical event barely waits (judged by the median, since with
+    // two cores one descheduled moment can make any single event wait).
+    assert!(low.queue_wait.p50_ns < service_ns / 4, "{low}");
+    assert!(!low.verdict.starts_with("Queue wait dominates"), "{}", low.verdict);
+}
+
+#[test]
+fn try_submit_hands_the_event_back_when_full_and_join_processes_everything_accepted() {
+    let _lock = exclusive();
+    let gate = Arc::new(Barrier::new(2));
+    struct Gated(Arc<Barrier>);
+    #[stage]
+    impl Gated {
+        fn process(&self, event: u64) -> u64 {
+            if event == 0 {
+                self.0.wait(); // hold the only worker until the test has filled the queue
+            }
+            event
+        }
+    }
+    let pipeline = Arc::new(Pipeline::new().stage(Gated(Arc::clone(&gate))));
+    let mut pool = WorkerPool::start(pipeline, Workers::new(1).queue(3)).unwrap();
+    pool.submit(0).unwrap();
+    while pool.queue_len() > 0 {
+        std::thread::yield_now(); // the worker has taken event 0 and waits at the gate
+    }
+    for e in 1..=3 {
+        pool.try_submit(e).expect("room for three");
+    }
+    match pool.try_submit(99) {
+        Err(TrySubmitError::Full(event)) => assert_eq!(event, 99, "the same event comes back"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    gate.wait();
+    pool.close();
+    assert_eq!(pool.submit(100), Err(100), "a closed pool hands events back");
+    assert!(matches!(pool.try_submit(101), Err(TrySubmitError::Closed(101))));
+    let run = pool.join().unwrap();
+    assert_eq!(run.submitted, 4);
+    assert_eq!(run.completed, 4, "events accepted before close are all processed");
+    assert_eq!(run.queue.max_depth, 3);
+    assert!(run.queue.first_full_at_ns.is_some());
+}
+
+#[test]
+fn a_running_profiler_gets_the_load_section() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(RejectFives);
+    let profiler = Profiler::new().start().unwrap();
+    let run = pipeline.run_concurrent(1..=100, Workers::new(2)).unwrap();
+    let report = profiler.finish().unwrap();
+    assert_eq!(report.runs, [run]);
+    assert_eq!(report.stage("RejectFives").unwrap().timing.calls, 100);
+    assert!(report.to_string().contains("Load: 100 events submitted, 80 completed, 20 rejected"));
+}
+
+#[test]
+fn nonsense_settings_are_clear_errors() {
+    let pipeline = Pipeline::new().stage(RejectFives);
+    let error = pipeline.run_concurrent(0..1, Workers::new(0)).unwrap_err();
+    assert!(error.to_string().contains("at least one worker"), "{error}");
+    let error = pipeline.run_concurrent(0..1, Workers::new(1).queue(0)).unwrap_err();
+    assert!(error.to_string().contains("queue"), "{error}");
+    let error = pipeline.run_concurrent(0..1, Workers::new(1).arrival_rate(-5.0)).unwrap_err();
+    assert!(error.to_string().contains("arrival_rate"), "{error}");
+}
