@@ -1,11 +1,16 @@
-//! Launch day: orders flow through ranking, fraud checks and enrichment. One stage hides a heavy
-//! step inside a `#[profiled]` function; the report finds it instead of people guessing.
+//! Launch day: orders flow through ranking, fraud checks and enrichment on two workers fed by a
+//! queue. Then traffic doubles. People guess ("fraud is slow", "no, the queue is broken"); the
+//! reports measure: the slowest stage and its hot function, memory, and whether latency is queue
+//! wait (saturated workers) or time in a stage.
 //!
 //! Run: `cargo run --release --example launch_day`
 
 use std::hint::black_box;
+use std::time::Instant;
 
-use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError};
+use pipeline::{
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, RunSummary, StageError, Workers,
+};
 
 // One line makes every memory figure in the report real: per-call allocations, live/peak heap.
 #[global_allocator]
@@ -91,34 +96,125 @@ fn orders(count: u64) -> impl Iterator<Item = Order> {
     })
 }
 
-/// What one run of the scenario produced.
-pub struct Outcome {
-    pub completed: u64,
-    pub rejected: u64,
+/// One phase of the day: traffic at a fixed arrival rate through the same workers.
+pub struct Phase {
+    pub label: &'static str,
+    pub arrival_rate: f64,
     pub report: Report,
 }
 
-/// Runs `count` orders through ranking, fraud and enrichment under the profiler.
-pub fn run_scenario(count: u64) -> Result<Outcome, pipeline::Error> {
-    let pipeline =
-        Pipeline::new().stage(RankingStage).stage(FraudStage { limit: 95 }).stage(EnrichmentStage);
-
-    let profiler = Profiler::new().start()?;
-    let (mut completed, mut rejected) = (0, 0);
-    for order in orders(count) {
-        match pipeline.run(order) {
-            Ok(_) => completed += 1,
-            Err(_) => rejected += 1,
-        }
+impl Phase {
+    /// The phase's concurrent run (the load section of its report).
+    pub fn run(&self) -> &RunSummary {
+        &self.report.runs[0]
     }
+}
+
+/// The whole scenario: capacity measured first, then normal and doubled traffic.
+pub struct LaunchDay {
+    pub workers: usize,
+    pub capacity_per_sec: f64,
+    pub normal: Phase,
+    pub doubled: Phase,
+}
+
+const WORKERS: usize = 2;
+const QUEUE: usize = 1024;
+
+fn pipeline() -> Pipeline<Order> {
+    Pipeline::new().stage(RankingStage).stage(FraudStage { limit: 95 }).stage(EnrichmentStage)
+}
+
+/// Measures how many orders per second the workers can take: one order's mean service time,
+/// sequentially, on this machine, in this build.
+fn measure_capacity(pipeline: &Pipeline<Order>, workers: usize) -> f64 {
+    let sample = 200;
+    let started = Instant::now();
+    for order in orders(sample) {
+        let _ = pipeline.run(order);
+    }
+    let service = started.elapsed().as_secs_f64() / sample as f64;
+    workers as f64 / service
+}
+
+fn phase(
+    pipeline: &Pipeline<Order>,
+    label: &'static str,
+    rate: f64,
+    events: u64,
+) -> Result<Phase, pipeline::Error> {
+    let profiler = Profiler::new().start()?;
+    pipeline
+        .run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE).arrival_rate(rate))?;
     let report = profiler.finish()?;
-    Ok(Outcome { completed, rejected, report })
+    Ok(Phase { label, arrival_rate: rate, report })
+}
+
+/// Runs the day: `events` orders at 60 % of capacity, then `events` at twice that rate.
+pub fn run_scenario(events: u64) -> Result<LaunchDay, pipeline::Error> {
+    let pipeline = pipeline();
+    let capacity_per_sec = measure_capacity(&pipeline, WORKERS);
+    let normal_rate = 0.6 * capacity_per_sec;
+    let normal = phase(&pipeline, "normal traffic", normal_rate, events)?;
+    let doubled = phase(&pipeline, "doubled traffic", 2.0 * normal_rate, events)?;
+    Ok(LaunchDay { workers: WORKERS, capacity_per_sec, normal, doubled })
+}
+
+/// The two phases side by side: what changed when traffic doubled.
+fn comparison(day: &LaunchDay) -> String {
+    let (a, b) = (day.normal.run(), day.doubled.run());
+    let ms = |ns: u64| format!("{:.2} ms", ns as f64 / 1e6);
+    let pct = |x: f64| format!("{:.0} %", x * 100.0);
+    let fraud_per_call =
+        |phase: &Phase| phase.report.stage("FraudStage").map_or(0, |stage| stage.timing.mean_ns);
+    let rows = [
+        (
+            "arrivals per second",
+            format!("{:.0}", a.arrival_rate_per_sec),
+            format!("{:.0}", b.arrival_rate_per_sec),
+        ),
+        (
+            "throughput per second",
+            format!("{:.0}", a.throughput_per_sec),
+            format!("{:.0}", b.throughput_per_sec),
+        ),
+        ("latency p50", ms(a.latency.p50_ns), ms(b.latency.p50_ns)),
+        ("latency p99", ms(a.latency.p99_ns), ms(b.latency.p99_ns)),
+        (
+            "queue wait share of p99",
+            pct(a.latency_split.queue_wait),
+            pct(b.latency_split.queue_wait),
+        ),
+        (
+            "FraudStage time per call",
+            format!("{:.1} µs", fraud_per_call(&day.normal) as f64 / 1e3),
+            format!("{:.1} µs", fraud_per_call(&day.doubled) as f64 / 1e3),
+        ),
+        ("max queue depth", a.queue.max_depth.to_string(), b.queue.max_depth.to_string()),
+        ("workers busy", pct(a.mean_utilisation()), pct(b.mean_utilisation())),
+    ];
+    let mut out = format!("{:<26}{:>18}{:>18}\n", "", day.normal.label, day.doubled.label);
+    for (name, x, y) in rows {
+        out.push_str(&format!("{name:<26}{x:>18}{y:>18}\n"));
+    }
+    out
 }
 
 #[allow(dead_code)] // tests include this file as a module and call `run_scenario` directly
 fn main() -> Result<(), pipeline::Error> {
-    let Outcome { completed, rejected, report } = run_scenario(2_000)?;
-    println!("Launch day: {completed} orders completed, {rejected} rejected.\n");
-    println!("{report}");
+    let day = run_scenario(20_000)?;
+    println!(
+        "Launch day: {} workers, measured capacity {:.0} orders/s.\n",
+        day.workers, day.capacity_per_sec
+    );
+    for phase in [&day.normal, &day.doubled] {
+        println!(
+            "=== {} ({:.0} orders/s) ===\n{}\n",
+            phase.label, phase.arrival_rate, phase.report
+        );
+    }
+    println!("=== What changed when traffic doubled ===\n{}", comparison(&day));
+    println!("Normal traffic:  {}", day.normal.run().verdict);
+    println!("Doubled traffic: {}", day.doubled.run().verdict);
     Ok(())
 }

@@ -6,20 +6,32 @@ mod common;
 mod launch_day;
 
 #[test]
-fn launch_day_names_the_fraud_stage_and_its_scoring_model() {
+fn launch_day_finds_the_fraud_model_and_shows_doubled_traffic_saturating_the_workers() {
     let _lock = common::exclusive();
-    let outcome = launch_day::run_scenario(300).expect("scenario runs");
-    assert_eq!(outcome.completed + outcome.rejected, 300);
-    assert!(outcome.rejected > 0, "the fraud limit turns some orders away");
+    let day = launch_day::run_scenario(400).expect("scenario runs");
 
-    let report = &outcome.report;
-    let slowest = report.slowest_stage().expect("stages ran");
-    assert_eq!(slowest.name, "FraudStage");
-    assert!(slowest.share_of_stage_time > 0.5, "{report}");
-    let hot = slowest.hottest_function().expect("a profiled function ran inside");
-    assert!(hot.name.ends_with("::fraud_score"), "{}", hot.name);
-    assert_eq!(hot.timing.calls, 300);
-    let verdict = report.verdict();
-    assert!(verdict.starts_with("Slowest stage: FraudStage"), "{verdict}");
-    assert!(verdict.contains("fraud_score"), "{verdict}");
+    for phase in [&day.normal, &day.doubled] {
+        let report = &phase.report;
+        let run = phase.run();
+        assert_eq!(run.submitted, 400);
+        assert_eq!(run.submitted, run.completed + run.rejected + run.failed);
+        assert!(run.rejected > 0, "the fraud limit turns some orders away");
+        let slowest = report.slowest_stage().expect("stages ran");
+        assert_eq!(slowest.name, "FraudStage", "{report}");
+        let hot = slowest.hottest_function().expect("a profiled function ran inside");
+        assert!(hot.name.ends_with("::fraud_score"), "{}", hot.name);
+        assert_eq!(hot.timing.calls, 400);
+        assert!(report.verdict().contains("fraud_score"), "{}", report.verdict());
+        assert!(slowest.memory.is_some(), "the example installs the counting allocator");
+    }
+
+    // Doubling the traffic with the same workers: the queue backs up and waiting takes over.
+    let (normal, doubled) = (day.normal.run(), day.doubled.run());
+    assert!(doubled.queue.max_depth > normal.queue.max_depth, "{normal}\n{doubled}");
+    assert!(
+        doubled.latency_split.queue_wait > normal.latency_split.queue_wait,
+        "{normal}\n{doubled}"
+    );
+    assert!(doubled.latency.p50_ns > normal.latency.p50_ns, "{normal}\n{doubled}");
+    assert!(doubled.verdict.starts_with("Queue wait dominates"), "{}", doubled.verdict);
 }
