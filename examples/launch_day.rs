@@ -6,6 +6,7 @@
 //! Run: `cargo run --release --example launch_day`
 
 use std::hint::black_box;
+use std::path::Path;
 use std::time::Instant;
 
 use pipeline::{
@@ -142,21 +143,35 @@ fn phase(
     label: &'static str,
     rate: f64,
     events: u64,
+    trace: Option<&Path>,
 ) -> Result<Phase, pipeline::Error> {
-    let profiler = Profiler::new().start()?;
+    let profiler = match trace {
+        Some(path) => Profiler::new().name("launch_day").chrome_trace(path),
+        None => Profiler::new(),
+    }
+    .start()?;
     pipeline
         .run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE).arrival_rate(rate))?;
     let report = profiler.finish()?;
     Ok(Phase { label, arrival_rate: rate, report })
 }
 
-/// Runs the day: `events` orders at 60 % of capacity, then `events` at twice that rate.
-pub fn run_scenario(events: u64) -> Result<LaunchDay, pipeline::Error> {
+/// Runs the day: `events` orders at 60 % of capacity, then `events` at twice that rate. With
+/// `trace_dir`, each phase also writes a Chrome trace there (`normal.json`, `doubled.json`).
+pub fn run_scenario(events: u64, trace_dir: Option<&Path>) -> Result<LaunchDay, pipeline::Error> {
     let pipeline = pipeline();
     let capacity_per_sec = measure_capacity(&pipeline, WORKERS);
     let normal_rate = 0.6 * capacity_per_sec;
-    let normal = phase(&pipeline, "normal traffic", normal_rate, events)?;
-    let doubled = phase(&pipeline, "doubled traffic", 2.0 * normal_rate, events)?;
+    let trace = |name: &str| trace_dir.map(|dir| dir.join(name));
+    let normal =
+        phase(&pipeline, "normal traffic", normal_rate, events, trace("normal.json").as_deref())?;
+    let doubled = phase(
+        &pipeline,
+        "doubled traffic",
+        2.0 * normal_rate,
+        events,
+        trace("doubled.json").as_deref(),
+    )?;
     Ok(LaunchDay { workers: WORKERS, capacity_per_sec, normal, doubled })
 }
 
@@ -202,7 +217,13 @@ fn comparison(day: &LaunchDay) -> String {
 
 #[allow(dead_code)] // tests include this file as a module and call `run_scenario` directly
 fn main() -> Result<(), pipeline::Error> {
-    let day = run_scenario(20_000)?;
+    let trace_dir = Path::new("target/launch_day");
+    std::fs::create_dir_all(trace_dir).map_err(|source| pipeline::Error::Write {
+        what: "trace directory",
+        path: trace_dir.into(),
+        source,
+    })?;
+    let day = run_scenario(20_000, Some(trace_dir))?;
     println!(
         "Launch day: {} workers, measured capacity {:.0} orders/s.\n",
         day.workers, day.capacity_per_sec
@@ -216,5 +237,9 @@ fn main() -> Result<(), pipeline::Error> {
     println!("=== What changed when traffic doubled ===\n{}", comparison(&day));
     println!("Normal traffic:  {}", day.normal.run().verdict);
     println!("Doubled traffic: {}", day.doubled.run().verdict);
+    println!(
+        "\nTraces: {0}/normal.json and {0}/doubled.json: open them in https://ui.perfetto.dev",
+        trace_dir.display()
+    );
     Ok(())
 }

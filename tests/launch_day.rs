@@ -8,7 +8,7 @@ mod launch_day;
 #[test]
 fn launch_day_finds_the_fraud_model_and_shows_doubled_traffic_saturating_the_workers() {
     let _lock = common::exclusive();
-    let day = launch_day::run_scenario(400).expect("scenario runs");
+    let day = launch_day::run_scenario(400, None).expect("scenario runs");
 
     for phase in [&day.normal, &day.doubled] {
         let report = &phase.report;

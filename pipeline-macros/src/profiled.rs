@@ -90,7 +90,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         quote! {
             #callsite
             let __pipeline_span = #span;
-            let __pipeline_entered = __pipeline_span.enter();
+            let __pipeline_entered = #private::QuietEntered::new(&__pipeline_span);
             let __pipeline_guard = #private::enter(&__PIPELINE_CALLSITE);
             #block
         }

@@ -23,14 +23,30 @@ pub(crate) fn callsite_static(name: &TokenStream, kind: &str) -> TokenStream {
     }
 }
 
-/// A `tracing` span at INFO level, target the declaring module, named `name`.
+/// A `tracing` span at INFO level, target the declaring module, named `name`, created without
+/// attributing the subscriber's allocations to the enclosing call.
 pub(crate) fn span(name: &TokenStream) -> TokenStream {
     let private = private();
     quote! {
-        #private::tracing::span!(
+        #private::QuietSpan::new(|| #private::tracing::span!(
             target: ::core::module_path!(),
             #private::tracing::Level::INFO,
             #name
-        )
+        ))
+    }
+}
+
+/// [`span`] with the fields a stage call records when it ends (outcome and allocations).
+pub(crate) fn stage_span(name: &TokenStream) -> TokenStream {
+    let private = private();
+    quote! {
+        #private::QuietSpan::new(|| #private::tracing::span!(
+            target: ::core::module_path!(),
+            #private::tracing::Level::INFO,
+            #name,
+            outcome = #private::tracing::field::Empty,
+            allocations = #private::tracing::field::Empty,
+            bytes_allocated = #private::tracing::field::Empty,
+        ))
     }
 }

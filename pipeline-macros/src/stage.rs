@@ -246,7 +246,7 @@ fn generate(stage: StageImpl) -> TokenStream {
     let name_lit = syn::LitStr::new(&name, self_ty.span());
     let name_tokens = name_lit.to_token_stream();
     let callsite = runtime::callsite_static(&name_tokens, "Stage");
-    let span = runtime::span(&name_tokens);
+    let span = runtime::stage_span(&name_tokens);
     let call = quote!(Self::#inner(self, event));
     let result = if infallible {
         quote!(::core::result::Result::Ok(#call))
@@ -269,9 +269,10 @@ fn generate(stage: StageImpl) -> TokenStream {
             ) -> ::core::result::Result<#event_ty, ::pipeline::StageError> {
                 #callsite
                 let __pipeline_span = #span;
-                let __pipeline_entered = __pipeline_span.enter();
-                let __pipeline_guard = #private::enter(&__PIPELINE_CALLSITE);
-                #result
+                let __pipeline_call = #private::StageCall::enter(&__PIPELINE_CALLSITE, &__pipeline_span);
+                let __pipeline_result = #result;
+                __pipeline_call.finish(&__pipeline_result);
+                __pipeline_result
             }
         }
     }

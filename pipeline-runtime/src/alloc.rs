@@ -88,8 +88,12 @@ struct ThreadCounters {
     bytes_freed: Cell<u64>,
     bytes_reallocated: Cell<i64>,
     pending_live: Cell<isize>,
-    /// While set, allocations are not attributed to the thread (the recorder's own bookkeeping).
+    /// While set, allocations are not attributed to the thread's calls (span bookkeeping, the
+    /// recorder): they still count in the live heap.
     paused: Cell<bool>,
+    /// While set, allocations are the profiler's own long-lived tables: left out of the
+    /// program's live heap. Set only where those tables are allocated *and* freed.
+    owned: Cell<bool>,
 }
 
 thread_local! {
@@ -103,6 +107,7 @@ thread_local! {
             bytes_reallocated: Cell::new(0),
             pending_live: Cell::new(0),
             paused: Cell::new(false),
+            owned: Cell::new(false),
         }
     };
 }
@@ -111,8 +116,8 @@ thread_local! {
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 /// The highest `LIVE - PROFILER_OWN` seen at a flush.
 static PEAK: AtomicIsize = AtomicIsize::new(0);
-/// Live bytes the profiler itself holds (its statistics tables), allocated while paused. Rare
-/// enough (a new row, a histogram growing) to update directly.
+/// Live bytes the profiler itself holds (its statistics tables), allocated during
+/// [`bookkeeping`]. Rare enough (a new row, a histogram growing) to update directly.
 static PROFILER_OWN: AtomicIsize = AtomicIsize::new(0);
 
 #[inline(always)]
@@ -122,7 +127,7 @@ fn add(cell: &Cell<u64>, n: u64) {
 
 #[inline(always)]
 fn change_live(counters: &ThreadCounters, delta: isize) {
-    if counters.paused.get() {
+    if counters.owned.get() {
         PROFILER_OWN.fetch_add(delta, Ordering::Relaxed);
     }
     let pending = counters.pending_live.get().wrapping_add(delta);
@@ -303,6 +308,26 @@ pub(crate) struct PauseGuard {
 impl Drop for PauseGuard {
     fn drop(&mut self) {
         let _ = COUNTERS.try_with(|c| c.paused.set(self.was_paused));
+    }
+}
+
+/// The recorder's own bookkeeping until the guard drops (re-entrant): not attributed to any
+/// call, and left out of the program's live heap.
+pub(crate) fn bookkeeping() -> BookkeepingGuard {
+    let pause = pause();
+    let was_owned = COUNTERS.try_with(|c| c.owned.replace(true)).unwrap_or(true);
+    BookkeepingGuard { _pause: pause, was_owned }
+}
+
+/// Ends [`bookkeeping`] when dropped.
+pub(crate) struct BookkeepingGuard {
+    _pause: PauseGuard,
+    was_owned: bool,
+}
+
+impl Drop for BookkeepingGuard {
+    fn drop(&mut self) {
+        let _ = COUNTERS.try_with(|c| c.owned.set(self.was_owned));
     }
 }
 

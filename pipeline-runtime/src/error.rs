@@ -27,6 +27,12 @@ pub enum Error {
         /// The worker's thread name.
         worker: String,
     },
+    /// `trace::layer()` was called twice: tracing-chrome supports one layer per process.
+    #[error("the Chrome trace layer already exists in this process: call `pipeline::trace::layer()` once and keep that layer in your subscriber")]
+    TraceLayerExists,
+    /// `chrome_trace` needs to install a tracing subscriber, but the program already set one.
+    #[error("a global tracing subscriber is already set, so the Chrome trace layer cannot be installed: add `pipeline::trace::layer()` to your subscriber (`registry().with(pipeline::trace::layer()?)`) before starting the profiler")]
+    SubscriberTaken,
     /// A file could not be written.
     #[error("cannot write the {what} to `{}`: {source}", path.display())]
     Write {

@@ -14,6 +14,7 @@ mod profiler;
 mod recorder;
 mod report;
 mod stage;
+pub mod trace;
 mod workers;
 
 #[doc(hidden)]

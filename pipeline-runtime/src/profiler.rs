@@ -1,7 +1,10 @@
 //! [`Profiler`]: switches recording on, and turns what was recorded into a [`Report`].
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::alloc::{self, AllocatorKind, Heap};
 use crate::clock::now_ns;
@@ -9,6 +12,7 @@ use crate::error::Error;
 use crate::load::RunSummary;
 use crate::recorder;
 use crate::report::{self, HeapReadings, Report};
+use crate::trace::{self, TraceSession};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -45,7 +49,8 @@ fn runs_of(session: u64) -> Vec<RunSummary> {
 #[derive(Debug, Default)]
 #[must_use = "a profiler records nothing until `start()` is called"]
 pub struct Profiler {
-    _private: (),
+    chrome_trace: Option<PathBuf>,
+    name: Option<String>,
 }
 
 impl Profiler {
@@ -54,22 +59,64 @@ impl Profiler {
         Profiler::default()
     }
 
+    /// Also writes a Chrome trace JSON to `path` (open it in ui.perfetto.dev): one track per
+    /// thread, a slice per stage call with its profiled functions nested inside, counter tracks
+    /// for queue depth and live heap, and instant events for panics, rejections and a full
+    /// queue. The file is streamed as the run goes and completed by `finish()` or on drop.
+    pub fn chrome_trace(mut self, path: impl Into<PathBuf>) -> Self {
+        self.chrome_trace = Some(path.into());
+        self
+    }
+
+    /// The process name shown in the trace (default: the executable's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Starts recording every instrumented call, on every thread.
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyProfiling`] if another session is running in this process.
+    /// [`Error::AlreadyProfiling`] if another session is running in this process;
+    /// [`Error::Write`] naming the path if the trace file cannot be created;
+    /// [`Error::SubscriberTaken`] if a trace is asked for but another tracing subscriber is
+    /// installed without [`trace::layer`](crate::trace::layer).
     pub fn start(self) -> Result<ProfilingSession, Error> {
         if RUNNING.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyProfiling);
         }
+        let trace = match &self.chrome_trace {
+            Some(path) => {
+                let name = self.name.clone().unwrap_or_else(process_name);
+                match TraceSession::start(path, &name) {
+                    Ok(trace) => Some(trace),
+                    Err(error) => {
+                        RUNNING.store(false, Ordering::Release);
+                        return Err(error);
+                    }
+                }
+            }
+            None => None,
+        };
         let allocator = alloc::installed_allocator();
         let heap_at_start = heap_now(allocator);
         if allocator == AllocatorKind::Counting {
             alloc::reset_peak(); // the run's peak, not the process's
         }
-        let session = recorder::begin_session();
-        Ok(ProfilingSession { session, started_ns: now_ns(), allocator, heap_at_start })
+        let session = recorder::begin_session(allocator);
+        let heap_sampler = match (&trace, allocator) {
+            (Some(_), AllocatorKind::Counting) => HeapSampler::start(),
+            _ => None,
+        };
+        Ok(ProfilingSession {
+            session,
+            started_ns: now_ns(),
+            allocator,
+            heap_at_start,
+            trace,
+            heap_sampler,
+        })
     }
 }
 
@@ -82,6 +129,49 @@ pub struct ProfilingSession {
     started_ns: u64,
     allocator: AllocatorKind,
     heap_at_start: Option<Heap>,
+    trace: Option<TraceSession>,
+    heap_sampler: Option<HeapSampler>,
+}
+
+/// The executable's file name, for the trace's process name.
+fn process_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "pipeline".to_owned())
+}
+
+/// Writes the live heap into the trace as a counter track, every 10 ms.
+#[derive(Debug)]
+struct HeapSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HeapSampler {
+    fn start() -> Option<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("heap-sampler".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    trace::counter("heap", "live bytes", alloc::heap().live_bytes as f64);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+            .ok()?; // without the thread the trace just has no heap track
+        Some(HeapSampler { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for HeapSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The heap now, from whichever counting allocator is installed.
@@ -100,7 +190,10 @@ fn heap_now(allocator: AllocatorKind) -> Option<Heap> {
 impl ProfilingSession {
     /// The figures recorded so far, without stopping.
     pub fn report(&self) -> Report {
-        let wall_time_ns = now_ns().saturating_sub(self.started_ns);
+        self.build_report(now_ns().saturating_sub(self.started_ns))
+    }
+
+    fn build_report(&self, wall_time_ns: u64) -> Report {
         let heap = HeapReadings {
             allocator: self.allocator,
             at_start: self.heap_at_start,
@@ -114,18 +207,30 @@ impl ProfilingSession {
 
     /// Stops recording and returns what was measured.
     ///
+    /// With a Chrome trace, waits until the trace is written out before reading the heap at the
+    /// end, so trace messages still queued for the file do not count as the program's memory.
+    ///
     /// # Errors
     ///
-    /// None yet; later outputs (trace files) report their write errors here.
-    pub fn finish(self) -> Result<Report, Error> {
+    /// [`Error::Write`] if the trace file could not be written completely (the report is lost
+    /// only in that case; what reached the file stays there).
+    pub fn finish(mut self) -> Result<Report, Error> {
         recorder::end_session();
-        Ok(self.report())
+        let wall_time_ns = now_ns().saturating_sub(self.started_ns);
+        drop(self.heap_sampler.take());
+        let traced = self.trace.take().map(|mut trace| trace.finish());
+        let report = self.build_report(wall_time_ns);
+        traced.transpose()?;
+        Ok(report)
     }
 }
 
 impl Drop for ProfilingSession {
     fn drop(&mut self) {
         recorder::end_session();
+        // Complete the trace (also while a panic unwinds) before another session may start.
+        drop(self.heap_sampler.take());
+        drop(self.trace.take());
         RUNS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != self.session);
         RUNNING.store(false, Ordering::Release);
     }

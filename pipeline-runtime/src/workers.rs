@@ -12,9 +12,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::load::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Halt, Pipeline};
 use crate::profiler;
 use crate::stage::StageError;
+use crate::trace;
 
 /// How many workers, how deep a queue, and how fast events arrive.
 ///
@@ -86,8 +87,9 @@ impl Workers {
     }
 }
 
-/// An event in the queue, stamped when it arrived.
+/// An event in the queue, numbered and stamped when it arrived.
 struct Envelope<E> {
+    id: u64,
     event: E,
     arrived_ns: u64,
 }
@@ -97,6 +99,7 @@ struct Intake {
     started_ns: u64,
     capacity: usize,
     submitted: AtomicU64,
+    next_id: AtomicU64,
     last_arrival_ns: AtomicU64,
     max_depth: AtomicUsize,
     /// 0 until the queue first fills; then the time, plus one.
@@ -110,6 +113,7 @@ impl Intake {
             started_ns: now_ns(),
             capacity,
             submitted: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
             last_arrival_ns: AtomicU64::new(0),
             max_depth: AtomicUsize::new(0),
             first_full: AtomicU64::new(0),
@@ -123,8 +127,24 @@ impl Intake {
         self.last_arrival_ns.fetch_max(arrived_ns, Ordering::Relaxed);
         self.max_depth.fetch_max(depth, Ordering::Relaxed);
         if depth >= self.capacity {
-            let at = now_ns().saturating_sub(self.started_ns) + 1;
-            let _ = self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+            self.reached_capacity();
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Marks the first moment the queue was full (an instant event in the trace).
+    fn reached_capacity(&self) {
+        let at = now_ns().saturating_sub(self.started_ns) + 1;
+        if self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            tracing::warn!(
+                target: "pipeline",
+                marker = "queue full",
+                capacity = self.capacity,
+                "the queue reached its capacity: submitters now wait"
+            );
         }
     }
 
@@ -163,11 +183,20 @@ fn work<E>(
     mut load: WorkerLoad,
 ) -> WorkerLoad {
     let mut stage_ns = vec![0; pipeline.len()];
-    for Envelope { event, arrived_ns } in queue.iter() {
+    for Envelope { id, event, arrived_ns } in queue.iter() {
         let picked_ns = now_ns();
+        let wait_ns = picked_ns.saturating_sub(arrived_ns);
+        // The event's slice in the trace: its stages are nested inside.
+        let span =
+            tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000);
+        let entered = span.enter();
         stage_ns.fill(0);
         let result = pipeline.run_isolated(event, &mut stage_ns);
         let done_ns = now_ns();
+        if let Err(halt) = &result {
+            mark_stop(id, halt);
+        }
+        drop(entered);
         let stopped = match result {
             Ok(_completed) => None,
             Err(halt) => {
@@ -185,9 +214,25 @@ fn work<E>(
                 })
             }
         };
-        load.record(picked_ns.saturating_sub(arrived_ns), &stage_ns, done_ns - picked_ns, stopped);
+        load.record(wait_ns, &stage_ns, done_ns - picked_ns, stopped);
     }
     load
+}
+
+/// An instant event in the trace where an event was stopped.
+fn mark_stop(id: u64, halt: &Halt) {
+    let stage = halt.stage();
+    match halt.error() {
+        StageError::Rejected { reason } => {
+            tracing::info!(target: "pipeline", marker = "rejected", event = id, stage, %reason, "event rejected");
+        }
+        StageError::Panicked { message } => {
+            tracing::error!(target: "pipeline", marker = "panic", event = id, stage, %message, "stage panicked");
+        }
+        error => {
+            tracing::warn!(target: "pipeline", marker = "failed", event = id, stage, %error, "stage failed");
+        }
+    }
 }
 
 /// Samples the queue's depth until told to stop.
@@ -198,7 +243,9 @@ fn sample_depth<E>(
 ) -> Vec<(u64, usize)> {
     let mut samples = Vec::new();
     while !intake.stop_sampling.load(Ordering::Relaxed) {
-        samples.push((now_ns().saturating_sub(intake.started_ns), queue.len()));
+        let depth = queue.len();
+        samples.push((now_ns().saturating_sub(intake.started_ns), depth));
+        trace::counter("queue", "depth", depth as f64);
         thread::sleep(every);
     }
     samples
@@ -320,7 +367,7 @@ fn feed<E>(
             }
             None => now_ns(),
         };
-        if sender.send(Envelope { event, arrived_ns }).is_err() {
+        if sender.send(Envelope { id: intake.next_id(), event, arrived_ns }).is_err() {
             return; // every worker is gone; `run_concurrent` reports why
         }
         intake.accepted(arrived_ns, sender.len());
@@ -421,7 +468,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     pub fn submit(&self, event: E) -> Result<(), E> {
         let Some(sender) = &self.sender else { return Err(event) };
         let arrived_ns = now_ns();
-        match sender.send(Envelope { event, arrived_ns }) {
+        match sender.send(Envelope { id: self.intake.next_id(), event, arrived_ns }) {
             Ok(()) => {
                 self.intake.accepted(arrived_ns, sender.len());
                 Ok(())
@@ -438,7 +485,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     pub fn try_submit(&self, event: E) -> Result<(), TrySubmitError<E>> {
         let Some(sender) = &self.sender else { return Err(TrySubmitError::Closed(event)) };
         let arrived_ns = now_ns();
-        match sender.try_send(Envelope { event, arrived_ns }) {
+        match sender.try_send(Envelope { id: self.intake.next_id(), event, arrived_ns }) {
             Ok(()) => {
                 self.intake.accepted(arrived_ns, sender.len());
                 Ok(())
@@ -497,8 +544,7 @@ impl Intake {
     /// A `try_submit` found the queue full: it has reached capacity.
     fn accepted_full_attempt(&self) {
         self.max_depth.fetch_max(self.capacity, Ordering::Relaxed);
-        let at = now_ns().saturating_sub(self.started_ns) + 1;
-        let _ = self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        self.reached_capacity();
     }
 }
 

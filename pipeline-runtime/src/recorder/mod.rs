@@ -15,7 +15,17 @@ pub use callsite::{Callsite, CallsiteKind};
 pub(crate) use shard::{CallStats, Row};
 pub use stack::{enter, AsyncCall, CallGuard, PollGuard};
 
+use crate::alloc::AllocatorKind;
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Whether the running session's allocation figures are real (the counting allocator is in).
+static COUNTING_ALLOCATOR: AtomicBool = AtomicBool::new(false);
+
+/// Whether per-call allocation figures are measured in the running session.
+#[inline]
+pub(crate) fn allocations_measured() -> bool {
+    COUNTING_ALLOCATOR.load(Ordering::Relaxed)
+}
 static SESSION: AtomicU64 = AtomicU64::new(0);
 
 #[inline]
@@ -29,7 +39,8 @@ pub(crate) fn current_session() -> u64 {
 }
 
 /// Starts a new session: figures recorded before it are ignored from now on.
-pub(crate) fn begin_session() -> u64 {
+pub(crate) fn begin_session(allocator: AllocatorKind) -> u64 {
+    COUNTING_ALLOCATOR.store(allocator == AllocatorKind::Counting, Ordering::Relaxed);
     let session = SESSION.fetch_add(1, Ordering::AcqRel) + 1;
     ENABLED.store(true, Ordering::Release);
     session

@@ -134,10 +134,22 @@ pub fn enter(callsite: &'static Callsite) -> CallGuard {
 
 #[inline(never)]
 fn enter_enabled(callsite: &'static Callsite) -> CallGuard {
-    let _pause = alloc::pause();
+    let _pause = alloc::bookkeeping();
     let session = current_session();
     let depth = STATE.with(|state| state.borrow_mut().push(callsite, session));
     CallGuard { depth, _not_send: PhantomData }
+}
+
+impl CallGuard {
+    /// Ends the call now and returns its allocations (nested calls included), or `None` when
+    /// nothing was recorded (no profiler running).
+    pub(crate) fn finish(mut self) -> Option<Counters> {
+        let depth = std::mem::replace(&mut self.depth, INERT);
+        if depth == INERT {
+            return None;
+        }
+        exit(depth)
+    }
 }
 
 impl Drop for CallGuard {
@@ -150,22 +162,26 @@ impl Drop for CallGuard {
 }
 
 #[inline(never)]
-fn exit(depth: usize) {
+fn exit(depth: usize) -> Option<Counters> {
     // `try_with`: during thread teardown the state may already be gone; the call is then lost
     // rather than panicking inside a destructor.
-    let _ = STATE.try_with(|state| {
-        let mut state = state.borrow_mut();
-        let Some(Closed { frame, end_ns, mem }) = state.pop(depth) else { return };
-        let _pause = alloc::pause();
-        let total_ns = end_ns.saturating_sub(frame.start_ns);
-        let measured = Measured {
-            total_ns,
-            self_ns: total_ns.saturating_sub(frame.child_ns),
-            mem_total: mem,
-            mem_self: mem.since(frame.child_mem),
-        };
-        state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
-    });
+    STATE
+        .try_with(|state| {
+            let mut state = state.borrow_mut();
+            let Closed { frame, end_ns, mem } = state.pop(depth)?;
+            let _pause = alloc::bookkeeping();
+            let total_ns = end_ns.saturating_sub(frame.start_ns);
+            let measured = Measured {
+                total_ns,
+                self_ns: total_ns.saturating_sub(frame.child_ns),
+                mem_total: mem,
+                mem_self: mem.since(frame.child_mem),
+            };
+            state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
+            Some(mem)
+        })
+        .ok()
+        .flatten()
 }
 
 /// The measurement of one `async fn` call, carried by its future across polls (and threads).
@@ -195,7 +211,7 @@ impl AsyncCall {
         if !enabled {
             return PollGuard { call: self, depth: INERT, _not_send: PhantomData };
         }
-        let _pause = alloc::pause();
+        let _pause = alloc::bookkeeping();
         let (depth, parent, start) = STATE.with(|state| {
             let mut state = state.borrow_mut();
             let depth = state.push(callsite, session);
@@ -222,7 +238,7 @@ impl PollGuard<'_> {
         let _ = STATE.try_with(|state| {
             let mut state = state.borrow_mut();
             let Some(Closed { frame, end_ns, mem }) = state.pop(depth) else { return };
-            let _pause = alloc::pause();
+            let _pause = alloc::bookkeeping();
             call.child_ns += frame.child_ns;
             call.mem.add(mem);
             call.child_mem.add(frame.child_mem);

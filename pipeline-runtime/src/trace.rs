@@ -1,0 +1,327 @@
+//! Chrome trace JSON (opens in ui.perfetto.dev), built on `tracing-chrome`.
+//!
+//! One `tracing_chrome::ChromeLayer` serves the whole process: tracing-chrome keeps per-thread
+//! state (thread ids, a cached channel sender) in process-wide thread-locals, so a second layer
+//! would silently lose the events of threads the first one saw. The layer sits behind a per-layer
+//! filter that is on only while a profiling session traces, and writes into a [`SessionWriter`]
+//! that re-frames tracing-chrome's stream (one compact JSON entry per line) into the current
+//! session's file:
+//!
+//! - each file starts with `[`, the process name and the name of every thread seen so far, so it
+//!   is complete on its own and every worker track is named;
+//! - counter events (queue depth, live heap) are appended to the same file as whole lines, so
+//!   they interleave safely with the slices and are streamed to disk like them;
+//! - tracing-chrome's `Flush` is acknowledged, so `finish()` knows everything recorded before it
+//!   is in the file, and ends the file with `]`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use tracing::field::{Field, Visit};
+use tracing::Subscriber;
+use tracing_chrome::{ChromeLayer, ChromeLayerBuilder, EventOrSpan, FlushGuard};
+use tracing_subscriber::filter::{filter_fn, FilterFn, Filtered};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::error::Error;
+
+/// The tracing layer [`layer`] returns: tracing-chrome's, on only while a session traces.
+pub type PipelineChromeLayer<S> =
+    Filtered<ChromeLayer<S>, FilterFn<fn(&tracing::Metadata<'_>) -> bool>, S>;
+
+/// The process's one trace writer, created with the layer.
+struct Tracer {
+    writer: Arc<Shared>,
+    guard: Mutex<FlushGuard>,
+    /// tracing-chrome's time zero (its timestamps are microseconds since the layer was built).
+    epoch: Instant,
+}
+
+static TRACER: OnceLock<Tracer> = OnceLock::new();
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+fn tracing_enabled(_: &tracing::Metadata<'_>) -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// State shared by tracing-chrome's writer thread, counters, and the session.
+struct Shared {
+    state: Mutex<WriterState>,
+    flushed: Condvar,
+}
+
+#[derive(Default)]
+struct WriterState {
+    /// Bytes of an entry not yet ended by a newline.
+    pending: Vec<u8>,
+    /// Every thread-name metadata entry seen, to repeat at the top of each file.
+    thread_names: Vec<Vec<u8>>,
+    file: Option<BufWriter<File>>,
+    path: PathBuf,
+    error: Option<io::Error>,
+    flushes: u64,
+}
+
+impl WriterState {
+    fn write_line(&mut self, entry: &[u8]) {
+        if let Some(file) = &mut self.file {
+            let result = file.write_all(b",\n").and_then(|()| file.write_all(entry));
+            if let Err(error) = result {
+                self.error.get_or_insert(error);
+                self.file = None; // keep the bytes already written; stop writing
+            }
+        }
+    }
+
+    /// Takes one of tracing-chrome's lines: strips its framing (`[`, `]`, commas) and keeps it.
+    fn take_line(&mut self, line: &[u8]) {
+        let entry = trim(line);
+        if entry.is_empty() || entry == b"[" || entry == b"]" {
+            return;
+        }
+        if is_thread_name(entry) && !self.thread_names.iter().any(|known| known == entry) {
+            self.thread_names.push(entry.to_vec());
+        }
+        let entry = entry.to_vec();
+        self.write_line(&entry);
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(newline) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=newline).collect();
+            self.take_line(&line);
+        }
+    }
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let mut line = line.trim_ascii();
+    while let Some(rest) = line.strip_prefix(b",") {
+        line = rest.trim_ascii_start();
+    }
+    while let Some(rest) = line.strip_suffix(b",") {
+        line = rest.trim_ascii_end();
+    }
+    line
+}
+
+fn is_thread_name(entry: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(entry);
+    text.contains("\"ph\":\"M\"") && text.contains("\"name\":\"thread_name\"")
+}
+
+/// The `Write` handed to tracing-chrome: forwards whole entries to the current session's file.
+struct SessionWriter(Arc<Shared>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Write for SessionWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        // Never fail: tracing-chrome unwraps write results on its thread. Errors are kept and
+        // reported by `finish`.
+        self.0.lock().take(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut state = self.0.lock();
+        // tracing-chrome flushes between entries, so what is pending is a whole entry.
+        let pending = std::mem::take(&mut state.pending);
+        state.take_line(&pending);
+        if let Some(file) = &mut state.file {
+            if let Err(error) = file.flush() {
+                state.error.get_or_insert(error);
+            }
+        }
+        state.flushes += 1;
+        self.0.flushed.notify_all();
+        Ok(())
+    }
+}
+
+/// Names spans by their name and events by their `marker` field when they have one, so instant
+/// events read "panic in FraudStage" rather than "event src/workers.rs:120".
+fn slice_name<S>(data: &EventOrSpan<'_, '_, S>) -> String
+where
+    S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+{
+    match data {
+        EventOrSpan::Span(span) => span.name().to_owned(),
+        EventOrSpan::Event(event) => {
+            struct Marker(Option<String>);
+            impl Visit for Marker {
+                fn record_str(&mut self, field: &Field, value: &str) {
+                    if field.name() == "marker" {
+                        self.0 = Some(value.to_owned());
+                    }
+                }
+                fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                    if field.name() == "marker" {
+                        self.0 = Some(format!("{value:?}"));
+                    }
+                }
+            }
+            let mut marker = Marker(None);
+            event.record(&mut marker);
+            marker.0.unwrap_or_else(|| event.metadata().name().to_owned())
+        }
+    }
+}
+
+/// The Chrome trace layer, to add to a subscriber you build yourself:
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+/// tracing_subscriber::registry().with(pipeline_runtime::trace::layer().expect("first call")).init();
+/// // Profiler::new().chrome_trace("trace.json").start() then writes through it.
+/// ```
+///
+/// It records only while a profiling session with `chrome_trace` runs.
+///
+/// # Errors
+///
+/// [`Error::TraceLayerExists`] if the layer was already made in this process (tracing-chrome
+/// supports one layer per process).
+pub fn layer<S>() -> Result<PipelineChromeLayer<S>, Error>
+where
+    S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+{
+    let shared =
+        Arc::new(Shared { state: Mutex::new(WriterState::default()), flushed: Condvar::new() });
+    let epoch = Instant::now();
+    let (chrome, guard) = ChromeLayerBuilder::new()
+        .writer(SessionWriter(Arc::clone(&shared)))
+        .include_args(true)
+        .include_locations(false)
+        .name_fn(Box::new(|data| slice_name(data)))
+        .build();
+    let tracer = Tracer { writer: shared, guard: Mutex::new(guard), epoch };
+    TRACER.set(tracer).map_err(|_| Error::TraceLayerExists)?;
+    let enabled: fn(&tracing::Metadata<'_>) -> bool = tracing_enabled;
+    Ok(chrome.with_filter(filter_fn(enabled)))
+}
+
+/// Makes sure the layer exists: installs `Registry + layer` as the global subscriber unless the
+/// user already added [`layer`] to theirs.
+fn ensure_installed() -> Result<&'static Tracer, Error> {
+    if let Some(tracer) = TRACER.get() {
+        return Ok(tracer);
+    }
+    let subscriber = tracing_subscriber::registry().with(layer()?);
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::SubscriberTaken)?;
+    Ok(TRACER.get().expect("just set"))
+}
+
+/// A trace file being written by the running session.
+#[derive(Debug)]
+pub(crate) struct TraceSession {
+    path: PathBuf,
+    finished: bool,
+}
+
+impl TraceSession {
+    /// Creates the file (an unwritable path is an error now, not a missing file later) and turns
+    /// recording on.
+    pub(crate) fn start(path: &Path, process_name: &str) -> Result<Self, Error> {
+        let file = File::create(path).map_err(|source| Error::Write {
+            what: "trace",
+            path: path.to_owned(),
+            source,
+        })?;
+        let tracer = ensure_installed()?;
+        let mut state = tracer.writer.lock();
+        let mut file = BufWriter::with_capacity(64 * 1024, file);
+        let header = serde_json::json!({
+            "ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": { "name": process_name }
+        });
+        let mut result = file
+            .write_all(b"[\n")
+            .and_then(|()| serde_json::to_writer(&mut file, &header).map_err(io::Error::from));
+        for name in &state.thread_names {
+            result =
+                result.and_then(|()| file.write_all(b",\n")).and_then(|()| file.write_all(name));
+        }
+        result.map_err(|source| Error::Write { what: "trace", path: path.to_owned(), source })?;
+        state.file = Some(file);
+        state.path = path.to_owned();
+        state.error = None;
+        drop(state);
+        TRACING.store(true, Ordering::Release);
+        Ok(TraceSession { path: path.to_owned(), finished: false })
+    }
+
+    /// Stops recording, waits until tracing-chrome has written what it received, and closes the
+    /// file with `]`.
+    pub(crate) fn finish(&mut self) -> Result<(), Error> {
+        if std::mem::replace(&mut self.finished, true) {
+            return Ok(());
+        }
+        TRACING.store(false, Ordering::Release);
+        let Some(tracer) = TRACER.get() else { return Ok(()) };
+        let mut state = tracer.writer.lock();
+        let target = state.flushes + 1;
+        drop(state);
+        tracer.guard.lock().unwrap_or_else(PoisonError::into_inner).flush();
+        state = tracer.writer.lock();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state.flushes < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break; // the writer thread is stuck; close with what arrived
+            }
+            state = tracer
+                .writer
+                .flushed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let file = state.file.take();
+        let error = state.error.take();
+        drop(state);
+        let closed = match file {
+            Some(mut file) => file.write_all(b"\n]\n").and_then(|()| file.flush()),
+            None => Ok(()),
+        };
+        match error.map_or(closed, Err) {
+            Ok(()) => Ok(()),
+            Err(source) => Err(Error::Write { what: "trace", path: self.path.clone(), source }),
+        }
+    }
+}
+
+impl Drop for TraceSession {
+    fn drop(&mut self) {
+        // Also while a panic unwinds: the trace ends up complete with what was recorded.
+        let _ = self.finish();
+    }
+}
+
+/// Whether a trace is being recorded now.
+#[inline]
+pub(crate) fn is_tracing() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// Appends a counter sample (a `"ph":"C"` event) to the trace. Perfetto names the track
+/// `"{name} {series}"`: `counter("queue", "depth", ..)` draws the track "queue depth".
+pub(crate) fn counter(name: &str, series: &str, value: f64) {
+    if !is_tracing() {
+        return;
+    }
+    let Some(tracer) = TRACER.get() else { return };
+    let ts = tracer.epoch.elapsed().as_nanos() as f64 / 1000.0;
+    let entry = serde_json::json!({ "ph": "C", "pid": 1, "name": name, "ts": ts, "args": { series: value } });
+    let entry = entry.to_string();
+    tracer.writer.lock().write_line(entry.as_bytes());
+}

@@ -1,0 +1,251 @@
+//! The Chrome trace: well-formed per thread, every worker named, counters and instant events
+//! present, slices carrying their outcome and allocations, and counts equal to the report's.
+//! Traces are left in `target/tmp/traces/` with an `.expect` file beside each, for `.ci/run` to
+//! check with a Perfetto-style importer as well.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::exclusive;
+use pipeline::{
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
+};
+use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::system();
+
+struct Enrich;
+
+#[stage]
+impl Enrich {
+    fn process(&self, event: u64) -> u64 {
+        let found = lookup(event);
+        std::hint::black_box(&found);
+        event
+    }
+}
+
+#[profiled]
+fn lookup(event: u64) -> Vec<u64> {
+    vec![event; 4]
+}
+
+/// Rejects every 10th event and panics on every 25th.
+struct Check;
+
+#[stage]
+impl Check {
+    fn process(&self, event: u64) -> Result<u64, StageError> {
+        if event % 25 == 0 {
+            panic!("check exploded on {event}");
+        }
+        if event % 10 == 0 {
+            return Err(StageError::rejected("multiple of ten"));
+        }
+        Ok(event)
+    }
+}
+
+fn trace_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
+    std::fs::create_dir_all(&dir).expect("trace directory");
+    dir
+}
+
+/// Writes the `--expect NAME=COUNT` arguments `.ci/run` passes to the Perfetto-style checker.
+fn write_expectations(trace: &Path, report: &Report) {
+    let lines: Vec<String> = report
+        .stages
+        .iter()
+        .map(|stage| format!("--expect={}={}", stage.name, stage.timing.calls))
+        .collect();
+    std::fs::write(trace.with_extension("expect"), lines.join("\n")).expect("expect file");
+}
+
+fn traced_run(path: &Path, events: u64) -> Report {
+    let pipeline = Pipeline::new().stage(Enrich).stage(Check);
+    let profiler = Profiler::new().name("trace-test").chrome_trace(path).start().expect("start");
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let run = pipeline.run_concurrent(1..=events, Workers::new(2).queue(8));
+    std::panic::set_hook(hook);
+    run.expect("run");
+    let report = profiler.finish().expect("finish writes the trace");
+    write_expectations(path, &report);
+    report
+}
+
+fn load(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("trace file");
+    serde_json::from_str::<Vec<Value>>(&text).expect("the trace is one valid JSON array")
+}
+
+#[test]
+fn the_trace_is_well_formed_and_matches_the_report() {
+    let _lock = exclusive();
+    let path = trace_dir().join("workers.json");
+    let report = traced_run(&path, 200);
+    let events = load(&path);
+
+    // Begin/end pairs match per thread, nest properly, and timestamps never go back.
+    let mut stacks: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut last_ts: HashMap<u64, f64> = HashMap::new();
+    let mut slices: HashMap<String, u64> = HashMap::new();
+    let mut end_args: HashMap<String, Vec<Value>> = HashMap::new();
+    for event in &events {
+        let ph = event["ph"].as_str().unwrap();
+        if !matches!(ph, "B" | "E" | "i") {
+            continue;
+        }
+        let tid = event["tid"].as_u64().unwrap();
+        let ts = event["ts"].as_f64().unwrap();
+        let previous = last_ts.insert(tid, ts).unwrap_or(0.0);
+        assert!(ts >= previous, "time went back on thread {tid}: {previous} then {ts}");
+        let name = event["name"].as_str().unwrap().to_owned();
+        let stack = stacks.entry(tid).or_default();
+        match ph {
+            "B" => stack.push(name),
+            "E" => {
+                assert_eq!(
+                    stack.pop().as_deref(),
+                    Some(name.as_str()),
+                    "improper nesting on {tid}"
+                );
+                *slices.entry(name.clone()).or_default() += 1;
+                end_args.entry(name).or_default().push(event["args"].clone());
+            }
+            _ => {}
+        }
+    }
+    assert!(stacks.values().all(Vec::is_empty), "every slice ended: {stacks:?}");
+
+    // Slice counts per stage equal the report's call counts.
+    for stage in &report.stages {
+        assert_eq!(slices.get(&stage.name).copied(), Some(stage.timing.calls), "{}", stage.name);
+    }
+    assert_eq!(slices["event"], 200, "one event slice per event");
+    assert_eq!(slices["trace::lookup"], 200, "profiled functions are slices too");
+
+    // Every worker has a named track; the process is named.
+    let metadata = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "M" && e["name"] == kind)
+            .map(|e| e["args"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let threads = metadata("thread_name");
+    assert!(
+        threads.contains(&"worker-0".to_owned()) && threads.contains(&"worker-1".to_owned()),
+        "{threads:?}"
+    );
+    assert_eq!(metadata("process_name"), ["trace-test"]);
+
+    // Counter tracks: queue depth and live heap.
+    let counters: Vec<&str> =
+        events.iter().filter(|e| e["ph"] == "C").map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(counters.contains(&"queue"), "{counters:?}");
+    assert!(counters.contains(&"heap"), "{counters:?}");
+
+    // Instant events for rejections and panics.
+    let instants: Vec<&str> =
+        events.iter().filter(|e| e["ph"] == "i").map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(instants.iter().filter(|n| **n == "panic").count(), 8, "events 25, 50, ... 200");
+    assert_eq!(
+        instants.iter().filter(|n| **n == "rejected").count(),
+        16,
+        "multiples of 10, not of 25"
+    );
+
+    // Stage slices carry their outcome and allocations (on the slice's end event).
+    let enrich = &end_args["Enrich"];
+    assert!(
+        enrich.iter().all(|a| a["outcome"] == "ok" && a["allocations"] == "1"),
+        "{:?}",
+        enrich[0]
+    );
+    assert!(enrich.iter().all(|a| a["bytes_allocated"] == "32"), "{:?}", enrich[0]);
+    let rejected = end_args["Check"]
+        .iter()
+        .filter(|a| a["outcome"].as_str().unwrap_or("").starts_with("rejected"))
+        .count();
+    assert_eq!(rejected, 16);
+}
+
+#[test]
+fn an_unwritable_trace_path_is_a_clear_error_from_start() {
+    let _lock = exclusive();
+    let missing = Path::new("/definitely/not/a/directory/trace.json");
+    let error = Profiler::new().chrome_trace(missing).start().unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("cannot write the trace"), "{message}");
+    assert!(message.contains("/definitely/not/a/directory/trace.json"), "{message}");
+
+    let directory = trace_dir(); // a directory is not a writable file either
+    let error = Profiler::new().chrome_trace(&directory).start().unwrap_err();
+    assert!(error.to_string().contains(&directory.display().to_string()), "{error}");
+
+    // The failed starts left no profiler running.
+    drop(Profiler::new().start().expect("the profiler is free again"));
+}
+
+#[test]
+fn consecutive_sessions_each_write_a_complete_trace() {
+    let _lock = exclusive();
+    let (first, second) = (trace_dir().join("first.json"), trace_dir().join("second.json"));
+    let a = traced_run(&first, 30);
+    let b = traced_run(&second, 50);
+    let count = |events: &[Value], name: &str| {
+        events.iter().filter(|e| e["ph"] == "E" && e["name"] == name).count() as u64
+    };
+    assert_eq!(count(&load(&first), "Enrich"), a.stage("Enrich").unwrap().timing.calls);
+    assert_eq!(count(&load(&second), "Enrich"), b.stage("Enrich").unwrap().timing.calls);
+}
+
+const CHILD: &str = "PIPELINE_TRACE_PANIC_CHILD";
+
+/// Run as a child process by the test below: starts tracing, records, then panics on main.
+#[test]
+fn child_that_panics_mid_run() {
+    let Ok(path) = std::env::var(CHILD) else { return };
+    let pipeline = Pipeline::new().stage(Enrich);
+    let _profiler = Profiler::new().chrome_trace(&path).start().unwrap();
+    for event in 1..=40 {
+        pipeline.run(event).unwrap();
+    }
+    panic!("the program crashed mid-run");
+}
+
+#[test]
+fn a_panic_mid_run_still_leaves_a_trace_with_what_was_recorded() {
+    let path = trace_dir().join("panicked.json");
+    let _ = std::fs::remove_file(&path);
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_that_panics_mid_run", "--nocapture"])
+        .env(CHILD, &path)
+        .output()
+        .expect("run the child");
+    assert!(!output.status.success(), "the child panicked");
+    let events = load(&path);
+    let enrich_slices = events.iter().filter(|e| e["ph"] == "E" && e["name"] == "Enrich").count();
+    assert_eq!(enrich_slices, 40, "every slice recorded before the panic is in the trace");
+    std::fs::write(path.with_extension("expect"), "--expect=Enrich=40").unwrap();
+}
+
+#[test]
+fn tracing_does_not_show_up_as_heap_growth_or_in_stage_allocations() {
+    let _lock = exclusive();
+    let path = trace_dir().join("heap.json");
+    let report = traced_run(&path, 3_000);
+    let growth = report.memory.growth_bytes.expect("measured");
+    // Span and trace messages are allocated on the workers and freed by tracing-chrome's writer
+    // thread: none of it may count as the program's growth (a drift would be ~1 MB here).
+    assert!(growth.abs() < 64 * 1024, "heap grew by {growth} B while only tracing");
+    let lookup = report.stage("Enrich").unwrap().memory.unwrap();
+    assert_eq!(lookup.total.allocations, 3_000, "one Vec per call, tracing's allocations excluded");
+    let _ = std::fs::remove_file(&path); // large; the other traces cover the checks
+}
