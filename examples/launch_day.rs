@@ -146,7 +146,7 @@ fn phase(
     trace: Option<&Path>,
 ) -> Result<Phase, pipeline::Error> {
     let profiler = match trace {
-        Some(path) => Profiler::new().name("launch_day").chrome_trace(path),
+        Some(path) => Profiler::new().name("launch_day").chrome_trace(path).sample(4),
         None => Profiler::new(),
     }
     .start()?;

@@ -249,3 +249,86 @@ fn tracing_does_not_show_up_as_heap_growth_or_in_stage_allocations() {
     assert_eq!(lookup.total.allocations, 3_000, "one Vec per call, tracing's allocations excluded");
     let _ = std::fs::remove_file(&path); // large; the other traces cover the checks
 }
+
+#[test]
+fn sampling_traces_one_event_in_n_while_statistics_cover_all() {
+    let _lock = exclusive();
+    let path = trace_dir().join("sampled.json");
+    let pipeline = Pipeline::new().stage(Enrich);
+    let profiler = Profiler::new().chrome_trace(&path).sample(10).start().unwrap();
+    pipeline.run_concurrent(0..200, Workers::new(2)).unwrap();
+    let report = profiler.finish().unwrap();
+    write_expectations_for(&path, &[("Enrich", 20), ("event", 20)]);
+
+    assert_eq!(report.stage("Enrich").unwrap().timing.calls, 200, "statistics are complete");
+    let events = load(&path);
+    let ends = |name: &str| events.iter().filter(|e| e["ph"] == "E" && e["name"] == name).count();
+    assert_eq!(ends("event"), 20, "events 0, 10, ..., 190");
+    assert_eq!(ends("Enrich"), 20);
+    assert_eq!(report.trace.as_ref().unwrap().sampled_one_in, 10);
+    assert!(report.to_string().contains("1 in 10 events traced"));
+}
+
+#[test]
+fn a_writer_that_falls_behind_costs_spans_not_memory_and_the_trace_stays_well_formed() {
+    let _lock = exclusive();
+    let path = trace_dir().join("bounded.json");
+    let pipeline = Pipeline::new().stage(Enrich).stage(Check);
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let profiler = Profiler::new().chrome_trace(&path).trace_backlog_limit(20).start().unwrap();
+    let run = pipeline.run_concurrent(1..=2_000, Workers::new(2));
+    let report = profiler.finish().unwrap();
+    std::panic::set_hook(hook);
+    run.unwrap();
+
+    let left_out = report.trace.as_ref().unwrap().spans_left_out;
+    assert!(left_out > 0, "a backlog limit of 20 entries must leave spans out");
+    assert_eq!(report.stage("Enrich").unwrap().timing.calls, 2_000, "statistics are complete");
+    assert!(report.to_string().contains("spans left out because the trace writer fell behind"));
+    // Whole spans are left out: every begin still has its end, on every thread.
+    let mut open: HashMap<u64, i64> = HashMap::new();
+    for event in load(&path) {
+        match event["ph"].as_str() {
+            Some("B") => *open.entry(event["tid"].as_u64().unwrap()).or_default() += 1,
+            Some("E") => *open.entry(event["tid"].as_u64().unwrap()).or_default() -= 1,
+            _ => {}
+        }
+    }
+    assert!(open.values().all(|n| *n == 0), "{open:?}");
+    let _ = std::fs::remove_file(&path);
+}
+
+fn write_expectations_for(trace: &Path, counts: &[(&str, u64)]) {
+    let lines: Vec<String> =
+        counts.iter().map(|(name, n)| format!("--expect={name}={n}")).collect();
+    std::fs::write(trace.with_extension("expect"), lines.join("\n")).expect("expect file");
+}
+
+struct CalledBeforeTracing;
+
+#[stage]
+impl CalledBeforeTracing {
+    fn process(&self, event: u64) -> u64 {
+        event + 1
+    }
+}
+
+#[test]
+fn a_stage_first_called_while_not_tracing_is_traced_once_tracing_starts() {
+    let _lock = exclusive();
+    // The span's call site is registered now, while no trace runs (a filter that cached its
+    // first answer per call site would never trace it afterwards).
+    let pipeline = Pipeline::new().stage(CalledBeforeTracing);
+    pipeline.run(1).unwrap();
+    let path = trace_dir().join("late.json");
+    let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
+    for event in 0..5 {
+        pipeline.run(event).unwrap();
+    }
+    profiler.finish().unwrap();
+    write_expectations_for(&path, &[("CalledBeforeTracing", 5)]);
+    let slices =
+        load(&path).iter().filter(|e| e["ph"] == "E" && e["name"] == "CalledBeforeTracing").count();
+    assert_eq!(slices, 5);
+}

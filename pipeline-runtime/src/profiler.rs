@@ -51,6 +51,8 @@ fn runs_of(session: u64) -> Vec<RunSummary> {
 pub struct Profiler {
     chrome_trace: Option<PathBuf>,
     name: Option<String>,
+    sample_every: u64,
+    backlog_limit: Option<u64>,
 }
 
 impl Profiler {
@@ -65,6 +67,22 @@ impl Profiler {
     /// queue. The file is streamed as the run goes and completed by `finish()` or on drop.
     pub fn chrome_trace(mut self, path: impl Into<PathBuf>) -> Self {
         self.chrome_trace = Some(path.into());
+        self
+    }
+
+    /// Traces one event in `n` (from `run_concurrent` and `WorkerPool`), cutting the trace's size
+    /// and cost in proportion. Statistics still cover every call. `0` and `1` trace every event.
+    pub fn sample(mut self, n: u64) -> Self {
+        self.sample_every = n.max(1);
+        self
+    }
+
+    /// How many trace entries may wait for the trace writer before new spans are left out of
+    /// the trace (default [`trace::MAX_BACKLOG`], ~25 MB). This bounds the memory a trace can
+    /// take when the program makes spans faster than they can be written; the report says how
+    /// many were left out, and statistics stay complete.
+    pub fn trace_backlog_limit(mut self, entries: u64) -> Self {
+        self.backlog_limit = Some(entries);
         self
     }
 
@@ -89,7 +107,8 @@ impl Profiler {
         let trace = match &self.chrome_trace {
             Some(path) => {
                 let name = self.name.clone().unwrap_or_else(process_name);
-                match TraceSession::start(path, &name) {
+                let backlog = self.backlog_limit.unwrap_or(trace::MAX_BACKLOG);
+                match TraceSession::start(path, &name, self.sample_every.max(1), backlog) {
                     Ok(trace) => Some(trace),
                     Err(error) => {
                         RUNNING.store(false, Ordering::Release);
@@ -202,6 +221,7 @@ impl ProfilingSession {
         let rows = recorder::collect(self.session);
         let mut report = report::build(rows, wall_time_ns, heap);
         report.runs = runs_of(self.session);
+        report.trace = self.trace.as_ref().map(TraceSession::summary);
         report
     }
 
@@ -218,8 +238,13 @@ impl ProfilingSession {
         recorder::end_session();
         let wall_time_ns = now_ns().saturating_sub(self.started_ns);
         drop(self.heap_sampler.take());
-        let traced = self.trace.take().map(|mut trace| trace.finish());
-        let report = self.build_report(wall_time_ns);
+        let trace = self.trace.take();
+        let (summary, traced) = match trace {
+            Some(mut trace) => (Some(trace.summary()), Some(trace.finish())),
+            None => (None, None),
+        };
+        let mut report = self.build_report(wall_time_ns);
+        report.trace = summary;
         traced.transpose()?;
         Ok(report)
     }

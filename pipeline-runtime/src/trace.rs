@@ -14,25 +14,31 @@
 //! - tracing-chrome's `Flush` is acknowledged, so `finish()` knows everything recorded before it
 //!   is in the file, and ends the file with `]`.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::Subscriber;
 use tracing_chrome::{ChromeLayer, ChromeLayerBuilder, EventOrSpan, FlushGuard};
-use tracing_subscriber::filter::{filter_fn, FilterFn, Filtered};
-use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::filter::{dynamic_filter_fn, DynFilterFn, Filtered};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::error::Error;
 
+/// The filter in front of the layer: asked for every span and event (a `DynFilterFn`, because
+/// a plain `FilterFn` caches its first answer per call site, which would freeze the on/off
+/// switch and the sampling decision).
+pub type SessionFilter<S> =
+    DynFilterFn<S, for<'a, 'b, 'c, 'd> fn(&'a tracing::Metadata<'b>, &'c Context<'d, S>) -> bool>;
+
 /// The tracing layer [`layer`] returns: tracing-chrome's, on only while a session traces.
-pub type PipelineChromeLayer<S> =
-    Filtered<ChromeLayer<S>, FilterFn<fn(&tracing::Metadata<'_>) -> bool>, S>;
+pub type PipelineChromeLayer<S> = Filtered<ChromeLayer<S>, SessionFilter<S>, S>;
 
 /// The process's one trace writer, created with the layer.
 struct Tracer {
@@ -45,8 +51,62 @@ struct Tracer {
 static TRACER: OnceLock<Tracer> = OnceLock::new();
 static TRACING: AtomicBool = AtomicBool::new(false);
 
-fn tracing_enabled(_: &tracing::Metadata<'_>) -> bool {
-    TRACING.load(Ordering::Relaxed)
+/// Trace entries (a span's begin and end, an instant event) let through to tracing-chrome.
+static ADMITTED: AtomicU64 = AtomicU64::new(0);
+/// Trace entries the writer has put in the file (or discarded between sessions).
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// Spans and events left out of the trace because the writer was too far behind.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How far (in entries) tracing-chrome's writer may fall behind before new spans are left out,
+/// unless `Profiler::trace_backlog_limit` says otherwise.
+///
+/// tracing-chrome queues every entry on an unbounded channel to its writer thread; when the
+/// program makes spans faster than the writer serialises them, that queue is the only thing
+/// that grows. Capping the backlog keeps memory flat (about 250 bytes an entry, so ~25 MB at
+/// most); whole spans are left out, never half of one, and the report counts them.
+pub const MAX_BACKLOG: u64 = 100_000;
+
+/// The backlog limit of the running session (`Profiler::trace_backlog_limit`).
+static BACKLOG_LIMIT: AtomicU64 = AtomicU64::new(MAX_BACKLOG);
+
+thread_local! {
+    /// Whether the event this thread is processing is sampled into the trace.
+    static SAMPLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Marks whether what this thread does next belongs in the trace (the workers' per-event
+/// sampling decision). Returns the previous value.
+pub(crate) fn set_sampled(sampled: bool) -> bool {
+    SAMPLED.with(|s| s.replace(sampled))
+}
+
+fn tracing_enabled<S>(metadata: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
+    if !TRACING.load(Ordering::Relaxed) || !SAMPLED.with(Cell::get) {
+        return false;
+    }
+    let entries = if metadata.is_span() { 2 } else { 1 };
+    let backlog = ADMITTED.load(Ordering::Relaxed).saturating_sub(WRITTEN.load(Ordering::Relaxed));
+    if backlog + entries > BACKLOG_LIMIT.load(Ordering::Relaxed) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    ADMITTED.fetch_add(entries, Ordering::Relaxed);
+    true
+}
+
+/// Spans and events left out of traces so far because the writer fell behind.
+pub(crate) fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Trace one event in this many (1: every event), as set by `Profiler::sample`.
+static SAMPLE_EVERY: AtomicU64 = AtomicU64::new(1);
+
+/// Whether the worker's event number `id` goes into the trace.
+#[inline]
+pub(crate) fn samples_event(id: u64) -> bool {
+    id % SAMPLE_EVERY.load(Ordering::Relaxed).max(1) == 0
 }
 
 /// State shared by tracing-chrome's writer thread, counters, and the session.
@@ -84,19 +144,36 @@ impl WriterState {
         if entry.is_empty() || entry == b"[" || entry == b"]" {
             return;
         }
-        if is_thread_name(entry) && !self.thread_names.iter().any(|known| known == entry) {
-            self.thread_names.push(entry.to_vec());
+        if is_thread_name(entry) {
+            if !self.thread_names.iter().any(|known| known == entry) {
+                self.thread_names.push(entry.to_vec());
+            }
+        } else {
+            WRITTEN.fetch_add(1, Ordering::Relaxed);
         }
-        let entry = entry.to_vec();
-        self.write_line(&entry);
+        if let Some(file) = &mut self.file {
+            let result = file.write_all(b",\n").and_then(|()| file.write_all(entry));
+            if let Err(error) = result {
+                self.error.get_or_insert(error);
+                self.file = None;
+            }
+        }
     }
 
     fn take(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(newline) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=newline).collect();
-            self.take_line(&line);
+        let mut rest = bytes;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(newline + 1);
+            if self.pending.is_empty() {
+                self.take_line(line);
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.take_line(&whole);
+            }
+            rest = after;
         }
+        self.pending.extend_from_slice(rest);
     }
 }
 
@@ -112,8 +189,13 @@ fn trim(line: &[u8]) -> &[u8] {
 }
 
 fn is_thread_name(entry: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(entry);
-    text.contains("\"ph\":\"M\"") && text.contains("\"name\":\"thread_name\"")
+    // tracing-chrome's entries are serde_json maps, keys in order: `{"args":{"name":..},"name":
+    // "thread_name","ph":"M",...}`. Only metadata entries start with `{"args":{"name":`.
+    entry.starts_with(br#"{"args":{"name":"#) && contains(entry, br#""name":"thread_name""#)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// The `Write` handed to tracing-chrome: forwards whole entries to the current session's file.
@@ -207,8 +289,9 @@ where
         .build();
     let tracer = Tracer { writer: shared, guard: Mutex::new(guard), epoch };
     TRACER.set(tracer).map_err(|_| Error::TraceLayerExists)?;
-    let enabled: fn(&tracing::Metadata<'_>) -> bool = tracing_enabled;
-    Ok(chrome.with_filter(filter_fn(enabled)))
+    let enabled: for<'a, 'b, 'c, 'd> fn(&'a tracing::Metadata<'b>, &'c Context<'d, S>) -> bool =
+        tracing_enabled::<S>;
+    Ok(chrome.with_filter(dynamic_filter_fn(enabled)))
 }
 
 /// Makes sure the layer exists: installs `Registry + layer` as the global subscriber unless the
@@ -227,12 +310,19 @@ fn ensure_installed() -> Result<&'static Tracer, Error> {
 pub(crate) struct TraceSession {
     path: PathBuf,
     finished: bool,
+    dropped_at_start: u64,
+    sample_every: u64,
 }
 
 impl TraceSession {
     /// Creates the file (an unwritable path is an error now, not a missing file later) and turns
     /// recording on.
-    pub(crate) fn start(path: &Path, process_name: &str) -> Result<Self, Error> {
+    pub(crate) fn start(
+        path: &Path,
+        process_name: &str,
+        sample_every: u64,
+        backlog_limit: u64,
+    ) -> Result<Self, Error> {
         let file = File::create(path).map_err(|source| Error::Write {
             what: "trace",
             path: path.to_owned(),
@@ -256,8 +346,15 @@ impl TraceSession {
         state.path = path.to_owned();
         state.error = None;
         drop(state);
+        SAMPLE_EVERY.store(sample_every.max(1), Ordering::Relaxed);
+        BACKLOG_LIMIT.store(backlog_limit.max(2), Ordering::Relaxed);
         TRACING.store(true, Ordering::Release);
-        Ok(TraceSession { path: path.to_owned(), finished: false })
+        Ok(TraceSession {
+            path: path.to_owned(),
+            finished: false,
+            dropped_at_start: dropped(),
+            sample_every,
+        })
     }
 
     /// Stops recording, waits until tracing-chrome has written what it received, and closes the
@@ -298,6 +395,29 @@ impl TraceSession {
             Err(source) => Err(Error::Write { what: "trace", path: self.path.clone(), source }),
         }
     }
+}
+
+impl TraceSession {
+    /// What the report says about this trace.
+    pub(crate) fn summary(&self) -> TraceSummary {
+        TraceSummary {
+            path: self.path.clone(),
+            sampled_one_in: self.sample_every,
+            spans_left_out: dropped().saturating_sub(self.dropped_at_start),
+        }
+    }
+}
+
+/// The Chrome trace a session wrote.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TraceSummary {
+    /// Where it is.
+    pub path: PathBuf,
+    /// One event in this many is traced (1: all); statistics cover every event regardless.
+    pub sampled_one_in: u64,
+    /// Spans and events left out because the trace writer fell more than [`MAX_BACKLOG`]
+    /// entries behind (memory stays bounded instead).
+    pub spans_left_out: u64,
 }
 
 impl Drop for TraceSession {

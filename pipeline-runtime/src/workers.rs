@@ -187,6 +187,8 @@ fn work<E>(
         let picked_ns = now_ns();
         let wait_ns = picked_ns.saturating_sub(arrived_ns);
         // The event's slice in the trace: its stages are nested inside.
+        // Sampling: only one event in N goes into the trace (its spans are filtered out whole).
+        let was_sampled = trace::set_sampled(!trace::is_tracing() || trace::samples_event(id));
         let span =
             tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000);
         let entered = span.enter();
@@ -197,6 +199,8 @@ fn work<E>(
             mark_stop(id, halt);
         }
         drop(entered);
+        drop(span);
+        trace::set_sampled(was_sampled);
         let stopped = match result {
             Ok(_completed) => None,
             Err(halt) => {

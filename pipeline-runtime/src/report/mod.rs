@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::load::RunSummary;
+use crate::trace::TraceSummary;
 pub(crate) use memory::HeapReadings;
 pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 
@@ -114,6 +115,8 @@ pub struct Report {
     /// Concurrent runs (`run_concurrent`, `WorkerPool`) that finished during the session: the
     /// load section.
     pub runs: Vec<RunSummary>,
+    /// The Chrome trace written during the session, if one was asked for.
+    pub trace: Option<TraceSummary>,
 }
 
 impl Report {

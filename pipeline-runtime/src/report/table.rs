@@ -106,6 +106,19 @@ pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result 
     for run in &report.runs {
         write!(f, "\n\n{run}")?;
     }
+    if let Some(trace) = &report.trace {
+        write!(f, "\n\nTrace: {} (open in https://ui.perfetto.dev)", trace.path.display())?;
+        if trace.sampled_one_in > 1 {
+            write!(f, "; 1 in {} events traced", trace.sampled_one_in)?;
+        }
+        if trace.spans_left_out > 0 {
+            write!(
+                f,
+                "; {} spans left out because the trace writer fell behind (statistics are complete)",
+                trace.spans_left_out
+            )?;
+        }
+    }
     Ok(())
 }
 
