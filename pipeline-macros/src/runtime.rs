@@ -26,27 +26,27 @@ pub(crate) fn callsite_static(name: &TokenStream, kind: &str) -> TokenStream {
 /// A `tracing` span at INFO level, target the declaring module, named `name`, created without
 /// attributing the subscriber's allocations to the enclosing call.
 pub(crate) fn span(name: &TokenStream) -> TokenStream {
+    span_with_fields(name, &quote!())
+}
+
+/// [`span`] with the fields a stage call records when it ends (outcome and allocations).
+pub(crate) fn stage_span(name: &TokenStream) -> TokenStream {
+    let private = private();
+    let empty = quote!(#private::tracing::field::Empty);
+    span_with_fields(
+        name,
+        &quote!(, outcome = #empty, allocations = #empty, bytes_allocated = #empty),
+    )
+}
+
+fn span_with_fields(name: &TokenStream, fields: &TokenStream) -> TokenStream {
     let private = private();
     quote! {
         #private::QuietSpan::new(|| #private::tracing::span!(
             target: ::core::module_path!(),
             #private::tracing::Level::INFO,
             #name
-        ))
-    }
-}
-
-/// [`span`] with the fields a stage call records when it ends (outcome and allocations).
-pub(crate) fn stage_span(name: &TokenStream) -> TokenStream {
-    let private = private();
-    quote! {
-        #private::QuietSpan::new(|| #private::tracing::span!(
-            target: ::core::module_path!(),
-            #private::tracing::Level::INFO,
-            #name,
-            outcome = #private::tracing::field::Empty,
-            allocations = #private::tracing::field::Empty,
-            bytes_allocated = #private::tracing::field::Empty,
+            #fields
         ))
     }
 }

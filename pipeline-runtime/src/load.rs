@@ -39,6 +39,24 @@ struct Composition {
     stage_ns: Vec<u64>,
 }
 
+impl Composition {
+    fn add(&mut self, events: u64, end_to_end_ns: u64, wait_ns: u64, stage_ns: &[u64]) {
+        self.events += events;
+        self.end_to_end_ns += end_to_end_ns;
+        self.wait_ns += wait_ns;
+        if self.stage_ns.len() < stage_ns.len() {
+            self.stage_ns.resize(stage_ns.len(), 0);
+        }
+        for (sum, ns) in self.stage_ns.iter_mut().zip(stage_ns) {
+            *sum += ns;
+        }
+    }
+
+    fn merge(&mut self, other: &Composition) {
+        self.add(other.events, other.end_to_end_ns, other.wait_ns, &other.stage_ns);
+    }
+}
+
 /// One stage's stopped events in a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StageOutcomes {
@@ -112,16 +130,7 @@ impl WorkerLoad {
         self.busy_ns += service_ns;
         record(&mut self.latency, end_to_end);
         record(&mut self.wait, wait_ns);
-        let bucket = &mut self.composition[bucket_of(end_to_end)];
-        bucket.events += 1;
-        bucket.end_to_end_ns += end_to_end;
-        bucket.wait_ns += wait_ns;
-        if bucket.stage_ns.len() < stage_ns.len() {
-            bucket.stage_ns.resize(stage_ns.len(), 0);
-        }
-        for (sum, ns) in bucket.stage_ns.iter_mut().zip(stage_ns) {
-            *sum += ns;
-        }
+        self.composition[bucket_of(end_to_end)].add(1, end_to_end, wait_ns, stage_ns);
         match stopped {
             None => self.completed += 1,
             Some(Stopped { stage_index, kind, failure }) => {
@@ -291,15 +300,7 @@ impl RunSummary {
             let _ = wait.add(&worker.wait);
             completed += worker.completed;
             for (total, part) in composition.iter_mut().zip(&worker.composition) {
-                total.events += part.events;
-                total.end_to_end_ns += part.end_to_end_ns;
-                total.wait_ns += part.wait_ns;
-                if total.stage_ns.len() < part.stage_ns.len() {
-                    total.stage_ns.resize(part.stage_ns.len(), 0);
-                }
-                for (sum, ns) in total.stage_ns.iter_mut().zip(&part.stage_ns) {
-                    *sum += ns;
-                }
+                total.merge(part);
             }
             for (total, part) in stages.iter_mut().zip(&worker.stages) {
                 total.rejected += part.rejected;
@@ -353,15 +354,7 @@ impl RunSummary {
 fn split_at(composition: &[Composition], p99_ns: u64, stage_names: &[String]) -> LatencySplit {
     let mut tail = Composition::default();
     for bucket in &composition[bucket_of(p99_ns)..] {
-        tail.events += bucket.events;
-        tail.end_to_end_ns += bucket.end_to_end_ns;
-        tail.wait_ns += bucket.wait_ns;
-        if tail.stage_ns.len() < bucket.stage_ns.len() {
-            tail.stage_ns.resize(bucket.stage_ns.len(), 0);
-        }
-        for (sum, ns) in tail.stage_ns.iter_mut().zip(&bucket.stage_ns) {
-            *sum += ns;
-        }
+        tail.merge(bucket);
     }
     let whole = tail.end_to_end_ns.max(1) as f64;
     LatencySplit {
