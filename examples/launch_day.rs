@@ -7,7 +7,6 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Instant;
 
 use pipeline::{
     profiled, stage, CountingAllocator, Pipeline, Profiler, Report, RunSummary, StageError, Workers,
@@ -126,16 +125,27 @@ fn pipeline() -> Pipeline<Order> {
     Pipeline::new().stage(RankingStage).stage(FraudStage { limit: 95 }).stage(EnrichmentStage)
 }
 
-/// Measures how many orders per second the workers can take: one order's mean service time,
-/// sequentially, on this machine, in this build.
-fn measure_capacity(pipeline: &Pipeline<Order>, workers: usize) -> f64 {
-    let sample = 200;
-    let started = Instant::now();
-    for order in orders(sample) {
-        let _ = pipeline.run(order);
+/// Starts the profiler the way every run of the day uses it (with a trace when asked for).
+fn profiler(trace: Option<&Path>) -> Result<pipeline::ProfilingSession, pipeline::Error> {
+    match trace {
+        Some(path) => Profiler::new().name("launch_day").chrome_trace(path).sample(4),
+        None => Profiler::new(),
     }
-    let service = started.elapsed().as_secs_f64() / sample as f64;
-    workers as f64 / service
+    .start()
+}
+
+/// Measures how many orders per second the workers can take, as configured for the day
+/// (profiled, and traced if the day is): a short run with orders arriving as fast as the queue
+/// takes them. Instrumentation and tracing cost CPU too, so capacity is measured with them on.
+fn measure_capacity(
+    pipeline: &Pipeline<Order>,
+    events: u64,
+    trace: Option<&Path>,
+) -> Result<f64, pipeline::Error> {
+    let profiler = profiler(trace)?;
+    let run = pipeline.run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE))?;
+    profiler.finish()?;
+    Ok(run.throughput_per_sec)
 }
 
 fn phase(
@@ -145,24 +155,25 @@ fn phase(
     events: u64,
     trace: Option<&Path>,
 ) -> Result<Phase, pipeline::Error> {
-    let profiler = match trace {
-        Some(path) => Profiler::new().name("launch_day").chrome_trace(path).sample(4),
-        None => Profiler::new(),
-    }
-    .start()?;
+    let profiler = profiler(trace)?;
     pipeline
         .run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE).arrival_rate(rate))?;
     let report = profiler.finish()?;
     Ok(Phase { label, arrival_rate: rate, report })
 }
 
-/// Runs the day: `events` orders at 60 % of capacity, then `events` at twice that rate. With
-/// `trace_dir`, each phase also writes a Chrome trace there (`normal.json`, `doubled.json`).
+/// Runs the day: measures capacity, then `events` orders at 60 % of it, then `events` at twice
+/// that rate. With `trace_dir`, each phase also writes a Chrome trace there (`normal.json`,
+/// `doubled.json`; the capacity run's trace is removed).
 pub fn run_scenario(events: u64, trace_dir: Option<&Path>) -> Result<LaunchDay, pipeline::Error> {
     let pipeline = pipeline();
-    let capacity_per_sec = measure_capacity(&pipeline, WORKERS);
-    let normal_rate = 0.6 * capacity_per_sec;
     let trace = |name: &str| trace_dir.map(|dir| dir.join(name));
+    let calibration = trace("capacity.json");
+    let capacity_per_sec = measure_capacity(&pipeline, events / 2, calibration.as_deref())?;
+    if let Some(path) = &calibration {
+        let _ = std::fs::remove_file(path);
+    }
+    let normal_rate = 0.6 * capacity_per_sec;
     let normal =
         phase(&pipeline, "normal traffic", normal_rate, events, trace("normal.json").as_deref())?;
     let doubled = phase(
