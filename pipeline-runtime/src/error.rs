@@ -33,6 +33,36 @@ pub enum Error {
     /// `chrome_trace` needs to install a tracing subscriber, but the program already set one.
     #[error("a global tracing subscriber is already set, so the Chrome trace layer cannot be installed: add `pipeline::trace::layer()` to your subscriber (`registry().with(pipeline::trace::layer()?)`) before starting the profiler")]
     SubscriberTaken,
+    /// No baseline file where one was expected.
+    #[error("no benchmark baseline at `{}`: record one first (on main) with `result.save_baseline(\"{}\")`", path.display(), path.display())]
+    BaselineMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A baseline file that cannot be read as one.
+    #[error("`{}` is not a usable benchmark baseline: {reason}", path.display())]
+    BaselineInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A baseline written by another version of the format.
+    #[error("benchmark baseline `{}` has format version {found}, this build reads version {supported}: record it again with `replace_baseline`", path.display())]
+    BaselineVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it has.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// `save_baseline` would have replaced a file.
+    #[error("benchmark baseline `{}` already exists: nothing was overwritten; call `replace_baseline` to replace it", path.display())]
+    BaselineExists {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file could not be written.
     #[error("cannot write the {what} to `{}`: {source}", path.display())]
     Write {

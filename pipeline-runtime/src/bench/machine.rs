@@ -1,0 +1,113 @@
+//! What a baseline records about where it was measured, and the probes that tell whether the
+//! machine is as quiet now as it was then.
+
+use std::hint::black_box;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The machine a baseline was recorded on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `linux`, `macos`, ...
+    pub os: String,
+    /// `x86_64`, `aarch64`, ...
+    pub arch: String,
+    /// Logical CPUs available to the process.
+    pub cpus: usize,
+    /// The CPU model, where the system says it.
+    pub cpu_model: Option<String>,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn current() -> Self {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        });
+        Machine {
+            os: std::env::consts::OS.to_owned(),
+            arch: std::env::consts::ARCH.to_owned(),
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu_model,
+        }
+    }
+}
+
+/// Now, as `2026-11-24T18:30:05Z`.
+pub(crate) fn utc_now() -> String {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// A fixed amount of integer work: the yardstick samples are divided by.
+pub(crate) fn calibration_kernel(rounds: u64) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..rounds {
+        h = black_box(h.rotate_left(5) ^ round).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// Nanoseconds the calibration kernel takes now, on this thread.
+pub(crate) fn time_calibration(rounds: u64) -> f64 {
+    let started = Instant::now();
+    black_box(calibration_kernel(rounds));
+    started.elapsed().as_nanos() as f64
+}
+
+const PROBE_ROUNDS: u64 = 400_000;
+
+/// How much slower the kernel runs on two threads at once than on one: about 1 on an idle
+/// machine with two free cores, about 2 when another process holds one of them. A single-thread
+/// yardstick cannot see a core being taken; this can.
+pub(crate) fn two_thread_probe() -> f64 {
+    let ratios: Vec<f64> = (0..5)
+        .map(|_| {
+            let one = time_calibration(PROBE_ROUNDS);
+            let started = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| black_box(calibration_kernel(PROBE_ROUNDS)));
+                }
+            });
+            started.elapsed().as_nanos() as f64 / one
+        })
+        .collect();
+    super::stats::median(&ratios)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

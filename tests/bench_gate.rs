@@ -1,0 +1,183 @@
+//! The regression gate, measured rather than assumed: it catches a 30 % slowdown almost always,
+//! raises almost no false alarms (also with another process holding a core), and always catches
+//! one extra allocation per event.
+
+mod common;
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use common::exclusive;
+use pipeline::bench::{assert_no_regression, Baseline, Bench, Verdict};
+use pipeline::{stage, CountingAllocator, Pipeline};
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::system();
+
+/// Integer work proportional to `ROUNDS`: a 30 % slower stage is `Work<1300>` against `Work<1000>`.
+struct Work<const ROUNDS: u64>;
+
+#[stage]
+impl<const ROUNDS: u64> Work<ROUNDS> {
+    fn process(&self, event: u64) -> u64 {
+        let mut h = event ^ 0x9e37_79b9_7f4a_7c15;
+        for round in 0..ROUNDS * 10 {
+            h = black_box(h.rotate_left(5) ^ round).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+}
+
+/// The same work plus one `String` per event.
+struct WorkAndLabel;
+
+#[stage]
+impl WorkAndLabel {
+    fn process(&self, event: u64) -> u64 {
+        let label = format!("order-{event}");
+        black_box(&label);
+        Work::<1000>.process(event).unwrap_or(0)
+    }
+}
+
+use pipeline::Stage;
+
+const TRIALS: u64 = 20;
+
+fn quick(seed: u64) -> Bench {
+    Bench::new("gate").samples(15).batch(10).warmup(1).seed(seed)
+}
+
+/// Counts the trials whose time verdict is `Regressed`.
+fn regressions<const B: u64, const A: u64>() -> (u64, u64) {
+    let before = Pipeline::new().stage(Work::<B>);
+    let after = Pipeline::new().stage(Work::<A>);
+    let (mut regressed, mut inconclusive) = (0, 0);
+    for trial in 0..TRIALS {
+        let comparison = quick(trial).compare(&before, &after, |i| i).unwrap();
+        match comparison.verdict("time per event") {
+            Some(Verdict::Regressed) => regressed += 1,
+            Some(Verdict::Inconclusive(_)) => inconclusive += 1,
+            _ => {}
+        }
+    }
+    (regressed, inconclusive)
+}
+
+/// Another process spinning on one core while it lives.
+struct CoreHog(Child);
+
+impl CoreHog {
+    fn start() -> Self {
+        CoreHog(Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("sh"))
+    }
+}
+
+impl Drop for CoreHog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_stage_made_30_percent_slower_is_caught_in_at_least_19_of_20_trials() {
+    let _lock = exclusive();
+    let (regressed, _) = regressions::<1000, 1300>();
+    assert!(regressed >= 19, "caught {regressed} of {TRIALS}");
+}
+
+#[test]
+fn no_change_raises_at_most_1_false_alarm_in_20_trials_quiet_or_with_a_core_taken() {
+    let _lock = exclusive();
+    let (quiet, _) = regressions::<1000, 1000>();
+    assert!(quiet <= 1, "{quiet} false alarms of {TRIALS} on a quiet machine");
+    let hog = CoreHog::start();
+    let (loaded, _) = regressions::<1000, 1000>();
+    drop(hog);
+    assert!(loaded <= 1, "{loaded} false alarms of {TRIALS} with a core taken");
+}
+
+#[test]
+fn one_extra_allocation_per_event_is_always_caught() {
+    let _lock = exclusive();
+    let before = Pipeline::new().stage(Work::<1000>);
+    let after = Pipeline::new().stage(WorkAndLabel);
+    for trial in 0..5 {
+        let comparison = quick(trial).compare(&before, &after, |i| i).unwrap();
+        assert_eq!(
+            comparison.verdict("allocations per event"),
+            Some(&Verdict::Regressed),
+            "{comparison}"
+        );
+    }
+    let same = quick(0).compare(&before, &before, |i| i).unwrap();
+    assert_eq!(same.verdict("allocations per event"), Some(&Verdict::Unchanged), "{same}");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn a_baseline_round_trip_catches_a_slowdown_and_passes_the_same_code() {
+    let _lock = exclusive();
+    let path = scratch("work.json");
+    let bench = Bench::new("work").samples(20).batch(10).warmup(1);
+    let fast = Pipeline::new().stage(Work::<1000>);
+    bench.run(&fast, |i| i).unwrap().save_baseline(&path).unwrap();
+    let baseline = Baseline::load(&path).unwrap();
+    assert_eq!(baseline.result.name, "work");
+    assert!(baseline.result.recorded_at.ends_with('Z'));
+
+    let same = bench.check(&fast, |i| i, &baseline).unwrap();
+    assert!(!same.regressed(), "{same}");
+    assert_no_regression(&same);
+
+    let slow = Pipeline::new().stage(Work::<1600>);
+    let slower = bench.check(&slow, |i| i, &baseline).unwrap();
+    assert!(slower.regressed() || slower.inconclusive(), "{slower}");
+    let panic = std::panic::catch_unwind(|| assert_no_regression(&slower));
+    if slower.regressed() {
+        let message = panic.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains("REGRESSED") && message.contains("time per event"), "{message}");
+    }
+}
+
+#[test]
+fn bad_baselines_are_clear_errors_naming_the_file_and_nothing_is_overwritten() {
+    let _lock = exclusive();
+    let missing = scratch("missing.json");
+    let error = Baseline::load(&missing).unwrap_err().to_string();
+    assert!(error.contains("missing.json") && error.contains("save_baseline"), "{error}");
+
+    let malformed = scratch("malformed.json");
+    std::fs::write(&malformed, "{ not json").unwrap();
+    let error = Baseline::load(&malformed).unwrap_err().to_string();
+    assert!(error.contains("malformed.json") && error.contains("not JSON"), "{error}");
+
+    let other = scratch("other.json");
+    std::fs::write(&other, r#"{"traceEvents": []}"#).unwrap();
+    let error = Baseline::load(&other).unwrap_err().to_string();
+    assert!(error.contains("not a baseline file"), "{error}");
+
+    let version = scratch("version.json");
+    std::fs::write(&version, r#"{"format": "pipeline-bench-baseline", "version": 99}"#).unwrap();
+    let error = Baseline::load(&version).unwrap_err().to_string();
+    assert!(error.contains("version 99") && error.contains("version.json"), "{error}");
+
+    let kept = scratch("kept.json");
+    std::fs::write(&kept, "precious").unwrap();
+    let result =
+        Bench::new("x").samples(5).batch(2).run(&Pipeline::new().stage(Work::<1>), |i| i).unwrap();
+    let error = result.save_baseline(&kept).unwrap_err().to_string();
+    assert!(error.contains("already exists") && error.contains("replace_baseline"), "{error}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "precious");
+    result.replace_baseline(&kept).unwrap();
+    assert!(Baseline::load(&kept).is_ok());
+}
