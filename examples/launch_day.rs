@@ -85,15 +85,21 @@ fn lookup_region(user: &str) -> &'static str {
     REGIONS[user.bytes().map(usize::from).sum::<usize>() % REGIONS.len()]
 }
 
-fn orders(count: u64) -> impl Iterator<Item = Order> {
+/// Order number `id` of the day.
+pub fn order(id: u64) -> Order {
     const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
-    (0..count).map(|id| Order {
+    Order {
         id,
         user: USERS[(id % 5) as usize].to_owned(),
         amount: 10 + (id * 37) % 990,
         rank: 0,
         region: None,
-    })
+    }
+}
+
+/// The day's first `count` orders.
+pub fn orders(count: u64) -> impl Iterator<Item = Order> {
+    (0..count).map(order)
 }
 
 /// One phase of the day: traffic at a fixed arrival rate through the same workers.
@@ -121,7 +127,7 @@ pub struct LaunchDay {
 const WORKERS: usize = 2;
 const QUEUE: usize = 1024;
 
-fn pipeline() -> Pipeline<Order> {
+pub fn pipeline() -> Pipeline<Order> {
     Pipeline::new().stage(RankingStage).stage(FraudStage { limit: 95 }).stage(EnrichmentStage)
 }
 

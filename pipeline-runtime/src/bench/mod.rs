@@ -259,19 +259,32 @@ impl Bench {
         self
     }
 
-    /// Times one batch of `events` through `pipeline` (events made beforehand, outside the clock).
+    /// Times one batch of events through `pipeline`: the events are made first, outside the
+    /// clock and outside the allocation count.
     fn time_batch<E>(
         &self,
         pipeline: &Pipeline<E>,
         workload: &impl Fn(u64) -> E,
         first: u64,
     ) -> f64 {
+        self.measure_batch(pipeline, workload, first).0
+    }
+
+    /// [`time_batch`](Self::time_batch), also returning the allocations the runs made.
+    fn measure_batch<E>(
+        &self,
+        pipeline: &Pipeline<E>,
+        workload: &impl Fn(u64) -> E,
+        first: u64,
+    ) -> (f64, u64) {
         let events: Vec<E> = (first..first + self.batch).map(workload).collect();
+        let region = ThreadRegion::new();
         let started = Instant::now();
         for event in events {
             let _ = std::hint::black_box(pipeline.run(event));
         }
-        started.elapsed().as_nanos() as f64 / self.batch as f64
+        let elapsed = started.elapsed().as_nanos() as f64;
+        (elapsed / self.batch as f64, region.change().allocations as u64)
     }
 
     /// Measures `pipeline` on events made by `workload(i)`.
@@ -296,22 +309,14 @@ impl Bench {
             let first = sample as u64 * self.batch;
             // Each sample is the faster of two batches (an interrupted batch is never the
             // faster), and likewise the calibration timed right after it.
-            let region = ThreadRegion::new();
-            let time = self.time_batch(pipeline, &workload, first);
-            allocations += region.change().allocations as u64;
+            let (time, allocated) = self.measure_batch(pipeline, &workload, first);
+            allocations += allocated;
             per_event_ns.push(time.min(self.time_batch(pipeline, &workload, first)));
             let calibration = machine::time_calibration(CALIBRATION_ROUNDS);
             calibration_ns.push(calibration.min(machine::time_calibration(CALIBRATION_ROUNDS)));
         }
-        // Making the events allocates too (outside the clock, inside the region): take it out.
-        let making = {
-            let region = ThreadRegion::new();
-            drop(std::hint::black_box((0..self.batch).map(&workload).collect::<Vec<E>>()));
-            region.change().allocations as u64 * self.samples as u64
-        };
         let events = self.samples as u64 * self.batch;
-        let allocations_per_event =
-            measure_allocations.then(|| allocations.saturating_sub(making) as f64 / events as f64);
+        let allocations_per_event = measure_allocations.then(|| allocations as f64 / events as f64);
 
         let stages = {
             let profiler = Profiler::new().start()?;
@@ -383,12 +388,7 @@ impl Bench {
         }];
         if installed_allocator() == AllocatorKind::Counting {
             let count = |pipeline: &Pipeline<E>| {
-                let events: Vec<E> = (0..self.batch).map(&workload).collect();
-                let region = ThreadRegion::new();
-                for event in events {
-                    let _ = std::hint::black_box(pipeline.run(event));
-                }
-                region.change().allocations as f64 / self.batch as f64
+                self.measure_batch(pipeline, &workload, 0).1 as f64 / self.batch as f64
             };
             metrics.push(allocation_verdict(
                 Some(count(before)),
