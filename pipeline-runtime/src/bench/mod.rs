@@ -297,15 +297,19 @@ impl Bench {
         pipeline: &Pipeline<E>,
         workload: impl Fn(u64) -> E,
     ) -> Result<BenchResult, Error> {
+        let mut batch_ns = 0.0;
         for round in 0..self.warmup {
-            self.time_batch(pipeline, &workload, round as u64 * self.batch);
+            batch_ns =
+                self.time_batch(pipeline, &workload, round as u64 * self.batch) * self.batch as f64;
         }
+        let progress = Progress::new(&self.name, self.samples, batch_ns * 2.0);
         let probe_ratio = machine::two_thread_probe();
         let measure_allocations = installed_allocator() == AllocatorKind::Counting;
         let mut per_event_ns = Vec::with_capacity(self.samples);
         let mut calibration_ns = Vec::with_capacity(self.samples);
         let mut allocations = 0u64;
         for sample in 0..self.samples {
+            progress.tick();
             let first = sample as u64 * self.batch;
             // Each sample is the faster of two batches (an interrupted batch is never the
             // faster), and likewise the calibration timed right after it.
@@ -356,12 +360,16 @@ impl Bench {
         workload: impl Fn(u64) -> E,
     ) -> Result<Comparison, Error> {
         let mut rng = fastrand::Rng::with_seed(self.seed);
+        let mut pair_ns = 0.0;
         for round in 0..self.warmup {
-            self.time_batch(before, &workload, round as u64 * self.batch);
-            self.time_batch(after, &workload, round as u64 * self.batch);
+            pair_ns = self.time_batch(before, &workload, round as u64 * self.batch)
+                * self.batch as f64
+                + self.time_batch(after, &workload, round as u64 * self.batch) * self.batch as f64;
         }
+        let progress = Progress::new(&self.name, self.samples, pair_ns * 2.0);
         let (mut before_ns, mut after_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for sample in 0..self.samples {
+            progress.tick();
             let first = sample as u64 * self.batch;
             // Each side twice, alternating (ABAB or BABA at random), keeping each side's faster
             // time: a batch the scheduler interrupted is never the faster one.
@@ -417,6 +425,41 @@ impl Bench {
         }
         let again = self.clone().samples(self.samples * 2);
         Ok(again.run(pipeline, &workload)?.compare(baseline))
+    }
+}
+
+/// A progress bar on stderr for runs expected to take over a second (indicatif hides it when
+/// stderr is not a terminal, as under `cargo test` or in CI logs).
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    /// `sample_ns`: the expected time of one sample, from the warm-up.
+    fn new(name: &str, samples: usize, sample_ns: f64) -> Self {
+        if sample_ns * samples as f64 <= 1e9 {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(samples as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} samples, {eta} left",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!("benchmark `{name}`"));
+        Progress(Some(bar))
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }
 
