@@ -1,4 +1,5 @@
 //! The main example finds its heavy stage and the hot function inside it.
+#![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! With the counting allocator installed, each stage call's allocations are counted exactly, on
 //! its own thread, while other threads allocate heavily at the same time.
+#![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
 

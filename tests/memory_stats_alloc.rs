@@ -1,5 +1,6 @@
 //! A user who installed stats_alloc's own `INSTRUMENTED_SYSTEM` gets its process-wide heap figures
 //! in the report, and per-call figures honestly marked as not measured.
+#![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 use pipeline::{installed_allocator, stage, AllocatorKind, Pipeline, Profiler};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};

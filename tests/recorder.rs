@@ -1,5 +1,6 @@
 //! The recorder counts and times exactly what ran, attributes nested calls to their stage, and
 //! merges threads without losing a call.
+#![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
 

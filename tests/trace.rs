@@ -2,6 +2,7 @@
 //! present, slices carrying their outcome and allocations, and counts equal to the report's.
 //! Traces are left in `target/tmp/traces/` with an `.expect` file beside each, for `.ci/run` to
 //! check with a Perfetto-style importer as well.
+#![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
 

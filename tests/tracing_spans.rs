@@ -1,5 +1,6 @@
 //! Stage and function spans are real `tracing` spans: any subscriber sees them, with the stage's
 //! name, the declaring crate as target, and function spans nested inside stage spans.
+#![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
 

@@ -255,6 +255,21 @@ fn generate(stage: StageImpl) -> TokenStream {
         quote_spanned!(return_ty.span()=> <#return_ty as #private::StageOutput<#event_ty>>::into_stage_result(#call))
     };
 
+    // With the `off` feature the stage is still a `Stage`, but records nothing: no span, no
+    // call site, no recorder call, just the user's `process`.
+    let body = if cfg!(feature = "off") {
+        result
+    } else {
+        quote! {
+            #callsite
+            let __pipeline_span = #span;
+            let __pipeline_call = #private::StageCall::enter(&__PIPELINE_CALLSITE, &__pipeline_span);
+            let __pipeline_result = #result;
+            __pipeline_call.finish(&__pipeline_result);
+            __pipeline_result
+        }
+    };
+
     quote! {
         #item
 
@@ -263,16 +278,12 @@ fn generate(stage: StageImpl) -> TokenStream {
                 #name_lit
             }
 
+            #[inline]
             fn process(
                 &self,
                 event: #event_ty,
             ) -> ::core::result::Result<#event_ty, ::pipeline::StageError> {
-                #callsite
-                let __pipeline_span = #span;
-                let __pipeline_call = #private::StageCall::enter(&__PIPELINE_CALLSITE, &__pipeline_span);
-                let __pipeline_result = #result;
-                __pipeline_call.finish(&__pipeline_result);
-                __pipeline_result
+                #body
             }
         }
     }
