@@ -1,0 +1,233 @@
+//! What one instrumented call costs, ours next to what users would pick instead, all in one run.
+//!
+//! Run: `cargo bench --bench overhead` (and `cargo bench --bench overhead --features off` for the
+//! zero-cost build, where "ours" expands to the bare call).
+//!
+//! Each case calls a stage's work N times in a loop; 9 rounds, interleaved in rotating order, and
+//! the median is reported, minus nothing: the bare call's own cost is the first row. Two
+//! workloads: a trivial one (an add) and one of about 1 µs.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::time::Instant;
+
+use pipeline::{profiled, stage, CountingAllocator, Profiler, Stage};
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::system();
+
+const CALLS: u64 = 200_000;
+const ROUNDS: usize = 9;
+
+#[inline(never)]
+fn work(x: u64, rounds: u64) -> u64 {
+    let mut h = x;
+    for round in 0..rounds {
+        h = black_box(h.rotate_left(5) ^ round).wrapping_mul(0x100_0000_01b3);
+    }
+    h.wrapping_add(1)
+}
+
+struct Ours(u64);
+
+#[stage]
+impl Ours {
+    fn process(&self, x: u64) -> u64 {
+        work(x, self.0)
+    }
+}
+
+#[profiled]
+fn ours_profiled(x: u64, rounds: u64) -> u64 {
+    work(x, rounds)
+}
+
+#[tracing::instrument(skip_all)]
+fn with_instrument(x: u64, rounds: u64) -> u64 {
+    work(x, rounds)
+}
+
+#[fastrace::trace]
+fn with_fastrace(x: u64, rounds: u64) -> u64 {
+    work(x, rounds)
+}
+
+struct NullReporter;
+
+impl fastrace::collector::Reporter for NullReporter {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        black_box(spans);
+    }
+}
+
+/// Nanoseconds per call of `call` (median of the caller's rounds is taken outside).
+fn time(mut call: impl FnMut(u64) -> u64) -> f64 {
+    let started = Instant::now();
+    let mut acc = 0u64;
+    for i in 0..CALLS {
+        acc = acc.wrapping_add(call(black_box(i)));
+    }
+    black_box(acc);
+    started.elapsed().as_nanos() as f64 / CALLS as f64
+}
+
+/// Runs `f` on a new thread (tracing-chrome keeps per-thread state tied to one layer).
+fn on_fresh_thread(f: impl FnOnce() -> f64 + Send) -> f64 {
+    std::thread::scope(|scope| scope.spawn(f).join().expect("case thread"))
+}
+
+type Case<'a> = (&'static str, Box<dyn Fn(u64) -> f64 + 'a>);
+
+fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
+    vec![
+        ("bare call", Box::new(|r| time(|x| work(x, r)))),
+        (
+            "bare call + Instant::now() pair",
+            Box::new(|r| {
+                time(|x| {
+                    let t = Instant::now();
+                    let y = work(x, r);
+                    black_box(t.elapsed());
+                    y
+                })
+            }),
+        ),
+        (
+            "bare call + quanta (TSC) clock pair",
+            Box::new(|r| {
+                let clock = quanta::Clock::new();
+                time(|x| {
+                    let t = clock.raw();
+                    let y = work(x, r);
+                    black_box(clock.delta_as_nanos(t, clock.raw()));
+                    y
+                })
+            }),
+        ),
+        (
+            "hand-written timer printing each duration (to io::sink)",
+            Box::new(|r| {
+                let mut out = std::io::sink();
+                time(|x| {
+                    let t = Instant::now();
+                    let y = work(x, r);
+                    let _ = writeln!(out, "work: {:?}", t.elapsed());
+                    y
+                })
+            }),
+        ),
+        ("tracing #[instrument], no subscriber", Box::new(|r| time(|x| with_instrument(x, r)))),
+        (
+            "tracing #[instrument] + tracing-chrome to a file",
+            Box::new(move |r| {
+                on_fresh_thread(move || {
+                    use tracing_subscriber::prelude::*;
+                    let (chrome, guard) = tracing_chrome::ChromeLayerBuilder::new()
+                        .file(dir.join("instrument.json"))
+                        .build();
+                    let subscriber = tracing_subscriber::registry().with(chrome);
+                    let ns = tracing::subscriber::with_default(subscriber, || {
+                        time(|x| with_instrument(x, r))
+                    });
+                    drop(guard);
+                    ns
+                })
+            }),
+        ),
+        (
+            "fastrace #[trace], reporter set, inside a root span",
+            Box::new(|r| {
+                let root = fastrace::Span::root("root", fastrace::collector::SpanContext::random());
+                let _parent = root.set_local_parent();
+                time(|x| with_fastrace(x, r))
+            }),
+        ),
+        (
+            "ours: #[stage], profiler not started",
+            Box::new(|r| {
+                let stage = Ours(r);
+                time(|x| stage.process(x).unwrap_or(0))
+            }),
+        ),
+        (
+            "ours: #[stage], recording (counting allocator installed)",
+            Box::new(|r| {
+                let stage = Ours(r);
+                let profiler = Profiler::new().start().expect("profiler");
+                let ns = time(|x| stage.process(x).unwrap_or(0));
+                drop(profiler);
+                ns
+            }),
+        ),
+        (
+            "ours: #[profiled] fn, recording",
+            Box::new(|r| {
+                let profiler = Profiler::new().start().expect("profiler");
+                let ns = time(|x| ours_profiled(x, r));
+                drop(profiler);
+                ns
+            }),
+        ),
+        (
+            "ours: #[stage], recording + Chrome trace",
+            Box::new(move |r| {
+                on_fresh_thread(move || {
+                    let stage = Ours(r);
+                    let profiler = Profiler::new()
+                        .chrome_trace(dir.join("ours.json"))
+                        .start()
+                        .expect("profiler");
+                    let ns = time(|x| stage.process(x).unwrap_or(0));
+                    drop(profiler);
+                    ns
+                })
+            }),
+        ),
+    ]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    fastrace::set_reporter(NullReporter, fastrace::collector::Config::default());
+    let dir = std::env::temp_dir().join("pipeline-overhead");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases = cases(&dir);
+    let workloads = [("trivial stage (one add)", 0u64), ("~1 µs stage", 300)];
+    // The last case installs a global tracing subscriber, which from then on taxes every span in
+    // the process: every other case runs first (interleaved rounds), for both workloads.
+    let global = cases.len() - 1;
+    let mut samples = vec![vec![Vec::new(); cases.len()]; workloads.len()];
+    for (w, (_, rounds)) in workloads.iter().enumerate() {
+        for round in 0..ROUNDS {
+            for offset in 0..global {
+                let index = (round + offset) % global;
+                samples[w][index].push((cases[index].1)(*rounds));
+            }
+        }
+    }
+    for (w, (_, rounds)) in workloads.iter().enumerate() {
+        for _ in 0..ROUNDS {
+            samples[w][global].push((cases[global].1)(*rounds));
+        }
+    }
+    let build = if cfg!(feature = "off") { " (built with --features off)" } else { "" };
+    for ((label, _), per_case) in workloads.iter().zip(samples) {
+        let medians: Vec<f64> = per_case.into_iter().map(median).collect();
+        let (bare, clock) = (medians[0], medians[1] - medians[0]);
+        println!("\n{label}{build}: ns per call, median of {ROUNDS} rounds of {CALLS} calls");
+        println!("| instrumentation | ns per call | added to the bare call | added ÷ clock pair |");
+        println!("| --- | ---: | ---: | ---: |");
+        for ((name, _), ns) in cases.iter().zip(&medians) {
+            let added = ns - bare;
+            println!("| {name} | {ns:.1} | {added:+.1} | {:.2}× |", added / clock);
+        }
+    }
+    fastrace::flush();
+}
