@@ -44,9 +44,13 @@ pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
 pub struct QuietSpan(std::mem::ManuallyDrop<tracing::Span>);
 
 impl QuietSpan {
-    /// Creates the span made by `make`.
+    /// Creates the span made by `make`, or a disabled span without asking `tracing` at all when
+    /// no subscriber was ever set in the process (one relaxed load).
     #[inline]
     pub fn new(make: impl FnOnce() -> tracing::Span) -> Self {
+        if !tracing::dispatcher::has_been_set() {
+            return QuietSpan(std::mem::ManuallyDrop::new(tracing::Span::none()));
+        }
         QuietSpan(std::mem::ManuallyDrop::new(quiet(make)))
     }
 }
@@ -74,6 +78,9 @@ impl<'a> QuietEntered<'a> {
     /// Enters `span`.
     #[inline]
     pub fn new(span: &'a tracing::Span) -> Self {
+        if span.is_none() {
+            return QuietEntered(None);
+        }
         QuietEntered(Some(quiet(|| span.enter())))
     }
 }
@@ -81,8 +88,9 @@ impl<'a> QuietEntered<'a> {
 impl Drop for QuietEntered<'_> {
     #[inline]
     fn drop(&mut self) {
-        let entered = self.0.take();
-        quiet(move || drop(entered));
+        if let Some(entered) = self.0.take() {
+            quiet(move || drop(entered));
+        }
     }
 }
 

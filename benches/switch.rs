@@ -1,0 +1,94 @@
+//! The runtime switch, in a process where no tracing subscriber is ever set (the common case in
+//! production): what an instrumented call costs with the profiler not started, and recording.
+//!
+//! Run: `cargo bench --bench switch` (and with `--features off` for the bare build).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use pipeline::{profiled, stage, Profiler, Stage};
+
+const CALLS: u64 = 1_000_000;
+const ROUNDS: usize = 9;
+
+#[inline(never)]
+fn work(x: u64) -> u64 {
+    x.wrapping_mul(0x100_0000_01b3).wrapping_add(1)
+}
+
+struct Ours;
+
+#[stage]
+impl Ours {
+    fn process(&self, x: u64) -> u64 {
+        work(x)
+    }
+}
+
+#[profiled]
+fn ours_profiled(x: u64) -> u64 {
+    work(x)
+}
+
+fn time(mut call: impl FnMut(u64) -> u64) -> f64 {
+    let started = Instant::now();
+    let mut acc = 0u64;
+    for i in 0..CALLS {
+        acc = acc.wrapping_add(call(black_box(i)));
+    }
+    black_box(acc);
+    started.elapsed().as_nanos() as f64 / CALLS as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    let stage = Ours;
+    type Case<'a> = (&'static str, Box<dyn Fn() -> f64 + 'a>);
+    let cases: Vec<Case> = vec![
+        ("bare call", Box::new(|| time(work))),
+        ("#[stage], profiler not started", Box::new(|| time(|x| stage.process(x).unwrap_or(0)))),
+        ("#[profiled], profiler not started", Box::new(|| time(ours_profiled))),
+        (
+            "#[stage], recording",
+            Box::new(|| {
+                let profiler = Profiler::new().start().expect("profiler");
+                let ns = time(|x| stage.process(x).unwrap_or(0));
+                drop(profiler);
+                ns
+            }),
+        ),
+        (
+            "#[profiled], recording",
+            Box::new(|| {
+                let profiler = Profiler::new().start().expect("profiler");
+                let ns = time(ours_profiled);
+                drop(profiler);
+                ns
+            }),
+        ),
+    ];
+    let mut samples = vec![Vec::new(); cases.len()];
+    for round in 0..ROUNDS {
+        for offset in 0..cases.len() {
+            let index = (round + offset) % cases.len();
+            samples[index].push((cases[index].1)());
+        }
+    }
+    let build = if cfg!(feature = "off") { ", built with --features off" } else { "" };
+    println!(
+        "no tracing subscriber in the process{build}; median of {ROUNDS} rounds of {CALLS} calls"
+    );
+    println!("| case | ns per call | added to the bare call |");
+    println!("| --- | ---: | ---: |");
+    let medians: Vec<f64> = samples.into_iter().map(median).collect();
+    for ((name, _), ns) in cases.iter().zip(&medians) {
+        println!("| {name} | {ns:.1} | {:+.1} |", ns - medians[0]);
+    }
+}
