@@ -7,6 +7,8 @@
 //! the median is reported, minus nothing: the bare call's own cost is the first row. Two
 //! workloads: a trivial one (an add) and one of about 1 µs.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::time::Instant;
@@ -60,15 +62,8 @@ impl fastrace::collector::Reporter for NullReporter {
     }
 }
 
-/// Nanoseconds per call of `call` (median of the caller's rounds is taken outside).
-fn time(mut call: impl FnMut(u64) -> u64) -> f64 {
-    let started = Instant::now();
-    let mut acc = 0u64;
-    for i in 0..CALLS {
-        acc = acc.wrapping_add(call(black_box(i)));
-    }
-    black_box(acc);
-    started.elapsed().as_nanos() as f64 / CALLS as f64
+fn time(call: impl FnMut(u64) -> u64) -> f64 {
+    common::ns_per_call(CALLS, call)
 }
 
 /// Runs `f` on a new thread (tracing-chrome keeps per-thread state tied to one layer).
@@ -186,11 +181,6 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
     ]
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--test") {
         return;
@@ -219,7 +209,7 @@ fn main() {
     }
     let build = if cfg!(feature = "off") { " (built with --features off)" } else { "" };
     for ((label, _), per_case) in workloads.iter().zip(samples) {
-        let medians: Vec<f64> = per_case.into_iter().map(median).collect();
+        let medians: Vec<f64> = per_case.into_iter().map(common::median).collect();
         let (bare, clock) = (medians[0], medians[1] - medians[0]);
         println!("\n{label}{build}: ns per call, median of {ROUNDS} rounds of {CALLS} calls");
         println!("| instrumentation | ns per call | added to the bare call | added ÷ clock pair |");

@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench --bench scaling`
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -60,11 +62,6 @@ fn throughput(pipeline: &Pipeline<u64>, workers: usize, events: u64, profile: bo
     events as f64 / elapsed
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let (events, rounds) = if quick { (2_000, 1) } else { (EVENTS, ROUNDS) };
@@ -87,7 +84,7 @@ fn main() {
     println!("| pipeline | 1 worker (events/s) | 2 workers (events/s) | speed-up |");
     println!("| --- | ---: | ---: | ---: |");
     for ((name, _, _), [one, two]) in cases.iter().zip(samples) {
-        let (one, two) = (median(one), median(two));
+        let (one, two) = (common::median(one), common::median(two));
         println!("| {name} | {one:.0} | {two:.0} | {:.2}× |", two / one);
     }
 }

@@ -3,8 +3,7 @@
 //!
 //! Run: `cargo bench --bench switch` (and with `--features off` for the bare build).
 
-use std::hint::black_box;
-use std::time::Instant;
+mod common;
 
 use pipeline::{profiled, stage, Profiler, Stage};
 
@@ -30,19 +29,8 @@ fn ours_profiled(x: u64) -> u64 {
     work(x)
 }
 
-fn time(mut call: impl FnMut(u64) -> u64) -> f64 {
-    let started = Instant::now();
-    let mut acc = 0u64;
-    for i in 0..CALLS {
-        acc = acc.wrapping_add(call(black_box(i)));
-    }
-    black_box(acc);
-    started.elapsed().as_nanos() as f64 / CALLS as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+fn time(call: impl FnMut(u64) -> u64) -> f64 {
+    common::ns_per_call(CALLS, call)
 }
 
 fn main() {
@@ -87,7 +75,7 @@ fn main() {
     );
     println!("| case | ns per call | added to the bare call |");
     println!("| --- | ---: | ---: |");
-    let medians: Vec<f64> = samples.into_iter().map(median).collect();
+    let medians: Vec<f64> = samples.into_iter().map(common::median).collect();
     for ((name, _), ns) in cases.iter().zip(&medians) {
         println!("| {name} | {ns:.1} | {:+.1} |", ns - medians[0]);
     }
