@@ -190,3 +190,25 @@ fn nonsense_settings_are_clear_errors() {
     let error = pipeline.run_concurrent(0..1, Workers::new(1).arrival_rate(-5.0)).unwrap_err();
     assert!(error.to_string().contains("arrival_rate"), "{error}");
 }
+
+#[test]
+fn dropping_a_pool_drains_its_queue_instead_of_losing_events() {
+    let _lock = exclusive();
+    static PROCESSED: AtomicUsize = AtomicUsize::new(0);
+    struct Count;
+    #[stage]
+    impl Count {
+        fn process(&self, event: u64) -> u64 {
+            std::thread::sleep(Duration::from_micros(200));
+            PROCESSED.fetch_add(1, Ordering::Relaxed);
+            event
+        }
+    }
+    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Count)), Workers::new(2).queue(64))
+        .unwrap();
+    for event in 0..50 {
+        pool.submit(event).unwrap();
+    }
+    drop(pool); // no join: the accepted events must still be processed
+    assert_eq!(PROCESSED.load(Ordering::Relaxed), 50);
+}

@@ -278,6 +278,13 @@ pub fn layer<S>() -> Result<PipelineChromeLayer<S>, Error>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
+    // Refuse before building anything: tracing-chrome's constructor points the calling thread's
+    // cached channel at the new layer, so even a layer built and then discarded would send this
+    // thread's events nowhere.
+    static MADE: AtomicBool = AtomicBool::new(false);
+    if MADE.swap(true, Ordering::AcqRel) {
+        return Err(Error::TraceLayerExists);
+    }
     let shared =
         Arc::new(Shared { state: Mutex::new(WriterState::default()), flushed: Condvar::new() });
     let epoch = Instant::now();
