@@ -54,6 +54,11 @@ fn with_fastrace(x: u64, rounds: u64) -> u64 {
     work(x, rounds)
 }
 
+#[hotpath::measure]
+fn with_hotpath(x: u64, rounds: u64) -> u64 {
+    work(x, rounds)
+}
+
 struct NullReporter;
 
 impl fastrace::collector::Reporter for NullReporter {
@@ -135,6 +140,18 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
                 let root = fastrace::Span::root("root", fastrace::collector::SpanContext::random());
                 let _parent = root.set_local_parent();
                 time(|x| with_fastrace(x, r))
+            }),
+        ),
+        (
+            "hotpath #[measure], guard running (JSON report to a file)",
+            Box::new(move |r| {
+                let guard = hotpath::HotpathGuardBuilder::new("overhead")
+                    .format(hotpath::Format::Json)
+                    .output_path(dir.join("hotpath.json"))
+                    .build();
+                let ns = time(|x| with_hotpath(x, r));
+                drop(guard);
+                ns
             }),
         ),
         (
