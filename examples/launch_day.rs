@@ -141,17 +141,23 @@ fn profiler(trace: Option<&Path>) -> Result<pipeline::ProfilingSession, pipeline
 }
 
 /// Measures how many orders per second the workers can take, as configured for the day
-/// (profiled, and traced if the day is): a short run with orders arriving as fast as the queue
+/// (profiled, and traced if the day is): short runs with orders arriving as fast as the queue
 /// takes them. Instrumentation and tracing cost CPU too, so capacity is measured with them on.
+/// Another process taking a core can only slow a run down, so the best of three is the
+/// capacity; one disturbed run would otherwise set the day's rates too low.
 fn measure_capacity(
     pipeline: &Pipeline<Order>,
     events: u64,
     trace: Option<&Path>,
 ) -> Result<f64, pipeline::Error> {
-    let profiler = profiler(trace)?;
-    let run = pipeline.run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE))?;
-    profiler.finish()?;
-    Ok(run.throughput_per_sec)
+    let mut best: f64 = 0.0;
+    for _ in 0..3 {
+        let profiler = profiler(trace)?;
+        let run = pipeline.run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE))?;
+        profiler.finish()?;
+        best = best.max(run.throughput_per_sec);
+    }
+    Ok(best)
 }
 
 fn phase(

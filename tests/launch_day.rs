@@ -6,33 +6,50 @@ mod common;
 #[path = "../examples/launch_day.rs"]
 mod launch_day;
 
+/// What doubling the traffic must show: the queue backs up and waiting takes over. Returns
+/// why not, so a run disturbed by another process can be told apart from a real failure.
+fn doubled_traffic_backs_up(day: &launch_day::LaunchDay) -> Result<(), String> {
+    let (normal, doubled) = (day.normal.run(), day.doubled.run());
+    let both = format!("capacity {:.0}/s\n{normal}\n{doubled}", day.capacity_per_sec);
+    let checks = [
+        (doubled.queue.max_depth > normal.queue.max_depth, "the queue grows deeper"),
+        (doubled.queue_wait.p50_ns > normal.queue_wait.p50_ns, "events wait longer"),
+        (doubled.latency.p50_ns > normal.latency.p50_ns, "latency rises"),
+        (doubled.verdict.starts_with("Queue wait dominates"), "the verdict blames the queue"),
+    ];
+    match checks.iter().find(|(holds, _)| !holds) {
+        Some((_, what)) => Err(format!("doubled traffic: expected {what}\n{both}")),
+        None => Ok(()),
+    }
+}
+
 #[test]
 fn launch_day_finds_the_fraud_model_and_shows_doubled_traffic_saturating_the_workers() {
     let _lock = common::exclusive();
-    let day = launch_day::run_scenario(400, None).expect("scenario runs");
-
-    for phase in [&day.normal, &day.doubled] {
-        let report = &phase.report;
-        let run = phase.run();
-        assert_eq!(run.submitted, 400);
-        assert_eq!(run.submitted, run.completed + run.rejected + run.failed);
-        assert!(run.rejected > 0, "the fraud limit turns some orders away");
-        let slowest = report.slowest_stage().expect("stages ran");
-        assert_eq!(slowest.name, "FraudStage", "{report}");
-        let hot = slowest.hottest_function().expect("a profiled function ran inside");
-        assert!(hot.name.ends_with("::fraud_score"), "{}", hot.name);
-        assert_eq!(hot.timing.calls, 400);
-        assert!(report.verdict().contains("fraud_score"), "{}", report.verdict());
-        assert!(slowest.memory.is_some(), "the example installs the counting allocator");
+    // The load comparison is timing: another process taking a core mid-run (CI machines are
+    // shared) can make normal traffic queue like doubled traffic. Such a run is repeated, up
+    // to three scenarios; a real regression fails all three.
+    let mut disturbed = Vec::new();
+    for _ in 0..3 {
+        let day = launch_day::run_scenario(400, None).expect("scenario runs");
+        for phase in [&day.normal, &day.doubled] {
+            let report = &phase.report;
+            let run = phase.run();
+            assert_eq!(run.submitted, 400);
+            assert_eq!(run.submitted, run.completed + run.rejected + run.failed);
+            assert!(run.rejected > 0, "the fraud limit turns some orders away");
+            let slowest = report.slowest_stage().expect("stages ran");
+            assert_eq!(slowest.name, "FraudStage", "{report}");
+            let hot = slowest.hottest_function().expect("a profiled function ran inside");
+            assert!(hot.name.ends_with("::fraud_score"), "{}", hot.name);
+            assert_eq!(hot.timing.calls, 400);
+            assert!(report.verdict().contains("fraud_score"), "{}", report.verdict());
+            assert!(slowest.memory.is_some(), "the example installs the counting allocator");
+        }
+        match doubled_traffic_backs_up(&day) {
+            Ok(()) => return,
+            Err(why) => disturbed.push(why),
+        }
     }
-
-    // Doubling the traffic with the same workers: the queue backs up and waiting takes over.
-    let (normal, doubled) = (day.normal.run(), day.doubled.run());
-    assert!(doubled.queue.max_depth > normal.queue.max_depth, "{normal}\n{doubled}");
-    assert!(
-        doubled.latency_split.queue_wait > normal.latency_split.queue_wait,
-        "{normal}\n{doubled}"
-    );
-    assert!(doubled.latency.p50_ns > normal.latency.p50_ns, "{normal}\n{doubled}");
-    assert!(doubled.verdict.starts_with("Queue wait dominates"), "{}", doubled.verdict);
+    panic!("{}", disturbed.join("\n\n"));
 }
