@@ -73,4 +73,22 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// A file could not be read.
+    #[error("cannot read the {what} `{}`: {source}", path.display())]
+    Read {
+        /// What was being read ("trace or report", ...).
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A file that holds neither a Chrome trace nor a saved report.
+    #[error("`{}` is not a Chrome trace or a pipeline report: {reason}", path.display())]
+    NotAProfile {
+        /// The file.
+        path: PathBuf,
+        /// What it holds instead.
+        reason: String,
+    },
 }

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod alloc;
+pub mod analysis;
 pub mod bench;
 mod clock;
 mod error;

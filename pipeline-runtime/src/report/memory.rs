@@ -1,12 +1,12 @@
 //! The memory side of a report: per-call allocation figures and the heap over the run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::alloc::{AllocatorKind, Counters, Heap};
 
 /// Allocation counts of a set of calls. Bytes reallocated count as allocated when a block grew
 /// and as freed when it shrank, as `stats_alloc` counts them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocStats {
     /// Allocations made.
     pub allocations: u64,
@@ -36,7 +36,7 @@ impl From<Counters> for AllocStats {
 }
 
 /// A stage's or function's allocations, when the counting allocator measured them.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// Everything its calls allocated, nested calls included.
     pub total: AllocStats,

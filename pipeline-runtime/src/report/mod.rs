@@ -3,13 +3,13 @@
 mod build;
 pub(crate) mod format;
 mod memory;
-mod table;
+pub(crate) mod table;
 
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::load::RunSummary;
@@ -18,7 +18,7 @@ pub(crate) use memory::HeapReadings;
 pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 
 /// Timing figures of one stage or function. Times are wall-clock nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     /// Completed calls.
     pub calls: u64,
@@ -60,7 +60,7 @@ impl Timing {
 }
 
 /// A `#[profiled]` function's figures, as called from one stage (or from outside any stage).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FunctionStats {
     /// `module::function`, or the name given with `#[profiled(name = "..")]`.
     pub name: String,
@@ -73,7 +73,7 @@ pub struct FunctionStats {
 }
 
 /// A stage's figures, with the profiled functions called inside it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageStats {
     /// The stage's name.
     pub name: String,

@@ -9,9 +9,9 @@ use super::{MemoryStats, MemorySummary, Report, Timing};
 use crate::alloc::AllocatorKind;
 
 /// Rules above and below the table and under the header; none between rows (comfy-table preset).
-const STYLE: &str = "  ── ──      ──    ";
+pub(crate) const STYLE: &str = "  ── ──      ──    ";
 
-const TIME_HEADER: [&str; 9] =
+pub(crate) const TIME_HEADER: [&str; 9] =
     ["stage / function", "calls", "total", "self", "mean", "p50", "p99", "max", "share"];
 
 const MEMORY_HEADER: [&str; 7] = [
@@ -24,7 +24,7 @@ const MEMORY_HEADER: [&str; 7] = [
     "retained",
 ];
 
-fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
+pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
     vec![
         name,
         t.calls.to_string(),

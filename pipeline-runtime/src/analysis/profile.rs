@@ -1,0 +1,437 @@
+//! [`Profile`]: per-stage and per-function figures read back from a Chrome trace or a saved
+//! report, in one shape so that both can be printed, compared and drawn.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::chrome::{read_events, Outcome, TraceStop};
+use super::tree::{histogram, CallTree, NodeStats, SliceCounts};
+use crate::error::Error;
+use crate::report::{FunctionStats, Report, StageStats, Timing};
+
+/// Whether a row is a stage or a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    /// A `#[stage]` (or, in a trace without stage markers, a top-level slice).
+    Stage,
+    /// A `#[profiled]` function (or any slice nested in a stage).
+    Function,
+}
+
+/// One stage, or one function as called inside one stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileRow {
+    /// Stage or function.
+    pub kind: RowKind,
+    /// For a function, the stage it ran in (`None` outside any stage); `None` for a stage.
+    pub stage: Option<String>,
+    /// The stage's or function's name.
+    pub name: String,
+    /// Timing of its calls.
+    pub timing: Timing,
+    /// A stage's share of all stages' time; a function's share of its stage's time.
+    pub share: f64,
+    /// Allocations over all calls (nested calls included), when the source measured them.
+    pub allocations: Option<u64>,
+    /// Bytes allocated over all calls, when the source measured them.
+    pub bytes_allocated: Option<u64>,
+    /// Standard error of the median call, in nanoseconds, when the source held every call's
+    /// duration (a trace): how far the median could move by chance alone.
+    #[serde(default)]
+    pub p50_standard_error_ns: Option<f64>,
+}
+
+impl ProfileRow {
+    /// `Stage` for a stage, `Stage › function` for a function in a stage.
+    pub fn label(&self) -> String {
+        match &self.stage {
+            Some(stage) => format!("{stage} › {}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// One flame-graph stack: frame names from the outermost, and the self time spent there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoldedStack {
+    /// Frames, outermost first.
+    pub frames: Vec<String>,
+    /// Time spent in the innermost frame itself, in nanoseconds.
+    pub self_ns: u64,
+}
+
+/// End-to-end figures of the events a worker pool traced (its per-event slices).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventFigures {
+    /// Events traced.
+    pub events: u64,
+    /// Median time from a worker taking the event to its last stage ending.
+    pub latency_p50_ns: u64,
+    /// 99th percentile of that time.
+    pub latency_p99_ns: u64,
+    /// Median time the event waited in the queue first.
+    pub queue_wait_p50_ns: u64,
+    /// 99th percentile of the queue wait.
+    pub queue_wait_p99_ns: u64,
+}
+
+/// What reading a trace found besides the slices it used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceRead {
+    /// Trace events read.
+    pub events: u64,
+    /// Slices used, and what was counted and left out.
+    pub counts: SliceCounts,
+    /// Where the file stopped being readable, when it did (e.g. the process was killed while
+    /// writing it): the figures cover everything before that point.
+    pub stop: Option<TraceStop>,
+}
+
+/// Where a profile's figures came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProfileSource {
+    /// A Chrome trace: figures are per traced slice (a sampled trace holds a sample of calls).
+    Trace(TraceRead),
+    /// A report: every call the profiler recorded.
+    Report,
+}
+
+/// Per-stage and per-function figures, from a [`Report`] or a Chrome trace file.
+///
+/// ```
+/// # fn main() -> Result<(), pipeline_runtime::Error> {
+/// let dir = std::env::temp_dir().join(format!("profile-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let trace = dir.join("trace.json");
+/// std::fs::write(&trace, r#"[
+///   {"ph":"B","name":"Fraud","pid":1,"tid":1,"ts":0},
+///   {"ph":"B","name":"score","pid":1,"tid":1,"ts":1},
+///   {"ph":"E","name":"score","pid":1,"tid":1,"ts":9},
+///   {"ph":"E","name":"Fraud","pid":1,"tid":1,"ts":10}
+/// ]"#).unwrap();
+/// let profile = pipeline_runtime::analysis::Profile::read(&trace)?;
+/// let score = profile.row(Some("Fraud"), "score").expect("nested in the stage");
+/// assert_eq!(score.timing.total_ns, 8_000);
+/// println!("{profile}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Where the figures came from.
+    pub source: ProfileSource,
+    /// Stages by total time, largest first, each followed by its functions by total time;
+    /// then functions called outside any stage.
+    pub rows: Vec<ProfileRow>,
+    /// Stacks and their self time: what a flame graph draws.
+    pub stacks: Vec<FoldedStack>,
+    /// End-to-end figures, when the trace holds a worker pool's per-event slices.
+    pub events: Option<EventFigures>,
+}
+
+impl Profile {
+    /// Reads a Chrome trace (as written by this toolkit or any tracing-chrome program) or a
+    /// report saved with [`Report::write_json`].
+    ///
+    /// The trace is streamed: its text is never held in memory whole. A trace that stops
+    /// part-way (the process was killed) is read up to that point; the profile's
+    /// [`TraceRead::stop`] says where.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] when the file cannot be opened or read from the start;
+    /// [`Error::NotAProfile`] when it holds neither a trace nor a report.
+    pub fn read(path: impl AsRef<Path>) -> Result<Profile, Error> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| Error::Read {
+            what: "trace or report",
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut tree = CallTree::new();
+        let outcome =
+            read_events(BufReader::with_capacity(1 << 16, file), &mut |event| tree.add(event));
+        let not_a_profile = |reason: String| Error::NotAProfile { path: path.to_owned(), reason };
+        match outcome {
+            Outcome::Trace { events, stop } => {
+                tree.finish();
+                Ok(Profile::from_tree(&tree, TraceRead { events, counts: tree.counts, stop }))
+            }
+            Outcome::Object(map) => Profile::from_saved_report(map).map_err(not_a_profile),
+            Outcome::NotATrace(reason) => Err(not_a_profile(reason)),
+        }
+    }
+
+    /// The figures of a report taken in this process.
+    pub fn from_report(report: &Report) -> Profile {
+        Profile::from_report_rows(&report.stages, &report.outside_stages)
+    }
+
+    /// The row of `name`: a stage with `stage` `None`, or a function inside `stage`.
+    pub fn row(&self, stage: Option<&str>, name: &str) -> Option<&ProfileRow> {
+        self.rows.iter().find(|row| {
+            row.name == name
+                && match stage {
+                    None => row.stage.is_none(),
+                    Some(stage) => row.stage.as_deref() == Some(stage),
+                }
+        })
+    }
+
+    /// The stages, by total time, largest first.
+    pub fn stages(&self) -> impl Iterator<Item = &ProfileRow> {
+        self.rows.iter().filter(|row| row.kind == RowKind::Stage)
+    }
+
+    /// The stage with the most total time.
+    pub fn slowest_stage(&self) -> Option<&ProfileRow> {
+        self.stages().next()
+    }
+
+    /// How reading a trace went; `None` for a report.
+    pub fn trace_read(&self) -> Option<&TraceRead> {
+        match &self.source {
+            ProfileSource::Trace(read) => Some(read),
+            ProfileSource::Report => None,
+        }
+    }
+
+    fn from_saved_report(map: Map<String, Value>) -> Result<Profile, String> {
+        #[derive(Deserialize)]
+        struct SavedReport {
+            stages: Vec<StageStats>,
+            outside_stages: Vec<FunctionStats>,
+        }
+        if !map.contains_key("stages") {
+            let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
+            return Err(format!(
+                "it is JSON but neither a Chrome trace (an array of events, or an object with \
+                 `traceEvents`) nor a saved pipeline report (an object with `stages`); its keys \
+                 are: {}",
+                if keys.is_empty() { "(none)".to_owned() } else { keys.join(", ") }
+            ));
+        }
+        let saved: SavedReport = serde_json::from_value(Value::Object(map))
+            .map_err(|error| format!("it looks like a saved report but {error}"))?;
+        Ok(Profile::from_report_rows(&saved.stages, &saved.outside_stages))
+    }
+
+    fn from_report_rows(stages: &[StageStats], outside: &[FunctionStats]) -> Profile {
+        let mut rows = Vec::new();
+        let mut stacks = Vec::new();
+        let function_row = |stage: Option<&str>, f: &FunctionStats| ProfileRow {
+            kind: RowKind::Function,
+            stage: stage.map(str::to_owned),
+            name: f.name.clone(),
+            timing: f.timing,
+            share: f.share_of_stage,
+            allocations: f.memory.map(|m| m.total.allocations),
+            bytes_allocated: f.memory.map(|m| m.total.bytes_allocated),
+            p50_standard_error_ns: None,
+        };
+        for stage in stages {
+            rows.push(ProfileRow {
+                kind: RowKind::Stage,
+                stage: None,
+                name: stage.name.clone(),
+                timing: stage.timing,
+                share: stage.share_of_stage_time,
+                allocations: stage.memory.map(|m| m.total.allocations),
+                bytes_allocated: stage.memory.map(|m| m.total.bytes_allocated),
+                p50_standard_error_ns: None,
+            });
+            stacks.push(FoldedStack {
+                frames: vec![stage.name.clone()],
+                self_ns: stage.timing.self_ns,
+            });
+            for function in &stage.functions {
+                rows.push(function_row(Some(&stage.name), function));
+                stacks.push(FoldedStack {
+                    frames: vec![stage.name.clone(), function.name.clone()],
+                    self_ns: function.timing.self_ns,
+                });
+            }
+        }
+        for function in outside {
+            rows.push(function_row(None, function));
+            stacks.push(FoldedStack {
+                frames: vec![function.name.clone()],
+                self_ns: function.timing.self_ns,
+            });
+        }
+        stacks.retain(|stack| stack.self_ns > 0);
+        Profile { source: ProfileSource::Report, rows, stacks, events: None }
+    }
+
+    fn from_tree(tree: &CallTree, read: TraceRead) -> Profile {
+        let nodes = &tree.nodes;
+        let marked = nodes.iter().any(|node| node.stats.stage_marked);
+        // Without `#[stage]` markers (a trace from another program), top-level slices are the
+        // stages.
+        let is_stage = |index: usize| {
+            index != 0
+                && if marked { nodes[index].stats.stage_marked } else { nodes[index].parent == 0 }
+        };
+        let enclosing_stage = |mut index: usize| -> Option<usize> {
+            loop {
+                index = nodes[index].parent;
+                if index == 0 {
+                    return None;
+                }
+                if is_stage(index) {
+                    return Some(index);
+                }
+            }
+        };
+        let mut merged: Vec<Merged> = Vec::new();
+        for index in 1..nodes.len() {
+            let stats = &nodes[index].stats;
+            if stats.calls == 0 {
+                continue;
+            }
+            let (kind, stage) = if is_stage(index) {
+                (RowKind::Stage, None)
+            } else {
+                (RowKind::Function, enclosing_stage(index).map(|s| nodes[s].name.as_str()))
+            };
+            let name = nodes[index].name.as_str();
+            match merged.iter_mut().find(|m| m.kind == kind && m.stage == stage && m.name == name) {
+                Some(existing) => existing.add(stats),
+                None => merged.push(Merged::new(kind, stage, name, stats)),
+            }
+        }
+        let stacks = (1..nodes.len())
+            .filter(|&index| nodes[index].stats.self_ns > 0)
+            .map(|index| FoldedStack {
+                frames: tree.path(index).into_iter().map(str::to_owned).collect(),
+                self_ns: nodes[index].stats.self_ns,
+            })
+            .collect();
+        let figures = &tree.events;
+        let events = (!figures.latency.is_empty()).then(|| EventFigures {
+            events: figures.latency.len(),
+            latency_p50_ns: figures.latency.value_at_quantile(0.5),
+            latency_p99_ns: figures.latency.value_at_quantile(0.99),
+            queue_wait_p50_ns: figures.queue_wait.value_at_quantile(0.5),
+            queue_wait_p99_ns: figures.queue_wait.value_at_quantile(0.99),
+        });
+        Profile { source: ProfileSource::Trace(read), rows: order(merged), stacks, events }
+    }
+}
+
+/// The figures of every node that makes one row, merged.
+struct Merged<'a> {
+    kind: RowKind,
+    stage: Option<&'a str>,
+    name: &'a str,
+    calls: u64,
+    total_ns: u64,
+    self_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    histogram: Histogram<u64>,
+    allocations: Option<u64>,
+    bytes_allocated: Option<u64>,
+}
+
+impl<'a> Merged<'a> {
+    fn new(kind: RowKind, stage: Option<&'a str>, name: &'a str, stats: &NodeStats) -> Self {
+        let mut merged = Merged {
+            kind,
+            stage,
+            name,
+            calls: 0,
+            total_ns: 0,
+            self_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            histogram: histogram(),
+            allocations: None,
+            bytes_allocated: None,
+        };
+        merged.add(stats);
+        merged
+    }
+
+    fn add(&mut self, stats: &NodeStats) {
+        self.calls += stats.calls;
+        self.total_ns += stats.total_ns;
+        self.self_ns += stats.self_ns;
+        self.min_ns = self.min_ns.min(stats.min_ns);
+        self.max_ns = self.max_ns.max(stats.max_ns);
+        // Both auto-resize, so adding cannot fail.
+        let _ = self.histogram.add(&stats.histogram);
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.allocations = sum(self.allocations, stats.allocations);
+        self.bytes_allocated = sum(self.bytes_allocated, stats.bytes_allocated);
+    }
+
+    fn row(&self, share: f64) -> ProfileRow {
+        let h = &self.histogram;
+        ProfileRow {
+            kind: self.kind,
+            stage: self.stage.map(str::to_owned),
+            name: self.name.to_owned(),
+            timing: Timing {
+                calls: self.calls,
+                total_ns: self.total_ns,
+                self_ns: self.self_ns,
+                min_ns: self.min_ns,
+                max_ns: self.max_ns,
+                mean_ns: self.total_ns / self.calls.max(1),
+                p50_ns: h.value_at_quantile(0.50),
+                p90_ns: h.value_at_quantile(0.90),
+                p99_ns: h.value_at_quantile(0.99),
+                p999_ns: h.value_at_quantile(0.999),
+            },
+            share,
+            allocations: self.allocations,
+            bytes_allocated: self.bytes_allocated,
+            p50_standard_error_ns: Some(median_standard_error(h)),
+        }
+    }
+}
+
+/// The standard error of a histogram's median: `1 / (2 f(m) sqrt(n))`, with the density at the
+/// median `f(m)` estimated from the quantiles either side, `0.1 / (q(0.55) - q(0.45))`.
+fn median_standard_error(h: &Histogram<u64>) -> f64 {
+    let width = h.value_at_quantile(0.55).saturating_sub(h.value_at_quantile(0.45)) as f64;
+    5.0 * width / (h.len().max(1) as f64).sqrt()
+}
+
+fn fraction(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Stages by total time, each followed by its functions by total time; then the rest.
+fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
+    merged.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(b.name)));
+    let all_stages: u64 =
+        merged.iter().filter(|m| m.kind == RowKind::Stage).map(|m| m.total_ns).sum();
+    let mut rows = Vec::with_capacity(merged.len());
+    for stage in merged.iter().filter(|m| m.kind == RowKind::Stage) {
+        rows.push(stage.row(fraction(stage.total_ns, all_stages)));
+        for function in
+            merged.iter().filter(|m| m.kind == RowKind::Function && m.stage == Some(stage.name))
+        {
+            rows.push(function.row(fraction(function.total_ns, stage.total_ns)));
+        }
+    }
+    for function in merged.iter().filter(|m| m.kind == RowKind::Function && m.stage.is_none()) {
+        rows.push(function.row(0.0));
+    }
+    rows
+}

@@ -1,0 +1,115 @@
+//! The printed form of a [`Profile`]: the in-process report's table, read back from a file.
+
+use std::fmt;
+
+use comfy_table::{CellAlignment, Table};
+
+use super::profile::{Profile, ProfileSource, RowKind};
+use crate::report::format::{bytes, duration_ns, per_call, percent};
+use crate::report::table::{timing_cells, STYLE, TIME_HEADER};
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let ProfileSource::Trace(read) = &self.source {
+            writeln!(
+                f,
+                "Trace: {} events, {} slices{}",
+                read.events,
+                read.counts.slices,
+                if read.counts.unmatched_ends > 0 {
+                    format!(" ({} ends without a begin ignored)", read.counts.unmatched_ends)
+                } else {
+                    String::new()
+                }
+            )?;
+            if let Some(stop) = &read.stop {
+                writeln!(
+                    f,
+                    "The trace stops early at {stop}. The figures cover the {} events before \
+                     that point; {} slices still open there are left out.",
+                    read.events, read.counts.unclosed
+                )?;
+            } else if read.counts.unclosed > 0 {
+                writeln!(f, "{} slices never ended and are left out.", read.counts.unclosed)?;
+            }
+        }
+        if self.rows.is_empty() {
+            return write!(f, "No stage or function slices.");
+        }
+        let with_memory = self.rows.iter().any(|row| row.allocations.is_some());
+        let mut header: Vec<&str> = TIME_HEADER.to_vec();
+        if with_memory {
+            header.extend(["allocs/call", "bytes/call"]);
+        }
+        let mut table = Table::new();
+        table.load_preset(STYLE).set_header(header.clone());
+        let mut outside_heading = false;
+        for row in &self.rows {
+            let name = match (row.kind, &row.stage) {
+                (RowKind::Stage, _) => row.name.clone(),
+                (RowKind::Function, Some(_)) => format!("  └ {}", row.name),
+                (RowKind::Function, None) => {
+                    if !outside_heading {
+                        table.add_row(vec!["(outside any stage)".to_owned()]);
+                        outside_heading = true;
+                    }
+                    format!("  └ {}", row.name)
+                }
+            };
+            let mut cells = timing_cells(name, &row.timing, row.share);
+            if with_memory {
+                let calls = row.timing.calls.max(1) as f64;
+                let per = |count: Option<u64>| count.map(|c| per_call(c as f64 / calls));
+                cells.push(per(row.allocations).unwrap_or_default());
+                cells.push(per(row.bytes_allocated).map(|b| format!("{b} B")).unwrap_or_default());
+            }
+            table.add_row(cells);
+        }
+        for index in 1..header.len() {
+            if let Some(column) = table.column_mut(index) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        writeln!(f, "{table}")?;
+        if let Some(stage) = self.slowest_stage() {
+            write!(
+                f,
+                "Slowest stage: {} ({} of stage time, {} per call on average)",
+                stage.name,
+                percent(stage.share),
+                duration_ns(stage.timing.mean_ns)
+            )?;
+            let hottest = self.rows.iter().find(|row| row.stage.as_deref() == Some(&stage.name));
+            if let Some(hot) = hottest {
+                write!(
+                    f,
+                    "; its hot function is {} ({} of its time)",
+                    hot.name,
+                    percent(hot.share)
+                )?;
+            }
+            write!(f, ".")?;
+        }
+        if let Some(events) = &self.events {
+            write!(
+                f,
+                "\nEvents: {} traced; end-to-end p50 {}, p99 {}; queue wait before that p50 {}, \
+                 p99 {}.",
+                events.events,
+                duration_ns(events.latency_p50_ns),
+                duration_ns(events.latency_p99_ns),
+                duration_ns(events.queue_wait_p50_ns),
+                duration_ns(events.queue_wait_p99_ns),
+            )?;
+        }
+        if with_memory && self.rows.iter().any(|r| r.kind == RowKind::Stage) {
+            let total: u64 = self.stages().filter_map(|r| r.bytes_allocated).sum();
+            write!(
+                f,
+                "\nAllocations in stages: {} in total (nested calls included).",
+                bytes(total)
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! Rebuilds the call tree from a trace's slices: each distinct stack of slice names is a node
+//! holding the figures of every slice that closed on that stack.
+//!
+//! Slices are matched per thread (`B` to its `E`, `X` on its own). Self time is a slice's
+//! duration less its direct children's, as in the in-process recorder. The worker's per-event
+//! slice (`pipeline`/`event`) is not a frame: stages under it are roots, and its durations and
+//! queue waits become the trace's end-to-end figures.
+
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+
+use super::chrome::{TraceEvent, TrackId};
+
+/// Figures of every slice closed on one stack.
+pub(crate) struct NodeStats {
+    pub calls: u64,
+    pub total_ns: u64,
+    pub self_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub histogram: Histogram<u64>,
+    /// Allocations carried by the slices' arguments, when any slice carried them.
+    pub allocations: Option<u64>,
+    pub bytes_allocated: Option<u64>,
+    /// Some slice here ended with an `outcome` argument: a `#[stage]` call.
+    pub stage_marked: bool,
+}
+
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is a valid precision")
+}
+
+/// Records `value`, growing the histogram as needed. (`saturating_record` alone would clamp to
+/// the histogram's current range instead of growing it.)
+pub(crate) fn record(histogram: &mut Histogram<u64>, value: u64) {
+    if histogram.record(value).is_err() {
+        histogram.saturating_record(value); // only beyond u64::MAX / 2
+    }
+}
+
+impl NodeStats {
+    fn new() -> Self {
+        NodeStats {
+            calls: 0,
+            total_ns: 0,
+            self_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            histogram: histogram(),
+            allocations: None,
+            bytes_allocated: None,
+            stage_marked: false,
+        }
+    }
+
+    fn record(&mut self, duration_ns: u64, self_ns: u64) {
+        self.calls += 1;
+        self.total_ns += duration_ns;
+        self.self_ns += self_ns;
+        self.min_ns = self.min_ns.min(duration_ns);
+        self.max_ns = self.max_ns.max(duration_ns);
+        record(&mut self.histogram, duration_ns);
+    }
+}
+
+/// One distinct stack of slice names.
+pub(crate) struct Node {
+    pub name: String,
+    /// Index of the parent node; the root (index 0) is its own parent.
+    pub parent: usize,
+    children: HashMap<String, usize>,
+    pub stats: NodeStats,
+}
+
+/// A slice begun and not yet ended on some thread.
+struct Open {
+    /// The call-tree node, or `None` for a per-event slice (not a frame).
+    node: Option<usize>,
+    start_us: f64,
+    child_ns: u64,
+    queue_wait_us: Option<u64>,
+}
+
+/// Counts of what the trace held besides complete slices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliceCounts {
+    /// Slices read completely (begin and end, or one complete event).
+    pub slices: u64,
+    /// Slices begun but never ended (the trace stopped while they ran); left out of the figures.
+    pub unclosed: u64,
+    /// Ends with no matching begin; ignored.
+    pub unmatched_ends: u64,
+    /// Events that are not slices (counters, instants, metadata...).
+    pub other_events: u64,
+}
+
+/// End-to-end figures of the per-event slices a worker pool writes.
+pub(crate) struct EventFigures {
+    pub latency: Histogram<u64>,
+    pub queue_wait: Histogram<u64>,
+}
+
+/// The call tree being built as events stream in.
+pub(crate) struct CallTree {
+    pub nodes: Vec<Node>,
+    open: HashMap<(TrackId, TrackId), Vec<Open>>,
+    pub counts: SliceCounts,
+    pub events: EventFigures,
+}
+
+const ROOT: usize = 0;
+
+fn is_event_slice(event: &TraceEvent) -> bool {
+    event.cat.as_deref() == Some("pipeline") && event.name.as_deref() == Some("event")
+}
+
+fn duration_ns(start_us: f64, end_us: f64) -> u64 {
+    let ns = ((end_us - start_us) * 1000.0).round();
+    if ns.is_finite() && ns > 0.0 {
+        ns as u64
+    } else {
+        0
+    }
+}
+
+impl CallTree {
+    pub(crate) fn new() -> Self {
+        let root = Node {
+            name: String::new(),
+            parent: ROOT,
+            children: HashMap::new(),
+            stats: NodeStats::new(),
+        };
+        CallTree {
+            nodes: vec![root],
+            open: HashMap::new(),
+            counts: SliceCounts::default(),
+            events: EventFigures { latency: histogram(), queue_wait: histogram() },
+        }
+    }
+
+    /// Takes one event in file order.
+    pub(crate) fn add(&mut self, event: TraceEvent) {
+        match event.ph.as_str() {
+            "B" => self.begin(event),
+            "E" => self.end(event),
+            "X" => self.complete(event),
+            _ => self.counts.other_events += 1,
+        }
+    }
+
+    /// Ends reading: slices still open are counted and left out.
+    pub(crate) fn finish(&mut self) {
+        self.counts.unclosed = self.open.values().map(|stack| stack.len() as u64).sum();
+        self.open.clear();
+    }
+
+    fn child(&mut self, parent: usize, name: &str) -> usize {
+        if let Some(&index) = self.nodes[parent].children.get(name) {
+            return index;
+        }
+        let index = self.nodes.len();
+        self.nodes.push(Node {
+            name: name.to_owned(),
+            parent,
+            children: HashMap::new(),
+            stats: NodeStats::new(),
+        });
+        self.nodes[parent].children.insert(name.to_owned(), index);
+        index
+    }
+
+    fn begin(&mut self, event: TraceEvent) {
+        let Some(ts) = event.ts else {
+            self.counts.other_events += 1;
+            return;
+        };
+        let stack = self.open.entry((event.pid, event.tid)).or_default();
+        let parent = stack.iter().rev().find_map(|open| open.node).unwrap_or(ROOT);
+        let queue_wait_us = event.args.as_ref().and_then(|a| a.queue_wait_us).and_then(|c| c.0);
+        let node = if is_event_slice(&event) {
+            None
+        } else {
+            let name = event.name.as_deref().unwrap_or("(unnamed)");
+            Some(self.child(parent, name))
+        };
+        let stack = self.open.entry((event.pid, event.tid)).or_default();
+        stack.push(Open { node, start_us: ts, child_ns: 0, queue_wait_us });
+    }
+
+    fn end(&mut self, event: TraceEvent) {
+        let Some(ts) = event.ts else {
+            self.counts.other_events += 1;
+            return;
+        };
+        let nodes = &self.nodes;
+        let stack = self.open.entry((event.pid, event.tid)).or_default();
+        // The innermost open slice of that name (tracing-chrome names its ends); an end without
+        // a name closes the innermost slice.
+        let found = match event.name.as_deref() {
+            None => stack.len().checked_sub(1),
+            Some(name) => stack.iter().rposition(|open| match open.node {
+                Some(node) => nodes[node].name == name,
+                None => is_event_slice(&event),
+            }),
+        };
+        let Some(position) = found else {
+            self.counts.unmatched_ends += 1;
+            return;
+        };
+        let open = stack.remove(position);
+        let duration = duration_ns(open.start_us, ts);
+        // Credit the enclosing slice; a per-event slice passes its children's time through.
+        let credited = if open.node.is_some() { duration } else { open.child_ns };
+        if let Some(parent) = position.checked_sub(1).and_then(|p| stack.get_mut(p)) {
+            parent.child_ns += credited;
+        }
+        self.close(open, duration, event);
+    }
+
+    fn complete(&mut self, event: TraceEvent) {
+        let (Some(ts), Some(dur)) = (event.ts, event.dur) else {
+            self.counts.other_events += 1;
+            return;
+        };
+        // A complete event is closed as soon as it is read: a leaf under the open slices.
+        self.begin(TraceEvent { ph: "B".to_owned(), ..clone_head(&event) });
+        let end = TraceEvent { ph: "E".to_owned(), ts: Some(ts + dur), ..event };
+        self.end(end);
+    }
+
+    fn close(&mut self, open: Open, duration: u64, end: TraceEvent) {
+        self.counts.slices += 1;
+        let Some(node) = open.node else {
+            record(&mut self.events.latency, duration);
+            if let Some(wait_us) = open.queue_wait_us {
+                record(&mut self.events.queue_wait, wait_us.saturating_mul(1000));
+            }
+            return;
+        };
+        let stats = &mut self.nodes[node].stats;
+        stats.record(duration, duration.saturating_sub(open.child_ns));
+        if let Some(args) = end.args {
+            stats.stage_marked |= args.outcome.is_some();
+            if let Some(count) = args.allocations.and_then(|c| c.0) {
+                *stats.allocations.get_or_insert(0) += count;
+            }
+            if let Some(count) = args.bytes_allocated.and_then(|c| c.0) {
+                *stats.bytes_allocated.get_or_insert(0) += count;
+            }
+        }
+    }
+
+    /// The names from the root to `node` (root excluded).
+    pub(crate) fn path(&self, mut node: usize) -> Vec<&str> {
+        let mut names = Vec::new();
+        while node != ROOT {
+            names.push(self.nodes[node].name.as_str());
+            node = self.nodes[node].parent;
+        }
+        names.reverse();
+        names
+    }
+}
+
+/// The fields a begin needs, copied from a complete event.
+fn clone_head(event: &TraceEvent) -> TraceEvent {
+    TraceEvent {
+        ph: String::new(),
+        name: event.name.clone(),
+        cat: event.cat.clone(),
+        pid: event.pid,
+        tid: event.tid,
+        ts: event.ts,
+        dur: None,
+        args: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::chrome::read_events;
+
+    fn tree(text: &str) -> CallTree {
+        let mut tree = CallTree::new();
+        read_events(text.as_bytes(), &mut |e| tree.add(e));
+        tree.finish();
+        tree
+    }
+
+    fn node<'a>(tree: &'a CallTree, path: &[&str]) -> &'a NodeStats {
+        let index = (1..tree.nodes.len()).find(|&i| tree.path(i) == path).expect("node exists");
+        &tree.nodes[index].stats
+    }
+
+    #[test]
+    fn nesting_gives_total_and_self_time_per_stack() {
+        let t = tree(
+            r#"[{"ph":"B","name":"S","pid":1,"tid":1,"ts":0},
+                {"ph":"B","name":"f","pid":1,"tid":1,"ts":1},
+                {"ph":"B","name":"S","pid":1,"tid":2,"ts":1},
+                {"ph":"E","name":"f","pid":1,"tid":1,"ts":4},
+                {"ph":"E","name":"S","pid":1,"tid":1,"ts":10,"args":{"outcome":"ok","allocations":"2"}},
+                {"ph":"E","name":"S","pid":1,"tid":2,"ts":6,"args":{"outcome":"ok","allocations":"1"}}]"#,
+        );
+        let stage = node(&t, &["S"]);
+        assert_eq!((stage.calls, stage.total_ns, stage.self_ns), (2, 15_000, 12_000));
+        assert!(stage.stage_marked);
+        assert_eq!(stage.allocations, Some(3));
+        let f = node(&t, &["S", "f"]);
+        assert_eq!((f.calls, f.total_ns, f.self_ns), (1, 3_000, 3_000));
+        assert_eq!(t.counts.slices, 3);
+    }
+
+    #[test]
+    fn per_event_slices_are_not_frames_but_give_latency_and_queue_wait() {
+        let t = tree(
+            r#"[{"ph":"B","cat":"pipeline","name":"event","args":{"queue_wait_us":"7"},"tid":1,"ts":0},
+                {"ph":"B","name":"S","tid":1,"ts":1},
+                {"ph":"E","name":"S","tid":1,"ts":3},
+                {"ph":"E","cat":"pipeline","name":"event","tid":1,"ts":4}]"#,
+        );
+        assert_eq!(t.path(1), ["S"]);
+        assert_eq!(t.nodes.len(), 2);
+        assert_eq!(t.events.latency.len(), 1);
+        assert!(t.events.latency.equivalent(t.events.latency.max(), 4_000));
+        assert!(t.events.queue_wait.equivalent(t.events.queue_wait.max(), 7_000));
+    }
+
+    #[test]
+    fn unclosed_and_unmatched_slices_are_counted_not_used() {
+        let t = tree(
+            r#"[{"ph":"E","name":"x","tid":1,"ts":0},
+                {"ph":"B","name":"S","tid":1,"ts":1},
+                {"ph":"C","name":"queue","ts":1,"args":{"depth":3}},
+                {"ph":"X","name":"g","tid":2,"ts":1,"dur":2.5}]"#,
+        );
+        assert_eq!(t.counts.unmatched_ends, 1);
+        assert_eq!(t.counts.unclosed, 1);
+        assert_eq!(t.counts.other_events, 1);
+        assert_eq!(node(&t, &["g"]).total_ns, 2_500);
+        assert_eq!(node(&t, &["S"]).calls, 0);
+    }
+}

@@ -1,0 +1,144 @@
+//! `pipeline-prof`: summarise a Chrome trace or a saved report, compare two runs, draw a flame
+//! graph. The logic lives in [`pipeline::analysis`]; this is its command line.
+//!
+//! Exit status: 0 on success, 1 when `diff --fail-on-regression` found a regression, 2 when an
+//! input cannot be read (or the command line is wrong).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pipeline::analysis::{Profile, ProfileDiff};
+
+/// Read what a profiled pipeline wrote: Chrome traces (`Profiler::chrome_trace`, or any
+/// tracing-chrome program) and reports saved with `Report::write_json`.
+#[derive(Parser)]
+#[command(name = "pipeline-prof", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the per-stage and per-function table (calls, total, self, p50, p99, allocations).
+    ///
+    /// A trace cut short (the process was killed) is summarised up to where it stops.
+    Summary {
+        /// A Chrome trace JSON or a saved report JSON.
+        path: PathBuf,
+        /// Print the figures as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two runs, per stage and function, largest impact first.
+    Diff {
+        /// The run before the change (trace or saved report).
+        before: PathBuf,
+        /// The run after the change (trace or saved report).
+        after: PathBuf,
+        /// Exit with status 1 if any stage's or function's median call got slower by more than
+        /// PCT percent (beyond the noise).
+        #[arg(long, value_name = "PCT", value_parser = percent)]
+        fail_on_regression: Option<f64>,
+        /// Median moves under PCT percent count as noise.
+        #[arg(long, value_name = "PCT", value_parser = percent, default_value = "5")]
+        noise: f64,
+        /// Print the comparison as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw an SVG flame graph: stages at the bottom, functions above, widths showing self time.
+    Flamegraph {
+        /// A Chrome trace JSON or a saved report JSON.
+        path: PathBuf,
+        /// Where to write the SVG.
+        #[arg(short, long, default_value = "profile.svg")]
+        output: PathBuf,
+        /// The graph's title (default: the input's file name).
+        #[arg(long)]
+        title: Option<String>,
+    },
+}
+
+/// A percentage on the command line, as a fraction.
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text.trim_end_matches('%').parse().map_err(|_| {
+        format!("`{text}` is not a percentage: write a number such as 10 (meaning 10 %)")
+    })?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("`{text}` is not a percentage: it must be 0 or more"));
+    }
+    Ok(value / 100.0)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("pipeline-prof: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads a profile, warning on stderr when a trace had to be cut short.
+fn load(path: &Path) -> Result<Profile, pipeline::Error> {
+    let profile = Profile::read(path)?;
+    if let Some(read) = profile.trace_read() {
+        if let Some(stop) = &read.stop {
+            eprintln!(
+                "pipeline-prof: warning: `{}` stops early at {stop}; using the {} events before \
+                 that point ({} slices still open there left out)",
+                path.display(),
+                read.events,
+                read.counts.unclosed
+            );
+        }
+    }
+    Ok(profile)
+}
+
+fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
+    match command {
+        Command::Summary { path, json } => {
+            let profile = load(&path)?;
+            if json {
+                println!("{}", profile.to_json());
+            } else {
+                println!("{profile}");
+            }
+        }
+        Command::Diff { before, after, fail_on_regression, noise, json } => {
+            let diff = ProfileDiff::with_noise_floor(&load(&before)?, &load(&after)?, noise);
+            if json {
+                println!("{}", diff.to_json());
+            } else {
+                println!("{diff}");
+            }
+            if let Some(threshold) = fail_on_regression {
+                let regressions = diff.regressions(threshold);
+                if !regressions.is_empty() {
+                    for change in regressions {
+                        eprintln!(
+                            "pipeline-prof: regression: {} median call {:+.1} % (limit {:.1} %)",
+                            change.label(),
+                            change.p50_change().unwrap_or_default() * 100.0,
+                            threshold * 100.0
+                        );
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Command::Flamegraph { path, output, title } => {
+            let profile = load(&path)?;
+            let title = title.unwrap_or_else(|| {
+                path.file_name().map_or("profile".to_owned(), |n| n.to_string_lossy().into_owned())
+            });
+            profile.write_flamegraph(&output, &title)?;
+            println!("Flame graph: {}", output.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
