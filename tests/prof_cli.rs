@@ -1,0 +1,237 @@
+//! `pipeline-prof`, run as a subprocess on traces this test writes: the summary counts what the
+//! report counted, a diff names the stage that was slowed, the flame graph is well-formed SVG,
+//! and a trace cut at any byte is summarised without a panic.
+#![cfg(not(feature = "off"))] // needs recorded figures; `tests/off.rs` covers the off build
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use pipeline::analysis::Profile;
+use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report, Workers};
+use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::system();
+
+struct Parse;
+
+#[stage]
+impl Parse {
+    fn process(&self, event: u64) -> u64 {
+        std::hint::black_box(vec![event; 2]);
+        event
+    }
+}
+
+struct Score;
+
+#[stage]
+impl Score {
+    fn process(&self, event: u64) -> u64 {
+        event + model(event)
+    }
+}
+
+#[profiled]
+fn model(event: u64) -> u64 {
+    common::spin_for(Duration::from_micros(100));
+    event % 7
+}
+
+/// Spins for `extra` on every event: the stage a test slows down on purpose.
+struct Enrich {
+    extra: Duration,
+}
+
+#[stage]
+impl Enrich {
+    fn process(&self, event: u64) -> u64 {
+        common::spin_for(self.extra);
+        event
+    }
+}
+
+const EVENTS: u64 = 200;
+
+fn dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prof");
+    std::fs::create_dir_all(&dir).expect("output directory");
+    dir
+}
+
+/// Runs the pipeline on 2 workers with a full (unsampled) trace at `trace`; returns the report.
+fn traced_run(trace: &Path, enrich_extra: Duration) -> Report {
+    let _lock = common::exclusive();
+    let pipeline = Pipeline::new().stage(Parse).stage(Score).stage(Enrich { extra: enrich_extra });
+    let profiler = Profiler::new().name("prof-cli").chrome_trace(trace).start().expect("start");
+    pipeline.run_concurrent(0..EVENTS, Workers::new(2)).expect("run");
+    profiler.finish().expect("finish writes the trace")
+}
+
+fn prof(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pipeline-prof"))
+        .args(args)
+        .output()
+        .expect("run pipeline-prof")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn summary_counts_what_the_report_counted() {
+    let trace = dir().join("summary.json");
+    let report = traced_run(&trace, Duration::from_micros(5));
+    let out = prof(&["summary", path(&trace), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let profile: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let rows = profile["rows"].as_array().expect("rows");
+    let row_calls = |stage: Option<&str>, name: &str| -> u64 {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == name && r["stage"].as_str() == stage)
+            .unwrap_or_else(|| panic!("no row {stage:?} {name} in {rows:#?}"));
+        row["timing"]["calls"].as_u64().expect("calls")
+    };
+    assert_eq!(report.stages.len(), 3);
+    for stage in &report.stages {
+        assert_eq!(row_calls(None, &stage.name), stage.timing.calls, "{}", stage.name);
+        for function in &stage.functions {
+            assert_eq!(row_calls(Some(&stage.name), &function.name), function.timing.calls);
+        }
+    }
+    assert_eq!(row_calls(Some("Score"), &report.stage("Score").unwrap().functions[0].name), EVENTS);
+    // Stage slices carry allocations; the trace's total matches the report's.
+    let parse = rows.iter().find(|r| r["name"] == "Parse").unwrap();
+    let measured = report.stage("Parse").unwrap().memory.unwrap().total.allocations;
+    assert_eq!(parse["allocations"].as_u64(), Some(measured));
+    assert_eq!(profile["events"]["events"].as_u64(), Some(EVENTS), "per-event slices read");
+
+    let table = prof(&["summary", path(&trace)]);
+    let table = text(&table.stdout);
+    assert!(table.contains("Slowest stage: Score"), "{table}");
+    assert!(table.contains("└ prof_cli::model"), "{table}");
+}
+
+#[test]
+fn diff_names_the_slowed_stage_first_and_fails_on_regression() {
+    let (before, after) = (dir().join("before.json"), dir().join("after.json"));
+    traced_run(&before, Duration::from_micros(5));
+    let slowed = traced_run(&after, Duration::from_micros(200));
+    slowed.write_json(dir().join("after-report.json")).expect("save report");
+
+    let out = prof(&["diff", path(&before), path(&after), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let diff: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let first = &diff["changes"][0];
+    assert_eq!(first["name"], "Enrich", "{diff:#}");
+    assert_eq!(first["verdict"], "slower");
+
+    // A saved report compares with a trace: the same stage comes first.
+    let report_json = dir().join("after-report.json");
+    let out = prof(&["diff", path(&before), path(&report_json)]);
+    let table = text(&out.stdout);
+    let first_row = table.lines().nth(4).unwrap_or_default(); // after the title, rule, header, rule
+    assert!(first_row.trim_start().starts_with("Enrich"), "{table}");
+    assert!(table.contains("Biggest change beyond the noise: Enrich is slower"), "{table}");
+
+    let gate = prof(&["diff", path(&before), path(&after), "--fail-on-regression", "50"]);
+    assert_eq!(gate.status.code(), Some(1), "{}", text(&gate.stdout));
+    assert!(text(&gate.stderr).contains("regression: Enrich"), "{}", text(&gate.stderr));
+    let same = prof(&["diff", path(&before), path(&before), "--fail-on-regression", "1"]);
+    assert_eq!(same.status.code(), Some(0), "a run compared with itself has no regression");
+    assert!(text(&same.stdout).contains("No stage or function changed beyond the noise"));
+}
+
+/// Reads the whole document with an XML parser: `Err` on the first malformed construct.
+fn well_formed_xml(svg: &str) -> Result<(), String> {
+    let mut reader = quick_xml::Reader::from_str(svg);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => return Ok(()),
+            Ok(_) => {}
+            Err(error) => return Err(format!("at {}: {error}", reader.buffer_position())),
+        }
+    }
+}
+
+#[test]
+fn flamegraphs_from_the_tool_and_the_report_are_well_formed_svg_naming_stages_and_functions() {
+    let trace = dir().join("flame.json");
+    let report = traced_run(&trace, Duration::from_micros(5));
+    let svg_path = dir().join("flame.svg");
+    let out = prof(&["flamegraph", path(&trace), "-o", path(&svg_path)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let from_report = dir().join("report.svg");
+    report.write_flamegraph(&from_report).expect("the report draws its flame graph");
+    for svg in [&svg_path, &from_report] {
+        let svg = std::fs::read_to_string(svg).expect("svg written");
+        well_formed_xml(&svg).expect("well-formed XML");
+        assert!(svg.contains("<svg"), "an SVG document");
+        for name in ["Parse", "Score", "Enrich", "prof_cli::model"] {
+            assert!(svg.contains(name), "{name} is drawn");
+        }
+    }
+    let unwritable = prof(&["flamegraph", path(&trace), "-o", "/nonexistent-dir/x.svg"]);
+    assert_eq!(unwritable.status.code(), Some(2));
+    assert!(text(&unwritable.stderr)
+        .contains("cannot write the flame graph to `/nonexistent-dir/x.svg`"));
+}
+
+#[test]
+fn a_trace_cut_at_any_byte_is_summarised_without_a_panic() {
+    let trace = dir().join("whole.json");
+    traced_run(&trace, Duration::from_micros(5));
+    let bytes = std::fs::read(&trace).expect("trace");
+    let whole = Profile::read(&trace).expect("whole trace");
+    let whole_calls = whole.row(None, "Score").unwrap().timing.calls;
+    let cut_path = dir().join("cut.json");
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut partial_summaries = 0;
+    for round in 0..40 {
+        let cut = rng.usize(1..bytes.len());
+        std::fs::write(&cut_path, &bytes[..cut]).expect("write cut trace");
+        // In-process for every cut; through the command for some.
+        match Profile::read(&cut_path) {
+            Ok(profile) => {
+                let read = profile.trace_read().expect("a trace");
+                assert!(read.stop.is_some(), "a cut trace says where it stopped (cut {cut})");
+                let calls = profile.row(None, "Score").map_or(0, |r| r.timing.calls);
+                assert!(calls <= whole_calls);
+                partial_summaries += 1;
+            }
+            Err(error) => assert!(error.to_string().contains("not a Chrome trace"), "{error}"),
+        }
+        if round % 8 == 0 {
+            let out = prof(&["summary", path(&cut_path)]);
+            assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out.stderr));
+            assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+            if out.status.success() {
+                assert!(text(&out.stdout).contains("The trace stops early at line"));
+            }
+        }
+    }
+    assert!(partial_summaries > 30, "most cuts leave complete events to summarise");
+}
+
+#[test]
+fn json_that_is_not_a_trace_gets_a_clear_error() {
+    let file = dir().join("not-a-trace.json");
+    std::fs::write(&file, r#"{"name": "a config file", "retries": 3}"#).unwrap();
+    let out = prof(&["summary", path(&file)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is not a Chrome trace or a pipeline report"), "{stderr}");
+    assert!(stderr.contains("its keys are: name, retries"), "{stderr}");
+    let missing = prof(&["summary", "/no/such/trace.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read the trace or report `/no/such/trace.json`"));
+}
