@@ -260,9 +260,15 @@ fn main() -> Result<(), pipeline::Error> {
     println!("=== What changed when traffic doubled ===\n{}", comparison(&day));
     println!("Normal traffic:  {}", day.normal.run().verdict);
     println!("Doubled traffic: {}", day.doubled.run().verdict);
+    // The flame graph of the doubled day, from the report (every call, not a trace sample).
+    let flamegraph = trace_dir.join("profile.svg");
+    day.doubled.report.write_flamegraph(&flamegraph)?;
     println!(
-        "\nTraces: {0}/normal.json and {0}/doubled.json: open them in https://ui.perfetto.dev",
-        trace_dir.display()
+        "\nTraces: {0}/normal.json and {0}/doubled.json: open them in https://ui.perfetto.dev\n\
+         Flame graph (self time): {1}\n\
+         Compare the two: cargo run --bin pipeline-prof -- diff {0}/normal.json {0}/doubled.json",
+        trace_dir.display(),
+        flamegraph.display()
     );
     Ok(())
 }
