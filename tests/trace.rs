@@ -223,6 +223,9 @@ fn child_that_panics_mid_run() {
 
 #[test]
 fn a_panic_mid_run_still_leaves_a_trace_with_what_was_recorded() {
+    // Holds the lock although it profiles nothing here: what it allocates and frees (the
+    // child's output, the parsed trace) would show in another test's process-wide heap growth.
+    let _lock = exclusive();
     let path = trace_dir().join("panicked.json");
     let _ = std::fs::remove_file(&path);
     let output = Command::new(std::env::current_exe().unwrap())
