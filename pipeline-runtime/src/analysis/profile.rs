@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::chrome::{read_events, Outcome, TraceStop};
-use super::tree::{histogram, CallTree, NodeStats, SliceCounts};
+use super::tree::{CallTree, NodeStats, SliceCounts};
 use crate::error::Error;
 use crate::report::{FunctionStats, Report, StageStats, Timing};
 
@@ -302,7 +302,7 @@ impl Profile {
             };
             let name = nodes[index].name.as_str();
             match merged.iter_mut().find(|m| m.kind == kind && m.stage == stage && m.name == name) {
-                Some(existing) => existing.add(stats),
+                Some(existing) => existing.stats.merge(stats),
                 None => merged.push(Merged::new(kind, stage, name, stats)),
             }
         }
@@ -330,72 +330,37 @@ struct Merged<'a> {
     kind: RowKind,
     stage: Option<&'a str>,
     name: &'a str,
-    calls: u64,
-    total_ns: u64,
-    self_ns: u64,
-    min_ns: u64,
-    max_ns: u64,
-    histogram: Histogram<u64>,
-    allocations: Option<u64>,
-    bytes_allocated: Option<u64>,
+    stats: NodeStats,
 }
 
 impl<'a> Merged<'a> {
     fn new(kind: RowKind, stage: Option<&'a str>, name: &'a str, stats: &NodeStats) -> Self {
-        let mut merged = Merged {
-            kind,
-            stage,
-            name,
-            calls: 0,
-            total_ns: 0,
-            self_ns: 0,
-            min_ns: u64::MAX,
-            max_ns: 0,
-            histogram: histogram(),
-            allocations: None,
-            bytes_allocated: None,
-        };
-        merged.add(stats);
+        let mut merged = Merged { kind, stage, name, stats: NodeStats::new() };
+        merged.stats.merge(stats);
         merged
     }
 
-    fn add(&mut self, stats: &NodeStats) {
-        self.calls += stats.calls;
-        self.total_ns += stats.total_ns;
-        self.self_ns += stats.self_ns;
-        self.min_ns = self.min_ns.min(stats.min_ns);
-        self.max_ns = self.max_ns.max(stats.max_ns);
-        // Both auto-resize, so adding cannot fail.
-        let _ = self.histogram.add(&stats.histogram);
-        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        };
-        self.allocations = sum(self.allocations, stats.allocations);
-        self.bytes_allocated = sum(self.bytes_allocated, stats.bytes_allocated);
-    }
-
     fn row(&self, share: f64) -> ProfileRow {
-        let h = &self.histogram;
+        let (s, h) = (&self.stats, &self.stats.histogram);
         ProfileRow {
             kind: self.kind,
             stage: self.stage.map(str::to_owned),
             name: self.name.to_owned(),
             timing: Timing {
-                calls: self.calls,
-                total_ns: self.total_ns,
-                self_ns: self.self_ns,
-                min_ns: self.min_ns,
-                max_ns: self.max_ns,
-                mean_ns: self.total_ns / self.calls.max(1),
+                calls: s.calls,
+                total_ns: s.total_ns,
+                self_ns: s.self_ns,
+                min_ns: s.min_ns,
+                max_ns: s.max_ns,
+                mean_ns: s.total_ns / s.calls.max(1),
                 p50_ns: h.value_at_quantile(0.50),
                 p90_ns: h.value_at_quantile(0.90),
                 p99_ns: h.value_at_quantile(0.99),
                 p999_ns: h.value_at_quantile(0.999),
             },
             share,
-            allocations: self.allocations,
-            bytes_allocated: self.bytes_allocated,
+            allocations: s.allocations,
+            bytes_allocated: s.bytes_allocated,
             p50_standard_error_ns: Some(median_standard_error(h)),
         }
     }
@@ -418,16 +383,16 @@ fn fraction(part: u64, whole: u64) -> f64 {
 
 /// Stages by total time, each followed by its functions by total time; then the rest.
 fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
-    merged.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(b.name)));
+    merged.sort_by(|a, b| b.stats.total_ns.cmp(&a.stats.total_ns).then_with(|| a.name.cmp(b.name)));
     let all_stages: u64 =
-        merged.iter().filter(|m| m.kind == RowKind::Stage).map(|m| m.total_ns).sum();
+        merged.iter().filter(|m| m.kind == RowKind::Stage).map(|m| m.stats.total_ns).sum();
     let mut rows = Vec::with_capacity(merged.len());
     for stage in merged.iter().filter(|m| m.kind == RowKind::Stage) {
-        rows.push(stage.row(fraction(stage.total_ns, all_stages)));
+        rows.push(stage.row(fraction(stage.stats.total_ns, all_stages)));
         for function in
             merged.iter().filter(|m| m.kind == RowKind::Function && m.stage == Some(stage.name))
         {
-            rows.push(function.row(fraction(function.total_ns, stage.total_ns)));
+            rows.push(function.row(fraction(function.stats.total_ns, stage.stats.total_ns)));
         }
     }
     for function in merged.iter().filter(|m| m.kind == RowKind::Function && m.stage.is_none()) {

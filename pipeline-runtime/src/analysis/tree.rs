@@ -40,7 +40,7 @@ pub(crate) fn record(histogram: &mut Histogram<u64>, value: u64) {
 }
 
 impl NodeStats {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         NodeStats {
             calls: 0,
             total_ns: 0,
@@ -52,6 +52,24 @@ impl NodeStats {
             bytes_allocated: None,
             stage_marked: false,
         }
+    }
+
+    /// Adds `other`'s figures to these (two stacks that make one row).
+    pub(crate) fn merge(&mut self, other: &NodeStats) {
+        self.calls += other.calls;
+        self.total_ns += other.total_ns;
+        self.self_ns += other.self_ns;
+        self.min_ns = self.min_ns.min(other.min_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+        // Both auto-resize, so adding cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.allocations = sum(self.allocations, other.allocations);
+        self.bytes_allocated = sum(self.bytes_allocated, other.bytes_allocated);
+        self.stage_marked |= other.stage_marked;
     }
 
     fn record(&mut self, duration_ns: u64, self_ns: u64) {
