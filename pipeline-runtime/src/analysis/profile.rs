@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::chrome::{read_events, Outcome, TraceStop};
 use super::tree::{CallTree, NodeStats, SliceCounts};
 use crate::error::Error;
+use crate::report::build::share;
 use crate::report::{FunctionStats, Report, StageStats, Timing};
 
 /// Whether a row is a stage or a function.
@@ -373,14 +374,6 @@ fn median_standard_error(h: &Histogram<u64>) -> f64 {
     5.0 * width / (h.len().max(1) as f64).sqrt()
 }
 
-fn fraction(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
-    }
-}
-
 /// Stages by total time, each followed by its functions by total time; then the rest.
 fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
     merged.sort_by(|a, b| b.stats.total_ns.cmp(&a.stats.total_ns).then_with(|| a.name.cmp(b.name)));
@@ -388,11 +381,11 @@ fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
         merged.iter().filter(|m| m.kind == RowKind::Stage).map(|m| m.stats.total_ns).sum();
     let mut rows = Vec::with_capacity(merged.len());
     for stage in merged.iter().filter(|m| m.kind == RowKind::Stage) {
-        rows.push(stage.row(fraction(stage.stats.total_ns, all_stages)));
+        rows.push(stage.row(share(stage.stats.total_ns, all_stages)));
         for function in
             merged.iter().filter(|m| m.kind == RowKind::Function && m.stage == Some(stage.name))
         {
-            rows.push(function.row(fraction(function.stats.total_ns, stage.stats.total_ns)));
+            rows.push(function.row(share(function.stats.total_ns, stage.stats.total_ns)));
         }
     }
     for function in merged.iter().filter(|m| m.kind == RowKind::Function && m.stage.is_none()) {

@@ -194,8 +194,9 @@ impl CallTree {
             self.counts.other_events += 1;
             return;
         };
-        let stack = self.open.entry((event.pid, event.tid)).or_default();
-        let parent = stack.iter().rev().find_map(|open| open.node).unwrap_or(ROOT);
+        let track = (event.pid, event.tid);
+        let open = self.open.get(&track);
+        let parent = open.and_then(|s| s.iter().rev().find_map(|o| o.node)).unwrap_or(ROOT);
         let queue_wait_us = event.args.as_ref().and_then(|a| a.queue_wait_us).and_then(|c| c.0);
         let node = if is_event_slice(&event) {
             None
@@ -203,8 +204,12 @@ impl CallTree {
             let name = event.name.as_deref().unwrap_or("(unnamed)");
             Some(self.child(parent, name))
         };
-        let stack = self.open.entry((event.pid, event.tid)).or_default();
-        stack.push(Open { node, start_us: ts, child_ns: 0, queue_wait_us });
+        self.open.entry(track).or_default().push(Open {
+            node,
+            start_us: ts,
+            child_ns: 0,
+            queue_wait_us,
+        });
     }
 
     fn end(&mut self, event: TraceEvent) {

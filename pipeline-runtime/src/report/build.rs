@@ -20,7 +20,8 @@ fn timing(stats: &CallStats) -> Timing {
     }
 }
 
-fn share(part: u64, whole: u64) -> f64 {
+/// `part / whole`, or 0 when there is no whole.
+pub(crate) fn share(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {

@@ -1,6 +1,6 @@
 //! [`Report`]: what a profiling session measured, as data, as a table and as JSON.
 
-mod build;
+pub(crate) mod build;
 pub(crate) mod format;
 mod memory;
 pub(crate) mod table;
