@@ -74,6 +74,8 @@ impl Callsite {
 
     #[cold]
     fn register(&'static self) -> CallsiteId {
+        // The registry is the profiler's memory: not the call's, nor the program's live heap.
+        let _bookkeeping = crate::alloc::bookkeeping();
         let mut registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Another thread may have registered it while we waited for the lock.
         let id = self.id.load(Ordering::Acquire);

@@ -55,7 +55,7 @@ pub(crate) fn end_session() {
 pub(crate) fn collect(session: u64) -> Vec<Row> {
     let mut per_thread = Vec::new();
     for shard in shard::all_shards() {
-        shard.lock().rows(session, &mut per_thread);
+        shard.rows(session, &mut per_thread);
     }
     let mut merged: Vec<Row> = Vec::new();
     for row in per_thread {

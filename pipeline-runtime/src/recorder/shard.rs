@@ -1,10 +1,14 @@
 //! Per-thread storage of call statistics.
 //!
-//! Each thread owns one [`Shard`]. Only that thread writes to it, so its mutex is uncontended on the
-//! hot path (one atomic swap in, one out, on a cache line no other thread touches); a report takes
-//! each shard's lock briefly to copy its rows. No lock is shared between recording threads.
+//! Each thread owns one [`Shard`]; only that thread writes to it. A completed call is appended to
+//! the shard's small buffer of [`PendingCalls`] with plain stores and one release store of its
+//! length: no lock, no read-modify-write. Every [`PENDING_CAPACITY`] calls the owner takes the
+//! shard's (uncontended) lock and folds the buffer into its statistics table. A report takes the
+//! same lock and reads the table *and* the published part of the buffer, so it misses no call.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hdrhistogram::Histogram;
 
@@ -12,14 +16,31 @@ use super::callsite::CallsiteId;
 use crate::alloc::Counters;
 
 /// What one completed call measured.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Measured {
     pub total_ns: u64,
     pub self_ns: u64,
+    /// `None` when the call allocated nothing (the common case for hot functions, which then
+    /// skip all allocation arithmetic).
+    pub memory: Option<MeasuredMemory>,
+}
+
+/// What one completed call allocated.
+#[derive(Clone, Copy)]
+pub(crate) struct MeasuredMemory {
     /// Allocations during the call, nested calls included.
-    pub mem_total: Counters,
+    pub total: Counters,
     /// Allocations during the call, less those of nested instrumented calls.
-    pub mem_self: Counters,
+    pub self_only: Counters,
+}
+
+impl MeasuredMemory {
+    /// `total` and the part of it made by nested instrumented calls; `None` when `total` is zero.
+    #[inline]
+    pub(crate) fn new(total: Counters, nested: Counters) -> Option<Self> {
+        (total != Counters::default())
+            .then(|| MeasuredMemory { total, self_only: total.since(nested) })
+    }
 }
 
 /// Statistics of one (enclosing stage, call site) pair on one thread, or merged over threads.
@@ -52,10 +73,12 @@ impl CallStats {
     }
 
     #[inline]
-    fn record(&mut self, measured: &Measured) {
-        let Measured { total_ns, self_ns, mem_total, mem_self } = *measured;
-        self.mem_total.add(mem_total);
-        self.mem_self.add(mem_self);
+    pub(crate) fn record(&mut self, measured: &Measured) {
+        let Measured { total_ns, self_ns, memory } = *measured;
+        if let Some(memory) = memory {
+            self.mem_total.add(memory.total);
+            self.mem_self.add(memory.self_only);
+        }
         self.calls += 1;
         self.total_ns += total_ns;
         self.self_ns += self_ns;
@@ -97,7 +120,7 @@ pub(crate) struct ShardData {
 
 impl ShardData {
     #[inline]
-    pub(crate) fn record(
+    fn record(
         &mut self,
         session: u64,
         parent_stage: CallsiteId,
@@ -121,7 +144,7 @@ impl ShardData {
     }
 
     /// Copies this thread's rows of `session` into `out`.
-    pub(crate) fn rows(&self, session: u64, out: &mut Vec<Row>) {
+    fn rows(&self, session: u64, out: &mut Vec<Row>) {
         if self.session != session {
             return;
         }
@@ -139,27 +162,233 @@ impl ShardData {
     }
 }
 
-/// One thread's shard, shared with the registry of all shards so a report can read it.
-pub(crate) struct Shard(Mutex<ShardData>);
+/// A completed call waiting in a shard's buffer.
+#[derive(Clone, Copy)]
+struct PendingCall {
+    parent_stage: CallsiteId,
+    callsite: CallsiteId,
+    measured: Measured,
+}
 
-impl Shard {
-    #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ShardData> {
-        // Recording never panics while holding the lock, so poisoning carries no broken state.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+/// Completed calls appended since the owner last folded them into the table.
+pub(crate) const PENDING_CAPACITY: usize = 64;
+
+/// The owner thread's append-only buffer of completed calls.
+///
+/// Protocol (what makes the `unsafe` below sound):
+/// - only the owner thread writes `entries`, `len` and `session`;
+/// - the owner writes `entries[len]` and then publishes `len + 1` with a release store, so a
+///   reader that acquires `len` sees every entry below it, and the owner never touches those again
+///   until it resets `len` to 0;
+/// - the owner resets `len` and changes `session` only while holding the shard's lock, and a
+///   reader reads `len`, `session` and the entries only while holding it: the entries a reader
+///   reads cannot be overwritten while it reads them.
+struct PendingCalls {
+    entries: Box<[UnsafeCell<PendingCall>]>,
+    len: AtomicUsize,
+    /// The profiling session the entries belong to.
+    session: AtomicU64,
+}
+
+// SAFETY: shared between the owner and readers under the protocol above: no entry is written
+// while another thread can read it.
+unsafe impl Sync for PendingCalls {}
+
+impl PendingCalls {
+    fn new() -> Self {
+        let empty = PendingCall { parent_stage: 0, callsite: 0, measured: Measured::default() };
+        PendingCalls {
+            entries: (0..PENDING_CAPACITY).map(|_| UnsafeCell::new(empty)).collect(),
+            len: AtomicUsize::new(0),
+            session: AtomicU64::new(0),
+        }
+    }
+
+    /// The published entries. Caller: the owner thread, or any thread holding the shard's lock.
+    fn published(&self) -> impl Iterator<Item = PendingCall> + '_ {
+        let len = self.len.load(Ordering::Acquire);
+        // SAFETY: entries below the published length are not written again before the owner
+        // resets `len`, which it does only under the lock (see the protocol).
+        self.entries[..len].iter().map(|entry| unsafe { *entry.get() })
     }
 }
 
-static SHARDS: Mutex<Vec<Arc<Shard>>> = Mutex::new(Vec::new());
+/// One thread's shard, shared with the registry of all shards so a report can read it.
+pub(crate) struct Shard {
+    table: Mutex<ShardData>,
+    pending: PendingCalls,
+}
+
+impl Shard {
+    #[inline]
+    fn lock(&self) -> MutexGuard<'_, ShardData> {
+        // Recording never panics while holding the lock, so poisoning carries no broken state.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records one completed call of the owner thread: an append to the buffer, or every
+    /// [`PENDING_CAPACITY`] calls (and when the session changes) a fold of the buffer into the
+    /// table. Call only from the thread that owns the shard.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        session: u64,
+        parent_stage: CallsiteId,
+        callsite: CallsiteId,
+        measured: &Measured,
+    ) {
+        let pending = &self.pending;
+        let len = pending.len.load(Ordering::Relaxed);
+        if len == PENDING_CAPACITY || pending.session.load(Ordering::Relaxed) != session {
+            return self.fold_and_record(session, parent_stage, callsite, measured);
+        }
+        // SAFETY: the owner alone writes entries, and `entries[len]` is not published yet, so no
+        // reader looks at it.
+        unsafe {
+            *pending.entries[len].get() =
+                PendingCall { parent_stage, callsite, measured: *measured };
+        }
+        pending.len.store(len + 1, Ordering::Release);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fold_and_record(
+        &self,
+        session: u64,
+        parent_stage: CallsiteId,
+        callsite: CallsiteId,
+        measured: &Measured,
+    ) {
+        // The table's rows and histograms are the profiler's own memory, not the program's.
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let mut table = self.lock();
+        let pending_session = self.pending.session.load(Ordering::Relaxed);
+        for call in self.pending.published() {
+            table.record(pending_session, call.parent_stage, call.callsite, &call.measured);
+        }
+        self.pending.len.store(0, Ordering::Relaxed);
+        self.pending.session.store(session, Ordering::Relaxed);
+        table.record(session, parent_stage, callsite, measured);
+    }
+
+    /// Copies the shard's rows of `session` into `out`: the table's, plus the calls still waiting
+    /// in the buffer.
+    pub(crate) fn rows(&self, session: u64, out: &mut Vec<Row>) {
+        let table = self.lock();
+        let first = out.len();
+        table.rows(session, out);
+        if self.pending.session.load(Ordering::Relaxed) != session {
+            return;
+        }
+        for call in self.pending.published() {
+            let rows = &mut out[first..];
+            match rows
+                .iter_mut()
+                .find(|row| row.parent_stage == call.parent_stage && row.callsite == call.callsite)
+            {
+                Some(row) => row.stats.record(&call.measured),
+                None => {
+                    let mut stats = CallStats::new();
+                    stats.record(&call.measured);
+                    out.push(Row {
+                        parent_stage: call.parent_stage,
+                        callsite: call.callsite,
+                        stats,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Every thread's shard. Never shrinks: a report must still read the figures of threads that
+/// have ended, so shards live as long as the process.
+static SHARDS: Mutex<Vec<&'static Shard>> = Mutex::new(Vec::new());
 
 /// Creates and registers the calling thread's shard.
-pub(crate) fn register_current_thread() -> Arc<Shard> {
-    let shard = Arc::new(Shard(Mutex::new(ShardData::default())));
-    SHARDS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&shard));
+pub(crate) fn register_current_thread() -> &'static Shard {
+    let shard: &'static Shard = Box::leak(Box::new(Shard {
+        table: Mutex::new(ShardData::default()),
+        pending: PendingCalls::new(),
+    }));
+    SHARDS.lock().unwrap_or_else(PoisonError::into_inner).push(shard);
     shard
 }
 
 /// Every shard registered so far, including those of threads that have ended.
-pub(crate) fn all_shards() -> Vec<Arc<Shard>> {
+pub(crate) fn all_shards() -> Vec<&'static Shard> {
     SHARDS.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(total_ns: u64) -> Measured {
+        Measured { total_ns, self_ns: total_ns, memory: None }
+    }
+
+    fn new_shard() -> &'static Shard {
+        Box::leak(Box::new(Shard {
+            table: Mutex::new(ShardData::default()),
+            pending: PendingCalls::new(),
+        }))
+    }
+
+    fn calls_of(shard: &Shard, session: u64) -> (u64, u64) {
+        let mut rows = Vec::new();
+        shard.rows(session, &mut rows);
+        rows.iter()
+            .fold((0, 0), |(calls, ns), row| (calls + row.stats.calls, ns + row.stats.total_ns))
+    }
+
+    #[test]
+    fn a_report_sees_folded_and_still_buffered_calls() {
+        let shard = new_shard();
+        // 150 calls: two folds of the buffer and 20 calls still waiting in it.
+        for n in 1..=150 {
+            shard.record(1, 0, 1, &call(n));
+        }
+        assert_eq!(calls_of(shard, 1), (150, 150 * 151 / 2));
+        let mut rows = Vec::new();
+        shard.rows(1, &mut rows);
+        assert_eq!(rows.len(), 1, "one (stage, call site) row, however the calls were stored");
+        assert_eq!((rows[0].stats.min_ns, rows[0].stats.max_ns), (1, 150));
+        assert_eq!(rows[0].stats.histogram.len(), 150);
+    }
+
+    #[test]
+    fn a_new_session_forgets_the_previous_ones_calls() {
+        let shard = new_shard();
+        for _ in 0..10 {
+            shard.record(1, 0, 1, &call(5));
+        }
+        shard.record(2, 0, 1, &call(7));
+        assert_eq!(calls_of(shard, 1), (0, 0));
+        assert_eq!(calls_of(shard, 2), (1, 7));
+    }
+
+    #[test]
+    fn a_reader_on_another_thread_never_sees_a_call_twice_or_a_torn_one() {
+        const CALLS: u64 = 200_000;
+        let shard = new_shard();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..CALLS {
+                    shard.record(1, 0, 1, &call(3));
+                }
+                done.store(true, Ordering::Release);
+            });
+            let mut last = 0;
+            while !done.load(Ordering::Acquire) {
+                let (calls, ns) = calls_of(shard, 1);
+                assert!(calls >= last && calls <= CALLS, "{last} then {calls}");
+                assert_eq!(ns, 3 * calls, "every call read whole");
+                last = calls;
+            }
+        });
+        assert_eq!(calls_of(shard, 1), (CALLS, 3 * CALLS));
+    }
 }

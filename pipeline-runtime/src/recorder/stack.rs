@@ -4,10 +4,10 @@
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::mem::ManuallyDrop;
 
 use super::callsite::{Callsite, CallsiteId, CallsiteKind};
-use super::shard::{self, Measured, Shard};
+use super::shard::{self, Measured, MeasuredMemory, Shard};
 use super::{current_session, is_enabled};
 use crate::alloc::{self, Counters};
 use crate::clock::now_ns;
@@ -35,21 +35,55 @@ struct Closed {
     mem: Counters,
 }
 
+/// The recorder's per-thread state.
+///
+/// The thread-local holding it has no destructor, so each access is a plain thread-local
+/// address with no "registered yet?" check; [`ThreadExit`] does the clean-up instead.
 struct ThreadState {
-    stack: Vec<Frame>,
-    shard: Option<Arc<Shard>>,
+    /// Freed by [`ThreadExit`] when the thread ends.
+    stack: ManuallyDrop<Vec<Frame>>,
+    /// Registered on the thread's first recorded call; the registry keeps shards for the life
+    /// of the process.
+    shard: Option<&'static Shard>,
 }
 
 thread_local! {
     static STATE: RefCell<ThreadState> =
-        const { RefCell::new(ThreadState { stack: Vec::new(), shard: None }) };
+        const { RefCell::new(ThreadState { stack: ManuallyDrop::new(Vec::new()), shard: None }) };
+    /// Touched once per thread (when its stack first grows), so that its destructor runs when
+    /// the thread ends.
+    static EXIT: ThreadExit = const { ThreadExit };
 }
 
-impl Drop for ThreadState {
+/// Clean-up when a thread that recorded calls ends.
+struct ThreadExit;
+
+impl Drop for ThreadExit {
     fn drop(&mut self) {
-        // The thread is ending: its pending live-bytes change must not be lost.
+        // The thread's pending live-bytes change must not be lost.
         alloc::flush_thread();
+        let _ = STATE.try_with(|state| {
+            let stack = std::mem::take(&mut *state.borrow_mut().stack);
+            let _bookkeeping = alloc::bookkeeping();
+            drop(stack);
+        });
     }
+}
+
+/// Makes room for more frames: the stack is the profiler's memory, not the calling code's.
+#[cold]
+#[inline(never)]
+fn grow(stack: &mut Vec<Frame>) {
+    let _bookkeeping = alloc::bookkeeping();
+    let _ = EXIT.try_with(|_| ());
+    stack.reserve(stack.capacity().max(8));
+}
+
+#[cold]
+#[inline(never)]
+fn register_shard() -> &'static Shard {
+    let _bookkeeping = alloc::bookkeeping();
+    shard::register_current_thread()
 }
 
 impl ThreadState {
@@ -57,6 +91,7 @@ impl ThreadState {
         self.stack.last().map_or(0, |frame| frame.stage)
     }
 
+    #[inline]
     fn push(&mut self, callsite: &'static Callsite, session: u64) -> usize {
         let id = callsite.id();
         let parent_stage = self.enclosing_stage();
@@ -64,6 +99,9 @@ impl ThreadState {
             CallsiteKind::Stage => id,
             CallsiteKind::Function => parent_stage,
         };
+        if self.stack.len() == self.stack.capacity() {
+            grow(&mut self.stack);
+        }
         let depth = self.stack.len();
         self.stack.push(Frame {
             callsite: id,
@@ -83,6 +121,9 @@ impl ThreadState {
     }
 
     /// Closes the frame at `depth` (and any left open above it) and credits its parent.
+    ///
+    /// Always inlined, so that what it returns is never copied through memory.
+    #[inline(always)]
     fn pop(&mut self, depth: usize) -> Option<Closed> {
         // First, so the call's figures exclude the bookkeeping below.
         let end_ns = now_ns();
@@ -96,17 +137,20 @@ impl ThreadState {
         let mem = mem_end.since(frame.mem_start);
         if let Some(parent) = self.stack.last_mut() {
             parent.child_ns += elapsed;
-            parent.child_mem.add(mem);
+            if mem != Counters::default() {
+                parent.child_mem.add(mem);
+            }
         }
         Some(Closed { frame, end_ns, mem })
     }
 
+    #[inline]
     fn record(&mut self, session: u64, parent: CallsiteId, site: CallsiteId, measured: &Measured) {
         if session != current_session() {
             return; // the call began in an earlier profiling session
         }
-        let shard = self.shard.get_or_insert_with(shard::register_current_thread);
-        shard.lock().record(session, parent, site, measured);
+        let shard = *self.shard.get_or_insert_with(register_shard);
+        shard.record(session, parent, site, measured);
     }
 }
 
@@ -134,7 +178,6 @@ pub fn enter(callsite: &'static Callsite) -> CallGuard {
 
 #[inline(never)]
 fn enter_enabled(callsite: &'static Callsite) -> CallGuard {
-    let _pause = alloc::bookkeeping();
     let session = current_session();
     let depth = STATE.with(|state| state.borrow_mut().push(callsite, session));
     CallGuard { depth, _not_send: PhantomData }
@@ -144,6 +187,12 @@ impl CallGuard {
     /// Ends the call now and returns its allocations (nested calls included), or `None` when
     /// nothing was recorded (no profiler running).
     pub(crate) fn finish(mut self) -> Option<Counters> {
+        self.end()
+    }
+
+    /// Ends the call now (later calls and the drop do nothing); see [`CallGuard::finish`].
+    #[inline]
+    pub(crate) fn end(&mut self) -> Option<Counters> {
         let depth = std::mem::replace(&mut self.depth, INERT);
         if depth == INERT {
             return None;
@@ -169,13 +218,11 @@ fn exit(depth: usize) -> Option<Counters> {
         .try_with(|state| {
             let mut state = state.borrow_mut();
             let Closed { frame, end_ns, mem } = state.pop(depth)?;
-            let _pause = alloc::bookkeeping();
             let total_ns = end_ns.saturating_sub(frame.start_ns);
             let measured = Measured {
                 total_ns,
                 self_ns: total_ns.saturating_sub(frame.child_ns),
-                mem_total: mem,
-                mem_self: mem.since(frame.child_mem),
+                memory: MeasuredMemory::new(mem, frame.child_mem),
             };
             state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
             Some(mem)
@@ -211,7 +258,6 @@ impl AsyncCall {
         if !enabled {
             return PollGuard { call: self, depth: INERT, _not_send: PhantomData };
         }
-        let _pause = alloc::bookkeeping();
         let (depth, parent, start) = STATE.with(|state| {
             let mut state = state.borrow_mut();
             let depth = state.push(callsite, session);
@@ -238,7 +284,6 @@ impl PollGuard<'_> {
         let _ = STATE.try_with(|state| {
             let mut state = state.borrow_mut();
             let Some(Closed { frame, end_ns, mem }) = state.pop(depth) else { return };
-            let _pause = alloc::bookkeeping();
             call.child_ns += frame.child_ns;
             call.mem.add(mem);
             call.child_mem.add(frame.child_mem);
@@ -250,8 +295,7 @@ impl PollGuard<'_> {
                 let measured = Measured {
                     total_ns,
                     self_ns: total_ns.saturating_sub(call.child_ns),
-                    mem_total: call.mem,
-                    mem_self: call.mem.since(call.child_mem),
+                    memory: MeasuredMemory::new(call.mem, call.child_mem),
                 };
                 state.record(session, parent, frame.callsite, &measured);
             }
