@@ -82,20 +82,19 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         }
     };
     let callsite = runtime::callsite_static(&name, "Function");
-    let span = runtime::span(&name);
 
     let body = if sig.asyncness.is_some() {
         // The span and the timing follow the future across polls: nothing is held over `.await`.
+        let span = runtime::span(&name);
         quote! {
             #callsite
             #private::profile_future(&__PIPELINE_CALLSITE, #span, async move #block).await
         }
     } else {
+        let make_span = runtime::span_maker(&name);
         quote! {
             #callsite
-            let __pipeline_span = #span;
-            let __pipeline_entered = #private::QuietEntered::new(&__pipeline_span);
-            let __pipeline_guard = #private::enter(&__PIPELINE_CALLSITE);
+            let __pipeline_call = #private::FnCall::enter(&__PIPELINE_CALLSITE, #make_span);
             #block
         }
     };

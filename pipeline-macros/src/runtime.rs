@@ -29,24 +29,37 @@ pub(crate) fn span(name: &TokenStream) -> TokenStream {
     span_with_fields(name, &quote!())
 }
 
-/// [`span`] with the fields a stage call records when it ends (outcome and allocations).
-pub(crate) fn stage_span(name: &TokenStream) -> TokenStream {
+fn span_with_fields(name: &TokenStream, fields: &TokenStream) -> TokenStream {
+    let private = private();
+    let make = span_maker_with_fields(name, fields);
+    quote!(#private::QuietSpan::new(#make))
+}
+
+/// A closure making the span of [`span`], for the runtime to call only when a subscriber may
+/// want it.
+pub(crate) fn span_maker(name: &TokenStream) -> TokenStream {
+    span_maker_with_fields(name, &quote!())
+}
+
+/// A closure making the span of [`span`] with the fields a stage call records when it ends
+/// (outcome and allocations).
+pub(crate) fn stage_span_maker(name: &TokenStream) -> TokenStream {
     let private = private();
     let empty = quote!(#private::tracing::field::Empty);
-    span_with_fields(
+    span_maker_with_fields(
         name,
         &quote!(, outcome = #empty, allocations = #empty, bytes_allocated = #empty),
     )
 }
 
-fn span_with_fields(name: &TokenStream, fields: &TokenStream) -> TokenStream {
+fn span_maker_with_fields(name: &TokenStream, fields: &TokenStream) -> TokenStream {
     let private = private();
     quote! {
-        #private::QuietSpan::new(|| #private::tracing::span!(
+        || #private::tracing::span!(
             target: ::core::module_path!(),
             #private::tracing::Level::INFO,
             #name
             #fields
-        ))
+        )
     }
 }

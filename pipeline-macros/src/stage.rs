@@ -246,7 +246,7 @@ fn generate(stage: StageImpl) -> TokenStream {
     let name_lit = syn::LitStr::new(&name, self_ty.span());
     let name_tokens = name_lit.to_token_stream();
     let callsite = runtime::callsite_static(&name_tokens, "Stage");
-    let span = runtime::stage_span(&name_tokens);
+    let make_span = runtime::stage_span_maker(&name_tokens);
     let call = quote!(Self::#inner(self, event));
     let result = if infallible {
         quote!(::core::result::Result::Ok(#call))
@@ -262,11 +262,7 @@ fn generate(stage: StageImpl) -> TokenStream {
     } else {
         quote! {
             #callsite
-            let __pipeline_span = #span;
-            let __pipeline_call = #private::StageCall::enter(&__PIPELINE_CALLSITE, &__pipeline_span);
-            let __pipeline_result = #result;
-            __pipeline_call.finish(&__pipeline_result);
-            __pipeline_result
+            #private::run_stage(&__PIPELINE_CALLSITE, #make_span, || #result)
         }
     };
 

@@ -94,38 +94,115 @@ impl Drop for QuietEntered<'_> {
     }
 }
 
-/// One `#[stage]` call: its span entered and its measurement running. `finish` records the
-/// outcome and allocations on the span (so trace slices carry them), then closes both.
-pub struct StageCall<'a> {
-    guard: CallGuard,
-    span: &'a tracing::Span,
-    _entered: QuietEntered<'a>,
-}
+/// A span entered [`quiet`]ly, and left and closed quietly when dropped.
+struct QuietEnteredSpan(Option<tracing::span::EnteredSpan>);
 
-impl<'a> StageCall<'a> {
-    /// Enters `span` and starts measuring a call of `callsite`.
+impl QuietEnteredSpan {
+    /// Creates the span made by `make` and enters it; nothing without asking `tracing` at all
+    /// when no subscriber was ever set in the process (one relaxed load), and nothing when the
+    /// subscribers are not interested in the span.
     #[inline]
-    pub fn enter(callsite: &'static Callsite, span: &'a tracing::Span) -> Self {
-        let entered = QuietEntered::new(span);
-        StageCall { guard: enter(callsite), span, _entered: entered }
+    fn enter(make: impl FnOnce() -> tracing::Span) -> Self {
+        if !tracing::dispatcher::has_been_set() {
+            return QuietEnteredSpan(None);
+        }
+        Self::make_and_enter(make)
     }
 
-    /// Ends the call; `result` is what `process` returned.
-    #[inline]
-    pub fn finish<E>(self, result: &Result<E, StageError>) {
-        let allocations = self.guard.finish();
-        if self.span.is_disabled() {
-            return;
-        }
+    #[inline(never)]
+    fn make_and_enter(make: impl FnOnce() -> tracing::Span) -> Self {
         let _pause = crate::alloc::pause();
-        match result {
-            Ok(_) => self.span.record("outcome", tracing::field::display("ok")),
-            Err(error) => self.span.record("outcome", tracing::field::display(error)),
-        };
-        if let Some(counters) = allocations.filter(|_| crate::recorder::allocations_measured()) {
-            self.span.record("allocations", counters.allocations);
-            self.span.record("bytes_allocated", counters.bytes_allocated);
+        let span = make();
+        QuietEnteredSpan((!span.is_disabled()).then(|| span.entered()))
+    }
+}
+
+impl Drop for QuietEnteredSpan {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(span) = self.0.take() {
+            quiet(move || drop(span));
         }
+    }
+}
+
+/// Runs one call of a `#[stage]`'s `process`: measured, and inside the span `make_span` creates
+/// when a subscriber may want it. The span then records the call's outcome and allocations, so
+/// trace slices carry them.
+#[inline]
+pub fn run_stage<E>(
+    callsite: &'static Callsite,
+    make_span: impl FnOnce() -> tracing::Span,
+    process: impl FnOnce() -> Result<E, StageError>,
+) -> Result<E, StageError> {
+    if tracing::dispatcher::has_been_set() {
+        return run_stage_in_span(callsite, make_span, process);
+    }
+    // No span to carry around: the guard alone, so the common case stays small.
+    let call = enter(callsite);
+    let result = process();
+    drop(call);
+    result
+}
+
+#[inline(never)]
+fn run_stage_in_span<E>(
+    callsite: &'static Callsite,
+    make_span: impl FnOnce() -> tracing::Span,
+    process: impl FnOnce() -> Result<E, StageError>,
+) -> Result<E, StageError> {
+    // The span first, so its cost stays out of the measurement.
+    let mut span = QuietEnteredSpan::enter(make_span);
+    let call = enter(callsite);
+    let result = process();
+    let allocations = call.finish();
+    if let Some(span) = span.0.take() {
+        record_outcome(span, &result, allocations);
+    }
+    result
+}
+
+/// Records a stage call's outcome and allocations on its span, then leaves and closes it.
+fn record_outcome<E>(
+    span: tracing::span::EnteredSpan,
+    result: &Result<E, StageError>,
+    allocations: Option<crate::alloc::Counters>,
+) {
+    let _pause = crate::alloc::pause();
+    match result {
+        Ok(_) => span.record("outcome", tracing::field::display("ok")),
+        Err(error) => span.record("outcome", tracing::field::display(error)),
+    };
+    if let Some(counters) = allocations.filter(|_| crate::recorder::allocations_measured()) {
+        span.record("allocations", counters.allocations);
+        span.record("bytes_allocated", counters.bytes_allocated);
+    }
+    drop(span);
+}
+
+/// One call of a `#[profiled]` (non-`async`) function: its span entered and its measurement
+/// running until the value is dropped at the end of the function's body.
+pub struct FnCall {
+    guard: CallGuard,
+    _span: QuietEnteredSpan,
+}
+
+impl FnCall {
+    /// Enters the span `make` creates (when a subscriber may want it), then starts measuring a
+    /// call of `callsite`.
+    #[inline]
+    pub fn enter(callsite: &'static Callsite, make: impl FnOnce() -> tracing::Span) -> Self {
+        let span = QuietEnteredSpan::enter(make);
+        FnCall { guard: enter(callsite), _span: span }
+    }
+}
+
+impl Drop for FnCall {
+    #[inline]
+    fn drop(&mut self) {
+        // The measurement ends first, so leaving the span is not part of it.
+        // Then the span's own drop.
+        self.guard.end();
     }
 }
 
