@@ -1,11 +1,18 @@
 //! The runtime switch, in a process where no tracing subscriber is ever set (the common case in
-//! production): what an instrumented call costs with the profiler not started, and recording.
+//! production): what an instrumented call costs with the profiler not started, and recording,
+//! next to the floor of any timer (a TSC clock pair) and fastrace in the same run.
 //!
 //! Run: `cargo bench --bench switch` (and with `--features off` for the bare build).
 
 mod common;
 
-use pipeline::{profiled, stage, Profiler, Stage};
+use std::hint::black_box;
+
+use pipeline::{profiled, stage, CountingAllocator, Profiler, Stage};
+
+// As in a real profiled program: every case runs with the counting allocator installed.
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::system();
 
 const CALLS: u64 = 1_000_000;
 const ROUNDS: usize = 9;
@@ -29,6 +36,19 @@ fn ours_profiled(x: u64) -> u64 {
     work(x)
 }
 
+#[fastrace::trace]
+fn with_fastrace(x: u64) -> u64 {
+    work(x)
+}
+
+struct NullReporter;
+
+impl fastrace::collector::Reporter for NullReporter {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        black_box(spans);
+    }
+}
+
 fn time(call: impl FnMut(u64) -> u64) -> f64 {
     common::ns_per_call(CALLS, call)
 }
@@ -37,10 +57,27 @@ fn main() {
     if std::env::args().any(|a| a == "--test") {
         return;
     }
+    fastrace::set_reporter(NullReporter, fastrace::collector::Config::default());
     let stage = Ours;
     type Case<'a> = (&'static str, Box<dyn Fn() -> f64 + 'a>);
     let cases: Vec<Case> = vec![
         ("bare call", Box::new(|| time(work))),
+        (
+            "bare call + quanta (TSC) clock pair",
+            Box::new(|| {
+                let clock = quanta::Clock::new();
+                time(|x| {
+                    let started = clock.raw();
+                    let y = work(x);
+                    black_box(clock.delta_as_nanos(started, clock.raw()));
+                    y
+                })
+            }),
+        ),
+        (
+            "fastrace #[trace], a root span per 1,000 calls",
+            Box::new(|| common::fastrace_ns_per_call(CALLS, with_fastrace)),
+        ),
         ("#[stage], profiler not started", Box::new(|| time(|x| stage.process(x).unwrap_or(0)))),
         ("#[profiled], profiler not started", Box::new(|| time(ours_profiled))),
         (
@@ -79,4 +116,5 @@ fn main() {
     for ((name, _), ns) in cases.iter().zip(&medians) {
         println!("| {name} | {ns:.1} | {:+.1} |", ns - medians[0]);
     }
+    fastrace::flush();
 }
