@@ -162,19 +162,38 @@ fn the_trace_is_well_formed_and_matches_the_report() {
         "multiples of 10, not of 25"
     );
 
-    // Stage slices carry their outcome and allocations (on the slice's end event).
+    // Stage slices carry, on their end event, what a reader could not know otherwise: the
+    // allocations of a call that allocated, and the outcome of a call that failed.
     let enrich = &end_args["Enrich"];
     assert!(
-        enrich.iter().all(|a| a["outcome"] == "ok" && a["allocations"] == "1"),
+        enrich.iter().all(|a| a["allocations"] == "1" && a["bytes_allocated"] == "32"),
         "{:?}",
         enrich[0]
     );
-    assert!(enrich.iter().all(|a| a["bytes_allocated"] == "32"), "{:?}", enrich[0]);
-    let rejected = end_args["Check"]
+    assert!(enrich.iter().all(|a| a.get("outcome").is_none()), "{:?}", enrich[0]);
+    let check = &end_args["Check"];
+    let rejected = check
         .iter()
         .filter(|a| a["outcome"].as_str().unwrap_or("").starts_with("rejected"))
         .count();
     assert_eq!(rejected, 16);
+    // The rest passed (or panicked: a `panic` instant marks those) and allocated nothing.
+    let not_rejected = report.stage("Check").unwrap().timing.calls - 16;
+    let bare = check.iter().filter(|a| a.as_object().is_none_or(|a| a.is_empty())).count();
+    assert_eq!(
+        bare as u64, not_rejected,
+        "a call that passed and allocated nothing records nothing"
+    );
+
+    // The trace closes by declaring its stages and that allocations were measured.
+    let declared: Vec<&Value> =
+        events.iter().filter(|e| e["ph"] == "M" && e["name"] == "pipeline_profile").collect();
+    assert_eq!(declared.len(), 1, "one closing declaration");
+    assert_eq!(events.last(), Some(declared[0]), "it is the last entry");
+    let stages = declared[0]["args"]["stages"].as_array().unwrap();
+    assert!(stages.contains(&"Enrich".into()) && stages.contains(&"Check".into()), "{stages:?}");
+    assert!(!stages.contains(&"trace::lookup".into()), "functions are not stages");
+    assert_eq!(declared[0]["args"]["allocations_measured"], true);
 }
 
 #[test]

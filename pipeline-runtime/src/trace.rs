@@ -394,7 +394,9 @@ impl TraceSession {
         let error = state.error.take();
         drop(state);
         let closed = match file {
-            Some(mut file) => file.write_all(b"\n]\n").and_then(|()| file.flush()),
+            Some(mut file) => write_trailer(&mut file)
+                .and_then(|()| file.write_all(b"\n]\n"))
+                .and_then(|()| file.flush()),
             None => Ok(()),
         };
         match error.map_or(closed, Err) {
@@ -402,6 +404,24 @@ impl TraceSession {
             Err(source) => Err(Error::Write { what: "trace", path: self.path.clone(), source }),
         }
     }
+}
+
+/// The name of the metadata entry that closes each trace: which slices are `#[stage]` calls, and
+/// whether allocations were measured. Stage slices carry arguments only when they say something
+/// (a failure, allocations), so a reader needs this to tell a stage from a function and "no
+/// allocations" from "not measured". Perfetto ignores metadata it does not know.
+pub(crate) const PROFILE_METADATA: &str = "pipeline_profile";
+
+fn write_trailer(file: &mut impl Write) -> io::Result<()> {
+    let entry = serde_json::json!({
+        "ph": "M", "pid": 1, "tid": 0, "name": PROFILE_METADATA,
+        "args": {
+            "stages": crate::recorder::stage_names(),
+            "allocations_measured": crate::recorder::allocations_measured(),
+        }
+    });
+    file.write_all(b",\n")?;
+    serde_json::to_writer(&mut *file, &entry).map_err(io::Error::from)
 }
 
 impl TraceSession {

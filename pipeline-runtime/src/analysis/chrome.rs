@@ -50,6 +50,13 @@ pub(crate) struct EventArgs {
     /// On a worker's per-event slice: how long the event waited in the queue.
     #[serde(default)]
     pub queue_wait_us: Option<Count>,
+    /// On the closing `pipeline_profile` metadata entry: the names of the `#[stage]`s.
+    #[serde(default)]
+    pub stages: Option<Vec<String>>,
+    /// On the closing `pipeline_profile` metadata entry: whether allocations were measured (so
+    /// a stage slice without allocation arguments allocated nothing).
+    #[serde(default)]
+    pub allocations_measured: Option<bool>,
 }
 
 /// A count written as a number or, as tracing-chrome writes recorded fields, as a string.

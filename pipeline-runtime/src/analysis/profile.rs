@@ -272,13 +272,18 @@ impl Profile {
 
     fn from_tree(tree: &CallTree, read: TraceRead) -> Profile {
         let nodes = &tree.nodes;
-        let marked = nodes.iter().any(|node| node.stats.stage_marked);
-        // Without `#[stage]` markers (a trace from another program), top-level slices are the
-        // stages.
+        // Stages: those the trace declares (and any slice marked with an outcome). Without a
+        // declaration (a trace cut short, or from another program), marked and top-level slices.
         let is_stage = |index: usize| {
+            let node = &nodes[index];
             index != 0
-                && if marked { nodes[index].stats.stage_marked } else { nodes[index].parent == 0 }
+                && (node.stats.stage_marked
+                    || match &tree.declared {
+                        Some(declared) => declared.stages.contains(&node.name),
+                        None => node.parent == 0,
+                    })
         };
+        let allocations_measured = tree.declared.as_ref().is_some_and(|d| d.allocations_measured);
         let enclosing_stage = |mut index: usize| -> Option<usize> {
             loop {
                 index = nodes[index].parent;
@@ -305,6 +310,13 @@ impl Profile {
             match merged.iter_mut().find(|m| m.kind == kind && m.stage == stage && m.name == name) {
                 Some(existing) => existing.stats.merge(stats),
                 None => merged.push(Merged::new(kind, stage, name, stats)),
+            }
+        }
+        if allocations_measured {
+            // Stage slices carry allocations only when there were some.
+            for stage in merged.iter_mut().filter(|m| m.kind == RowKind::Stage) {
+                stage.stats.allocations.get_or_insert(0);
+                stage.stats.bytes_allocated.get_or_insert(0);
             }
         }
         let stacks = (1..nodes.len())
@@ -392,4 +404,62 @@ fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
         rows.push(function.row(0.0));
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user's span `handle` around a stage `S` around a function `f`; two calls, the second of
+    /// which allocated.
+    const SLICES: &str = r#"[
+        {"ph":"B","name":"handle","pid":1,"tid":1,"ts":0},
+        {"ph":"B","name":"S","pid":1,"tid":1,"ts":1},
+        {"ph":"B","name":"f","pid":1,"tid":1,"ts":2},
+        {"ph":"E","name":"f","pid":1,"tid":1,"ts":3},
+        {"ph":"E","name":"S","pid":1,"tid":1,"ts":4},
+        {"ph":"B","name":"S","pid":1,"tid":1,"ts":5},
+        {"ph":"E","name":"S","pid":1,"tid":1,"ts":7,"args":{"allocations":"2","bytes_allocated":"64"}},
+        {"ph":"E","name":"handle","pid":1,"tid":1,"ts":8}"#;
+
+    fn profile_of(text: &str) -> Profile {
+        let path = std::env::temp_dir().join(format!(
+            "pipeline-profile-test-{}-{}.json",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let profile = Profile::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        profile
+    }
+
+    fn row<'a>(profile: &'a Profile, name: &str) -> &'a ProfileRow {
+        profile.rows.iter().find(|row| row.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_closing_declaration_names_the_stages_and_makes_missing_allocations_zero() {
+        let declared = r#",
+            {"ph":"M","name":"pipeline_profile","pid":1,"tid":0,
+             "args":{"stages":["S"],"allocations_measured":true}}]"#;
+        let profile = profile_of(&format!("{SLICES}{declared}"));
+        let stage = row(&profile, "S");
+        assert_eq!(stage.kind, RowKind::Stage);
+        assert_eq!(stage.timing.calls, 2);
+        assert_eq!((stage.allocations, stage.bytes_allocated), (Some(2), Some(64)));
+        let f = row(&profile, "f");
+        assert_eq!((f.kind, f.stage.as_deref()), (RowKind::Function, Some("S")));
+        let handle = row(&profile, "handle");
+        assert_eq!((handle.kind, handle.stage.as_deref()), (RowKind::Function, None));
+    }
+
+    #[test]
+    fn without_a_declaration_top_level_slices_are_the_stages() {
+        let profile = profile_of(&format!("{SLICES}]"));
+        assert_eq!(row(&profile, "handle").kind, RowKind::Stage);
+        let stage = row(&profile, "S");
+        assert_eq!((stage.kind, stage.stage.as_deref()), (RowKind::Function, Some("handle")));
+        assert_eq!(stage.allocations, Some(2), "only what the slices carried");
+    }
 }

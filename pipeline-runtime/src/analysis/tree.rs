@@ -6,7 +6,7 @@
 //! slice (`pipeline`/`event`) is not a frame: stages under it are roots, and its durations and
 //! queue waits become the trace's end-to-end figures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 
@@ -23,7 +23,8 @@ pub(crate) struct NodeStats {
     /// Allocations carried by the slices' arguments, when any slice carried them.
     pub allocations: Option<u64>,
     pub bytes_allocated: Option<u64>,
-    /// Some slice here ended with an `outcome` argument: a `#[stage]` call.
+    /// Some slice here ended with an `outcome` argument: a `#[stage]` call (that failed, in
+    /// traces that also close with a [`Declared`] entry).
     pub stage_marked: bool,
 }
 
@@ -119,12 +120,23 @@ pub(crate) struct EventFigures {
     pub queue_wait: Histogram<u64>,
 }
 
+/// What the trace's closing `pipeline_profile` metadata entry declares (traces this toolkit
+/// writes; a trace cut short, or from another program, has none).
+#[derive(Debug, Default)]
+pub(crate) struct Declared {
+    /// The names of the `#[stage]`s.
+    pub stages: HashSet<String>,
+    /// Allocations were measured: a stage slice without allocation arguments allocated nothing.
+    pub allocations_measured: bool,
+}
+
 /// The call tree being built as events stream in.
 pub(crate) struct CallTree {
     pub nodes: Vec<Node>,
     open: HashMap<(TrackId, TrackId), Vec<Open>>,
     pub counts: SliceCounts,
     pub events: EventFigures,
+    pub declared: Option<Declared>,
 }
 
 const ROOT: usize = 0;
@@ -155,6 +167,7 @@ impl CallTree {
             open: HashMap::new(),
             counts: SliceCounts::default(),
             events: EventFigures { latency: histogram(), queue_wait: histogram() },
+            declared: None,
         }
     }
 
@@ -164,6 +177,14 @@ impl CallTree {
             "B" => self.begin(event),
             "E" => self.end(event),
             "X" => self.complete(event),
+            "M" if event.name.as_deref() == Some(crate::trace::PROFILE_METADATA) => {
+                self.counts.other_events += 1;
+                let args = event.args.unwrap_or_default();
+                self.declared = Some(Declared {
+                    stages: args.stages.unwrap_or_default().into_iter().collect(),
+                    allocations_measured: args.allocations_measured.unwrap_or(false),
+                });
+            }
             _ => self.counts.other_events += 1,
         }
     }

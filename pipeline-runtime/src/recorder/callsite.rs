@@ -89,6 +89,12 @@ impl Callsite {
     }
 }
 
+/// The names of every `#[stage]` called so far in the process.
+pub(crate) fn stage_names() -> Vec<&'static str> {
+    let registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    registry.iter().filter(|site| site.kind == CallsiteKind::Stage).map(|site| site.name).collect()
+}
+
 /// The call site with this id.
 pub(crate) fn lookup(id: CallsiteId) -> &'static Callsite {
     let registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
