@@ -56,7 +56,16 @@ fn the_layer_composes_with_the_programs_own_layers() {
     assert_eq!(echo_slices, 3, "the trace was written through the user's subscriber");
     assert_eq!(names.0.lock().unwrap().iter().filter(|n| *n == "Echo").count(), 3);
 
-    // After the session the program's own layer keeps seeing spans; the trace layer stays quiet.
+    // After the session, idle calls make no span (the runtime switch)...
+    let echo_spans = || names.0.lock().unwrap().iter().filter(|n| *n == "Echo").count();
     pipeline.run(9).unwrap();
-    assert_eq!(names.0.lock().unwrap().iter().filter(|n| *n == "Echo").count(), 4);
+    assert_eq!(echo_spans(), 3);
+    // ...unless the program asks for them: then its own layer sees them, and the trace layer
+    // stays quiet (the file is closed and unchanged).
+    let written = std::fs::read_to_string(&path).unwrap();
+    pipeline::emit_spans_when_idle(true);
+    pipeline.run(10).unwrap();
+    pipeline::emit_spans_when_idle(false);
+    assert_eq!(echo_spans(), 4);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
 }

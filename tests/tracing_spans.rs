@@ -1,13 +1,14 @@
 //! Stage and function spans are real `tracing` spans: any subscriber sees them, with the stage's
-//! name, the declaring crate as target, and function spans nested inside stage spans.
+//! name, the declaring crate as target, and function spans nested inside stage spans: while a
+//! profiler runs, or always after `emit_spans_when_idle(true)`. Idle annotations make none.
 #![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{block_on, YieldTimes};
-use pipeline::{profiled, stage, Pipeline};
+use common::{block_on, exclusive, YieldTimes};
+use pipeline::{emit_spans_when_idle, profiled, stage, Pipeline, Profiler};
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -60,27 +61,59 @@ fn seen_while(run: impl FnOnce()) -> Vec<String> {
     lines
 }
 
+/// Spans made by idle annotations when asked to (the flag is process-wide: tests that touch it
+/// hold the lock).
+fn with_idle_spans<T>(run: impl FnOnce() -> T) -> T {
+    emit_spans_when_idle(true);
+    let result = run();
+    emit_spans_when_idle(false);
+    result
+}
+
+const NESTED: [&str; 4] = [
+    "new scoring target=tracing_spans parent=-",
+    "enter scoring",
+    "new tracing_spans::weigh target=tracing_spans parent=scoring",
+    "enter tracing_spans::weigh",
+];
+
 #[test]
 fn a_subscriber_sees_stage_spans_with_function_spans_nested_inside() {
-    // No profiler is started: spans do not depend on it.
+    let _lock = exclusive();
     let pipeline = Pipeline::new().stage(Scoring);
-    let seen = seen_while(|| {
+    let seen = with_idle_spans(|| {
+        seen_while(|| {
+            pipeline.run(1).unwrap();
+        })
+    });
+    assert_eq!(seen, NESTED);
+}
+
+#[test]
+fn idle_annotations_make_no_spans_and_a_running_profiler_makes_them() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(Scoring);
+    let idle = seen_while(|| {
         pipeline.run(1).unwrap();
     });
-    assert_eq!(
-        seen,
-        [
-            "new scoring target=tracing_spans parent=-",
-            "enter scoring",
-            "new tracing_spans::weigh target=tracing_spans parent=scoring",
-            "enter tracing_spans::weigh",
-        ]
-    );
+    assert_eq!(idle, [] as [&str; 0], "the runtime switch: an idle call makes no span");
+    assert!(seen_while(|| {
+        block_on(slow_lookup());
+    })
+    .is_empty());
+
+    let profiler = Profiler::new().start().unwrap();
+    let profiling = seen_while(|| {
+        pipeline.run(1).unwrap();
+    });
+    drop(profiler);
+    assert_eq!(profiling, NESTED);
 }
 
 #[test]
 fn an_async_function_span_is_entered_on_every_poll() {
-    let (seen, polls) = {
+    let _lock = exclusive();
+    let (seen, polls) = with_idle_spans(|| {
         let mut polls = 0;
         let seen = seen_while(|| {
             let (value, n) = block_on(slow_lookup());
@@ -88,7 +121,7 @@ fn an_async_function_span_is_entered_on_every_poll() {
             polls = n;
         });
         (seen, polls)
-    };
+    });
     assert_eq!(polls, 3);
     let enters = seen.iter().filter(|l| *l == "enter tracing_spans::slow_lookup").count();
     assert_eq!(enters, polls, "{seen:?}");

@@ -8,16 +8,22 @@ mod callsite;
 mod shard;
 mod stack;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-pub(crate) use callsite::lookup;
+pub(crate) use callsite::{lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
 pub(crate) use shard::{CallStats, Row};
 pub use stack::{enter, AsyncCall, CallGuard, PollGuard};
 
 use crate::alloc::AllocatorKind;
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
+/// What instrumented calls do, as bits: [`RECORDING`], [`SPANS_WHEN_IDLE`]. One atomic, so that
+/// an idle call (no bit set) costs one relaxed load.
+static MODE: AtomicU8 = AtomicU8::new(0);
+/// A profiling session is recording.
+const RECORDING: u8 = 1;
+/// Stage and function spans are made even while no session records.
+const SPANS_WHEN_IDLE: u8 = 2;
 /// Whether the running session's allocation figures are real (the counting allocator is in).
 static COUNTING_ALLOCATOR: AtomicBool = AtomicBool::new(false);
 
@@ -30,7 +36,22 @@ static SESSION: AtomicU64 = AtomicU64::new(0);
 
 #[inline]
 pub(crate) fn is_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    MODE.load(Ordering::Relaxed) & RECORDING != 0
+}
+
+/// Whether instrumented calls do anything at all now: record, or make spans.
+#[inline]
+pub(crate) fn is_active() -> bool {
+    MODE.load(Ordering::Relaxed) != 0
+}
+
+/// Whether stage and function spans are made even while no session records.
+pub(crate) fn set_spans_when_idle(on: bool) {
+    if on {
+        MODE.fetch_or(SPANS_WHEN_IDLE, Ordering::Relaxed);
+    } else {
+        MODE.fetch_and(!SPANS_WHEN_IDLE, Ordering::Relaxed);
+    }
 }
 
 #[inline]
@@ -42,13 +63,13 @@ pub(crate) fn current_session() -> u64 {
 pub(crate) fn begin_session(allocator: AllocatorKind) -> u64 {
     COUNTING_ALLOCATOR.store(allocator == AllocatorKind::Counting, Ordering::Relaxed);
     let session = SESSION.fetch_add(1, Ordering::AcqRel) + 1;
-    ENABLED.store(true, Ordering::Release);
+    MODE.fetch_or(RECORDING, Ordering::Release);
     session
 }
 
 /// Stops recording. Calls still open are not recorded.
 pub(crate) fn end_session() {
-    ENABLED.store(false, Ordering::Release);
+    MODE.fetch_and(!RECORDING, Ordering::Release);
 }
 
 /// All threads' rows of `session`, merged per (enclosing stage, call site).

@@ -171,7 +171,7 @@ const INERT: usize = usize::MAX;
 #[inline]
 pub fn enter(callsite: &'static Callsite) -> CallGuard {
     if !is_enabled() {
-        return CallGuard { depth: INERT, _not_send: PhantomData };
+        return CallGuard::idle();
     }
     enter_enabled(callsite)
 }
@@ -184,6 +184,12 @@ fn enter_enabled(callsite: &'static Callsite) -> CallGuard {
 }
 
 impl CallGuard {
+    /// A guard that measures nothing (no session records).
+    #[inline]
+    pub(crate) fn idle() -> CallGuard {
+        CallGuard { depth: INERT, _not_send: PhantomData }
+    }
+
     /// Ends the call now and returns its allocations (nested calls included), or `None` when
     /// nothing was recorded (no profiler running).
     pub(crate) fn finish(mut self) -> Option<Counters> {
