@@ -119,14 +119,13 @@ pub(crate) struct ShardData {
 }
 
 impl ShardData {
-    #[inline]
-    fn record(
+    /// The statistics of (`parent_stage`, `callsite`) in `session`, created when new.
+    fn stats_mut(
         &mut self,
         session: u64,
         parent_stage: CallsiteId,
         callsite: CallsiteId,
-        measured: &Measured,
-    ) {
+    ) -> &mut CallStats {
         if self.session != session {
             // The first record of a new profiling session: forget the previous one's figures.
             self.table.clear();
@@ -140,7 +139,7 @@ impl ShardData {
         if by_site.len() <= site {
             by_site.resize_with(site + 1, || None);
         }
-        by_site[site].get_or_insert_with(CallStats::new).record(measured);
+        by_site[site].get_or_insert_with(CallStats::new)
     }
 
     /// Copies this thread's rows of `session` into `out`.
@@ -264,12 +263,20 @@ impl Shard {
         let _bookkeeping = crate::alloc::bookkeeping();
         let mut table = self.lock();
         let pending_session = self.pending.session.load(Ordering::Relaxed);
-        for call in self.pending.published() {
-            table.record(pending_session, call.parent_stage, call.callsite, &call.measured);
+        let mut calls = self.pending.published().peekable();
+        while let Some(first) = calls.next() {
+            // Consecutive calls of one call site (a hot loop) share one table look-up.
+            let stats = table.stats_mut(pending_session, first.parent_stage, first.callsite);
+            stats.record(&first.measured);
+            while let Some(next) = calls.next_if(|next| {
+                (next.parent_stage, next.callsite) == (first.parent_stage, first.callsite)
+            }) {
+                stats.record(&next.measured);
+            }
         }
         self.pending.len.store(0, Ordering::Relaxed);
         self.pending.session.store(session, Ordering::Relaxed);
-        table.record(session, parent_stage, callsite, measured);
+        table.stats_mut(session, parent_stage, callsite).record(measured);
     }
 
     /// Copies the shard's rows of `session` into `out`: the table's, plus the calls still waiting
@@ -356,6 +363,26 @@ mod tests {
         assert_eq!(rows.len(), 1, "one (stage, call site) row, however the calls were stored");
         assert_eq!((rows[0].stats.min_ns, rows[0].stats.max_ns), (1, 150));
         assert_eq!(rows[0].stats.histogram.len(), 150);
+    }
+
+    #[test]
+    fn interleaved_call_sites_keep_their_own_figures_across_folds() {
+        let shard = new_shard();
+        // Runs of one site and switches between sites, across several folds of the buffer.
+        for _ in 0..50 {
+            shard.record(1, 0, 1, &call(1));
+            shard.record(1, 0, 1, &call(1));
+            shard.record(1, 1, 2, &call(10));
+            shard.record(1, 0, 1, &call(1));
+        }
+        let mut rows = Vec::new();
+        shard.rows(1, &mut rows);
+        rows.sort_by_key(|row| row.callsite);
+        let figures: Vec<_> = rows
+            .iter()
+            .map(|r| (r.parent_stage, r.callsite, r.stats.calls, r.stats.total_ns))
+            .collect();
+        assert_eq!(figures, [(0, 1, 150, 150), (1, 2, 50, 500)]);
     }
 
     #[test]
