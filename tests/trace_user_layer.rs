@@ -63,9 +63,9 @@ fn the_layer_composes_with_the_programs_own_layers() {
     // ...unless the program asks for them: then its own layer sees them, and the trace layer
     // stays quiet (the file is closed and unchanged).
     let written = std::fs::read_to_string(&path).unwrap();
-    pipeline::emit_spans_when_idle(true);
+    pipeline::emit_spans(true);
     pipeline.run(10).unwrap();
-    pipeline::emit_spans_when_idle(false);
+    pipeline::emit_spans(false);
     assert_eq!(echo_spans(), 4);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
 }

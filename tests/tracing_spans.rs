@@ -1,6 +1,7 @@
 //! Stage and function spans are real `tracing` spans: any subscriber sees them, with the stage's
-//! name, the declaring crate as target, and function spans nested inside stage spans: while a
-//! profiler runs, or always after `emit_spans_when_idle(true)`. Idle annotations make none.
+//! name, the declaring crate as target, and function spans nested inside stage spans, after
+//! `emit_spans(true)` (and while a Chrome trace is written: `tests/trace*.rs`). Otherwise no
+//! span is made, idle or recording statistics.
 #![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
@@ -8,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{block_on, exclusive, YieldTimes};
-use pipeline::{emit_spans_when_idle, profiled, stage, Pipeline, Profiler};
+use pipeline::{emit_spans, profiled, stage, Pipeline, Profiler};
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -61,12 +62,11 @@ fn seen_while(run: impl FnOnce()) -> Vec<String> {
     lines
 }
 
-/// Spans made by idle annotations when asked to (the flag is process-wide: tests that touch it
-/// hold the lock).
-fn with_idle_spans<T>(run: impl FnOnce() -> T) -> T {
-    emit_spans_when_idle(true);
+/// Runs `run` with spans asked for (the flag is process-wide: tests that touch it hold the lock).
+fn with_spans<T>(run: impl FnOnce() -> T) -> T {
+    emit_spans(true);
     let result = run();
-    emit_spans_when_idle(false);
+    emit_spans(false);
     result
 }
 
@@ -81,7 +81,7 @@ const NESTED: [&str; 4] = [
 fn a_subscriber_sees_stage_spans_with_function_spans_nested_inside() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(Scoring);
-    let seen = with_idle_spans(|| {
+    let seen = with_spans(|| {
         seen_while(|| {
             pipeline.run(1).unwrap();
         })
@@ -90,7 +90,7 @@ fn a_subscriber_sees_stage_spans_with_function_spans_nested_inside() {
 }
 
 #[test]
-fn idle_annotations_make_no_spans_and_a_running_profiler_makes_them() {
+fn without_emit_spans_no_span_is_made_idle_or_recording_statistics() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(Scoring);
     let idle = seen_while(|| {
@@ -103,17 +103,22 @@ fn idle_annotations_make_no_spans_and_a_running_profiler_makes_them() {
     .is_empty());
 
     let profiler = Profiler::new().start().unwrap();
-    let profiling = seen_while(|| {
+    let recording = seen_while(|| {
         pipeline.run(1).unwrap();
     });
-    drop(profiler);
-    assert_eq!(profiling, NESTED);
+    let report = profiler.finish().unwrap();
+    assert_eq!(recording, [] as [&str; 0], "statistics do not need spans");
+    assert_eq!(report.stage("scoring").unwrap().timing.calls, 1, "but the call was recorded");
+    assert_eq!(
+        report.stage("scoring").unwrap().function("tracing_spans::weigh").unwrap().timing.calls,
+        1
+    );
 }
 
 #[test]
 fn an_async_function_span_is_entered_on_every_poll() {
     let _lock = exclusive();
-    let (seen, polls) = with_idle_spans(|| {
+    let (seen, polls) = with_spans(|| {
         let mut polls = 0;
         let seen = seen_while(|| {
             let (value, n) = block_on(slow_lookup());

@@ -32,7 +32,7 @@ pub use load::{
     Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, Trend, WorkerUtilisation,
 };
 pub use pipeline::{Halt, Pipeline};
-pub use profiler::{emit_spans_when_idle, Profiler, ProfilingSession};
+pub use profiler::{emit_spans, Profiler, ProfilingSession};
 pub use report::{
     AllocStats, FunctionStats, MemoryStats, MemorySummary, Report, Retention, StageStats, Timing,
 };

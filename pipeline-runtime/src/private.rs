@@ -45,10 +45,11 @@ pub struct QuietSpan(std::mem::ManuallyDrop<tracing::Span>);
 
 impl QuietSpan {
     /// Creates the span made by `make`, or a disabled span without asking `tracing` at all when
-    /// no session records (see [`crate::emit_spans_when_idle`]) or no subscriber was ever set.
+    /// spans are not wanted (no Chrome trace is being written, no [`crate::emit_spans`]) or no
+    /// subscriber was ever set.
     #[inline]
     pub fn new(make: impl FnOnce() -> tracing::Span) -> Self {
-        if !crate::recorder::is_active() || !tracing::dispatcher::has_been_set() {
+        if !crate::recorder::spans_wanted() || !tracing::dispatcher::has_been_set() {
             return QuietSpan(std::mem::ManuallyDrop::new(tracing::Span::none()));
         }
         QuietSpan(std::mem::ManuallyDrop::new(quiet(make)))
@@ -99,11 +100,11 @@ struct QuietEnteredSpan(Option<tracing::span::EnteredSpan>);
 
 impl QuietEnteredSpan {
     /// Creates the span made by `make` and enters it; nothing without asking `tracing` at all
-    /// when no subscriber was ever set in the process (one relaxed load), and nothing when the
-    /// subscribers are not interested in the span.
+    /// when spans are not wanted (no Chrome trace is being written, no [`crate::emit_spans`])
+    /// or no subscriber was ever set, and nothing when the subscribers are not interested.
     #[inline]
     fn enter(make: impl FnOnce() -> tracing::Span) -> Self {
-        if !tracing::dispatcher::has_been_set() {
+        if !crate::recorder::spans_wanted() || !tracing::dispatcher::has_been_set() {
             return QuietEnteredSpan(None);
         }
         Self::make_and_enter(make)
@@ -136,10 +137,10 @@ pub fn run_stage<E>(
     process: impl FnOnce() -> Result<E, StageError>,
 ) -> Result<E, StageError> {
     if !crate::recorder::is_active() {
-        // The runtime switch: no session records and no span is wanted. One relaxed load.
+        // The runtime switch: nothing records and no span is wanted. One relaxed load.
         return process();
     }
-    if tracing::dispatcher::has_been_set() {
+    if crate::recorder::spans_wanted() && tracing::dispatcher::has_been_set() {
         return run_stage_in_span(callsite, make_span, process);
     }
     // No span to carry around: the guard alone, so the common case stays small.
@@ -220,7 +221,7 @@ impl FnCall {
     #[inline]
     pub fn enter(callsite: &'static Callsite, make: impl FnOnce() -> tracing::Span) -> Self {
         if !crate::recorder::is_active() {
-            // The runtime switch: no session records and no span is wanted. One relaxed load.
+            // The runtime switch: nothing records and no span is wanted. One relaxed load.
             return FnCall { guard: CallGuard::idle(), _span: QuietEnteredSpan(None) };
         }
         let span = QuietEnteredSpan::enter(make);

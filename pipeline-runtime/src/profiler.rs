@@ -34,20 +34,21 @@ fn runs_of(session: u64) -> Vec<RunSummary> {
     runs.iter().filter(|(s, _)| *s == session).map(|(_, run)| run.clone()).collect()
 }
 
-/// Makes `#[stage]` and `#[profiled]` create their `tracing` spans even while no profiling
-/// session runs, for programs whose own subscriber should always see them.
+/// Makes `#[stage]` and `#[profiled]` create their `tracing` spans at all times, for programs
+/// whose own subscribers (logging, OpenTelemetry...) should see every stage and function call.
 ///
-/// Off by default: an idle instrumented call then costs one relaxed atomic load, whatever
-/// subscribers the program installed (creating a span costs 50–70 ns even when no subscriber
-/// wants it, once any subscriber was set). While a session runs, spans are always made.
+/// Off by default: spans are then made only while a Chrome trace is being written (the trace
+/// is made of them). Statistics never need them, so an idle call costs one relaxed atomic load
+/// and a recorded one only the measurement, whatever subscribers the program installed (with
+/// one set, making a span costs 50–100 ns even when nothing wants it).
 ///
 /// ```
-/// pipeline_runtime::emit_spans_when_idle(true);
-/// // ... stage and function spans reach the program's subscriber from now on ...
-/// pipeline_runtime::emit_spans_when_idle(false);
+/// pipeline_runtime::emit_spans(true);
+/// // ... stage and function spans reach the program's subscribers from now on ...
+/// pipeline_runtime::emit_spans(false);
 /// ```
-pub fn emit_spans_when_idle(on: bool) {
-    crate::recorder::set_spans_when_idle(on);
+pub fn emit_spans(on: bool) {
+    crate::recorder::set_spans_always(on);
 }
 
 /// Configures a profiling session; [`start`](Profiler::start) begins it.

@@ -355,6 +355,7 @@ impl TraceSession {
         drop(state);
         SAMPLE_EVERY.store(sample_every.max(1), Ordering::Relaxed);
         BACKLOG_LIMIT.store(backlog_limit.max(2), Ordering::Relaxed);
+        crate::recorder::set_spans_for_trace(true);
         TRACING.store(true, Ordering::Release);
         Ok(TraceSession {
             path: path.to_owned(),
@@ -371,6 +372,7 @@ impl TraceSession {
             return Ok(());
         }
         TRACING.store(false, Ordering::Release);
+        crate::recorder::set_spans_for_trace(false);
         let Some(tracer) = TRACER.get() else { return Ok(()) };
         let mut state = tracer.writer.lock();
         let target = state.flushes + 1;

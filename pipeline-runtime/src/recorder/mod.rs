@@ -17,13 +17,15 @@ pub use stack::{enter, AsyncCall, CallGuard, PollGuard};
 
 use crate::alloc::AllocatorKind;
 
-/// What instrumented calls do, as bits: [`RECORDING`], [`SPANS_WHEN_IDLE`]. One atomic, so that
-/// an idle call (no bit set) costs one relaxed load.
+/// What instrumented calls do, as bits: [`RECORDING`], [`SPANS_ALWAYS`], [`SPANS_FOR_TRACE`].
+/// One atomic, so that an idle call (no bit set) costs one relaxed load.
 static MODE: AtomicU8 = AtomicU8::new(0);
-/// A profiling session is recording.
+/// A profiling session is recording statistics.
 const RECORDING: u8 = 1;
-/// Stage and function spans are made even while no session records.
-const SPANS_WHEN_IDLE: u8 = 2;
+/// The program asked for stage and function spans at all times ([`crate::emit_spans`]).
+const SPANS_ALWAYS: u8 = 2;
+/// A Chrome trace is being written: it is made of the spans.
+const SPANS_FOR_TRACE: u8 = 4;
 /// Whether the running session's allocation figures are real (the counting allocator is in).
 static COUNTING_ALLOCATOR: AtomicBool = AtomicBool::new(false);
 
@@ -45,13 +47,28 @@ pub(crate) fn is_active() -> bool {
     MODE.load(Ordering::Relaxed) != 0
 }
 
-/// Whether stage and function spans are made even while no session records.
-pub(crate) fn set_spans_when_idle(on: bool) {
+/// Whether instrumented calls make their `tracing` spans now.
+#[inline]
+pub(crate) fn spans_wanted() -> bool {
+    MODE.load(Ordering::Relaxed) & (SPANS_ALWAYS | SPANS_FOR_TRACE) != 0
+}
+
+fn set_mode_bit(bit: u8, on: bool) {
     if on {
-        MODE.fetch_or(SPANS_WHEN_IDLE, Ordering::Relaxed);
+        MODE.fetch_or(bit, Ordering::AcqRel);
     } else {
-        MODE.fetch_and(!SPANS_WHEN_IDLE, Ordering::Relaxed);
+        MODE.fetch_and(!bit, Ordering::AcqRel);
     }
+}
+
+/// Whether stage and function spans are made at all times ([`crate::emit_spans`]).
+pub(crate) fn set_spans_always(on: bool) {
+    set_mode_bit(SPANS_ALWAYS, on);
+}
+
+/// Whether stage and function spans are made for the Chrome trace being written.
+pub(crate) fn set_spans_for_trace(on: bool) {
+    set_mode_bit(SPANS_FOR_TRACE, on);
 }
 
 #[inline]
@@ -63,13 +80,13 @@ pub(crate) fn current_session() -> u64 {
 pub(crate) fn begin_session(allocator: AllocatorKind) -> u64 {
     COUNTING_ALLOCATOR.store(allocator == AllocatorKind::Counting, Ordering::Relaxed);
     let session = SESSION.fetch_add(1, Ordering::AcqRel) + 1;
-    MODE.fetch_or(RECORDING, Ordering::Release);
+    set_mode_bit(RECORDING, true);
     session
 }
 
 /// Stops recording. Calls still open are not recorded.
 pub(crate) fn end_session() {
-    MODE.fetch_and(!RECORDING, Ordering::Release);
+    set_mode_bit(RECORDING, false);
 }
 
 /// All threads' rows of `session`, merged per (enclosing stage, call site).
