@@ -3,6 +3,9 @@
 //! Run: `cargo bench --bench overhead` (and `cargo bench --bench overhead --features off` for the
 //! zero-cost build, where "ours" expands to the bare call).
 //!
+//! The trace cases write every span (ours with its backlog limit lifted, as tracing-chrome's
+//! queue has none), so both write the same number of slices.
+//!
 //! Each case calls a stage's work N times in a loop; 9 rounds, interleaved in rotating order, and
 //! the median is reported, minus nothing: the bare call's own cost is the first row. Two
 //! workloads: a trivial one (an add) and one of about 1 µs.
@@ -135,6 +138,24 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
             }),
         ),
         (
+            "tracing #[instrument] + tracing-chrome, span args on (include_args)",
+            Box::new(move |r| {
+                on_fresh_thread(move || {
+                    use tracing_subscriber::prelude::*;
+                    let (chrome, guard) = tracing_chrome::ChromeLayerBuilder::new()
+                        .file(dir.join("instrument-args.json"))
+                        .include_args(true)
+                        .build();
+                    let subscriber = tracing_subscriber::registry().with(chrome);
+                    let ns = tracing::subscriber::with_default(subscriber, || {
+                        time(|x| with_instrument(x, r))
+                    });
+                    drop(guard);
+                    ns
+                })
+            }),
+        ),
+        (
             "fastrace #[trace], reporter set, a root span per 1,000 calls",
             Box::new(|r| common::fastrace_ns_per_call(CALLS, |x| with_fastrace(x, r))),
         ),
@@ -181,8 +202,11 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
             Box::new(move |r| {
                 on_fresh_thread(move || {
                     let stage = Ours(r);
+                    // Unbounded, as tracing-chrome's own queue is: no span is left out, so
+                    // both write the same number of slices.
                     let profiler = Profiler::new()
                         .chrome_trace(dir.join("ours.json"))
+                        .trace_backlog_limit(u64::MAX)
                         .start()
                         .expect("profiler");
                     let ns = time(|x| stage.process(x).unwrap_or(0));
