@@ -99,6 +99,17 @@ fn main() {
             }),
         ),
     ];
+    // `SWITCH_CASE=<part of a case's name>` runs that case once, for a profiler to count
+    // instructions (the machine's timings drift; instruction counts do not):
+    //   SWITCH_CASE="stage], recording" valgrind --tool=callgrind \
+    //     --toggle-collect='*common::ns_per_call*' target/release/deps/switch-<hash>
+    // gives the instructions per call as the collected total / 1,000,000.
+    if let Ok(wanted) = std::env::var("SWITCH_CASE") {
+        let (name, case) = cases.iter().find(|(name, _)| name.contains(&wanted)).expect("a case");
+        println!("{name}: {:.1} ns per call", case());
+        fastrace::flush();
+        return;
+    }
     let mut samples = vec![Vec::new(); cases.len()];
     for round in 0..ROUNDS {
         for offset in 0..cases.len() {

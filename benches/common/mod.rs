@@ -11,6 +11,9 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// Nanoseconds per call of `call`, over `calls` calls with their results kept alive.
+///
+/// Never inlined, so a profiler can count what runs inside it (`--toggle-collect`).
+#[inline(never)]
 pub fn ns_per_call(calls: u64, mut call: impl FnMut(u64) -> u64) -> f64 {
     let started = Instant::now();
     let mut acc = 0u64;
