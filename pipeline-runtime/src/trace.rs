@@ -139,17 +139,15 @@ impl WriterState {
     }
 
     /// Takes one of tracing-chrome's lines: strips its framing (`[`, `]`, commas) and keeps it.
-    fn take_line(&mut self, line: &[u8]) {
+    /// Returns whether it was a trace entry (not framing, not a thread name).
+    fn take_line(&mut self, line: &[u8]) -> bool {
         let entry = trim(line);
         if entry.is_empty() || entry == b"[" || entry == b"]" {
-            return;
+            return false;
         }
-        if is_thread_name(entry) {
-            if !self.thread_names.iter().any(|known| known == entry) {
-                self.thread_names.push(entry.to_vec());
-            }
-        } else {
-            WRITTEN.fetch_add(1, Ordering::Relaxed);
+        let thread_name = is_thread_name(entry);
+        if thread_name && !self.thread_names.iter().any(|known| known == entry) {
+            self.thread_names.push(entry.to_vec());
         }
         if let Some(file) = &mut self.file {
             let result = file.write_all(b",\n").and_then(|()| file.write_all(entry));
@@ -158,22 +156,31 @@ impl WriterState {
                 self.file = None;
             }
         }
+        !thread_name
     }
 
     fn take(&mut self, bytes: &[u8]) {
+        let mut entries = 0;
         let mut rest = bytes;
-        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', rest) {
             let (line, after) = rest.split_at(newline + 1);
-            if self.pending.is_empty() {
-                self.take_line(line);
+            let entry = if self.pending.is_empty() {
+                self.take_line(line)
             } else {
                 let mut whole = std::mem::take(&mut self.pending);
                 whole.extend_from_slice(line);
-                self.take_line(&whole);
-            }
+                let entry = self.take_line(&whole);
+                whole.clear();
+                self.pending = whole; // keep the allocation for the next split entry
+                entry
+            };
+            entries += u64::from(entry);
             rest = after;
         }
         self.pending.extend_from_slice(rest);
+        // One atomic add per chunk, not per entry: the writer thread is on the hot side of a
+        // full trace (it competes with the traced program for the cores).
+        WRITTEN.fetch_add(entries, Ordering::Relaxed);
     }
 }
 
@@ -190,12 +197,11 @@ fn trim(line: &[u8]) -> &[u8] {
 
 fn is_thread_name(entry: &[u8]) -> bool {
     // tracing-chrome's entries are serde_json maps, keys in order: `{"args":{"name":..},"name":
-    // "thread_name","ph":"M",...}`. Only metadata entries start with `{"args":{"name":`.
-    entry.starts_with(br#"{"args":{"name":"#) && contains(entry, br#""name":"thread_name""#)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    // "thread_name","ph":"M",...}`. Only metadata entries start with `{"args":{"name":`; most
+    // entries have no arguments and start with `{"cat":`, rejected at the third byte.
+    entry.get(2) == Some(&b'a')
+        && entry.starts_with(br#"{"args":{"name":"#)
+        && memchr::memmem::find(entry, br#""name":"thread_name""#).is_some()
 }
 
 /// The `Write` handed to tracing-chrome: forwards whole entries to the current session's file.
@@ -219,7 +225,9 @@ impl Write for SessionWriter {
         let mut state = self.0.lock();
         // tracing-chrome flushes between entries, so what is pending is a whole entry.
         let pending = std::mem::take(&mut state.pending);
-        state.take_line(&pending);
+        if state.take_line(&pending) {
+            WRITTEN.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(file) = &mut state.file {
             if let Err(error) = file.flush() {
                 state.error.get_or_insert(error);
@@ -278,6 +286,16 @@ pub fn layer<S>() -> Result<PipelineChromeLayer<S>, Error>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
+    let enabled: for<'a, 'b, 'c, 'd> fn(&'a tracing::Metadata<'b>, &'c Context<'d, S>) -> bool =
+        tracing_enabled::<S>;
+    Ok(chrome_layer()?.with_filter(dynamic_filter_fn(enabled)))
+}
+
+/// Makes the process's one tracing-chrome layer and its writer.
+fn chrome_layer<S>() -> Result<ChromeLayer<S>, Error>
+where
+    S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+{
     // Refuse before building anything: tracing-chrome's constructor points the calling thread's
     // cached channel at the new layer, so even a layer built and then discarded would send this
     // thread's events nowhere.
@@ -296,9 +314,29 @@ where
         .build();
     let tracer = Tracer { writer: shared, guard: Mutex::new(guard), epoch };
     TRACER.set(tracer).map_err(|_| Error::TraceLayerExists)?;
-    let enabled: for<'a, 'b, 'c, 'd> fn(&'a tracing::Metadata<'b>, &'c Context<'d, S>) -> bool =
-        tracing_enabled::<S>;
-    Ok(chrome.with_filter(dynamic_filter_fn(enabled)))
+    Ok(chrome)
+}
+
+/// The on/off switch of [`layer`]'s filter, as a layer of its own: in the subscriber this module
+/// installs (where the Chrome layer is the only one), it decides once, when a span is made,
+/// instead of a per-layer filter being consulted again on every enter, exit, record and close
+/// (a registry look-up each).
+struct SessionSwitch;
+
+impl<S> Layer<S> for SessionSwitch
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes() // the answer changes: ask `enabled` every time
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        tracing_enabled(metadata, &ctx)
+    }
 }
 
 /// Makes sure the layer exists: installs `Registry + layer` as the global subscriber unless the
@@ -307,7 +345,7 @@ fn ensure_installed() -> Result<&'static Tracer, Error> {
     if let Some(tracer) = TRACER.get() {
         return Ok(tracer);
     }
-    let subscriber = tracing_subscriber::registry().with(layer()?);
+    let subscriber = tracing_subscriber::registry().with(chrome_layer()?).with(SessionSwitch);
     tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::SubscriberTaken)?;
     Ok(TRACER.get().expect("just set"))
 }
