@@ -226,6 +226,18 @@ fn main() {
     let dir = std::env::temp_dir().join("pipeline-overhead");
     std::fs::create_dir_all(&dir).expect("temp dir");
     let cases = cases(&dir);
+    // `OVERHEAD_CASE=<part of a case's name>` runs that case once on the trivial workload, for a
+    // profiler to count instructions; the count is per thread, so a tracer's writer thread is
+    // left out and what the calling thread pays is what is counted:
+    //   OVERHEAD_CASE="recording + Chrome" valgrind --tool=callgrind \
+    //     --toggle-collect='*common::ns_per_call*' target/release/deps/overhead-<hash>
+    // gives the instructions per call as the collected total / 200,000.
+    if let Ok(wanted) = std::env::var("OVERHEAD_CASE") {
+        let (name, case) = cases.iter().find(|(name, _)| name.contains(&wanted)).expect("a case");
+        println!("{name}: {:.1} ns per call", case(0));
+        fastrace::flush();
+        return;
+    }
     let workloads = [("trivial stage (one add)", 0u64), ("~1 µs stage", 300)];
     // The last case installs a global tracing subscriber, which from then on taxes every span in
     // the process: every other case runs first (interleaved rounds), for both workloads.

@@ -94,7 +94,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         let make_span = runtime::span_maker(&name);
         quote! {
             #callsite
-            let __pipeline_call = #private::FnCall::enter(&__PIPELINE_CALLSITE, #make_span);
+            let __pipeline_call = #private::FnCall::start(&__PIPELINE_CALLSITE, #make_span);
             #block
         }
     };

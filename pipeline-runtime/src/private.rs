@@ -137,9 +137,19 @@ pub fn run_stage<E>(
     process: impl FnOnce() -> Result<E, StageError>,
 ) -> Result<E, StageError> {
     if !crate::recorder::is_active() {
-        // The runtime switch: nothing records and no span is wanted. One relaxed load.
+        // The runtime switch: nothing records and no span is wanted. One relaxed load, and the
+        // rest lives out of line so that `process` stays small enough to inline.
         return process();
     }
+    run_stage_active(callsite, make_span, process)
+}
+
+#[inline(never)]
+fn run_stage_active<E>(
+    callsite: &'static Callsite,
+    make_span: impl FnOnce() -> tracing::Span,
+    process: impl FnOnce() -> Result<E, StageError>,
+) -> Result<E, StageError> {
     if crate::recorder::spans_wanted() && tracing::dispatcher::has_been_set() {
         return run_stage_in_span(callsite, make_span, process);
     }
@@ -216,21 +226,28 @@ pub struct FnCall {
 }
 
 impl FnCall {
-    /// Enters the span `make` creates (when a subscriber may want it), then starts measuring a
-    /// call of `callsite`.
+    /// Starts a call of `callsite` (inside the span `make` creates, when spans are wanted);
+    /// `None`, and nothing to drop, when nothing records and no span is wanted: an idle call is
+    /// one relaxed load and a branch, the rest lives out of line.
     #[inline]
-    pub fn enter(callsite: &'static Callsite, make: impl FnOnce() -> tracing::Span) -> Self {
+    pub fn start(
+        callsite: &'static Callsite,
+        make: impl FnOnce() -> tracing::Span,
+    ) -> Option<Self> {
         if !crate::recorder::is_active() {
-            // The runtime switch: nothing records and no span is wanted. One relaxed load.
-            return FnCall { guard: CallGuard::idle(), _span: QuietEnteredSpan(None) };
+            return None;
         }
+        Some(Self::enter(callsite, make))
+    }
+
+    #[inline(never)]
+    fn enter(callsite: &'static Callsite, make: impl FnOnce() -> tracing::Span) -> Self {
         let span = QuietEnteredSpan::enter(make);
         FnCall { guard: enter(callsite), _span: span }
     }
 }
 
 impl Drop for FnCall {
-    #[inline]
     fn drop(&mut self) {
         // The measurement ends first, so leaving the span is not part of it.
         // Then the span's own drop.
