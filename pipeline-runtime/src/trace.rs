@@ -3,7 +3,7 @@
 //! One `tracing_chrome::ChromeLayer` serves the whole process: tracing-chrome keeps per-thread
 //! state (thread ids, a cached channel sender) in process-wide thread-locals, so a second layer
 //! would silently lose the events of threads the first one saw. The layer sits behind a per-layer
-//! filter that is on only while a profiling session traces, and writes into a [`SessionWriter`]
+//! filter that is on only while a profiling session traces, and writes into a `SessionWriter`
 //! that re-frames tracing-chrome's stream (one compact JSON entry per line) into the current
 //! session's file:
 //!
@@ -12,7 +12,12 @@
 //! - counter events (queue depth, live heap) are appended to the same file as whole lines, so
 //!   they interleave safely with the slices and are streamed to disk like them;
 //! - tracing-chrome's `Flush` is acknowledged, so `finish()` knows everything recorded before it
-//!   is in the file, and ends the file with `]`.
+//!   is in the file, and ends the file with a `pipeline_profile` metadata entry (which slices are
+//!   stages, whether allocations were measured: stage slices carry arguments only when they say
+//!   something) and `]`.
+//!
+//! Stage and function spans exist only while a trace records (or always after
+//! [`crate::emit_spans`]): statistics never need them.
 
 use std::cell::Cell;
 use std::fs::File;
