@@ -79,6 +79,20 @@ fn on_fresh_thread(f: impl FnOnce() -> f64 + Send) -> f64 {
     std::thread::scope(|scope| scope.spawn(f).join().expect("case thread"))
 }
 
+/// `#[instrument]` under a scoped `Registry` + tracing-chrome writing to `file`, on a fresh thread.
+fn instrument_with_chrome(file: &std::path::Path, include_args: bool, rounds: u64) -> f64 {
+    on_fresh_thread(move || {
+        use tracing_subscriber::prelude::*;
+        let (chrome, guard) =
+            tracing_chrome::ChromeLayerBuilder::new().file(file).include_args(include_args).build();
+        let subscriber = tracing_subscriber::registry().with(chrome);
+        let ns =
+            tracing::subscriber::with_default(subscriber, || time(|x| with_instrument(x, rounds)));
+        drop(guard);
+        ns
+    })
+}
+
 type Case<'a> = (&'static str, Box<dyn Fn(u64) -> f64 + 'a>);
 
 fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
@@ -122,38 +136,11 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
         ("tracing #[instrument], no subscriber", Box::new(|r| time(|x| with_instrument(x, r)))),
         (
             "tracing #[instrument] + tracing-chrome to a file",
-            Box::new(move |r| {
-                on_fresh_thread(move || {
-                    use tracing_subscriber::prelude::*;
-                    let (chrome, guard) = tracing_chrome::ChromeLayerBuilder::new()
-                        .file(dir.join("instrument.json"))
-                        .build();
-                    let subscriber = tracing_subscriber::registry().with(chrome);
-                    let ns = tracing::subscriber::with_default(subscriber, || {
-                        time(|x| with_instrument(x, r))
-                    });
-                    drop(guard);
-                    ns
-                })
-            }),
+            Box::new(move |r| instrument_with_chrome(&dir.join("instrument.json"), false, r)),
         ),
         (
             "tracing #[instrument] + tracing-chrome, span args on (include_args)",
-            Box::new(move |r| {
-                on_fresh_thread(move || {
-                    use tracing_subscriber::prelude::*;
-                    let (chrome, guard) = tracing_chrome::ChromeLayerBuilder::new()
-                        .file(dir.join("instrument-args.json"))
-                        .include_args(true)
-                        .build();
-                    let subscriber = tracing_subscriber::registry().with(chrome);
-                    let ns = tracing::subscriber::with_default(subscriber, || {
-                        time(|x| with_instrument(x, r))
-                    });
-                    drop(guard);
-                    ns
-                })
-            }),
+            Box::new(move |r| instrument_with_chrome(&dir.join("instrument-args.json"), true, r)),
         ),
         (
             "fastrace #[trace], reporter set, a root span per 1,000 calls",
