@@ -9,6 +9,7 @@ mod alloc;
 pub mod analysis;
 pub mod bench;
 mod clock;
+mod durations;
 mod error;
 mod load;
 mod pipeline;

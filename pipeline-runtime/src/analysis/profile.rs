@@ -298,7 +298,7 @@ impl Profile {
         let mut merged: Vec<Merged> = Vec::new();
         for index in 1..nodes.len() {
             let stats = &nodes[index].stats;
-            if stats.calls == 0 {
+            if stats.durations.calls == 0 {
                 continue;
             }
             let (kind, stage) = if is_stage(index) {
@@ -320,10 +320,10 @@ impl Profile {
             }
         }
         let stacks = (1..nodes.len())
-            .filter(|&index| nodes[index].stats.self_ns > 0)
+            .filter(|&index| nodes[index].stats.durations.self_ns > 0)
             .map(|index| FoldedStack {
                 frames: tree.path(index).into_iter().map(str::to_owned).collect(),
-                self_ns: nodes[index].stats.self_ns,
+                self_ns: nodes[index].stats.durations.self_ns,
             })
             .collect();
         let figures = &tree.events;
@@ -354,27 +354,16 @@ impl<'a> Merged<'a> {
     }
 
     fn row(&self, share: f64) -> ProfileRow {
-        let (s, h) = (&self.stats, &self.stats.histogram);
+        let s = &self.stats;
         ProfileRow {
             kind: self.kind,
             stage: self.stage.map(str::to_owned),
             name: self.name.to_owned(),
-            timing: Timing {
-                calls: s.calls,
-                total_ns: s.total_ns,
-                self_ns: s.self_ns,
-                min_ns: s.min_ns,
-                max_ns: s.max_ns,
-                mean_ns: s.total_ns / s.calls.max(1),
-                p50_ns: h.value_at_quantile(0.50),
-                p90_ns: h.value_at_quantile(0.90),
-                p99_ns: h.value_at_quantile(0.99),
-                p999_ns: h.value_at_quantile(0.999),
-            },
+            timing: s.durations.timing(),
             share,
             allocations: s.allocations,
             bytes_allocated: s.bytes_allocated,
-            p50_standard_error_ns: Some(median_standard_error(h)),
+            p50_standard_error_ns: Some(median_standard_error(&s.durations.histogram)),
         }
     }
 }
@@ -388,16 +377,24 @@ fn median_standard_error(h: &Histogram<u64>) -> f64 {
 
 /// Stages by total time, each followed by its functions by total time; then the rest.
 fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
-    merged.sort_by(|a, b| b.stats.total_ns.cmp(&a.stats.total_ns).then_with(|| a.name.cmp(b.name)));
-    let all_stages: u64 =
-        merged.iter().filter(|m| m.kind == RowKind::Stage).map(|m| m.stats.total_ns).sum();
+    merged.sort_by(|a, b| {
+        b.stats.durations.total_ns.cmp(&a.stats.durations.total_ns).then_with(|| a.name.cmp(b.name))
+    });
+    let all_stages: u64 = merged
+        .iter()
+        .filter(|m| m.kind == RowKind::Stage)
+        .map(|m| m.stats.durations.total_ns)
+        .sum();
     let mut rows = Vec::with_capacity(merged.len());
     for stage in merged.iter().filter(|m| m.kind == RowKind::Stage) {
-        rows.push(stage.row(share(stage.stats.total_ns, all_stages)));
+        rows.push(stage.row(share(stage.stats.durations.total_ns, all_stages)));
         for function in
             merged.iter().filter(|m| m.kind == RowKind::Function && m.stage == Some(stage.name))
         {
-            rows.push(function.row(share(function.stats.total_ns, stage.stats.total_ns)));
+            rows.push(
+                function
+                    .row(share(function.stats.durations.total_ns, stage.stats.durations.total_ns)),
+            );
         }
     }
     for function in merged.iter().filter(|m| m.kind == RowKind::Function && m.stage.is_none()) {

@@ -10,16 +10,13 @@ use std::collections::{HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 
+use crate::durations::{histogram, record, Durations};
+
 use super::chrome::{TraceEvent, TrackId};
 
 /// Figures of every slice closed on one stack.
 pub(crate) struct NodeStats {
-    pub calls: u64,
-    pub total_ns: u64,
-    pub self_ns: u64,
-    pub min_ns: u64,
-    pub max_ns: u64,
-    pub histogram: Histogram<u64>,
+    pub durations: Durations,
     /// Allocations carried by the slices' arguments, when any slice carried them.
     pub allocations: Option<u64>,
     pub bytes_allocated: Option<u64>,
@@ -28,27 +25,10 @@ pub(crate) struct NodeStats {
     pub stage_marked: bool,
 }
 
-pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is a valid precision")
-}
-
-/// Records `value`, growing the histogram as needed. (`saturating_record` alone would clamp to
-/// the histogram's current range instead of growing it.)
-pub(crate) fn record(histogram: &mut Histogram<u64>, value: u64) {
-    if histogram.record(value).is_err() {
-        histogram.saturating_record(value); // only beyond u64::MAX / 2
-    }
-}
-
 impl NodeStats {
     pub(crate) fn new() -> Self {
         NodeStats {
-            calls: 0,
-            total_ns: 0,
-            self_ns: 0,
-            min_ns: u64::MAX,
-            max_ns: 0,
-            histogram: histogram(),
+            durations: Durations::new(),
             allocations: None,
             bytes_allocated: None,
             stage_marked: false,
@@ -57,13 +37,7 @@ impl NodeStats {
 
     /// Adds `other`'s figures to these (two stacks that make one row).
     pub(crate) fn merge(&mut self, other: &NodeStats) {
-        self.calls += other.calls;
-        self.total_ns += other.total_ns;
-        self.self_ns += other.self_ns;
-        self.min_ns = self.min_ns.min(other.min_ns);
-        self.max_ns = self.max_ns.max(other.max_ns);
-        // Both auto-resize, so adding cannot fail.
-        let _ = self.histogram.add(&other.histogram);
+        self.durations.merge(&other.durations);
         let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
@@ -71,15 +45,6 @@ impl NodeStats {
         self.allocations = sum(self.allocations, other.allocations);
         self.bytes_allocated = sum(self.bytes_allocated, other.bytes_allocated);
         self.stage_marked |= other.stage_marked;
-    }
-
-    fn record(&mut self, duration_ns: u64, self_ns: u64) {
-        self.calls += 1;
-        self.total_ns += duration_ns;
-        self.self_ns += self_ns;
-        self.min_ns = self.min_ns.min(duration_ns);
-        self.max_ns = self.max_ns.max(duration_ns);
-        record(&mut self.histogram, duration_ns);
     }
 }
 
@@ -284,7 +249,7 @@ impl CallTree {
             return;
         };
         let stats = &mut self.nodes[node].stats;
-        stats.record(duration, duration.saturating_sub(open.child_ns));
+        stats.durations.record(duration, duration.saturating_sub(open.child_ns));
         if let Some(args) = end.args {
             stats.stage_marked |= args.outcome.is_some();
             if let Some(count) = args.allocations.and_then(|c| c.0) {
@@ -350,11 +315,13 @@ mod tests {
                 {"ph":"E","name":"S","pid":1,"tid":2,"ts":6,"args":{"outcome":"ok","allocations":"1"}}]"#,
         );
         let stage = node(&t, &["S"]);
-        assert_eq!((stage.calls, stage.total_ns, stage.self_ns), (2, 15_000, 12_000));
+        let d = &stage.durations;
+        assert_eq!((d.calls, d.total_ns, d.self_ns), (2, 15_000, 12_000));
         assert!(stage.stage_marked);
         assert_eq!(stage.allocations, Some(3));
         let f = node(&t, &["S", "f"]);
-        assert_eq!((f.calls, f.total_ns, f.self_ns), (1, 3_000, 3_000));
+        let d = &f.durations;
+        assert_eq!((d.calls, d.total_ns, d.self_ns), (1, 3_000, 3_000));
         assert_eq!(t.counts.slices, 3);
     }
 
@@ -384,7 +351,7 @@ mod tests {
         assert_eq!(t.counts.unmatched_ends, 1);
         assert_eq!(t.counts.unclosed, 1);
         assert_eq!(t.counts.other_events, 1);
-        assert_eq!(node(&t, &["g"]).total_ns, 2_500);
-        assert_eq!(node(&t, &["S"]).calls, 0);
+        assert_eq!(node(&t, &["g"]).durations.total_ns, 2_500);
+        assert_eq!(node(&t, &["S"]).durations.calls, 0);
     }
 }

@@ -10,10 +10,9 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use hdrhistogram::Histogram;
-
 use super::callsite::CallsiteId;
 use crate::alloc::Counters;
+use crate::durations::Durations;
 
 /// What one completed call measured.
 #[derive(Clone, Copy, Default)]
@@ -46,13 +45,7 @@ impl MeasuredMemory {
 /// Statistics of one (enclosing stage, call site) pair on one thread, or merged over threads.
 #[derive(Clone, Debug)]
 pub(crate) struct CallStats {
-    pub calls: u64,
-    pub total_ns: u64,
-    pub self_ns: u64,
-    pub min_ns: u64,
-    pub max_ns: u64,
-    /// Distribution of each call's total time, in nanoseconds.
-    pub histogram: Histogram<u64>,
+    pub durations: Durations,
     pub mem_total: Counters,
     pub mem_self: Counters,
 }
@@ -60,13 +53,7 @@ pub(crate) struct CallStats {
 impl CallStats {
     fn new() -> Self {
         CallStats {
-            calls: 0,
-            total_ns: 0,
-            self_ns: 0,
-            min_ns: u64::MAX,
-            max_ns: 0,
-            // Three significant digits, resizing as larger values arrive.
-            histogram: Histogram::new(3).expect("3 significant digits is a valid precision"),
+            durations: Durations::new(),
             mem_total: Counters::default(),
             mem_self: Counters::default(),
         }
@@ -79,27 +66,13 @@ impl CallStats {
             self.mem_total.add(memory.total);
             self.mem_self.add(memory.self_only);
         }
-        self.calls += 1;
-        self.total_ns += total_ns;
-        self.self_ns += self_ns;
-        self.min_ns = self.min_ns.min(total_ns);
-        self.max_ns = self.max_ns.max(total_ns);
-        if self.histogram.record(total_ns).is_err() {
-            // Only beyond u64::MAX / 2 ns (292 years): keep the count, clamp the value.
-            self.histogram.saturating_record(total_ns);
-        }
+        self.durations.record(total_ns, self_ns);
     }
 
     pub(crate) fn merge(&mut self, other: &CallStats) {
-        self.calls += other.calls;
-        self.total_ns += other.total_ns;
-        self.self_ns += other.self_ns;
-        self.min_ns = self.min_ns.min(other.min_ns);
-        self.max_ns = self.max_ns.max(other.max_ns);
+        self.durations.merge(&other.durations);
         self.mem_total.add(other.mem_total);
         self.mem_self.add(other.mem_self);
-        // Both histograms auto-resize, so adding cannot fail.
-        let _ = self.histogram.add(&other.histogram);
     }
 }
 
@@ -346,8 +319,9 @@ mod tests {
     fn calls_of(shard: &Shard, session: u64) -> (u64, u64) {
         let mut rows = Vec::new();
         shard.rows(session, &mut rows);
-        rows.iter()
-            .fold((0, 0), |(calls, ns), row| (calls + row.stats.calls, ns + row.stats.total_ns))
+        rows.iter().fold((0, 0), |(calls, ns), row| {
+            (calls + row.stats.durations.calls, ns + row.stats.durations.total_ns)
+        })
     }
 
     #[test]
@@ -361,8 +335,8 @@ mod tests {
         let mut rows = Vec::new();
         shard.rows(1, &mut rows);
         assert_eq!(rows.len(), 1, "one (stage, call site) row, however the calls were stored");
-        assert_eq!((rows[0].stats.min_ns, rows[0].stats.max_ns), (1, 150));
-        assert_eq!(rows[0].stats.histogram.len(), 150);
+        assert_eq!((rows[0].stats.durations.min_ns, rows[0].stats.durations.max_ns), (1, 150));
+        assert_eq!(rows[0].stats.durations.histogram.len(), 150);
     }
 
     #[test]
@@ -380,7 +354,9 @@ mod tests {
         rows.sort_by_key(|row| row.callsite);
         let figures: Vec<_> = rows
             .iter()
-            .map(|r| (r.parent_stage, r.callsite, r.stats.calls, r.stats.total_ns))
+            .map(|r| {
+                (r.parent_stage, r.callsite, r.stats.durations.calls, r.stats.durations.total_ns)
+            })
             .collect();
         assert_eq!(figures, [(0, 1, 150, 150), (1, 2, 50, 500)]);
     }

@@ -1,24 +1,8 @@
 //! Turns the recorder's merged rows into a [`Report`].
 
 use super::memory::{HeapReadings, MemoryStats, MemorySummary};
-use super::{FunctionStats, Report, StageStats, Timing};
+use super::{FunctionStats, Report, StageStats};
 use crate::recorder::{lookup, CallStats, CallsiteKind, Row};
-
-fn timing(stats: &CallStats) -> Timing {
-    let h = &stats.histogram;
-    Timing {
-        calls: stats.calls,
-        total_ns: stats.total_ns,
-        self_ns: stats.self_ns,
-        min_ns: if stats.calls == 0 { 0 } else { stats.min_ns },
-        max_ns: stats.max_ns,
-        mean_ns: stats.total_ns.checked_div(stats.calls).unwrap_or(0),
-        p50_ns: h.value_at_quantile(0.50),
-        p90_ns: h.value_at_quantile(0.90),
-        p99_ns: h.value_at_quantile(0.99),
-        p999_ns: h.value_at_quantile(0.999),
-    }
-}
 
 /// `part / whole`, or 0 when there is no whole.
 pub(crate) fn share(part: u64, whole: u64) -> f64 {
@@ -30,7 +14,7 @@ pub(crate) fn share(part: u64, whole: u64) -> f64 {
 }
 
 fn memory(stats: &CallStats, measured: bool) -> Option<MemoryStats> {
-    measured.then(|| MemoryStats::new(stats.mem_total, stats.mem_self, stats.calls))
+    measured.then(|| MemoryStats::new(stats.mem_total, stats.mem_self, stats.durations.calls))
 }
 
 /// Builds the report from merged rows (one per enclosing stage and call site).
@@ -44,14 +28,14 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64, heap: HeapReadings) -> Re
             None => stage_rows.push((row.callsite, row.stats.clone())),
         }
     }
-    let all_stages_ns: u64 = stage_rows.iter().map(|(_, s)| s.total_ns).sum();
+    let all_stages_ns: u64 = stage_rows.iter().map(|(_, s)| s.durations.total_ns).sum();
     let mut stages: Vec<(u32, StageStats)> = stage_rows
         .iter()
         .map(|(site, stats)| {
             let stage = StageStats {
                 name: lookup(*site).name().to_owned(),
-                timing: timing(stats),
-                share_of_stage_time: share(stats.total_ns, all_stages_ns),
+                timing: stats.durations.timing(),
+                share_of_stage_time: share(stats.durations.total_ns, all_stages_ns),
                 memory: memory(stats, measured),
                 functions: Vec::new(),
             };
@@ -62,7 +46,7 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64, heap: HeapReadings) -> Re
     let mut outside_stages = Vec::new();
     for row in rows.iter().filter(|r| lookup(r.callsite).kind() == CallsiteKind::Function) {
         let name = lookup(row.callsite).name().to_owned();
-        let timing = timing(&row.stats);
+        let timing = row.stats.durations.timing();
         let memory = memory(&row.stats, measured);
         match stages.iter_mut().find(|(site, _)| *site == row.parent_stage) {
             Some((_, stage)) => {
