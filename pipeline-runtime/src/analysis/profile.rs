@@ -13,7 +13,7 @@ use super::chrome::{read_events, Outcome, TraceStop};
 use super::tree::{CallTree, NodeStats, SliceCounts};
 use crate::error::Error;
 use crate::report::build::share;
-use crate::report::{FunctionStats, Report, StageStats, Timing};
+use crate::report::{FunctionStats, MemoryStats, Report, StageStats, Timing};
 
 /// Whether a row is a stage or a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,27 +226,32 @@ impl Profile {
     fn from_report_rows(stages: &[StageStats], outside: &[FunctionStats]) -> Profile {
         let mut rows = Vec::new();
         let mut stacks = Vec::new();
-        let function_row = |stage: Option<&str>, f: &FunctionStats| ProfileRow {
-            kind: RowKind::Function,
-            stage: stage.map(str::to_owned),
-            name: f.name.clone(),
-            timing: f.timing,
-            share: f.share_of_stage,
-            allocations: f.memory.map(|m| m.total.allocations),
-            bytes_allocated: f.memory.map(|m| m.total.bytes_allocated),
-            p50_standard_error_ns: None,
+        // One row per stage and per function, from the figures a saved report keeps.
+        let row =
+            |kind, stage: Option<&str>, name: &str, timing, share, memory: Option<MemoryStats>| {
+                ProfileRow {
+                    kind,
+                    stage: stage.map(str::to_owned),
+                    name: name.to_owned(),
+                    timing,
+                    share,
+                    allocations: memory.map(|m| m.total.allocations),
+                    bytes_allocated: memory.map(|m| m.total.bytes_allocated),
+                    p50_standard_error_ns: None,
+                }
+            };
+        let function_row = |stage: Option<&str>, f: &FunctionStats| {
+            row(RowKind::Function, stage, &f.name, f.timing, f.share_of_stage, f.memory)
         };
         for stage in stages {
-            rows.push(ProfileRow {
-                kind: RowKind::Stage,
-                stage: None,
-                name: stage.name.clone(),
-                timing: stage.timing,
-                share: stage.share_of_stage_time,
-                allocations: stage.memory.map(|m| m.total.allocations),
-                bytes_allocated: stage.memory.map(|m| m.total.bytes_allocated),
-                p50_standard_error_ns: None,
-            });
+            rows.push(row(
+                RowKind::Stage,
+                None,
+                &stage.name,
+                stage.timing,
+                stage.share_of_stage_time,
+                stage.memory,
+            ));
             stacks.push(FoldedStack {
                 frames: vec![stage.name.clone()],
                 self_ns: stage.timing.self_ns,
