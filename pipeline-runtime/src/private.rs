@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 
 pub use tracing;
 
-pub use crate::recorder::{enter, AsyncCall, CallGuard, Callsite, CallsiteKind, PollGuard};
+use crate::recorder::Mode;
+pub use crate::recorder::{AsyncCall, CallGuard, Callsite, CallsiteKind, PollGuard};
 use crate::stage::StageError;
 
 /// Converts what a `#[stage]`'s `process` returns into the `Stage` trait's result.
@@ -49,7 +50,7 @@ impl QuietSpan {
     /// subscriber was ever set.
     #[inline]
     pub fn new(make: impl FnOnce() -> tracing::Span) -> Self {
-        if !crate::recorder::spans_wanted() || !tracing::dispatcher::has_been_set() {
+        if !Mode::now().wants_spans() || !tracing::dispatcher::has_been_set() {
             return QuietSpan(std::mem::ManuallyDrop::new(tracing::Span::none()));
         }
         QuietSpan(std::mem::ManuallyDrop::new(quiet(make)))
@@ -103,8 +104,8 @@ impl QuietEnteredSpan {
     /// when spans are not wanted (no Chrome trace is being written, no [`crate::emit_spans`])
     /// or no subscriber was ever set, and nothing when the subscribers are not interested.
     #[inline]
-    fn enter(make: impl FnOnce() -> tracing::Span) -> Self {
-        if !crate::recorder::spans_wanted() || !tracing::dispatcher::has_been_set() {
+    fn enter(mode: Mode, make: impl FnOnce() -> tracing::Span) -> Self {
+        if !mode.wants_spans() || !tracing::dispatcher::has_been_set() {
             return QuietEnteredSpan(None);
         }
         Self::make_and_enter(make)
@@ -136,25 +137,27 @@ pub fn run_stage<E>(
     make_span: impl FnOnce() -> tracing::Span,
     process: impl FnOnce() -> Result<E, StageError>,
 ) -> Result<E, StageError> {
-    if !crate::recorder::is_active() {
+    let mode = Mode::now();
+    if mode.is_idle() {
         // The runtime switch: nothing records and no span is wanted. One relaxed load, and the
         // rest lives out of line so that `process` stays small enough to inline.
         return process();
     }
-    run_stage_active(callsite, make_span, process)
+    run_stage_active(mode, callsite, make_span, process)
 }
 
 #[inline(never)]
 fn run_stage_active<E>(
+    mode: Mode,
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
     process: impl FnOnce() -> Result<E, StageError>,
 ) -> Result<E, StageError> {
-    if crate::recorder::spans_wanted() && tracing::dispatcher::has_been_set() {
-        return run_stage_in_span(callsite, make_span, process);
+    if mode.wants_spans() && tracing::dispatcher::has_been_set() {
+        return run_stage_in_span(mode, callsite, make_span, process);
     }
     // No span to carry around: the guard alone, so the common case stays small.
-    let call = enter(callsite);
+    let call = mode.enter(callsite);
     let result = process();
     drop(call);
     result
@@ -162,13 +165,14 @@ fn run_stage_active<E>(
 
 #[inline(never)]
 fn run_stage_in_span<E>(
+    mode: Mode,
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
     process: impl FnOnce() -> Result<E, StageError>,
 ) -> Result<E, StageError> {
     // The span first, so its cost stays out of the measurement.
-    let mut span = QuietEnteredSpan::enter(make_span);
-    let call = enter(callsite);
+    let mut span = QuietEnteredSpan::enter(mode, make_span);
+    let call = mode.enter(callsite);
     let result = process();
     let allocations = call.finish();
     if let Some(span) = span.0.take() {
@@ -234,16 +238,21 @@ impl FnCall {
         callsite: &'static Callsite,
         make: impl FnOnce() -> tracing::Span,
     ) -> Option<Self> {
-        if !crate::recorder::is_active() {
+        let mode = Mode::now();
+        if mode.is_idle() {
             return None;
         }
-        Some(Self::enter(callsite, make))
+        Some(Self::enter(mode, callsite, make))
     }
 
     #[inline(never)]
-    fn enter(callsite: &'static Callsite, make: impl FnOnce() -> tracing::Span) -> Self {
-        let span = QuietEnteredSpan::enter(make);
-        FnCall { guard: enter(callsite), _span: span }
+    fn enter(
+        mode: Mode,
+        callsite: &'static Callsite,
+        make: impl FnOnce() -> tracing::Span,
+    ) -> Self {
+        let span = QuietEnteredSpan::enter(mode, make);
+        FnCall { guard: mode.enter(callsite), _span: span }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Recording: cheap, per-thread, on the hot path. Reading and interpreting the figures is the
 //! job of [`report`](crate::report).
 //!
-//! The macros emit a `static` [`Callsite`] per annotated stage or function and call [`enter`] on
-//! each call. Figures go into the calling thread's own shard; [`collect`] merges all shards.
+//! The macros emit a `static` [`Callsite`] per annotated stage or function; on each call the
+//! runtime reads the [`Mode`] once and, when a session records, opens a frame with
+//! [`Mode::enter`]. Figures go into the calling thread's own shard; [`collect`] merges all
+//! shards.
 
 mod callsite;
 mod shard;
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 pub(crate) use callsite::{lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
 pub(crate) use shard::{CallStats, Row};
-pub use stack::{enter, AsyncCall, CallGuard, PollGuard};
+pub use stack::{AsyncCall, CallGuard, PollGuard};
 
 use crate::alloc::AllocatorKind;
 
@@ -41,16 +43,38 @@ pub(crate) fn is_enabled() -> bool {
     MODE.load(Ordering::Relaxed) & RECORDING != 0
 }
 
-/// Whether instrumented calls do anything at all now: record, or make spans.
-#[inline]
-pub(crate) fn is_active() -> bool {
-    MODE.load(Ordering::Relaxed) != 0
-}
+/// What instrumented calls do, read once per call: whether they record, and whether they make
+/// their `tracing` spans.
+#[derive(Clone, Copy)]
+pub(crate) struct Mode(u8);
 
-/// Whether instrumented calls make their `tracing` spans now.
-#[inline]
-pub(crate) fn spans_wanted() -> bool {
-    MODE.load(Ordering::Relaxed) & (SPANS_ALWAYS | SPANS_FOR_TRACE) != 0
+impl Mode {
+    /// The switches now (one relaxed load).
+    #[inline]
+    pub(crate) fn now() -> Mode {
+        Mode(MODE.load(Ordering::Relaxed))
+    }
+
+    /// Nothing records and no span is wanted.
+    #[inline]
+    pub(crate) fn is_idle(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Calls make their `tracing` spans (a trace is written, or [`crate::emit_spans`]).
+    #[inline]
+    pub(crate) fn wants_spans(self) -> bool {
+        self.0 & (SPANS_ALWAYS | SPANS_FOR_TRACE) != 0
+    }
+
+    /// Starts measuring a call of `callsite` when a session records; an idle guard otherwise.
+    #[inline]
+    pub(crate) fn enter(self, callsite: &'static Callsite) -> CallGuard {
+        if self.0 & RECORDING == 0 {
+            return CallGuard::idle();
+        }
+        stack::enter_recording(callsite)
+    }
 }
 
 fn set_mode_bit(bit: u8, on: bool) {

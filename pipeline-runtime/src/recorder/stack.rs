@@ -156,7 +156,7 @@ impl ThreadState {
 
 /// Measures one call of a stage or function from its creation to its drop.
 ///
-/// Made by [`enter`]; holds nothing but its place on this thread's stack, and is not `Send`.
+/// Made by `Mode::enter`; holds nothing but its place on this thread's stack, and is not `Send`.
 #[must_use = "the call is measured until the guard is dropped"]
 pub struct CallGuard {
     depth: usize,
@@ -165,19 +165,10 @@ pub struct CallGuard {
 
 const INERT: usize = usize::MAX;
 
-/// Opens a measured call of `callsite`; it ends when the returned guard drops.
-///
-/// When no profiler is running this costs one relaxed atomic load.
-#[inline]
-pub fn enter(callsite: &'static Callsite) -> CallGuard {
-    if !is_enabled() {
-        return CallGuard::idle();
-    }
-    enter_enabled(callsite)
-}
-
+/// Opens a measured call of `callsite` (a session records: see `Mode::enter`); it ends when the
+/// returned guard drops.
 #[inline(never)]
-fn enter_enabled(callsite: &'static Callsite) -> CallGuard {
+pub(crate) fn enter_recording(callsite: &'static Callsite) -> CallGuard {
     let session = current_session();
     let depth = STATE.with(|state| state.borrow_mut().push(callsite, session));
     CallGuard { depth, _not_send: PhantomData }
