@@ -60,13 +60,14 @@ struct ThreadExit;
 
 impl Drop for ThreadExit {
     fn drop(&mut self) {
-        // The thread's pending live-bytes change must not be lost.
-        alloc::flush_thread();
         let _ = STATE.try_with(|state| {
             let stack = std::mem::take(&mut *state.borrow_mut().stack);
             let _bookkeeping = alloc::bookkeeping();
             drop(stack);
         });
+        // Last, so that freeing the stack is in it: the thread's pending live-bytes change must
+        // not be lost.
+        alloc::flush_thread();
     }
 }
 
