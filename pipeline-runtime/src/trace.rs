@@ -138,7 +138,9 @@ impl WriterState {
             let result = file.write_all(b",\n").and_then(|()| file.write_all(entry));
             if let Err(error) = result {
                 self.error.get_or_insert(error);
-                self.file = None; // keep the bytes already written; stop writing
+                // Keep the bytes already written; stop writing. The buffer is the profiler's.
+                let _bookkeeping = crate::alloc::bookkeeping();
+                self.file = None;
             }
         }
     }
@@ -154,13 +156,7 @@ impl WriterState {
         if thread_name && !self.thread_names.iter().any(|known| known == entry) {
             self.thread_names.push(entry.to_vec());
         }
-        if let Some(file) = &mut self.file {
-            let result = file.write_all(b",\n").and_then(|()| file.write_all(entry));
-            if let Err(error) = result {
-                self.error.get_or_insert(error);
-                self.file = None;
-            }
-        }
+        self.write_line(entry);
         !thread_name
     }
 
@@ -239,6 +235,9 @@ impl Write for SessionWriter {
             }
         }
         state.flushes += 1;
+        // This thread frees what the traced threads allocated for each entry; its live-bytes
+        // change is batched per thread, and `finish` reads the heap right after this flush.
+        crate::alloc::flush_thread();
         self.0.flushed.notify_all();
         Ok(())
     }
@@ -380,7 +379,12 @@ impl TraceSession {
         })?;
         let tracer = ensure_installed()?;
         let mut state = tracer.writer.lock();
-        let mut file = BufWriter::with_capacity(64 * 1024, file);
+        // The file's buffer is the profiler's memory, not the program's: it is made and freed
+        // (in `finish`) as bookkeeping, so it shows neither as the run's growth nor in its peak.
+        let mut file = {
+            let _bookkeeping = crate::alloc::bookkeeping();
+            BufWriter::with_capacity(64 * 1024, file)
+        };
         let header = serde_json::json!({
             "ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": { "name": process_name }
         });
@@ -439,9 +443,14 @@ impl TraceSession {
         let error = state.error.take();
         drop(state);
         let closed = match file {
-            Some(mut file) => write_trailer(&mut file)
-                .and_then(|()| file.write_all(b"\n]\n"))
-                .and_then(|()| file.flush()),
+            Some(mut file) => {
+                let closed = write_trailer(&mut file)
+                    .and_then(|()| file.write_all(b"\n]\n"))
+                    .and_then(|()| file.flush());
+                let _bookkeeping = crate::alloc::bookkeeping();
+                drop(file);
+                closed
+            }
             None => Ok(()),
         };
         match error.map_or(closed, Err) {
