@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::exclusive;
+use common::{count, exclusive, load_trace, slices};
 use pipeline::{
     profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
 };
@@ -81,8 +81,7 @@ fn traced_run(path: &Path, events: u64) -> Report {
 }
 
 fn load(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("trace file");
-    serde_json::from_str::<Vec<Value>>(&text).expect("the trace is one valid JSON array")
+    load_trace(path)
 }
 
 #[test]
@@ -92,44 +91,43 @@ fn the_trace_is_well_formed_and_matches_the_report() {
     let report = traced_run(&path, 200);
     let events = load(&path);
 
-    // Begin/end pairs match per thread, nest properly, and timestamps never go back.
-    let mut stacks: HashMap<u64, Vec<String>> = HashMap::new();
-    let mut last_ts: HashMap<u64, f64> = HashMap::new();
-    let mut slices: HashMap<String, u64> = HashMap::new();
-    let mut end_args: HashMap<String, Vec<Value>> = HashMap::new();
-    for event in &events {
-        let ph = event["ph"].as_str().unwrap();
-        if !matches!(ph, "B" | "E" | "i") {
-            continue;
-        }
-        let tid = event["tid"].as_u64().unwrap();
-        let ts = event["ts"].as_f64().unwrap();
-        let previous = last_ts.insert(tid, ts).unwrap_or(0.0);
-        assert!(ts >= previous, "time went back on thread {tid}: {previous} then {ts}");
-        let name = event["name"].as_str().unwrap().to_owned();
-        let stack = stacks.entry(tid).or_default();
-        match ph {
-            "B" => stack.push(name),
-            "E" => {
-                assert_eq!(
-                    stack.pop().as_deref(),
-                    Some(name.as_str()),
-                    "improper nesting on {tid}"
-                );
-                *slices.entry(name.clone()).or_default() += 1;
-                end_args.entry(name).or_default().push(event["args"].clone());
-            }
-            _ => {}
-        }
-    }
-    assert!(stacks.values().all(Vec::is_empty), "every slice ended: {stacks:?}");
-
-    // Slice counts per stage equal the report's call counts.
+    // Slices nest properly per thread (checked by `slices`), and their counts per stage equal
+    // the report's call counts.
+    let all = slices(&events);
     for stage in &report.stages {
-        assert_eq!(slices.get(&stage.name).copied(), Some(stage.timing.calls), "{}", stage.name);
+        assert_eq!(count(&all, &stage.name), stage.timing.calls, "{}", stage.name);
     }
-    assert_eq!(slices["event"], 200, "one event slice per event");
-    assert_eq!(slices["trace::lookup"], 200, "profiled functions are slices too");
+    assert_eq!(count(&all, "event"), 200, "one event slice per event");
+    assert_eq!(count(&all, "trace::lookup"), 200, "profiled functions are slices too");
+    for lookup in all.iter().filter(|s| s.name == "trace::lookup") {
+        assert_eq!(lookup.parents, ["event", "Enrich"], "nested in its stage, in its event");
+    }
+    // Every event's slice is the end of a flow arrow that starts at its submission.
+    let submitted: HashMap<u64, &common::Slice> =
+        all.iter().filter_map(|s| Some((s.flow_out?, s))).collect();
+    let event_slices: Vec<&common::Slice> = all.iter().filter(|s| s.name == "event").collect();
+    for event in &event_slices {
+        let flow = event.flow_in.expect("every event slice has its arrow");
+        let submit = submitted.get(&flow).expect("its submission");
+        assert_eq!(submit.name, "submit");
+        assert_eq!(submit.args["id"], event.args["id"]);
+        assert!(submit.ts <= event.ts, "submitted before it was picked");
+        assert_ne!(submit.tid, event.tid, "submitted on the producer's track");
+    }
+
+    // Threads are named with their real ids: never 0, never the process id for a worker.
+    let pid = u64::from(std::process::id());
+    let names: HashMap<u64, String> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .map(|e| (e["tid"].as_u64().unwrap(), e["args"]["name"].as_str().unwrap().to_owned()))
+        .collect();
+    for event in &event_slices {
+        assert_ne!(event.tid, 0);
+        assert_ne!(event.tid, pid);
+        assert!(names[&event.tid].starts_with("worker-"), "{:?}", names.get(&event.tid));
+    }
+    assert!(events.iter().all(|e| e["pid"] == pid), "one process id, the real one");
 
     // Every worker has a named track; the process is named.
     let metadata = |kind: &str| -> Vec<String> {
@@ -162,24 +160,31 @@ fn the_trace_is_well_formed_and_matches_the_report() {
         "multiples of 10, not of 25"
     );
 
-    // Stage slices carry, on their end event, what a reader could not know otherwise: the
-    // allocations of a call that allocated, and the outcome of a call that failed.
-    let enrich = &end_args["Enrich"];
+    // Stage slices carry what a reader could not know otherwise: the allocations of a call that
+    // allocated, and the outcome of a call that failed.
+    let args_of = |name: &str| -> Vec<Value> {
+        all.iter().filter(|s| s.name == name).map(|s| s.args.clone()).collect()
+    };
+    let enrich = args_of("Enrich");
     assert!(
-        enrich.iter().all(|a| a["allocations"] == "1" && a["bytes_allocated"] == "32"),
+        enrich.iter().all(|a| a["allocations"] == 1 && a["bytes_allocated"] == 32),
         "{:?}",
         enrich[0]
     );
     assert!(enrich.iter().all(|a| a.get("outcome").is_none()), "{:?}", enrich[0]);
-    let check = &end_args["Check"];
+    let check = args_of("Check");
     let rejected = check
         .iter()
         .filter(|a| a["outcome"].as_str().unwrap_or("").starts_with("rejected"))
         .count();
     assert_eq!(rejected, 16);
-    // The rest passed (or panicked: a `panic` instant marks those) and allocated nothing.
-    let not_rejected = report.stage("Check").unwrap().timing.calls - 16;
+    // Panicked calls say so (and a `panic` instant marks them); the rest passed and allocated
+    // nothing.
+    let panicked = check.iter().filter(|a| a["outcome"] == "panicked").count();
+    assert_eq!(panicked, 8);
+    let not_rejected = report.stage("Check").unwrap().timing.calls - 16 - 8;
     let bare = check.iter().filter(|a| a.as_object().is_none_or(|a| a.is_empty())).count();
+    assert_eq!(declared_left_out(&events), 0, "nothing left out at default settings");
     assert_eq!(
         bare as u64, not_rejected,
         "a call that passed and allocated nothing records nothing"
@@ -219,11 +224,9 @@ fn consecutive_sessions_each_write_a_complete_trace() {
     let (first, second) = (trace_dir().join("first.json"), trace_dir().join("second.json"));
     let a = traced_run(&first, 30);
     let b = traced_run(&second, 50);
-    let count = |events: &[Value], name: &str| {
-        events.iter().filter(|e| e["ph"] == "E" && e["name"] == name).count() as u64
-    };
-    assert_eq!(count(&load(&first), "Enrich"), a.stage("Enrich").unwrap().timing.calls);
-    assert_eq!(count(&load(&second), "Enrich"), b.stage("Enrich").unwrap().timing.calls);
+    let enrich = |path: &Path| count(&slices(&load(path)), "Enrich");
+    assert_eq!(enrich(&first), a.stage("Enrich").unwrap().timing.calls);
+    assert_eq!(enrich(&second), b.stage("Enrich").unwrap().timing.calls);
 }
 
 const CHILD: &str = "PIPELINE_TRACE_PANIC_CHILD";
@@ -253,8 +256,7 @@ fn a_panic_mid_run_still_leaves_a_trace_with_what_was_recorded() {
         .output()
         .expect("run the child");
     assert!(!output.status.success(), "the child panicked");
-    let events = load(&path);
-    let enrich_slices = events.iter().filter(|e| e["ph"] == "E" && e["name"] == "Enrich").count();
+    let enrich_slices = count(&slices(&load(&path)), "Enrich");
     assert_eq!(enrich_slices, 40, "every slice recorded before the panic is in the trace");
     std::fs::write(path.with_extension("expect"), "--expect=Enrich=40").unwrap();
 }
@@ -284,10 +286,9 @@ fn sampling_traces_one_event_in_n_while_statistics_cover_all() {
     write_expectations_for(&path, &[("Enrich", 20), ("event", 20)]);
 
     assert_eq!(report.stage("Enrich").unwrap().timing.calls, 200, "statistics are complete");
-    let events = load(&path);
-    let ends = |name: &str| events.iter().filter(|e| e["ph"] == "E" && e["name"] == name).count();
-    assert_eq!(ends("event"), 20, "events 0, 10, ..., 190");
-    assert_eq!(ends("Enrich"), 20);
+    let traced = slices(&load(&path));
+    assert_eq!(count(&traced, "event"), 20, "events 0, 10, ..., 190");
+    assert_eq!(count(&traced, "Enrich"), 20);
     assert_eq!(report.trace.as_ref().unwrap().sampled_one_in, 10);
     assert!(report.to_string().contains("1 in 10 events traced"));
 }
@@ -309,16 +310,12 @@ fn a_writer_that_falls_behind_costs_spans_not_memory_and_the_trace_stays_well_fo
     assert!(left_out > 0, "a backlog limit of 20 entries must leave spans out");
     assert_eq!(report.stage("Enrich").unwrap().timing.calls, 2_000, "statistics are complete");
     assert!(report.to_string().contains("spans left out because the trace writer fell behind"));
-    // Whole spans are left out: every begin still has its end, on every thread.
-    let mut open: HashMap<u64, i64> = HashMap::new();
-    for event in load(&path) {
-        match event["ph"].as_str() {
-            Some("B") => *open.entry(event["tid"].as_u64().unwrap()).or_default() += 1,
-            Some("E") => *open.entry(event["tid"].as_u64().unwrap()).or_default() -= 1,
-            _ => {}
-        }
-    }
-    assert!(open.values().all(|n| *n == 0), "{open:?}");
+    // Whole spans are left out: every slice that is there ended, and nests (`slices` checks),
+    // and the trace itself says how many records were left out.
+    let events = load(&path);
+    let kept = slices(&events);
+    assert!(count(&kept, "Enrich") < 2_000, "some were left out");
+    assert_eq!(declared_left_out(&events), left_out);
     let _ = std::fs::remove_file(&path);
 }
 
@@ -351,7 +348,11 @@ fn a_stage_first_called_while_not_tracing_is_traced_once_tracing_starts() {
     }
     profiler.finish().unwrap();
     write_expectations_for(&path, &[("CalledBeforeTracing", 5)]);
-    let slices =
-        load(&path).iter().filter(|e| e["ph"] == "E" && e["name"] == "CalledBeforeTracing").count();
-    assert_eq!(slices, 5);
+    assert_eq!(count(&slices(&load(&path)), "CalledBeforeTracing"), 5);
+}
+
+/// What the trace's closing entry says was left out.
+fn declared_left_out(events: &[Value]) -> u64 {
+    let declared = events.iter().find(|e| e["ph"] == "M" && e["name"] == "pipeline_profile");
+    declared.expect("closing entry")["args"]["records_left_out"].as_u64().expect("a count")
 }

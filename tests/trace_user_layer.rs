@@ -1,9 +1,14 @@
-//! A program with its own subscriber adds `pipeline::trace::layer()` to it; `chrome_trace` then
-//! writes through that layer, and the program's other layers still see every span.
+//! A program with its own subscriber adds `pipeline::trace::layer()` to it: the native trace then
+//! holds the program's own spans nested under the stage that entered them, the tracing-chrome
+//! backend writes through that layer, and the program's other layers still see every span.
 #![cfg(not(feature = "off"))]
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 
+use common::{count, load_trace, slices};
+use pipeline::trace::TraceBackend;
 use pipeline::{stage, Pipeline, Profiler};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -12,6 +17,7 @@ struct Echo;
 #[stage]
 impl Echo {
     fn process(&self, event: u32) -> u32 {
+        let _lookup = tracing::info_span!("user_lookup", event).entered();
         event
     }
 }
@@ -30,6 +36,15 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Names {
     }
 }
 
+fn run_three(path: &std::path::Path, backend: TraceBackend) {
+    let pipeline = Pipeline::new().stage(Echo);
+    let profiler = Profiler::new().chrome_trace(path).trace_backend(backend).start().unwrap();
+    for event in 0..3 {
+        pipeline.run(event).unwrap();
+    }
+    profiler.finish().unwrap();
+}
+
 #[test]
 fn the_layer_composes_with_the_programs_own_layers() {
     let names = Names::default();
@@ -41,31 +56,37 @@ fn the_layer_composes_with_the_programs_own_layers() {
         pipeline::trace::layer::<tracing_subscriber::Registry>(),
         Err(pipeline::Error::TraceLayerExists)
     ));
+    let seen = |name: &str| names.0.lock().unwrap().iter().filter(|n| *n == name).count();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
 
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-layer.json");
-    let pipeline = Pipeline::new().stage(Echo);
-    let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
-    for event in 0..3 {
-        pipeline.run(event).unwrap();
-    }
-    profiler.finish().unwrap();
+    // Native: the program's own span is a slice nested under the stage that entered it.
+    let native = dir.join("user-layer-native.json");
+    run_three(&native, TraceBackend::Native);
+    let traced = slices(&load_trace(&native));
+    assert_eq!(count(&traced, "Echo"), 3);
+    let user: Vec<_> = traced.iter().filter(|s| s.name == "user_lookup").collect();
+    assert_eq!(user.len(), 3, "the program's spans are in the trace");
+    assert!(user.iter().all(|s| s.parents == ["Echo"]), "{:?}", user[0].parents);
+    assert_eq!(seen("Echo"), 0, "the native writer needs no stage spans");
 
-    let trace: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let echo_slices = trace.iter().filter(|e| e["ph"] == "E" && e["name"] == "Echo").count();
-    assert_eq!(echo_slices, 3, "the trace was written through the user's subscriber");
-    assert_eq!(names.0.lock().unwrap().iter().filter(|n| *n == "Echo").count(), 3);
-
-    // After the session, idle calls make no span (the runtime switch)...
-    let echo_spans = || names.0.lock().unwrap().iter().filter(|n| *n == "Echo").count();
-    pipeline.run(9).unwrap();
-    assert_eq!(echo_spans(), 3);
-    // ...unless the program asks for them: then its own layer sees them, and the trace layer
-    // stays quiet (the file is closed and unchanged).
-    let written = std::fs::read_to_string(&path).unwrap();
+    // With spans asked for, the program's layer sees the stage spans, and the trace does not
+    // hold them twice.
     pipeline::emit_spans(true);
-    pipeline.run(10).unwrap();
+    let both = dir.join("user-layer-spans.json");
+    run_three(&both, TraceBackend::Native);
     pipeline::emit_spans(false);
-    assert_eq!(echo_spans(), 4);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
+    assert_eq!(seen("Echo"), 3);
+    assert_eq!(count(&slices(&load_trace(&both)), "Echo"), 3, "stage slices once each");
+
+    // tracing-chrome writes through the same layer; the program's layer sees the spans.
+    let chrome = dir.join("user-layer-chrome.json");
+    run_three(&chrome, TraceBackend::TracingChrome);
+    assert_eq!(count(&slices(&load_trace(&chrome)), "Echo"), 3);
+    assert_eq!(seen("Echo"), 6);
+
+    // After the session, idle calls make no span (the runtime switch), and the file is closed.
+    let written = std::fs::read_to_string(&chrome).unwrap();
+    Pipeline::new().stage(Echo).run(9).unwrap();
+    assert_eq!(seen("Echo"), 6);
+    assert_eq!(std::fs::read_to_string(&chrome).unwrap(), written);
 }

@@ -15,6 +15,7 @@ mod load;
 mod pipeline;
 mod profiler;
 mod recorder;
+mod records;
 mod report;
 mod stage;
 pub mod trace;

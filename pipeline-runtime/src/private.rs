@@ -32,13 +32,16 @@ impl<E, X: Into<StageError>> StageOutput<E> for Result<E, X> {
 /// Runs span bookkeeping (creating, entering, leaving a span) without attributing its
 /// allocations to the enclosing stage or function: subscribers allocate there (the registry's
 /// span data, tracing-chrome's messages), and that is the profiler's cost, not the program's.
+///
+/// It is also the toolkit's own span handling, which the native trace's user-span layer leaves
+/// alone (stage and function calls are trace records already).
 #[inline]
 pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
     if !tracing::dispatcher::has_been_set() {
         return f(); // no subscriber: spans cost nothing and allocate nothing
     }
     let _pause = crate::alloc::pause();
-    f()
+    crate::records::as_internal(f)
 }
 
 /// A span created and dropped [`quiet`]ly (dropping a span frees subscriber data).
@@ -113,9 +116,10 @@ impl QuietEnteredSpan {
 
     #[inline(never)]
     fn make_and_enter(make: impl FnOnce() -> tracing::Span) -> Self {
-        let _pause = crate::alloc::pause();
-        let span = make();
-        QuietEnteredSpan((!span.is_disabled()).then(|| span.entered()))
+        quiet(|| {
+            let span = make();
+            QuietEnteredSpan((!span.is_disabled()).then(|| span.entered()))
+        })
     }
 }
 
@@ -157,9 +161,15 @@ fn run_stage_active<E>(
         return run_stage_in_span(mode, callsite, make_span, process);
     }
     // No span to carry around: the guard alone, so the common case stays small.
-    let call = mode.enter(callsite);
+    let mut call = mode.enter(callsite);
     let result = process();
-    drop(call);
+    match &result {
+        // The native trace's slice says how the call failed.
+        Err(error) if mode.writes_records() => {
+            call.end_with(Some(&|| error.to_string()));
+        }
+        _ => drop(call),
+    }
     result
 }
 
@@ -196,7 +206,10 @@ fn annotate_stage_span<E>(
 ) {
     let _pause = crate::alloc::pause();
     if let Err(error) = result {
-        span.record("outcome", tracing::field::display(error));
+        // Rendered here, guarded and bounded: a panicking `Display` must not unwind through
+        // the subscriber (its registry lock would be poisoned inside a destructor).
+        let outcome = crate::records::guarded_text(|| error.to_string());
+        span.record("outcome", outcome.as_str());
     }
     let allocated = allocations.filter(|counters| {
         crate::recorder::allocations_measured()

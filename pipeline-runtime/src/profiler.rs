@@ -11,8 +11,9 @@ use crate::clock::now_ns;
 use crate::error::Error;
 use crate::load::RunSummary;
 use crate::recorder;
+use crate::records::{self, CounterTrack};
 use crate::report::{self, HeapReadings, Report};
-use crate::trace::{self, TraceSession};
+use crate::trace::{TraceBackend, TraceOptions, TraceSession};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -70,6 +71,7 @@ pub struct Profiler {
     name: Option<String>,
     sample_every: u64,
     backlog_limit: Option<u64>,
+    backend: TraceBackend,
 }
 
 impl Profiler {
@@ -87,17 +89,31 @@ impl Profiler {
         self
     }
 
+    /// Which writer writes the Chrome trace: the native one (default) or tracing-chrome.
+    ///
+    /// ```
+    /// use pipeline_runtime::{trace::TraceBackend, Profiler};
+    /// let profiler = Profiler::new().chrome_trace("trace.json").trace_backend(TraceBackend::TracingChrome);
+    /// # drop(profiler);
+    /// ```
+    pub fn trace_backend(mut self, backend: TraceBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Traces one event in `n` (from `run_concurrent` and `WorkerPool`), cutting the trace's size
-    /// and cost in proportion. Statistics still cover every call. `0` and `1` trace every event.
+    /// and cost in proportion. Statistics still cover every call. `0` and `1` trace every event
+    /// (the default: the native writer keeps every span at a small cost).
     pub fn sample(mut self, n: u64) -> Self {
         self.sample_every = n.max(1);
         self
     }
 
-    /// How many trace entries may wait for the trace writer before new spans are left out of
-    /// the trace (default [`trace::MAX_BACKLOG`], ~25 MB). This bounds the memory a trace can
-    /// take when the program makes spans faster than they can be written; the report says how
-    /// many were left out, and statistics stay complete.
+    /// How many trace records may wait for the trace writer before new spans are left out of
+    /// the trace (default [`trace::NATIVE_BUFFER_RECORDS`], 40 MiB, for the native writer;
+    /// [`trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory a
+    /// trace can take when the program makes spans faster than they can be written; whole
+    /// spans are left out, the report says how many, and statistics stay complete.
     pub fn trace_backlog_limit(mut self, entries: u64) -> Self {
         self.backlog_limit = Some(entries);
         self
@@ -124,8 +140,14 @@ impl Profiler {
         let trace = match &self.chrome_trace {
             Some(path) => {
                 let name = self.name.clone().unwrap_or_else(process_name);
-                let backlog = self.backlog_limit.unwrap_or(trace::MAX_BACKLOG);
-                match TraceSession::start(path, &name, self.sample_every.max(1), backlog) {
+                let options = TraceOptions {
+                    path,
+                    process_name: &name,
+                    backend: self.backend,
+                    sample_every: self.sample_every.max(1),
+                    backlog_limit: self.backlog_limit,
+                };
+                match TraceSession::start(&options) {
                     Ok(trace) => Some(trace),
                     Err(error) => {
                         RUNNING.store(false, Ordering::Release);
@@ -192,7 +214,7 @@ impl HeapSampler {
             .name("heap-sampler".to_owned())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    trace::counter("heap", "live bytes", alloc::heap().live_bytes as f64);
+                    records::mark_counter(CounterTrack::LiveHeap, alloc::heap().live_bytes as f64);
                     std::thread::sleep(Duration::from_millis(10));
                 }
             })

@@ -14,8 +14,8 @@ use crate::error::Error;
 use crate::load::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
 use crate::pipeline::{Halt, Pipeline};
 use crate::profiler;
+use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
 use crate::stage::StageError;
-use crate::trace;
 
 /// How many workers, how deep a queue, and how fast events arrive.
 ///
@@ -92,6 +92,8 @@ struct Envelope<E> {
     id: u64,
     event: E,
     arrived_ns: u64,
+    /// The trace's arrow from its submission to its slice (0: not traced).
+    flow: u64,
 }
 
 /// What producers and the sampler share: the queue's figures (atomics, one update per submission).
@@ -139,12 +141,7 @@ impl Intake {
     fn reached_capacity(&self) {
         let at = now_ns().saturating_sub(self.started_ns) + 1;
         if self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            tracing::warn!(
-                target: "pipeline",
-                marker = "queue full",
-                capacity = self.capacity,
-                "the queue reached its capacity: submitters now wait"
-            );
+            records::queue_full(self.capacity);
         }
     }
 
@@ -183,24 +180,19 @@ fn work<E>(
     mut load: WorkerLoad,
 ) -> WorkerLoad {
     let mut stage_ns = vec![0; pipeline.len()];
-    for Envelope { id, event, arrived_ns } in queue.iter() {
+    for Envelope { id, event, arrived_ns, flow } in queue.iter() {
         let picked_ns = now_ns();
         let wait_ns = picked_ns.saturating_sub(arrived_ns);
-        // The event's slice in the trace: its stages are nested inside.
-        // Sampling: only one event in N goes into the trace (its spans are filtered out whole).
-        let was_sampled = trace::set_sampled(!trace::is_tracing() || trace::samples_event(id));
-        let span =
-            tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000);
-        let entered = span.enter();
+        // The event's slice in the trace: its stages are nested inside. Sampling: only one
+        // event in N goes into the trace (whole).
+        let slice = EventSlice::begin(id, wait_ns, flow, picked_ns);
         stage_ns.fill(0);
         let result = pipeline.run_isolated(event, &mut stage_ns);
         let done_ns = now_ns();
         if let Err(halt) = &result {
             mark_stop(id, halt);
         }
-        drop(entered);
-        drop(span);
-        trace::set_sampled(was_sampled);
+        drop(slice);
         let stopped = match result {
             Ok(_completed) => None,
             Err(halt) => {
@@ -225,18 +217,12 @@ fn work<E>(
 
 /// An instant event in the trace where an event was stopped.
 fn mark_stop(id: u64, halt: &Halt) {
-    let stage = halt.stage();
-    match halt.error() {
-        StageError::Rejected { reason } => {
-            tracing::info!(target: "pipeline", marker = "rejected", event = id, stage, %reason, "event rejected");
-        }
-        StageError::Panicked { message } => {
-            tracing::error!(target: "pipeline", marker = "panic", event = id, stage, %message, "stage panicked");
-        }
-        error => {
-            tracing::warn!(target: "pipeline", marker = "failed", event = id, stage, %error, "stage failed");
-        }
-    }
+    let stop = match halt.error() {
+        StageError::Rejected { reason } => Stop::Rejected { reason },
+        StageError::Panicked { message } => Stop::Panicked { message },
+        error => Stop::Failed { error },
+    };
+    records::mark_stop(id, halt.stage(), &stop);
 }
 
 /// Samples the queue's depth until told to stop.
@@ -249,7 +235,7 @@ fn sample_depth<E>(
     while !intake.stop_sampling.load(Ordering::Relaxed) {
         let depth = queue.len();
         samples.push((now_ns().saturating_sub(intake.started_ns), depth));
-        trace::counter("queue", "depth", depth as f64);
+        records::mark_counter(CounterTrack::QueueDepth, depth as f64);
         thread::sleep(every);
     }
     samples
@@ -371,9 +357,13 @@ fn feed<E>(
             }
             None => now_ns(),
         };
-        if sender.send(Envelope { id: intake.next_id(), event, arrived_ns }).is_err() {
+        let id = intake.next_id();
+        let submission = Submission::begin(id);
+        let flow = submission.flow;
+        if sender.send(Envelope { id, event, arrived_ns, flow }).is_err() {
             return; // every worker is gone; `run_concurrent` reports why
         }
+        submission.end();
         intake.accepted(arrived_ns, sender.len());
     }
 }
@@ -472,8 +462,12 @@ impl<E: Send + 'static> WorkerPool<E> {
     pub fn submit(&self, event: E) -> Result<(), E> {
         let Some(sender) = &self.sender else { return Err(event) };
         let arrived_ns = now_ns();
-        match sender.send(Envelope { id: self.intake.next_id(), event, arrived_ns }) {
+        let id = self.intake.next_id();
+        let submission = Submission::begin(id);
+        let flow = submission.flow;
+        match sender.send(Envelope { id, event, arrived_ns, flow }) {
             Ok(()) => {
+                submission.end();
                 self.intake.accepted(arrived_ns, sender.len());
                 Ok(())
             }
@@ -489,8 +483,12 @@ impl<E: Send + 'static> WorkerPool<E> {
     pub fn try_submit(&self, event: E) -> Result<(), TrySubmitError<E>> {
         let Some(sender) = &self.sender else { return Err(TrySubmitError::Closed(event)) };
         let arrived_ns = now_ns();
-        match sender.try_send(Envelope { id: self.intake.next_id(), event, arrived_ns }) {
+        let id = self.intake.next_id();
+        let submission = Submission::begin(id);
+        let flow = submission.flow;
+        match sender.try_send(Envelope { id, event, arrived_ns, flow }) {
             Ok(()) => {
+                submission.end();
                 self.intake.accepted(arrived_ns, sender.len());
                 Ok(())
             }

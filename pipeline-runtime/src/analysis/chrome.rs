@@ -2,9 +2,10 @@
 //! so a trace of millions of events never sits in memory as text or as a `Vec`.
 //!
 //! Both forms of the format are read: a top-level array of events (what tracing-chrome writes)
-//! and an object whose `traceEvents` key holds that array. A file that ends early (the traced
-//! process was killed) or turns malformed part-way is read up to that point, and the reader says
-//! where it stopped.
+//! and an object whose `traceEvents` key holds that array. As Perfetto's importer does, it takes
+//! timestamps written as strings and trailing commas before `]` or `}`. A file that ends early
+//! (the traced process was killed) or turns malformed part-way is read up to that point, and the
+//! reader says where it stopped.
 
 use std::fmt;
 use std::io::Read;
@@ -28,11 +29,14 @@ pub(crate) struct TraceEvent {
     #[serde(default)]
     pub tid: TrackId,
     /// Timestamp in microseconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "micros")]
     pub ts: Option<f64>,
     /// Duration of an `X` event, in microseconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "micros")]
     pub dur: Option<f64>,
+    /// An async slice's id (`b`/`e`).
+    #[serde(default)]
+    pub id: Option<TrackId>,
     #[serde(default)]
     pub args: Option<EventArgs>,
 }
@@ -57,6 +61,36 @@ pub(crate) struct EventArgs {
     /// a stage slice without allocation arguments allocated nothing).
     #[serde(default)]
     pub allocations_measured: Option<bool>,
+    /// On a slice the trace's end cut short (the call was still running).
+    #[serde(default)]
+    pub unfinished: Option<bool>,
+}
+
+/// A time in microseconds written as a number or, as Perfetto also accepts, a string.
+fn micros<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    struct MicrosVisitor;
+    impl Visitor<'_> for MicrosVisitor {
+        type Value = Option<f64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a time in microseconds")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(v.is_finite().then_some(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(MicrosVisitor)
 }
 
 /// A count written as a number or, as tracing-chrome writes recorded fields, as a string.
@@ -156,7 +190,7 @@ pub(crate) fn read_events(reader: impl Read, on_event: &mut dyn FnMut(TraceEvent
     let mut events = 0u64;
     let mut object = None;
     let mut found_events = false;
-    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let mut deserializer = serde_json::Deserializer::from_reader(TrailingCommas::new(reader));
     let top = TopLevel {
         sink: Sink { on_event, events: &mut events },
         object: &mut object,
@@ -178,6 +212,102 @@ pub(crate) fn read_events(reader: impl Read, on_event: &mut dyn FnMut(TraceEvent
         }
         (_, Some(stop)) => Outcome::NotATrace(format!("it stops being a trace at {stop}")),
         (None, None) => Outcome::NotATrace("it holds no trace events".to_owned()),
+    }
+}
+
+/// Passes JSON through, leaving out commas that stand before `]` or `}` (outside strings), which
+/// Perfetto's importer accepts and serde_json does not. Line breaks are kept, so positions in
+/// error messages still point into the file.
+struct TrailingCommas<R> {
+    inner: R,
+    buffer: Vec<u8>,
+    start: usize,
+    in_string: bool,
+    escaped: bool,
+    /// A comma held back until the next significant byte shows whether it stays.
+    held_comma: bool,
+    /// Whitespace read after the held comma.
+    held_space: Vec<u8>,
+    done: bool,
+}
+
+impl<R: Read> TrailingCommas<R> {
+    fn new(inner: R) -> Self {
+        TrailingCommas {
+            inner,
+            buffer: Vec::new(),
+            start: 0,
+            in_string: false,
+            escaped: false,
+            held_comma: false,
+            held_space: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Reads and filters the next piece of input into `buffer`.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut raw = [0u8; 1 << 16];
+        let read = self.inner.read(&mut raw)?;
+        self.buffer.clear();
+        self.start = 0;
+        if read == 0 {
+            self.done = true;
+            if self.held_comma {
+                self.buffer.push(b',');
+                self.held_comma = false;
+            }
+            self.buffer.append(&mut self.held_space);
+            return Ok(());
+        }
+        for &byte in &raw[..read] {
+            if self.in_string {
+                self.buffer.push(byte);
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            if self.held_comma {
+                if byte.is_ascii_whitespace() {
+                    self.held_space.push(byte);
+                    continue;
+                }
+                if byte != b']' && byte != b'}' {
+                    self.buffer.push(b',');
+                }
+                self.held_comma = false;
+                self.buffer.append(&mut self.held_space);
+            }
+            match byte {
+                b',' => self.held_comma = true,
+                b'"' => {
+                    self.in_string = true;
+                    self.buffer.push(byte);
+                }
+                _ => self.buffer.push(byte),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for TrailingCommas<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.start == self.buffer.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = out.len().min(self.buffer.len() - self.start);
+        out[..n].copy_from_slice(&self.buffer[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
     }
 }
 

@@ -1,10 +1,13 @@
 //! Rebuilds the call tree from a trace's slices: each distinct stack of slice names is a node
 //! holding the figures of every slice that closed on that stack.
 //!
-//! Slices are matched per thread (`B` to its `E`, `X` on its own). Self time is a slice's
-//! duration less its direct children's, as in the in-process recorder. The worker's per-event
-//! slice (`pipeline`/`event`) is not a frame: stages under it are roots, and its durations and
-//! queue waits become the trace's end-to-end figures.
+//! Slices are matched per thread (`B` to its `E`; an `X` stays open until an event on its thread
+//! starts at or after its end, as Perfetto's importer nests them). Async slices (`b`/`e`, matched
+//! by category, id and name) nest under what was open on the thread that began them. Self time is
+//! a slice's duration less its direct children's, as in the in-process recorder. The worker's
+//! per-event slice (`pipeline`/`event`) is not a frame: stages under it are roots, and its
+//! durations and queue waits become the trace's end-to-end figures; the producer's `submit`
+//! slices (`pipeline`/`submit`) are left out.
 
 use std::collections::{HashMap, HashSet};
 
@@ -64,6 +67,14 @@ struct Open {
     start_us: f64,
     child_ns: u64,
     queue_wait_us: Option<u64>,
+    /// For a complete (`X`) slice: when it ends, and its arguments.
+    complete: Option<(f64, Option<super::chrome::EventArgs>)>,
+}
+
+/// An async slice begun and not yet ended.
+struct OpenAsync {
+    node: usize,
+    start_us: f64,
 }
 
 /// Counts of what the trace held besides complete slices.
@@ -99,6 +110,8 @@ pub(crate) struct Declared {
 pub(crate) struct CallTree {
     pub nodes: Vec<Node>,
     open: HashMap<(TrackId, TrackId), Vec<Open>>,
+    /// Async slices by (process, category, id), innermost last.
+    open_async: HashMap<(TrackId, Option<String>, TrackId), Vec<OpenAsync>>,
     pub counts: SliceCounts,
     pub events: EventFigures,
     pub declared: Option<Declared>,
@@ -108,6 +121,11 @@ const ROOT: usize = 0;
 
 fn is_event_slice(event: &TraceEvent) -> bool {
     event.cat.as_deref() == Some("pipeline") && event.name.as_deref() == Some("event")
+}
+
+/// The toolkit's own slices that are not calls: a producer's submissions.
+fn is_ignored_slice(event: &TraceEvent) -> bool {
+    event.cat.as_deref() == Some("pipeline") && event.name.as_deref() != Some("event")
 }
 
 fn duration_ns(start_us: f64, end_us: f64) -> u64 {
@@ -130,6 +148,7 @@ impl CallTree {
         CallTree {
             nodes: vec![root],
             open: HashMap::new(),
+            open_async: HashMap::new(),
             counts: SliceCounts::default(),
             events: EventFigures { latency: histogram(), queue_wait: histogram() },
             declared: None,
@@ -139,9 +158,12 @@ impl CallTree {
     /// Takes one event in file order.
     pub(crate) fn add(&mut self, event: TraceEvent) {
         match event.ph.as_str() {
-            "B" => self.begin(event),
+            "B" | "E" | "X" if is_ignored_slice(&event) => self.counts.other_events += 1,
+            "B" => self.begin(event, None),
             "E" => self.end(event),
             "X" => self.complete(event),
+            "b" => self.begin_async(event),
+            "e" => self.end_async(event),
             "M" if event.name.as_deref() == Some(crate::trace::PROFILE_METADATA) => {
                 self.counts.other_events += 1;
                 let args = event.args.unwrap_or_default();
@@ -154,10 +176,45 @@ impl CallTree {
         }
     }
 
-    /// Ends reading: slices still open are counted and left out.
+    /// Ends reading: complete slices still open are closed; begun slices never ended are
+    /// counted and left out.
     pub(crate) fn finish(&mut self) {
-        self.counts.unclosed = self.open.values().map(|stack| stack.len() as u64).sum();
-        self.open.clear();
+        let tracks: Vec<(TrackId, TrackId)> = self.open.keys().copied().collect();
+        for track in tracks {
+            self.close_complete(track, f64::INFINITY);
+            let left = self.open.remove(&track).unwrap_or_default();
+            self.counts.unclosed += left.len() as u64;
+        }
+        self.counts.unclosed += self.open_async.values().map(|s| s.len() as u64).sum::<u64>();
+        self.open_async.clear();
+    }
+
+    /// Closes the complete (`X`) slices on top of `track`'s stack that ended by `ts`; an open
+    /// `B` slice stops the search (it is closed by its `E`).
+    fn close_complete(&mut self, track: (TrackId, TrackId), ts: f64) {
+        loop {
+            let Some(stack) = self.open.get_mut(&track) else { return };
+            let ended = match stack.last() {
+                Some(Open { complete: Some((end_us, _)), .. }) => *end_us <= ts,
+                _ => false,
+            };
+            if !ended {
+                return;
+            }
+            let mut open = stack.pop().expect("checked");
+            let (end_us, args) = open.complete.take().expect("checked");
+            let duration = duration_ns(open.start_us, end_us);
+            let credited = if open.node.is_some() { duration } else { open.child_ns };
+            if let Some(parent) = stack.last_mut() {
+                parent.child_ns += credited;
+            }
+            let unfinished = args.as_ref().is_some_and(|a| a.unfinished == Some(true));
+            if unfinished {
+                self.counts.unclosed += 1; // cut short when the trace ended: not a whole call
+                continue;
+            }
+            self.close(open, duration, args);
+        }
     }
 
     fn child(&mut self, parent: usize, name: &str) -> usize {
@@ -175,15 +232,21 @@ impl CallTree {
         index
     }
 
-    fn begin(&mut self, event: TraceEvent) {
+    fn begin(
+        &mut self,
+        event: TraceEvent,
+        complete: Option<(f64, Option<super::chrome::EventArgs>)>,
+    ) {
         let Some(ts) = event.ts else {
             self.counts.other_events += 1;
             return;
         };
         let track = (event.pid, event.tid);
+        self.close_complete(track, ts);
         let open = self.open.get(&track);
         let parent = open.and_then(|s| s.iter().rev().find_map(|o| o.node)).unwrap_or(ROOT);
-        let queue_wait_us = event.args.as_ref().and_then(|a| a.queue_wait_us).and_then(|c| c.0);
+        let args = event.args.as_ref().or(complete.as_ref().and_then(|(_, args)| args.as_ref()));
+        let queue_wait_us = args.and_then(|a| a.queue_wait_us).and_then(|c| c.0);
         let node = if is_event_slice(&event) {
             None
         } else {
@@ -195,7 +258,61 @@ impl CallTree {
             start_us: ts,
             child_ns: 0,
             queue_wait_us,
+            complete,
         });
+    }
+
+    fn begin_async(&mut self, event: TraceEvent) {
+        let (Some(ts), Some(id)) = (event.ts, event.id) else {
+            self.counts.other_events += 1;
+            return;
+        };
+        let track = (event.pid, event.tid);
+        self.close_complete(track, ts);
+        let open = self.open.get(&track);
+        let parent = open.and_then(|s| s.iter().rev().find_map(|o| o.node)).unwrap_or(ROOT);
+        let name = event.name.as_deref().unwrap_or("(unnamed)");
+        let node = self.child(parent, name);
+        let key = (event.pid, event.cat, id);
+        self.open_async.entry(key).or_default().push(OpenAsync { node, start_us: ts });
+    }
+
+    fn end_async(&mut self, event: TraceEvent) {
+        let (Some(ts), Some(id)) = (event.ts, event.id) else {
+            self.counts.other_events += 1;
+            return;
+        };
+        let key = (event.pid, event.cat.clone(), id);
+        let nodes = &self.nodes;
+        let Some(stack) = self.open_async.get_mut(&key) else {
+            self.counts.unmatched_ends += 1;
+            return;
+        };
+        let found = match event.name.as_deref() {
+            None => stack.len().checked_sub(1),
+            Some(name) => stack.iter().rposition(|open| nodes[open.node].name == name),
+        };
+        let Some(position) = found else {
+            self.counts.unmatched_ends += 1;
+            return;
+        };
+        let open = stack.remove(position);
+        if stack.is_empty() {
+            self.open_async.remove(&key);
+        }
+        if event.args.as_ref().is_some_and(|a| a.unfinished == Some(true)) {
+            self.counts.unclosed += 1;
+            return;
+        }
+        let duration = duration_ns(open.start_us, ts);
+        let slot = Open {
+            node: Some(open.node),
+            start_us: open.start_us,
+            child_ns: 0,
+            queue_wait_us: None,
+            complete: None,
+        };
+        self.close(slot, duration, event.args);
     }
 
     fn end(&mut self, event: TraceEvent) {
@@ -203,8 +320,10 @@ impl CallTree {
             self.counts.other_events += 1;
             return;
         };
+        let track = (event.pid, event.tid);
+        self.close_complete(track, ts);
         let nodes = &self.nodes;
-        let stack = self.open.entry((event.pid, event.tid)).or_default();
+        let stack = self.open.entry(track).or_default();
         // The innermost open slice of that name (tracing-chrome names its ends); an end without
         // a name closes the innermost slice.
         let found = match event.name.as_deref() {
@@ -219,13 +338,22 @@ impl CallTree {
             return;
         };
         let open = stack.remove(position);
+        if open.complete.is_some() {
+            self.counts.unmatched_ends += 1; // an `E` cannot end a complete slice
+            stack.insert(position, open);
+            return;
+        }
         let duration = duration_ns(open.start_us, ts);
         // Credit the enclosing slice; a per-event slice passes its children's time through.
         let credited = if open.node.is_some() { duration } else { open.child_ns };
         if let Some(parent) = position.checked_sub(1).and_then(|p| stack.get_mut(p)) {
             parent.child_ns += credited;
         }
-        self.close(open, duration, event);
+        if event.args.as_ref().is_some_and(|a| a.unfinished == Some(true)) {
+            self.counts.unclosed += 1;
+            return;
+        }
+        self.close(open, duration, event.args);
     }
 
     fn complete(&mut self, event: TraceEvent) {
@@ -233,13 +361,14 @@ impl CallTree {
             self.counts.other_events += 1;
             return;
         };
-        // A complete event is closed as soon as it is read: a leaf under the open slices.
-        self.begin(TraceEvent { ph: "B".to_owned(), ..clone_head(&event) });
-        let end = TraceEvent { ph: "E".to_owned(), ts: Some(ts + dur), ..event };
-        self.end(end);
+        // Open until an event on its thread starts at or after its end: what begins inside it
+        // before then nests in it.
+        let end_us = if dur.is_finite() && dur > 0.0 { ts + dur } else { ts };
+        let args = event.args;
+        self.begin(TraceEvent { ph: "B".to_owned(), args: None, ..event }, Some((end_us, args)));
     }
 
-    fn close(&mut self, open: Open, duration: u64, end: TraceEvent) {
+    fn close(&mut self, open: Open, duration: u64, args: Option<super::chrome::EventArgs>) {
         self.counts.slices += 1;
         let Some(node) = open.node else {
             record(&mut self.events.latency, duration);
@@ -250,7 +379,7 @@ impl CallTree {
         };
         let stats = &mut self.nodes[node].stats;
         stats.durations.record(duration, duration.saturating_sub(open.child_ns));
-        if let Some(args) = end.args {
+        if let Some(args) = args {
             stats.stage_marked |= args.outcome.is_some();
             if let Some(count) = args.allocations.and_then(|c| c.0) {
                 *stats.allocations.get_or_insert(0) += count;
@@ -270,20 +399,6 @@ impl CallTree {
         }
         names.reverse();
         names
-    }
-}
-
-/// The fields a begin needs, copied from a complete event.
-fn clone_head(event: &TraceEvent) -> TraceEvent {
-    TraceEvent {
-        ph: String::new(),
-        name: event.name.clone(),
-        cat: event.cat.clone(),
-        pid: event.pid,
-        tid: event.tid,
-        ts: event.ts,
-        dur: None,
-        args: None,
     }
 }
 

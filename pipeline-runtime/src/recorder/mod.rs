@@ -19,15 +19,18 @@ pub use stack::{AsyncCall, CallGuard, PollGuard};
 
 use crate::alloc::AllocatorKind;
 
-/// What instrumented calls do, as bits: [`RECORDING`], [`SPANS_ALWAYS`], [`SPANS_FOR_TRACE`].
+/// What instrumented calls do, as bits: [`RECORDING`], [`SPANS_ALWAYS`], [`SPANS_FOR_TRACE`],
+/// [`TRACE_RECORDS`].
 /// One atomic, so that an idle call (no bit set) costs one relaxed load.
 static MODE: AtomicU8 = AtomicU8::new(0);
 /// A profiling session is recording statistics.
 const RECORDING: u8 = 1;
 /// The program asked for stage and function spans at all times ([`crate::emit_spans`]).
 const SPANS_ALWAYS: u8 = 2;
-/// A Chrome trace is being written: it is made of the spans.
+/// A Chrome trace is being written by tracing-chrome: it is made of the spans.
 const SPANS_FOR_TRACE: u8 = 4;
+/// A Chrome trace is being written by the native writer: calls write trace records.
+const TRACE_RECORDS: u8 = 8;
 /// Whether the running session's allocation figures are real (the counting allocator is in).
 static COUNTING_ALLOCATOR: AtomicBool = AtomicBool::new(false);
 
@@ -67,13 +70,19 @@ impl Mode {
         self.0 & (SPANS_ALWAYS | SPANS_FOR_TRACE) != 0
     }
 
+    /// Calls write trace records (the native trace writer is on).
+    #[inline]
+    pub(crate) fn writes_records(self) -> bool {
+        self.0 & TRACE_RECORDS != 0
+    }
+
     /// Starts measuring a call of `callsite` when a session records; an idle guard otherwise.
     #[inline]
     pub(crate) fn enter(self, callsite: &'static Callsite) -> CallGuard {
         if self.0 & RECORDING == 0 {
             return CallGuard::idle();
         }
-        stack::enter_recording(callsite)
+        stack::enter_recording(callsite, self.writes_records())
     }
 }
 
@@ -93,6 +102,16 @@ pub(crate) fn set_spans_always(on: bool) {
 /// Whether stage and function spans are made for the Chrome trace being written.
 pub(crate) fn set_spans_for_trace(on: bool) {
     set_mode_bit(SPANS_FOR_TRACE, on);
+}
+
+/// Whether stage and function calls write trace records (the native writer is on).
+pub(crate) fn set_trace_records(on: bool) {
+    set_mode_bit(TRACE_RECORDS, on);
+}
+
+/// Whether a program asked for spans at all times, or the tracing-chrome backend wants them.
+pub(crate) fn wants_spans() -> bool {
+    Mode::now().wants_spans()
 }
 
 #[inline]

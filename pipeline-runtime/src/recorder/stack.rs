@@ -11,6 +11,7 @@ use super::shard::{self, Measured, MeasuredMemory, Shard};
 use super::{current_session, is_enabled};
 use crate::alloc::{self, Counters};
 use crate::clock::now_ns;
+use crate::records::{self, AsyncOutcome, AsyncSlice, SliceKind, Token};
 
 /// An open call on this thread.
 struct Frame {
@@ -26,6 +27,8 @@ struct Frame {
     mem_start: Counters,
     /// Allocations made inside nested instrumented calls.
     child_mem: Counters,
+    /// The trace record of its begin, when one was written.
+    trace: Token,
 }
 
 /// What a closed frame measured.
@@ -92,8 +95,10 @@ impl ThreadState {
         self.stack.last().map_or(0, |frame| frame.stage)
     }
 
+    /// Opens a frame for a call of `callsite`; with `traced`, also writes the begin of its trace
+    /// slice, stamped with the frame's own start time.
     #[inline]
-    fn push(&mut self, callsite: &'static Callsite, session: u64) -> usize {
+    fn push(&mut self, callsite: &'static Callsite, session: u64, traced: bool) -> usize {
         let id = callsite.id();
         let parent_stage = self.enclosing_stage();
         let stage = match callsite.kind() {
@@ -113,11 +118,19 @@ impl ThreadState {
             child_ns: 0,
             mem_start: Counters::default(),
             child_mem: Counters::default(),
+            trace: Token::NONE,
         });
         // Last, so the call's figures exclude the bookkeeping above.
         let frame = &mut self.stack[depth];
         frame.mem_start = alloc::thread_counters();
         frame.start_ns = now_ns();
+        if traced {
+            let kind = match callsite.kind() {
+                CallsiteKind::Stage => SliceKind::Stage,
+                CallsiteKind::Function => SliceKind::Function,
+            };
+            frame.trace = records::begin_slice(frame.start_ns, callsite.name(), kind);
+        }
         depth
     }
 
@@ -169,9 +182,9 @@ const INERT: usize = usize::MAX;
 /// Opens a measured call of `callsite` (a session records: see `Mode::enter`); it ends when the
 /// returned guard drops.
 #[inline(never)]
-pub(crate) fn enter_recording(callsite: &'static Callsite) -> CallGuard {
+pub(crate) fn enter_recording(callsite: &'static Callsite, traced: bool) -> CallGuard {
     let session = current_session();
-    let depth = STATE.with(|state| state.borrow_mut().push(callsite, session));
+    let depth = STATE.with(|state| state.borrow_mut().push(callsite, session, traced));
     CallGuard { depth, _not_send: PhantomData }
 }
 
@@ -191,11 +204,18 @@ impl CallGuard {
     /// Ends the call now (later calls and the drop do nothing); see [`CallGuard::finish`].
     #[inline]
     pub(crate) fn end(&mut self) -> Option<Counters> {
+        self.end_with(None)
+    }
+
+    /// Ends the call now; `outcome` renders how it failed for its trace slice (called only when
+    /// the slice's end is written).
+    #[inline]
+    pub(crate) fn end_with(&mut self, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> {
         let depth = std::mem::replace(&mut self.depth, INERT);
         if depth == INERT {
             return None;
         }
-        exit(depth)
+        exit(depth, outcome)
     }
 }
 
@@ -203,13 +223,13 @@ impl Drop for CallGuard {
     #[inline]
     fn drop(&mut self) {
         if self.depth != INERT {
-            exit(self.depth);
+            exit(self.depth, None);
         }
     }
 }
 
 #[inline(never)]
-fn exit(depth: usize) -> Option<Counters> {
+fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> {
     // `try_with`: during thread teardown the state may already be gone; the call is then lost
     // rather than panicking inside a destructor.
     STATE
@@ -223,10 +243,23 @@ fn exit(depth: usize) -> Option<Counters> {
                 memory: MeasuredMemory::new(mem, frame.child_mem),
             };
             state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
+            // A call ended by a panic unwinding through it says so on its slice.
+            let outcome = match outcome {
+                None if frame.trace != Token::NONE && std::thread::panicking() => {
+                    Some(&panicked as _)
+                }
+                outcome => outcome,
+            };
+            records::end_slice(frame.trace, end_ns, mem.allocations, mem.bytes_allocated, outcome);
             Some(mem)
         })
         .ok()
         .flatten()
+}
+
+/// The outcome of a call a panic unwound through.
+fn panicked() -> String {
+    "panicked".to_owned()
 }
 
 /// The measurement of one `async fn` call, carried by its future across polls (and threads).
@@ -239,6 +272,8 @@ pub struct AsyncCall {
     mem: Counters,
     /// Allocations of nested instrumented calls made during its polls.
     child_mem: Counters,
+    /// Its slice in the trace, from first poll to completion.
+    trace: Option<(AsyncSlice, &'static str)>,
 }
 
 /// A poll of an instrumented future in progress; made by [`AsyncCall::poll_begin`].
@@ -256,13 +291,20 @@ impl AsyncCall {
         if !enabled {
             return PollGuard { call: self, depth: INERT, _not_send: PhantomData };
         }
+        // A poll is not a slice of its own: the call is one async slice, first poll to end.
         let (depth, parent, start) = STATE.with(|state| {
             let mut state = state.borrow_mut();
-            let depth = state.push(callsite, session);
+            let depth = state.push(callsite, session, false);
             let frame = &state.stack[depth];
             (depth, frame.parent_stage, frame.start_ns)
         });
-        self.started.get_or_insert((session, parent, start));
+        if self.started.is_none() {
+            self.started = Some((session, parent, start));
+            if super::Mode::now().writes_records() {
+                let name = callsite.name();
+                self.trace = records::begin_async(start, name).map(|slice| (slice, name));
+            }
+        }
         PollGuard { call: self, depth, _not_send: PhantomData }
     }
 }
@@ -287,6 +329,9 @@ impl PollGuard<'_> {
             call.child_mem.add(frame.child_mem);
             if !ready {
                 return;
+            }
+            if let Some((slice, name)) = call.trace.take() {
+                records::end_async(slice, end_ns, name, AsyncOutcome::Completed);
             }
             if let Some((session, parent, first_poll_ns)) = call.started {
                 let total_ns = end_ns.saturating_sub(first_poll_ns);

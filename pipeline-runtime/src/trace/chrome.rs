@@ -1,9 +1,11 @@
-//! Chrome trace JSON (opens in ui.perfetto.dev), built on `tracing-chrome`.
+//! The tracing-chrome backend (`TraceBackend::TracingChrome`): the trace made of the stage and
+//! function `tracing` spans, written by `tracing-chrome`. Kept as a second backend and as the
+//! reference the native writer is checked against.
 //!
 //! One `tracing_chrome::ChromeLayer` serves the whole process: tracing-chrome keeps per-thread
 //! state (thread ids, a cached channel sender) in process-wide thread-locals, so a second layer
-//! would silently lose the events of threads the first one saw. The layer sits behind a per-layer
-//! filter that is on only while a profiling session traces, and writes into a `SessionWriter`
+//! would silently lose the events of threads the first one saw. The layer sits behind a filter
+//! that is on only while a session traces with this backend, and writes into a `SessionWriter`
 //! that re-frames tracing-chrome's stream (one compact JSON entry per line) into the current
 //! session's file:
 //!
@@ -12,14 +14,11 @@
 //! - counter events (queue depth, live heap) are appended to the same file as whole lines, so
 //!   they interleave safely with the slices and are streamed to disk like them;
 //! - tracing-chrome's `Flush` is acknowledged, so `finish()` knows everything recorded before it
-//!   is in the file, and ends the file with a `pipeline_profile` metadata entry (which slices are
-//!   stages, whether allocations were measured: stage slices carry arguments only when they say
-//!   something) and `]`.
+//!   is in the file, and ends the file with a `pipeline_profile` metadata entry and `]`.
 //!
-//! Stage and function spans exist only while a trace records (or always after
-//! [`crate::emit_spans`]): statistics never need them.
+//! Its queue to the writer thread is bounded in entries (`Profiler::trace_backlog_limit`):
+//! whole spans are left out past it, and counted.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -31,10 +30,11 @@ use tracing::field::{Field, Visit};
 use tracing::Subscriber;
 use tracing_chrome::{ChromeLayer, ChromeLayerBuilder, EventOrSpan, FlushGuard};
 use tracing_subscriber::filter::{dynamic_filter_fn, DynFilterFn, Filtered};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::error::Error;
+use crate::records::{self, CounterTrack};
 
 /// The filter in front of the layer: asked for every span and event (a `DynFilterFn`, because
 /// a plain `FilterFn` caches its first answer per call site, which would freeze the on/off
@@ -63,31 +63,11 @@ static WRITTEN: AtomicU64 = AtomicU64::new(0);
 /// Spans and events left out of the trace because the writer was too far behind.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// How far (in entries) tracing-chrome's writer may fall behind before new spans are left out,
-/// unless `Profiler::trace_backlog_limit` says otherwise.
-///
-/// tracing-chrome queues every entry on an unbounded channel to its writer thread; when the
-/// program makes spans faster than the writer serialises them, that queue is the only thing
-/// that grows. Capping the backlog keeps memory flat (about 250 bytes an entry, so ~25 MB at
-/// most); whole spans are left out, never half of one, and the report counts them.
-pub const MAX_BACKLOG: u64 = 100_000;
-
 /// The backlog limit of the running session (`Profiler::trace_backlog_limit`).
-static BACKLOG_LIMIT: AtomicU64 = AtomicU64::new(MAX_BACKLOG);
-
-thread_local! {
-    /// Whether the event this thread is processing is sampled into the trace.
-    static SAMPLED: Cell<bool> = const { Cell::new(true) };
-}
-
-/// Marks whether what this thread does next belongs in the trace (the workers' per-event
-/// sampling decision). Returns the previous value.
-pub(crate) fn set_sampled(sampled: bool) -> bool {
-    SAMPLED.with(|s| s.replace(sampled))
-}
+static BACKLOG_LIMIT: AtomicU64 = AtomicU64::new(super::MAX_BACKLOG);
 
 fn tracing_enabled<S>(metadata: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
-    if !TRACING.load(Ordering::Relaxed) || !SAMPLED.with(Cell::get) {
+    if !TRACING.load(Ordering::Relaxed) || !records::is_sampled() {
         return false;
     }
     let entries = if metadata.is_span() { 2 } else { 1 };
@@ -103,15 +83,6 @@ fn tracing_enabled<S>(metadata: &tracing::Metadata<'_>, _: &Context<'_, S>) -> b
 /// Spans and events left out of traces so far because the writer fell behind.
 pub(crate) fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
-}
-
-/// Trace one event in this many (1: every event), as set by `Profiler::sample`.
-static SAMPLE_EVERY: AtomicU64 = AtomicU64::new(1);
-
-/// Whether the worker's event number `id` goes into the trace.
-#[inline]
-pub(crate) fn samples_event(id: u64) -> bool {
-    id % SAMPLE_EVERY.load(Ordering::Relaxed).max(1) == 0
 }
 
 /// State shared by tracing-chrome's writer thread, counters, and the session.
@@ -272,21 +243,8 @@ where
     }
 }
 
-/// The Chrome trace layer, to add to a subscriber you build yourself:
-///
-/// ```no_run
-/// use tracing_subscriber::prelude::*;
-/// tracing_subscriber::registry().with(pipeline_runtime::trace::layer().expect("first call")).init();
-/// // Profiler::new().chrome_trace("trace.json").start() then writes through it.
-/// ```
-///
-/// It records only while a profiling session with `chrome_trace` runs.
-///
-/// # Errors
-///
-/// [`Error::TraceLayerExists`] if the layer was already made in this process (tracing-chrome
-/// supports one layer per process).
-pub fn layer<S>() -> Result<PipelineChromeLayer<S>, Error>
+/// tracing-chrome's layer behind the session filter, for a subscriber the program builds.
+pub(crate) fn filtered_layer<S>() -> Result<PipelineChromeLayer<S>, Error>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
@@ -295,18 +253,12 @@ where
     Ok(chrome_layer()?.with_filter(dynamic_filter_fn(enabled)))
 }
 
-/// Makes the process's one tracing-chrome layer and its writer.
-fn chrome_layer<S>() -> Result<ChromeLayer<S>, Error>
+/// Makes the process's one tracing-chrome layer and its writer (the caller made sure it is the
+/// first: see `super::claim_layer`).
+pub(crate) fn chrome_layer<S>() -> Result<ChromeLayer<S>, Error>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
-    // Refuse before building anything: tracing-chrome's constructor points the calling thread's
-    // cached channel at the new layer, so even a layer built and then discarded would send this
-    // thread's events nowhere.
-    static MADE: AtomicBool = AtomicBool::new(false);
-    if MADE.swap(true, Ordering::AcqRel) {
-        return Err(Error::TraceLayerExists);
-    }
     let shared =
         Arc::new(Shared { state: Mutex::new(WriterState::default()), flushed: Condvar::new() });
     let epoch = Instant::now();
@@ -318,14 +270,14 @@ where
         .build();
     let tracer = Tracer { writer: shared, guard: Mutex::new(guard), epoch };
     TRACER.set(tracer).map_err(|_| Error::TraceLayerExists)?;
+    records::set_counter_sink(counter);
     Ok(chrome)
 }
 
-/// The on/off switch of [`layer`]'s filter, as a layer of its own: in the subscriber this module
-/// installs (where the Chrome layer is the only one), it decides once, when a span is made,
-/// instead of a per-layer filter being consulted again on every enter, exit, record and close
-/// (a registry look-up each).
-struct SessionSwitch;
+/// The switch in front of the subscriber the profiler installs: spans exist for it only while a
+/// trace records them (the native writer takes the program's own spans, tracing-chrome all). It
+/// decides once, when a span is made; tracing-chrome's own filter then does its accounting.
+pub(crate) struct SessionSwitch;
 
 impl<S> Layer<S> for SessionSwitch
 where
@@ -338,46 +290,42 @@ where
         tracing::subscriber::Interest::sometimes() // the answer changes: ask `enabled` every time
     }
 
-    fn enabled(&self, metadata: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        tracing_enabled(metadata, &ctx)
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        (TRACING.load(Ordering::Relaxed) || records::active() != 0) && records::is_sampled()
     }
 }
 
-/// Makes sure the layer exists: installs `Registry + layer` as the global subscriber unless the
-/// user already added [`layer`] to theirs.
-fn ensure_installed() -> Result<&'static Tracer, Error> {
+/// Whether the tracing-chrome layer was made (in the program's subscriber or the profiler's).
+pub(crate) fn layer_exists() -> bool {
+    TRACER.get().is_some()
+}
+
+/// The process's tracing-chrome writer, once its layer exists (the program's subscriber has
+/// `trace::layer()`, or the profiler installed its own).
+fn tracer() -> Result<&'static Tracer, Error> {
     if let Some(tracer) = TRACER.get() {
         return Ok(tracer);
     }
-    let subscriber = tracing_subscriber::registry().with(chrome_layer()?).with(SessionSwitch);
-    tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::SubscriberTaken)?;
-    Ok(TRACER.get().expect("just set"))
+    super::install_subscriber()?;
+    TRACER.get().ok_or(Error::SubscriberTaken)
 }
 
-/// A trace file being written by the running session.
+/// A tracing-chrome trace file being written by the running session.
 #[derive(Debug)]
-pub(crate) struct TraceSession {
+pub(crate) struct ChromeTrace {
     path: PathBuf,
-    finished: bool,
-    dropped_at_start: u64,
-    sample_every: u64,
 }
 
-impl TraceSession {
-    /// Creates the file (an unwritable path is an error now, not a missing file later) and turns
-    /// recording on.
+impl ChromeTrace {
+    /// Writes the file's head into `file` and turns recording on.
     pub(crate) fn start(
+        file: File,
         path: &Path,
         process_name: &str,
         sample_every: u64,
         backlog_limit: u64,
     ) -> Result<Self, Error> {
-        let file = File::create(path).map_err(|source| Error::Write {
-            what: "trace",
-            path: path.to_owned(),
-            source,
-        })?;
-        let tracer = ensure_installed()?;
+        let tracer = tracer()?;
         let mut state = tracer.writer.lock();
         // The file's buffer is the profiler's memory, not the program's: it is made and freed
         // (in `finish`) as bookkeeping, so it shows neither as the run's growth nor in its peak.
@@ -386,7 +334,7 @@ impl TraceSession {
             BufWriter::with_capacity(64 * 1024, file)
         };
         let header = serde_json::json!({
-            "ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": { "name": process_name }
+            "ph": "M", "pid": 1, "tid": 1, "name": "process_name", "args": { "name": process_name }
         });
         let mut result = file
             .write_all(b"[\n")
@@ -400,24 +348,16 @@ impl TraceSession {
         state.path = path.to_owned();
         state.error = None;
         drop(state);
-        SAMPLE_EVERY.store(sample_every.max(1), Ordering::Relaxed);
+        records::set_sample_every(sample_every);
         BACKLOG_LIMIT.store(backlog_limit.max(2), Ordering::Relaxed);
         crate::recorder::set_spans_for_trace(true);
         TRACING.store(true, Ordering::Release);
-        Ok(TraceSession {
-            path: path.to_owned(),
-            finished: false,
-            dropped_at_start: dropped(),
-            sample_every,
-        })
+        Ok(ChromeTrace { path: path.to_owned() })
     }
 
     /// Stops recording, waits until tracing-chrome has written what it received, and closes the
     /// file with `]`.
-    pub(crate) fn finish(&mut self) -> Result<(), Error> {
-        if std::mem::replace(&mut self.finished, true) {
-            return Ok(());
-        }
+    pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<(), Error> {
         TRACING.store(false, Ordering::Release);
         crate::recorder::set_spans_for_trace(false);
         let Some(tracer) = TRACER.get() else { return Ok(()) };
@@ -444,7 +384,7 @@ impl TraceSession {
         drop(state);
         let closed = match file {
             Some(mut file) => {
-                let closed = write_trailer(&mut file)
+                let closed = write_trailer(&mut file, stage_names, left_out)
                     .and_then(|()| file.write_all(b"\n]\n"))
                     .and_then(|()| file.flush());
                 let _bookkeeping = crate::alloc::bookkeeping();
@@ -460,66 +400,40 @@ impl TraceSession {
     }
 }
 
-/// The name of the metadata entry that closes each trace: which slices are `#[stage]` calls, and
-/// whether allocations were measured. Stage slices carry arguments only when they say something
-/// (a failure, allocations), so a reader needs this to tell a stage from a function and "no
-/// allocations" from "not measured". Perfetto ignores metadata it does not know.
-pub(crate) const PROFILE_METADATA: &str = "pipeline_profile";
-
-fn write_trailer(file: &mut impl Write) -> io::Result<()> {
+fn write_trailer(file: &mut impl Write, stages: &[&str], left_out: u64) -> io::Result<()> {
     let entry = serde_json::json!({
-        "ph": "M", "pid": 1, "tid": 0, "name": PROFILE_METADATA,
+        "ph": "M", "pid": 1, "tid": 1, "name": super::PROFILE_METADATA,
         "args": {
-            "stages": crate::recorder::stage_names(),
+            "stages": stages,
             "allocations_measured": crate::recorder::allocations_measured(),
+            "records_left_out": left_out,
+            "writer": "tracing-chrome",
         }
     });
     file.write_all(b",\n")?;
     serde_json::to_writer(&mut *file, &entry).map_err(io::Error::from)
 }
 
-impl TraceSession {
-    /// What the report says about this trace.
-    pub(crate) fn summary(&self) -> TraceSummary {
-        TraceSummary {
-            path: self.path.clone(),
-            sampled_one_in: self.sample_every,
-            spans_left_out: dropped().saturating_sub(self.dropped_at_start),
-        }
+impl ChromeTrace {
+    /// Where the trace goes.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
-/// The Chrome trace a session wrote.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TraceSummary {
-    /// Where it is.
-    pub path: PathBuf,
-    /// One event in this many is traced (1: all); statistics cover every event regardless.
-    pub sampled_one_in: u64,
-    /// Spans and events left out because the trace writer fell more than [`MAX_BACKLOG`]
-    /// entries behind (memory stays bounded instead).
-    pub spans_left_out: u64,
-}
-
-impl Drop for TraceSession {
-    fn drop(&mut self) {
-        // Also while a panic unwinds: the trace ends up complete with what was recorded.
-        let _ = self.finish();
-    }
-}
-
-/// Whether a trace is being recorded now.
+/// Whether this backend is recording now.
 #[inline]
 pub(crate) fn is_tracing() -> bool {
     TRACING.load(Ordering::Relaxed)
 }
 
 /// Appends a counter sample (a `"ph":"C"` event) to the trace. Perfetto names the track
-/// `"{name} {series}"`: `counter("queue", "depth", ..)` draws the track "queue depth".
-pub(crate) fn counter(name: &str, series: &str, value: f64) {
-    if !is_tracing() {
+/// `"{name} {series}"`: the queue's is "queue depth".
+pub(crate) fn counter(track: CounterTrack, value: f64) {
+    if !is_tracing() || !value.is_finite() {
         return;
     }
+    let (name, series) = track.name_and_series();
     let Some(tracer) = TRACER.get() else { return };
     let ts = tracer.epoch.elapsed().as_nanos() as f64 / 1000.0;
     let entry = serde_json::json!({ "ph": "C", "pid": 1, "name": name, "ts": ts, "args": { series: value } });

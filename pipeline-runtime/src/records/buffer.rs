@@ -1,0 +1,377 @@
+//! Each thread's record buffer (its current chunk) and its slot: what the writer reads.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::pool::{self, Chunk};
+use super::{active, count_left_out, Record, Token, CHUNK_RECORDS};
+
+/// Who a slot's records come from.
+#[derive(Debug)]
+pub(crate) struct SlotInfo {
+    /// Unique over the process's life.
+    pub(crate) id: u64,
+    /// The OS thread id (Linux `gettid`), as Perfetto shows it.
+    pub(crate) tid: u64,
+    /// The thread's name, or `thread-{tid}`.
+    pub(crate) name: String,
+}
+
+/// A thread's records on their way to the writer.
+struct Slot {
+    info: SlotInfo,
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    /// Chunks the thread filled, oldest first.
+    full: VecDeque<NonNull<Chunk>>,
+    /// The chunk the thread is filling (the writer reads its published part).
+    current: Option<NonNull<Chunk>>,
+    /// Texts of the thread's records (instant arguments, failure outcomes), in record order.
+    texts: VecDeque<Box<str>>,
+    /// The thread ended: once drained, the slot goes.
+    ended: bool,
+}
+
+// SAFETY: the chunks are shared only as `&Chunk` (which is `Sync`); the slot owns those in `full`.
+unsafe impl Send for SlotState {}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+static SLOTS: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
+static NEXT_SLOT: AtomicU64 = AtomicU64::new(1);
+
+/// Wakes the writer when a chunk fills.
+static WAKE: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn wake_writer() {
+    let (count, condvar) = &WAKE;
+    *count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    condvar.notify_one();
+}
+
+/// Blocks the writer until a chunk fills or `timeout` passes.
+pub(crate) fn wait_for_chunks(timeout: Duration) {
+    let (count, condvar) = &WAKE;
+    let mut guard = count.lock().unwrap_or_else(PoisonError::into_inner);
+    if *guard == 0 {
+        guard = condvar.wait_timeout(guard, timeout).unwrap_or_else(PoisonError::into_inner).0;
+    }
+    *guard = 0;
+}
+
+/// The calling thread's writing state.
+pub(super) struct ThreadBuffer {
+    slot: Option<Arc<Slot>>,
+    chunk: Option<NonNull<Chunk>>,
+    /// Records in `chunk` (the owner's copy of its published length).
+    len: usize,
+    /// Begins written in this generation whose ends are still to come: room is kept for them.
+    open: usize,
+    generation: u32,
+    /// Whether this thread's current work is traced (per-event sampling).
+    sampled: bool,
+}
+
+thread_local! {
+    // No destructor (ManuallyDrop): every access is a plain thread-local address. `ThreadExit`
+    // hands the chunk over when the thread ends.
+    static BUFFER: RefCell<ManuallyDrop<ThreadBuffer>> = const {
+        RefCell::new(ManuallyDrop::new(ThreadBuffer {
+            slot: None,
+            chunk: None,
+            len: 0,
+            open: 0,
+            generation: 0,
+            sampled: true,
+        }))
+    };
+    static EXIT: ThreadExit = const { ThreadExit };
+}
+
+/// Hands a thread's last chunk to the writer when the thread ends.
+struct ThreadExit;
+
+impl Drop for ThreadExit {
+    fn drop(&mut self) {
+        let _ = BUFFER.try_with(|buffer| {
+            let Ok(mut buffer) = buffer.try_borrow_mut() else { return };
+            let chunk = buffer.chunk.take();
+            if let Some(slot) = buffer.slot.take() {
+                let mut state = slot.lock();
+                state.current = None;
+                if let Some(chunk) = chunk {
+                    state.full.push_back(chunk);
+                }
+                state.ended = true;
+            }
+        });
+        wake_writer();
+    }
+}
+
+/// Runs `f` on the calling thread's buffer (the default when the thread is being torn down or
+/// the buffer is already borrowed: nothing is written then).
+#[inline]
+pub(super) fn with<T: Default>(f: impl FnOnce(&mut ThreadBuffer) -> T) -> T {
+    BUFFER
+        .try_with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => f(&mut buffer),
+            Err(_) => T::default(),
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn set_sampled(sampled: bool) -> bool {
+    BUFFER
+        .try_with(|buffer| {
+            buffer.try_borrow_mut().map(|mut b| std::mem::replace(&mut b.sampled, sampled))
+        })
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(true)
+}
+
+pub(super) fn is_sampled() -> bool {
+    BUFFER.try_with(|buffer| buffer.try_borrow().map(|b| b.sampled).unwrap_or(true)).unwrap_or(true)
+}
+
+impl ThreadBuffer {
+    /// Writes a begin, with room kept for its end. `Token::NONE` when it was left out.
+    #[inline]
+    pub(super) fn begin(&mut self, record: Record) -> Token {
+        if !self.sampled {
+            return Token::NONE;
+        }
+        if !self.room_for(2) {
+            count_left_out();
+            return Token::NONE;
+        }
+        self.push(record);
+        self.open += 1;
+        Token(self.generation)
+    }
+
+    /// Writes the end that `token`'s begin reserved room for.
+    #[inline]
+    pub(super) fn end(
+        &mut self,
+        token: Token,
+        ts: u64,
+        allocations: u64,
+        bytes: u64,
+        outcome: Option<&dyn Fn() -> String>,
+    ) {
+        if token.0 != self.generation || self.open == 0 || active() != self.generation {
+            return; // begun in a trace that is over; its writer closed the slice
+        }
+        self.open -= 1;
+        let outcome = match outcome {
+            Some(render) => {
+                let text = {
+                    let _bookkeeping = crate::alloc::bookkeeping();
+                    super::guarded_text(render).into_boxed_str()
+                };
+                self.push_text(text);
+                true
+            }
+            None => false,
+        };
+        self.push(Record::End { ts, allocations, bytes, outcome });
+    }
+
+    /// Writes a record that needs no end; returns whether it was written.
+    pub(super) fn single(&mut self, record: Record, text: Option<Box<str>>) -> bool {
+        if !self.room_for(1) {
+            count_left_out();
+            return false;
+        }
+        if let Some(text) = text {
+            self.push_text(text);
+        }
+        self.push(record);
+        true
+    }
+
+    /// Makes sure the current chunk has room for `records` more besides the ends kept for open
+    /// begins, taking a new chunk if needed. False when the trace is off or no chunk is free.
+    #[inline]
+    fn room_for(&mut self, records: usize) -> bool {
+        let generation = active();
+        if generation == 0 {
+            return false;
+        }
+        if generation != self.generation {
+            self.start_generation(generation);
+        }
+        if self.chunk.is_some() && self.len + records + self.open <= CHUNK_RECORDS {
+            return true;
+        }
+        self.next_chunk(records)
+    }
+
+    #[inline]
+    fn push(&mut self, record: Record) {
+        let chunk = self.chunk.expect("room_for made sure of a chunk");
+        // SAFETY: this thread owns `chunk` until it hands it to the slot's `full` queue.
+        unsafe { chunk.as_ref() }.push(self.len, record);
+        self.len += 1;
+    }
+
+    fn push_text(&mut self, text: Box<str>) {
+        if let Some(slot) = &self.slot {
+            let _bookkeeping = crate::alloc::bookkeeping();
+            slot.lock().texts.push_back(text);
+        }
+    }
+
+    /// A new trace began: what this thread holds belongs to the last one.
+    #[cold]
+    fn start_generation(&mut self, generation: u32) {
+        self.generation = generation;
+        self.open = 0;
+        self.retire_chunk();
+    }
+
+    /// Hands the current chunk to the writer.
+    fn retire_chunk(&mut self) {
+        let Some(chunk) = self.chunk.take() else { return };
+        self.len = 0;
+        if let Some(slot) = &self.slot {
+            let mut state = slot.lock();
+            state.current = None;
+            state.full.push_back(chunk);
+        }
+        wake_writer();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_chunk(&mut self, records: usize) -> bool {
+        if self.open + records > CHUNK_RECORDS {
+            return false; // nested deeper than a chunk holds
+        }
+        let Some(chunk) = pool::take(self.generation) else { return false };
+        let slot = self.slot.get_or_insert_with(register).clone();
+        let previous = self.chunk.replace(chunk);
+        self.len = 0;
+        {
+            let _bookkeeping = crate::alloc::bookkeeping();
+            let mut state = slot.lock();
+            if let Some(previous) = previous {
+                state.full.push_back(previous);
+            }
+            state.current = Some(chunk);
+        }
+        if previous.is_some() {
+            wake_writer();
+        }
+        true
+    }
+}
+
+#[cold]
+fn register() -> Arc<Slot> {
+    let _bookkeeping = crate::alloc::bookkeeping();
+    let _ = EXIT.try_with(|_| ());
+    let tid = os_thread_id();
+    let name = std::thread::current().name().map_or_else(|| format!("thread-{tid}"), str::to_owned);
+    let slot = Arc::new(Slot {
+        info: SlotInfo { id: NEXT_SLOT.fetch_add(1, Ordering::Relaxed), tid, name },
+        state: Mutex::new(SlotState {
+            full: VecDeque::new(),
+            current: None,
+            texts: VecDeque::new(),
+            ended: false,
+        }),
+    });
+    SLOTS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&slot));
+    slot
+}
+
+/// The calling thread's id as the OS (and so Perfetto, and `top -H`) knows it.
+fn os_thread_id() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        if tid > 0 {
+            return tid as u64;
+        }
+    }
+    // Elsewhere: distinct numbers above the process id (never 0, which Perfetto replaces).
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    u64::from(std::process::id()) + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the writer does with the records it drains.
+pub(crate) trait Reader {
+    /// Texts of `slot`'s records, in record order (they may arrive before their records).
+    fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>);
+    /// `slot`'s records, in the order the thread wrote them, all of trace `generation`.
+    fn records(&mut self, slot: &SlotInfo, generation: u32, records: &[Record]);
+}
+
+/// Hands every record published so far to `reader`, thread by thread, each thread's in order;
+/// read chunks go back to the pool and slots of ended threads are removed once empty.
+/// Callers serialise drains (the writer holds its own lock).
+pub(crate) fn drain(reader: &mut dyn Reader) {
+    let slots: Vec<Arc<Slot>> = SLOTS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut finished = Vec::new();
+    for slot in &slots {
+        let (full, current, texts, ended) = {
+            let mut state = slot.lock();
+            (
+                std::mem::take(&mut state.full),
+                state.current,
+                std::mem::take(&mut state.texts),
+                state.ended,
+            )
+        };
+        if !texts.is_empty() {
+            reader.texts(&slot.info, texts);
+        }
+        for chunk in full {
+            // SAFETY: chunks in `full` are the slot's alone now, and were taken out of it.
+            let chunk_ref = unsafe { chunk.as_ref() };
+            let from = chunk_ref.drained.load(Ordering::Relaxed);
+            let generation = chunk_ref.generation.load(Ordering::Relaxed);
+            reader.records(&slot.info, generation, chunk_ref.published(from));
+            pool::give_back(chunk);
+        }
+        if let Some(chunk) = current {
+            // The thread may retire this chunk meanwhile, but only into `full`, which only
+            // drains (serialised) empty and give back: it stays alive while we read it.
+            let state = slot.lock();
+            if state.current == Some(chunk) {
+                // SAFETY: still the thread's current chunk, alive while we hold the lock.
+                let chunk_ref = unsafe { chunk.as_ref() };
+                let from = chunk_ref.drained.load(Ordering::Relaxed);
+                let records = chunk_ref.published(from);
+                chunk_ref.drained.store(from + records.len(), Ordering::Relaxed);
+                let generation = chunk_ref.generation.load(Ordering::Relaxed);
+                reader.records(&slot.info, generation, records);
+            }
+        }
+        if ended {
+            finished.push(slot.info.id);
+        }
+    }
+    if !finished.is_empty() {
+        let mut all = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|slot| {
+            let state = slot.lock();
+            !(finished.contains(&slot.info.id) && state.full.is_empty() && state.texts.is_empty())
+        });
+    }
+}

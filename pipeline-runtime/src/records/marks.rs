@@ -1,0 +1,145 @@
+//! What running code (the worker pool, the heap sampler) marks in a trace: an event's slice, its
+//! submission, the instants where events stop, counter samples. Written as records for the native
+//! writer, or as `tracing` spans and events for the tracing-chrome backend (and for a program
+//! that asked for spans), so the pool does not need to know which writer runs.
+
+use std::sync::OnceLock;
+
+use super::CounterTrack;
+use super::{active, begin_event, end_slice, is_sampled, samples_event, set_sampled, Token};
+use crate::clock::now_ns;
+
+/// The slice of one event a worker processes; its stages nest inside. Ends when dropped.
+pub(crate) struct EventSlice {
+    token: Token,
+    span: Option<tracing::span::EnteredSpan>,
+    was_sampled: bool,
+}
+
+impl EventSlice {
+    /// Begins the slice of event `id` (picked off the queue now, after `wait_ns` in it; `flow`
+    /// is its submission's arrow, 0 for none). Per-event sampling decides whether anything the
+    /// event does is traced.
+    pub(crate) fn begin(id: u64, wait_ns: u64, flow: u64, picked_ns: u64) -> Self {
+        let native = active() != 0;
+        let traced = samples_event(id);
+        let was_sampled = set_sampled(traced);
+        let token =
+            if native && traced { begin_event(picked_ns, id, wait_ns, flow) } else { Token::NONE };
+        let span = (!native && crate::recorder::wants_spans()).then(|| {
+            tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000)
+                .entered()
+        });
+        EventSlice { token, span, was_sampled }
+    }
+}
+
+impl Drop for EventSlice {
+    fn drop(&mut self) {
+        end_slice(self.token, now_ns(), 0, 0, None);
+        drop(self.span.take());
+        set_sampled(self.was_sampled);
+    }
+}
+
+/// A producer handing event `id` to the queue: the start of its flow arrow.
+pub(crate) struct Submission {
+    start_ns: u64,
+    id: u64,
+    /// The arrow's id (0: not traced).
+    pub(crate) flow: u64,
+}
+
+impl Submission {
+    /// Starts timing the submission of event `id`.
+    pub(crate) fn begin(id: u64) -> Self {
+        let flow = if active() != 0 && samples_event(id) { super::next_flow_id() } else { 0 };
+        Submission { start_ns: if flow != 0 { now_ns() } else { 0 }, id, flow }
+    }
+
+    /// The event is in the queue: writes the submission's slice.
+    pub(crate) fn end(self) {
+        if self.flow != 0 {
+            super::submit(self.start_ns, now_ns(), self.id, self.flow);
+        }
+    }
+}
+
+/// Why an event stopped, for its instant.
+pub(crate) enum Stop<'a> {
+    Rejected { reason: &'a str },
+    Panicked { message: &'a str },
+    Failed { error: &'a dyn std::fmt::Display },
+}
+
+/// Marks where event `id` was stopped by `stage`.
+pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
+    if active() != 0 {
+        let (marker, key, text) = match stop {
+            Stop::Rejected { reason } => ("rejected", "reason", (*reason).to_owned()),
+            Stop::Panicked { message } => ("panic", "message", (*message).to_owned()),
+            Stop::Failed { error } => {
+                ("failed", "error", super::guarded_text(|| error.to_string()))
+            }
+        };
+        super::instant(now_ns(), marker, || {
+            let args = serde_json::json!({
+                "event": id,
+                "stage": super::bounded_text(stage),
+                key: super::bounded_text(&text),
+            });
+            args.to_string()
+        });
+        return;
+    }
+    if !crate::recorder::wants_spans() || !is_sampled() {
+        return;
+    }
+    // tracing-chrome: events, with user text bounded like the native writer's.
+    let stage = super::bounded_text(stage);
+    match stop {
+        Stop::Rejected { reason } => {
+            let reason = super::bounded_text(reason);
+            tracing::info!(target: "pipeline", marker = "rejected", event = id, stage = %stage, %reason, "event rejected");
+        }
+        Stop::Panicked { message } => {
+            let message = super::bounded_text(message);
+            tracing::error!(target: "pipeline", marker = "panic", event = id, stage = %stage, %message, "stage panicked");
+        }
+        Stop::Failed { error } => {
+            let error = super::guarded_text(|| error.to_string());
+            tracing::warn!(target: "pipeline", marker = "failed", event = id, stage = %stage, %error, "stage failed");
+        }
+    }
+}
+
+/// Marks the first moment a queue of `capacity` was full.
+pub(crate) fn queue_full(capacity: usize) {
+    if active() != 0 {
+        super::instant(now_ns(), "queue full", || format!("{{\"capacity\":{capacity}}}"));
+    } else if crate::recorder::wants_spans() {
+        tracing::warn!(
+            target: "pipeline",
+            marker = "queue full",
+            capacity,
+            "the queue reached its capacity: submitters now wait"
+        );
+    }
+}
+
+/// Where counter samples go while the tracing-chrome backend writes (set by that backend).
+static COUNTER_SINK: OnceLock<fn(CounterTrack, f64)> = OnceLock::new();
+
+/// Registers the tracing-chrome backend's counter writer.
+pub(crate) fn set_counter_sink(sink: fn(CounterTrack, f64)) {
+    let _ = COUNTER_SINK.set(sink);
+}
+
+/// Appends a counter sample to the trace being written, whichever writer writes it.
+pub(crate) fn counter(track: CounterTrack, value: f64) {
+    if active() != 0 {
+        super::counter(now_ns(), track, value);
+    } else if let Some(sink) = COUNTER_SINK.get() {
+        sink(track, value);
+    }
+}

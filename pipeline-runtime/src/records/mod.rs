@@ -1,0 +1,321 @@
+//! Trace records: what instrumented code writes, once, into its own thread's buffer, for the
+//! native trace writer to read (`DESIGN.md`, "Recording once, consumed twice").
+//!
+//! A thread appends fixed-size [`Record`]s to its current chunk with plain stores and one release
+//! store of the chunk's length: no lock shared between threads, no allocation, no formatting.
+//! A full chunk is handed to the thread's slot (one uncontended lock per chunk) and the writer is
+//! woken; the writer also reads the published part of a chunk still being filled, so a quiet
+//! thread's records reach the file too.
+//!
+//! Memory is bounded: chunks come from a pool of at most [`start`]'s limit. When a thread needs a
+//! new chunk and none is free, the spans it begins are left out whole and counted
+//! ([`left_out`]); an end is never left out once its begin was written, because every written
+//! begin reserves room for its end in the chunk that holds it.
+//!
+//! Each trace has a generation: a record belongs to the trace that was running when its thread
+//! wrote it, so records written late by a racing thread never leak into the next trace's file.
+
+mod buffer;
+mod marks;
+mod pool;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub(crate) use buffer::{drain, wait_for_chunks, Reader, SlotInfo};
+pub(crate) use marks::{counter as mark_counter, queue_full, set_counter_sink, stop as mark_stop};
+pub(crate) use marks::{EventSlice, Stop, Submission};
+
+/// What kind of slice a [`Record::Begin`] opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SliceKind {
+    /// A `#[stage]` call.
+    Stage,
+    /// A `#[profiled]` call.
+    Function,
+    /// A `tracing` span of the program's own, entered inside the trace.
+    User,
+}
+
+/// The counter tracks the toolkit draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CounterTrack {
+    /// The worker queue's depth, sampled.
+    QueueDepth,
+    /// The live heap (counting allocator), sampled.
+    LiveHeap,
+}
+
+impl CounterTrack {
+    /// The counter's name and its series (Perfetto names the track "{name} {series}").
+    pub(crate) fn name_and_series(self) -> (&'static str, &'static str) {
+        match self {
+            CounterTrack::QueueDepth => ("queue", "depth"),
+            CounterTrack::LiveHeap => ("heap", "live bytes"),
+        }
+    }
+}
+
+/// How an async call's slice ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AsyncOutcome {
+    /// The future completed.
+    Completed,
+}
+
+/// One fixed-size trace record. Timestamps are [`crate::clock::now_ns`] readings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Record {
+    /// A stage, function or user span began on this thread.
+    Begin { ts: u64, name: &'static str, kind: SliceKind },
+    /// A worker took an event off the queue: the event's slice began.
+    EventBegin { ts: u64, id: u64, wait_ns: u64, flow: u64 },
+    /// The innermost open slice of this thread ended, having allocated this much (nested calls
+    /// included). With `outcome`, the next of the thread's texts is its outcome.
+    End { ts: u64, allocations: u64, bytes: u64, outcome: bool },
+    /// A producer queued an event: a complete slice where the event's flow arrow starts.
+    Submit { start: u64, end: u64, id: u64, flow: u64 },
+    /// An instant event; the next of the thread's texts holds its arguments (a JSON object).
+    Instant { ts: u64, marker: &'static str },
+    /// A counter sample.
+    Counter { ts: u64, track: CounterTrack, value: f64 },
+    /// An async call's first poll: its own slice begins (it may end on another thread).
+    AsyncBegin { ts: u64, name: &'static str, id: u64 },
+    /// An async call ended.
+    AsyncEnd { ts: u64, name: &'static str, id: u64, outcome: AsyncOutcome },
+}
+
+impl Record {
+    /// Whether a text of the thread's goes with this record.
+    pub(crate) fn has_text(&self) -> bool {
+        matches!(self, Record::Instant { .. } | Record::End { outcome: true, .. })
+    }
+}
+
+/// The generation of the trace being recorded; 0 while none is.
+static ACTIVE: AtomicU32 = AtomicU32::new(0);
+/// The last generation handed out.
+static LAST_GENERATION: AtomicU32 = AtomicU32::new(0);
+/// Spans, instants and counters left out because no chunk was free, over the process's life.
+static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
+/// Trace one event in this many (`Profiler::sample`).
+static SAMPLE_EVERY: AtomicU64 = AtomicU64::new(1);
+static NEXT_FLOW: AtomicU64 = AtomicU64::new(1);
+static NEXT_ASYNC: AtomicU64 = AtomicU64::new(1);
+
+/// The generation being recorded, 0 when records are off.
+#[inline]
+pub(crate) fn active() -> u32 {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Starts recording a new trace whose chunks come from a pool of at most `chunk_limit` chunks of
+/// [`CHUNK_RECORDS`] records. Returns its generation.
+pub(crate) fn start(chunk_limit: usize, sample_every: u64) -> u32 {
+    pool::set_limit(chunk_limit.max(1));
+    SAMPLE_EVERY.store(sample_every.max(1), Ordering::Relaxed);
+    let generation = LAST_GENERATION.fetch_add(1, Ordering::AcqRel).wrapping_add(1).max(1);
+    ACTIVE.store(generation, Ordering::Release);
+    generation
+}
+
+/// Stops recording: calls open now write no end (the writer closes their slices).
+pub(crate) fn stop() {
+    ACTIVE.store(0, Ordering::Release);
+}
+
+/// Records left out since the process started (spans whole, instants, counters).
+pub(crate) fn left_out() -> u64 {
+    LEFT_OUT.load(Ordering::Relaxed)
+}
+
+fn count_left_out() {
+    LEFT_OUT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Records a chunk holds.
+pub(crate) const CHUNK_RECORDS: usize = 2048;
+
+/// Whether the worker's event number `id` goes into the trace (`Profiler::sample`).
+#[inline]
+pub(crate) fn samples_event(id: u64) -> bool {
+    id % SAMPLE_EVERY.load(Ordering::Relaxed).max(1) == 0
+}
+
+/// Sets [`sample_every`] without starting native records (the tracing-chrome backend).
+pub(crate) fn set_sample_every(n: u64) {
+    SAMPLE_EVERY.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Marks whether what this thread does next belongs in the trace (a worker's per-event sampling
+/// decision). Returns the previous value.
+pub(crate) fn set_sampled(sampled: bool) -> bool {
+    buffer::set_sampled(sampled)
+}
+
+/// Whether this thread's current work is traced (see [`set_sampled`]).
+pub(crate) fn is_sampled() -> bool {
+    buffer::is_sampled()
+}
+
+/// A fresh id for an event's flow arrow (never 0).
+pub(crate) fn next_flow_id() -> u64 {
+    NEXT_FLOW.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A written begin, to hand back to [`end_slice`]; [`Token::NONE`] when nothing was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Token(u32);
+
+impl Token {
+    /// Nothing was written: the end writes nothing either.
+    pub(crate) const NONE: Token = Token(0);
+}
+
+/// Writes the begin of a stage, function or user slice; the end must follow on this thread.
+#[inline]
+pub(crate) fn begin_slice(ts: u64, name: &'static str, kind: SliceKind) -> Token {
+    buffer::with(|buffer| buffer.begin(Record::Begin { ts, name, kind }))
+}
+
+/// Writes the begin of a worker's event slice.
+pub(crate) fn begin_event(ts: u64, id: u64, wait_ns: u64, flow: u64) -> Token {
+    buffer::with(|buffer| buffer.begin(Record::EventBegin { ts, id, wait_ns, flow }))
+}
+
+/// Writes the end of the slice `token` began (nothing for [`Token::NONE`] or a begin of an
+/// earlier trace). `outcome` says how a stage call failed; it is called only when written.
+#[inline]
+pub(crate) fn end_slice(
+    token: Token,
+    ts: u64,
+    allocations: u64,
+    bytes: u64,
+    outcome: Option<&dyn Fn() -> String>,
+) {
+    if token == Token::NONE {
+        return;
+    }
+    buffer::with(|buffer| buffer.end(token, ts, allocations, bytes, outcome));
+}
+
+/// Writes a producer's submission of an event (a complete slice the flow arrow starts from).
+pub(crate) fn submit(start: u64, end: u64, id: u64, flow: u64) {
+    buffer::with(|buffer| buffer.single(Record::Submit { start, end, id, flow }, None));
+}
+
+/// Writes an instant event; `args` renders its arguments as a JSON object (user text in it is
+/// bounded by [`bounded_text`]).
+pub(crate) fn instant(ts: u64, marker: &'static str, args: impl FnOnce() -> String) {
+    if active() == 0 || !is_sampled() {
+        return;
+    }
+    let text = {
+        let _bookkeeping = crate::alloc::bookkeeping();
+        args().into_boxed_str()
+    };
+    buffer::with(|buffer| buffer.single(Record::Instant { ts, marker }, Some(text)));
+}
+
+/// Writes a counter sample.
+pub(crate) fn counter(ts: u64, track: CounterTrack, value: f64) {
+    if active() == 0 {
+        return;
+    }
+    buffer::with(|buffer| buffer.single(Record::Counter { ts, track, value }, None));
+}
+
+/// An async call's slice, begun on its first poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AsyncSlice {
+    generation: u32,
+    id: u64,
+}
+
+/// Writes the begin of an async call's slice.
+pub(crate) fn begin_async(ts: u64, name: &'static str) -> Option<AsyncSlice> {
+    let generation = active();
+    if generation == 0 || !is_sampled() {
+        return None;
+    }
+    let id = NEXT_ASYNC.fetch_add(1, Ordering::Relaxed);
+    let written = buffer::with(|buffer| buffer.single(Record::AsyncBegin { ts, name, id }, None));
+    written.then_some(AsyncSlice { generation, id })
+}
+
+/// Writes the end of an async call's slice (on whichever thread it ended).
+pub(crate) fn end_async(slice: AsyncSlice, ts: u64, name: &'static str, outcome: AsyncOutcome) {
+    if active() != slice.generation {
+        return; // that trace is over; its writer closed the slice
+    }
+    let record = Record::AsyncEnd { ts, name, id: slice.id, outcome };
+    buffer::with(|buffer| buffer.single(record, None));
+}
+
+thread_local! {
+    /// Set while the toolkit makes, enters or leaves its own `tracing` spans.
+    static INTERNAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as the toolkit's own span handling: the user-span layer ignores what happens in it
+/// (stage and function calls are written as records already).
+#[inline]
+pub(crate) fn as_internal<T>(f: impl FnOnce() -> T) -> T {
+    let was = INTERNAL.try_with(|flag| flag.replace(true)).unwrap_or(true);
+    let result = f();
+    let _ = INTERNAL.try_with(|flag| flag.set(was));
+    result
+}
+
+/// Whether the calling thread is inside [`as_internal`].
+pub(crate) fn is_internal() -> bool {
+    INTERNAL.try_with(std::cell::Cell::get).unwrap_or(true)
+}
+
+/// At most this many bytes of any user text go into a trace or a report.
+pub(crate) const TEXT_LIMIT: usize = 1024;
+
+/// `text` cut to [`TEXT_LIMIT`] bytes (at a character boundary), marked when cut.
+pub(crate) fn bounded_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= TEXT_LIMIT {
+        return text.into();
+    }
+    let mut cut = TEXT_LIMIT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [cut: {} bytes in all]", &text[..cut], text.len()).into()
+}
+
+/// Renders `render`'s text, bounded; a `Display` that panics gives a note instead of unwinding
+/// through the recorder.
+pub(crate) fn guarded_text(render: impl FnOnce() -> String) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(render)) {
+        Ok(text) => bounded_text(&text).into_owned(),
+        Err(_) => "(formatting this message panicked)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_stay_small() {
+        assert!(std::mem::size_of::<Record>() <= 40, "{}", std::mem::size_of::<Record>());
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary_and_marked() {
+        let long = "é".repeat(2000);
+        let cut = bounded_text(&long);
+        assert!(cut.len() < TEXT_LIMIT + 64);
+        assert!(cut.contains("[cut: 4000 bytes in all]"), "{cut}");
+        assert_eq!(bounded_text("short"), "short");
+    }
+
+    #[test]
+    fn a_panicking_display_gives_a_note() {
+        let text = guarded_text(|| panic!("boom"));
+        assert!(text.contains("panicked"), "{text}");
+    }
+}

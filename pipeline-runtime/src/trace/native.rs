@@ -1,0 +1,696 @@
+//! The native Chrome trace writer: one thread that reads the recorder's trace records
+//! ([`crate::records`]) and streams Chrome trace JSON to the session's file.
+//!
+//! What it writes, per thread track (named with the OS thread id and the thread's name):
+//!
+//! - every stage, function and user slice as one complete (`X`) event, in the order the slices
+//!   began, so a parent comes before its children (a thread's slices wait in a small queue until
+//!   its outermost slice ends; past [`PENDING_LIMIT`] waiting entries the open slices are written
+//!   as `B`/`E` pairs instead, so memory stays bounded however deep or long a call runs);
+//! - a worker's per-event slice (`cat` `pipeline`, name `event`) with its id and queue wait, and
+//!   a flow arrow (`bind_id`) from the producer's `submit` slice to it;
+//! - async calls as async slices (`b`/`e`, one per call from first poll to completion);
+//! - instants (rejected, panic, failed, queue full) and counters (queue depth, live heap).
+//!
+//! Numbers are formatted with `itoa`, names escaped only when they need it, and the output is
+//! written in whole entries, so the file is a valid (if unterminated) trace at any moment. The
+//! file ends with a `pipeline_profile` metadata entry (stages, whether allocations were
+//! measured, how many records were left out) and `]`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use crate::clock::now_ns;
+use crate::records::{self, AsyncOutcome, CounterTrack, Reader, Record, SliceKind, SlotInfo};
+
+/// Entries a thread may hold back (waiting for its outermost slice to end) before its open
+/// slices are written as `B`/`E` pairs.
+pub(crate) const PENDING_LIMIT: usize = 4096;
+
+/// Output is written to the file in pieces of about this size.
+const WRITE_AT: usize = 64 * 1024;
+
+/// How often the writer reads quiet threads' records when no chunk fills.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The begin of a slice, as the writer keeps it until the slice ends.
+#[derive(Clone, Copy)]
+enum Begin {
+    Slice { ts: u64, name: &'static str, kind: SliceKind },
+    Event { ts: u64, id: u64, wait_ns: u64, flow: u64 },
+    Submit { ts: u64, id: u64, flow: u64 },
+}
+
+impl Begin {
+    fn ts(&self) -> u64 {
+        match *self {
+            Begin::Slice { ts, .. } | Begin::Event { ts, .. } | Begin::Submit { ts, .. } => ts,
+        }
+    }
+}
+
+/// How a slice ended.
+struct End {
+    ts: u64,
+    allocations: u64,
+    bytes: u64,
+    outcome: Option<Box<str>>,
+    unfinished: bool,
+}
+
+/// A thread's entry waiting to be written.
+enum Pending {
+    /// A slice: `end` is `None` while it is open.
+    Slice {
+        begin: Begin,
+        end: Option<End>,
+    },
+    Instant {
+        ts: u64,
+        marker: &'static str,
+        args: Box<str>,
+    },
+}
+
+/// An open slice of a thread.
+struct Open {
+    begin: Begin,
+    /// Its place in the thread's pending entries; `None` once written as a `B` event.
+    pending: Option<usize>,
+}
+
+/// What the writer knows of one thread.
+struct ThreadView {
+    tid: u64,
+    name: String,
+    /// Its `thread_name` entry is in the current file.
+    named: bool,
+    open: Vec<Open>,
+    pending: Vec<Pending>,
+    texts: VecDeque<Box<str>>,
+}
+
+/// The file being written and everything needed to write it.
+struct Writer {
+    /// The trace being written (0: none; records drained then are discarded).
+    generation: u32,
+    file: Option<File>,
+    path: PathBuf,
+    error: Option<io::Error>,
+    out: Vec<u8>,
+    pid: u64,
+    threads: HashMap<u64, ThreadView>,
+    /// Async slices begun and not ended: id → name.
+    open_async: HashMap<u64, &'static str>,
+    /// Async ends read before their begins (threads are drained one after another).
+    ended_early: HashSet<u64>,
+    allocations_measured: bool,
+    /// Slices and instants written into the current file.
+    written: u64,
+}
+
+fn writer() -> MutexGuard<'static, Writer> {
+    static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
+    let writer = WRITER.get_or_init(|| {
+        spawn_writer_thread();
+        Mutex::new(Writer {
+            generation: 0,
+            file: None,
+            path: PathBuf::new(),
+            error: None,
+            out: Vec::new(),
+            pid: u64::from(std::process::id()),
+            threads: HashMap::new(),
+            open_async: HashMap::new(),
+            ended_early: HashSet::new(),
+            allocations_measured: false,
+            written: 0,
+        })
+    });
+    writer.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer thread: reads records as chunks fill (and every [`POLL`]), writes them out, and
+/// gives the chunks back to the pool. Between traces it reads and discards, so chunks come back.
+fn spawn_writer_thread() {
+    let spawned =
+        std::thread::Builder::new().name("pipeline-trace-writer".to_owned()).spawn(|| {
+            // All of this thread's memory is the profiler's.
+            let _bookkeeping = crate::alloc::bookkeeping();
+            loop {
+                records::wait_for_chunks(POLL);
+                let mut writer = writer();
+                records::drain(&mut *writer);
+                writer.write_out(false);
+            }
+        });
+    // Without the thread, records are still read by `finish`; memory is bounded by the pool.
+    drop(spawned);
+}
+
+/// A native trace being written.
+#[derive(Debug)]
+pub(crate) struct NativeTrace {
+    path: PathBuf,
+}
+
+impl NativeTrace {
+    /// Opens the file, writes its head, and turns records on.
+    pub(crate) fn start(
+        file: File,
+        path: &Path,
+        process_name: &str,
+        chunk_limit: usize,
+        sample_every: u64,
+    ) -> Result<Self, io::Error> {
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let mut writer = writer();
+        // What is left of an earlier trace is read and discarded first.
+        records::drain(&mut *writer);
+        writer.file = Some(file);
+        writer.path = path.to_owned();
+        writer.error = None;
+        writer.written = 0;
+        writer.out.clear();
+        writer.open_async.clear();
+        writer.ended_early.clear();
+        writer.allocations_measured = crate::recorder::allocations_measured();
+        for thread in writer.threads.values_mut() {
+            thread.named = false;
+            thread.open.clear();
+            thread.pending.clear();
+        }
+        writer.out.extend_from_slice(b"[\n");
+        let pid = writer.pid;
+        metadata(&mut writer.out, pid, pid, "process_name", process_name);
+        writer.write_out(true);
+        if let Some(error) = writer.error.take() {
+            writer.file = None;
+            return Err(error);
+        }
+        writer.generation = records::start(chunk_limit, sample_every);
+        crate::recorder::set_trace_records(true);
+        Ok(NativeTrace { path: path.to_owned() })
+    }
+
+    /// Stops records, writes everything recorded, closes the slices still open, and ends the
+    /// file. Returns how many slices and instants it holds.
+    pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<u64, io::Error> {
+        crate::recorder::set_trace_records(false);
+        records::stop();
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let mut writer = writer();
+        records::drain(&mut *writer);
+        writer.close_open_slices(now_ns());
+        let trailer = serde_json::json!({
+            "ph": "M", "pid": writer.pid, "tid": writer.pid, "name": super::PROFILE_METADATA,
+            "args": {
+                "stages": stage_names,
+                "allocations_measured": writer.allocations_measured,
+                "records_left_out": left_out,
+                "writer": "pipeline native",
+            }
+        });
+        writer.out.extend_from_slice(b",\n");
+        let _ = serde_json::to_writer(&mut writer.out, &trailer);
+        writer.out.extend_from_slice(b"\n]\n");
+        writer.write_out(true);
+        writer.generation = 0;
+        let written = writer.written;
+        let file = writer.file.take();
+        let error = writer.error.take();
+        drop(writer);
+        let synced = match file {
+            Some(file) => file.sync_data().or(Ok(())),
+            None => Ok(()),
+        };
+        error.map_or(synced, Err).map(|()| written)
+    }
+
+    /// Where the trace goes.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Writer {
+    /// Writes the output buffer to the file once it is big enough (or `now`).
+    fn write_out(&mut self, now: bool) {
+        if self.out.is_empty() || (!now && self.out.len() < WRITE_AT) {
+            return;
+        }
+        if let Some(file) = &mut self.file {
+            if let Err(error) = file.write_all(&self.out) {
+                self.error.get_or_insert(error);
+                self.file = None; // keep what reached the file; stop writing
+            }
+        }
+        self.out.clear();
+    }
+
+    fn thread(&mut self, slot: &SlotInfo) -> &mut ThreadView {
+        self.threads.entry(slot.id).or_insert_with(|| ThreadView {
+            tid: slot.tid,
+            name: slot.name.clone(),
+            named: false,
+            open: Vec::new(),
+            pending: Vec::new(),
+            texts: VecDeque::new(),
+        })
+    }
+
+    /// Closes every slice still open (calls running when the trace ended) at `ts`, marked
+    /// unfinished, and every async slice still open.
+    fn close_open_slices(&mut self, ts: u64) {
+        let pid = self.pid;
+        let ids: Vec<u64> = self.threads.keys().copied().collect();
+        for id in ids {
+            let thread = self.threads.get_mut(&id).expect("listed");
+            while !thread.open.is_empty() {
+                let end = End { ts, allocations: 0, bytes: 0, outcome: None, unfinished: true };
+                thread.end(end, pid, &mut self.out, &mut self.written);
+            }
+        }
+        let open_async: Vec<(u64, &'static str)> = self.open_async.drain().collect();
+        for (id, name) in open_async {
+            async_event(&mut self.out, b'e', pid, pid, ts, name, id, Some("unfinished"));
+        }
+    }
+}
+
+impl Reader for Writer {
+    fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>) {
+        self.thread(slot).texts.extend(texts);
+    }
+
+    fn records(&mut self, slot: &SlotInfo, generation: u32, batch: &[Record]) {
+        let current = generation == self.generation && self.generation != 0;
+        let pid = self.pid;
+        let measured = self.allocations_measured;
+        let Writer { threads, out, open_async, ended_early, written, .. } = self;
+        let thread = threads.entry(slot.id).or_insert_with(|| ThreadView {
+            tid: slot.tid,
+            name: slot.name.clone(),
+            named: false,
+            open: Vec::new(),
+            pending: Vec::new(),
+            texts: VecDeque::new(),
+        });
+        if !current {
+            // An earlier trace's: consume the texts that go with them, write nothing.
+            for record in batch.iter().filter(|record| record.has_text()) {
+                let _ = record;
+                thread.texts.pop_front();
+            }
+            return;
+        }
+        if !thread.named {
+            thread.named = true;
+            metadata(out, pid, thread.tid, "thread_name", &thread.name);
+        }
+        for record in batch {
+            match *record {
+                Record::Begin { ts, name, kind } => {
+                    thread.begin(Begin::Slice { ts, name, kind }, pid, out, written);
+                }
+                Record::EventBegin { ts, id, wait_ns, flow } => {
+                    thread.begin(Begin::Event { ts, id, wait_ns, flow }, pid, out, written);
+                }
+                Record::End { ts, allocations, bytes, outcome } => {
+                    let outcome = if outcome { thread.texts.pop_front() } else { None };
+                    let (allocations, bytes) = if measured { (allocations, bytes) } else { (0, 0) };
+                    let end = End { ts, allocations, bytes, outcome, unfinished: false };
+                    thread.end(end, pid, out, written);
+                }
+                Record::Submit { start, end, id, flow } => {
+                    thread.begin(Begin::Submit { ts: start, id, flow }, pid, out, written);
+                    let end =
+                        End { ts: end, allocations: 0, bytes: 0, outcome: None, unfinished: false };
+                    thread.end(end, pid, out, written);
+                }
+                Record::Instant { ts, marker } => {
+                    let args = thread.texts.pop_front().unwrap_or_else(|| "{}".into());
+                    thread.pending.push(Pending::Instant { ts, marker, args });
+                    if thread.open.is_empty() {
+                        thread.flush(pid, out, written);
+                    }
+                }
+                Record::Counter { ts, track, value } => counter(out, pid, ts, track, value),
+                Record::AsyncBegin { ts, name, id } => {
+                    if !ended_early.remove(&id) {
+                        open_async.insert(id, name);
+                    }
+                    async_event(out, b'b', pid, thread.tid, ts, name, id, None);
+                }
+                Record::AsyncEnd { ts, name, id, outcome } => {
+                    if open_async.remove(&id).is_none() {
+                        ended_early.insert(id);
+                    }
+                    let note = match outcome {
+                        AsyncOutcome::Completed => None,
+                    };
+                    async_event(out, b'e', pid, thread.tid, ts, name, id, note);
+                }
+            }
+        }
+    }
+}
+
+impl ThreadView {
+    fn begin(&mut self, begin: Begin, _pid: u64, _out: &mut Vec<u8>, _written: &mut u64) {
+        let index = self.pending.len();
+        self.pending.push(Pending::Slice { begin, end: None });
+        self.open.push(Open { begin, pending: Some(index) });
+    }
+
+    fn end(&mut self, end: End, pid: u64, out: &mut Vec<u8>, written: &mut u64) {
+        let Some(open) = self.open.pop() else { return }; // an end without its begin: skipped
+        match open.pending {
+            Some(index) => {
+                if let Some(Pending::Slice { end: slot, .. }) = self.pending.get_mut(index) {
+                    *slot = Some(end);
+                }
+            }
+            None => {
+                // Written as `B` when the queue overflowed: what nested in it goes first.
+                self.flush(pid, out, written);
+                end_event(out, pid, self.tid, &open.begin, &end);
+            }
+        }
+        if self.open.is_empty() || self.pending.len() > PENDING_LIMIT {
+            self.flush(pid, out, written);
+        }
+    }
+
+    /// Writes the pending entries in begin order; slices still open become `B` events.
+    fn flush(&mut self, pid: u64, out: &mut Vec<u8>, written: &mut u64) {
+        for entry in self.pending.drain(..) {
+            *written += 1;
+            match entry {
+                Pending::Slice { begin, end: Some(end) } => {
+                    complete_event(out, pid, self.tid, &begin, &end)
+                }
+                Pending::Slice { begin, end: None } => begin_event(out, pid, self.tid, &begin),
+                Pending::Instant { ts, marker, args } => {
+                    instant(out, pid, self.tid, ts, marker, &args)
+                }
+            }
+        }
+        for open in &mut self.open {
+            open.pending = None;
+        }
+    }
+}
+
+// ---- formatting -------------------------------------------------------------------------------
+
+fn number(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Nanoseconds as microseconds with three decimals (Chrome trace timestamps are µs).
+fn micros(out: &mut Vec<u8>, ns: u64) {
+    number(out, ns / 1000);
+    let fraction = ns % 1000;
+    out.push(b'.');
+    out.push(b'0' + (fraction / 100) as u8);
+    out.push(b'0' + (fraction / 10 % 10) as u8);
+    out.push(b'0' + (fraction % 10) as u8);
+}
+
+/// A JSON string; names are usually plain, and then copied as they are.
+fn string(out: &mut Vec<u8>, text: &str) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// `,\n{"ph":"P","pid":..,"tid":..,"ts":..` — the start every event shares.
+fn head(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64, ts: u64) {
+    out.extend_from_slice(b",\n{\"ph\":\"");
+    out.push(phase);
+    out.extend_from_slice(b"\",\"pid\":");
+    number(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    number(out, tid);
+    out.extend_from_slice(b",\"ts\":");
+    micros(out, ts);
+}
+
+fn metadata(out: &mut Vec<u8>, pid: u64, tid: u64, kind: &str, name: &str) {
+    if out.ends_with(b"[\n") {
+        out.extend_from_slice(b"{\"ph\":\"M\"");
+    } else {
+        out.extend_from_slice(b",\n{\"ph\":\"M\"");
+    }
+    out.extend_from_slice(b",\"pid\":");
+    number(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    number(out, tid);
+    out.extend_from_slice(b",\"name\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"args\":{\"name\":");
+    string(out, name);
+    out.extend_from_slice(b"}}");
+}
+
+/// `,"name":..` and, for the toolkit's own slices, `,"cat":..` with the flow binding.
+fn name_and_binding(out: &mut Vec<u8>, begin: &Begin) {
+    match *begin {
+        Begin::Slice { name, kind, .. } => {
+            out.extend_from_slice(b",\"name\":");
+            string(out, name);
+            if kind == SliceKind::User {
+                out.extend_from_slice(b",\"cat\":\"user\"");
+            }
+        }
+        Begin::Event { flow, .. } => {
+            out.extend_from_slice(b",\"name\":\"event\",\"cat\":\"pipeline\"");
+            if flow != 0 {
+                out.extend_from_slice(b",\"bind_id\":");
+                number(out, flow);
+                out.extend_from_slice(b",\"flow_in\":true");
+            }
+        }
+        Begin::Submit { flow, .. } => {
+            out.extend_from_slice(b",\"name\":\"submit\",\"cat\":\"pipeline\"");
+            if flow != 0 {
+                out.extend_from_slice(b",\"bind_id\":");
+                number(out, flow);
+                out.extend_from_slice(b",\"flow_out\":true");
+            }
+        }
+    }
+}
+
+/// The slice's arguments (`,"args":{..}`), when it has any to say.
+fn args(out: &mut Vec<u8>, begin: &Begin, end: Option<&End>) {
+    let mut first = true;
+    let mut field = |out: &mut Vec<u8>, key: &str| {
+        out.extend_from_slice(if first { b",\"args\":{\"" } else { b",\"" });
+        first = false;
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    match *begin {
+        Begin::Event { id, wait_ns, .. } => {
+            field(out, "id");
+            number(out, id);
+            field(out, "queue_wait_us");
+            number(out, wait_ns / 1000);
+        }
+        Begin::Submit { id, .. } => {
+            field(out, "id");
+            number(out, id);
+        }
+        Begin::Slice { .. } => {}
+    }
+    if let Some(end) = end {
+        if end.allocations != 0 || end.bytes != 0 {
+            field(out, "allocations");
+            number(out, end.allocations);
+            field(out, "bytes_allocated");
+            number(out, end.bytes);
+        }
+        if let Some(outcome) = &end.outcome {
+            field(out, "outcome");
+            string(out, outcome);
+        }
+        if end.unfinished {
+            field(out, "unfinished");
+            out.extend_from_slice(b"true");
+        }
+    }
+    if !first {
+        out.push(b'}');
+    }
+}
+
+fn complete_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin, end: &End) {
+    head(out, b'X', pid, tid, begin.ts());
+    out.extend_from_slice(b",\"dur\":");
+    micros(out, end.ts.saturating_sub(begin.ts()));
+    name_and_binding(out, begin);
+    args(out, begin, Some(end));
+    out.push(b'}');
+}
+
+fn begin_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin) {
+    head(out, b'B', pid, tid, begin.ts());
+    name_and_binding(out, begin);
+    args(out, begin, None);
+    out.push(b'}');
+}
+
+fn end_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin, end: &End) {
+    head(out, b'E', pid, tid, end.ts.max(begin.ts()));
+    // Only the end's own arguments: the begin carried the rest.
+    args(out, &Begin::Slice { ts: 0, name: "", kind: SliceKind::Function }, Some(end));
+    out.push(b'}');
+}
+
+fn instant(out: &mut Vec<u8>, pid: u64, tid: u64, ts: u64, marker: &str, args: &str) {
+    head(out, b'i', pid, tid, ts);
+    out.extend_from_slice(b",\"s\":\"t\",\"name\":");
+    string(out, marker);
+    out.extend_from_slice(b",\"args\":");
+    out.extend_from_slice(args.as_bytes());
+    out.push(b'}');
+}
+
+fn counter(out: &mut Vec<u8>, pid: u64, ts: u64, track: CounterTrack, value: f64) {
+    if !value.is_finite() {
+        return; // Perfetto refuses NaN and infinities
+    }
+    let (name, series) = track.name_and_series();
+    head(out, b'C', pid, pid, ts);
+    out.extend_from_slice(b",\"name\":");
+    string(out, name);
+    out.extend_from_slice(b",\"args\":{");
+    string(out, series);
+    out.push(b':');
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+    } else {
+        let _ = write!(out, "{value}");
+    }
+    out.extend_from_slice(b"}}");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn async_event(
+    out: &mut Vec<u8>,
+    phase: u8,
+    pid: u64,
+    tid: u64,
+    ts: u64,
+    name: &str,
+    id: u64,
+    note: Option<&str>,
+) {
+    head(out, phase, pid, tid, ts);
+    out.extend_from_slice(b",\"name\":");
+    string(out, name);
+    out.extend_from_slice(b",\"cat\":\"async\",\"id\":");
+    number(out, id);
+    if let Some(note) = note {
+        out.extend_from_slice(b",\"args\":{\"");
+        out.extend_from_slice(note.as_bytes());
+        out.extend_from_slice(b"\":true}");
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_microseconds_with_nanosecond_decimals() {
+        let mut out = Vec::new();
+        micros(&mut out, 1_234_567_089);
+        assert_eq!(out, b"1234567.089");
+        out.clear();
+        micros(&mut out, 7);
+        assert_eq!(out, b"0.007");
+    }
+
+    #[test]
+    fn names_that_need_escaping_are_escaped() {
+        let mut out = Vec::new();
+        string(&mut out, "plain::name");
+        string(&mut out, "a \"quoted\"\nname");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""plain::name""a \"quoted\"\nname""#);
+    }
+
+    fn view() -> ThreadView {
+        ThreadView {
+            tid: 7,
+            name: "t".into(),
+            named: true,
+            open: Vec::new(),
+            pending: Vec::new(),
+            texts: VecDeque::new(),
+        }
+    }
+
+    fn slice(ts: u64, name: &'static str) -> Begin {
+        Begin::Slice { ts, name, kind: SliceKind::Function }
+    }
+
+    fn end(ts: u64) -> End {
+        End { ts, allocations: 0, bytes: 0, outcome: None, unfinished: false }
+    }
+
+    fn parse(out: &[u8]) -> Vec<serde_json::Value> {
+        let text = format!("[{}]", String::from_utf8_lossy(out).trim_start_matches(",\n"));
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+
+    #[test]
+    fn nested_slices_are_written_parent_first_when_the_outermost_ends() {
+        let (mut thread, mut out, mut written) = (view(), Vec::new(), 0);
+        thread.begin(slice(1_000, "outer"), 1, &mut out, &mut written);
+        thread.begin(slice(2_000, "inner"), 1, &mut out, &mut written);
+        thread.end(end(3_000), 1, &mut out, &mut written);
+        assert!(out.is_empty(), "held back until the outermost slice ends");
+        thread.end(end(9_000), 1, &mut out, &mut written);
+        let events = parse(&out);
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0]["name"].as_str(), events[0]["dur"].as_f64()),
+            (Some("outer"), Some(8.0))
+        );
+        assert_eq!(
+            (events[1]["name"].as_str(), events[1]["ts"].as_f64()),
+            (Some("inner"), Some(2.0))
+        );
+        assert_eq!(written, 2);
+    }
+
+    #[test]
+    fn a_long_open_slice_is_written_as_begin_and_end_once_too_much_waits() {
+        let (mut thread, mut out, mut written) = (view(), Vec::new(), 0);
+        thread.begin(slice(1, "main"), 1, &mut out, &mut written);
+        for i in 0..PENDING_LIMIT as u64 + 10 {
+            thread.begin(slice(10 + 2 * i, "f"), 1, &mut out, &mut written);
+            thread.end(end(11 + 2 * i), 1, &mut out, &mut written);
+        }
+        assert!(thread.pending.len() <= PENDING_LIMIT + 1, "bounded");
+        thread.end(end(1_000_000), 1, &mut out, &mut written);
+        let events = parse(&out);
+        assert_eq!(events[0]["ph"], "B");
+        assert_eq!(events.last().unwrap()["ph"], "E");
+        let fs = events.iter().filter(|e| e["ph"] == "X").count();
+        assert_eq!(fs, PENDING_LIMIT + 10, "every nested slice kept");
+    }
+}
