@@ -77,21 +77,46 @@ enum Pending {
 }
 
 /// An open slice of a thread.
-struct Open {
-    begin: Begin,
-    /// Its place in the thread's pending entries; `None` once written as a `B` event.
-    pending: Option<usize>,
+enum Open {
+    /// Waiting in the thread's pending entries, at this index.
+    Pending(u32),
+    /// Written as a `B` event when too much was waiting: its `E` follows when it ends.
+    Written(Begin),
+}
+
+/// Remembers, per `&'static str` name (by address), whether it needs escaping: the same few
+/// names are written over and over. Direct-mapped, so a look-up is an index and a compare.
+struct NameCache([(usize, usize, bool); 32]);
+
+impl NameCache {
+    /// `"name"`, escaped if it needs to be.
+    #[inline]
+    fn write(&mut self, out: &mut Vec<u8>, name: &'static str) {
+        let key = (name.as_ptr() as usize, name.len());
+        let entry = &mut self.0[(key.0 >> 3 ^ key.1) % 32];
+        if (entry.0, entry.1) != key {
+            *entry = (key.0, key.1, is_plain(name));
+        }
+        if entry.2 {
+            quoted(out, name);
+        } else {
+            string(out, name);
+        }
+    }
 }
 
 /// What the writer knows of one thread.
 struct ThreadView {
     tid: u64,
     name: String,
+    /// `,\n{"ph":"X","pid":P,"tid":T,"ts":`: the start of each of its complete slices.
+    complete_prefix: Vec<u8>,
     /// Its `thread_name` entry is in the current file.
     named: bool,
     open: Vec<Open>,
     pending: Vec<Pending>,
     texts: VecDeque<Box<str>>,
+    names: NameCache,
 }
 
 /// The file being written and everything needed to write it.
@@ -253,14 +278,8 @@ impl Writer {
     }
 
     fn thread(&mut self, slot: &SlotInfo) -> &mut ThreadView {
-        self.threads.entry(slot.id).or_insert_with(|| ThreadView {
-            tid: slot.tid,
-            name: slot.name.clone(),
-            named: false,
-            open: Vec::new(),
-            pending: Vec::new(),
-            texts: VecDeque::new(),
-        })
+        let pid = self.pid;
+        self.threads.entry(slot.id).or_insert_with(|| ThreadView::new(pid, slot))
     }
 
     /// Closes every slice still open (calls running when the trace ended) at `ts`, marked
@@ -292,14 +311,7 @@ impl Reader for Writer {
         let pid = self.pid;
         let measured = self.allocations_measured;
         let Writer { threads, out, open_async, ended_early, written, .. } = self;
-        let thread = threads.entry(slot.id).or_insert_with(|| ThreadView {
-            tid: slot.tid,
-            name: slot.name.clone(),
-            named: false,
-            open: Vec::new(),
-            pending: Vec::new(),
-            texts: VecDeque::new(),
-        });
+        let thread = threads.entry(slot.id).or_insert_with(|| ThreadView::new(pid, slot));
         if !current {
             // An earlier trace's: consume the texts that go with them, write nothing.
             for record in batch.iter().filter(|record| record.has_text()) {
@@ -315,10 +327,10 @@ impl Reader for Writer {
         for record in batch {
             match *record {
                 Record::Begin { ts, name, kind } => {
-                    thread.begin(Begin::Slice { ts, name, kind }, pid, out, written);
+                    thread.begin(Begin::Slice { ts, name, kind });
                 }
                 Record::EventBegin { ts, id, wait_ns, flow } => {
-                    thread.begin(Begin::Event { ts, id, wait_ns, flow }, pid, out, written);
+                    thread.begin(Begin::Event { ts, id, wait_ns, flow });
                 }
                 Record::End { ts, allocations, bytes, outcome } => {
                     let outcome = if outcome { thread.texts.pop_front() } else { None };
@@ -327,7 +339,7 @@ impl Reader for Writer {
                     thread.end(end, pid, out, written);
                 }
                 Record::Submit { start, end, id, flow } => {
-                    thread.begin(Begin::Submit { ts: start, id, flow }, pid, out, written);
+                    thread.begin(Begin::Submit { ts: start, id, flow });
                     let end =
                         End { ts: end, allocations: 0, bytes: 0, outcome: None, unfinished: false };
                     thread.end(end, pid, out, written);
@@ -361,24 +373,40 @@ impl Reader for Writer {
 }
 
 impl ThreadView {
-    fn begin(&mut self, begin: Begin, _pid: u64, _out: &mut Vec<u8>, _written: &mut u64) {
-        let index = self.pending.len();
+    fn new(pid: u64, slot: &SlotInfo) -> Self {
+        let mut complete_prefix = Vec::new();
+        head(&mut complete_prefix, b'X', pid, slot.tid);
+        ThreadView {
+            tid: slot.tid,
+            name: slot.name.clone(),
+            complete_prefix,
+            named: false,
+            open: Vec::new(),
+            pending: Vec::new(),
+            texts: VecDeque::new(),
+            names: NameCache([(0, 0, false); 32]),
+        }
+    }
+
+    fn begin(&mut self, begin: Begin) {
+        let index = self.pending.len() as u32;
         self.pending.push(Pending::Slice { begin, end: None });
-        self.open.push(Open { begin, pending: Some(index) });
+        self.open.push(Open::Pending(index));
     }
 
     fn end(&mut self, end: End, pid: u64, out: &mut Vec<u8>, written: &mut u64) {
         let Some(open) = self.open.pop() else { return }; // an end without its begin: skipped
-        match open.pending {
-            Some(index) => {
-                if let Some(Pending::Slice { end: slot, .. }) = self.pending.get_mut(index) {
+        match open {
+            Open::Pending(index) => {
+                if let Some(Pending::Slice { end: slot, .. }) = self.pending.get_mut(index as usize)
+                {
                     *slot = Some(end);
                 }
             }
-            None => {
+            Open::Written(begin) => {
                 // Written as `B` when the queue overflowed: what nested in it goes first.
                 self.flush(pid, out, written);
-                end_event(out, pid, self.tid, &open.begin, &end);
+                end_event(out, pid, self.tid, &begin, &end);
             }
         }
         if self.open.is_empty() || self.pending.len() > PENDING_LIMIT {
@@ -388,21 +416,32 @@ impl ThreadView {
 
     /// Writes the pending entries in begin order; slices still open become `B` events.
     fn flush(&mut self, pid: u64, out: &mut Vec<u8>, written: &mut u64) {
-        for entry in self.pending.drain(..) {
-            *written += 1;
+        if self.pending.is_empty() {
+            return;
+        }
+        *written += self.pending.len() as u64;
+        let names = &mut self.names;
+        for entry in &self.pending {
             match entry {
                 Pending::Slice { begin, end: Some(end) } => {
-                    complete_event(out, pid, self.tid, &begin, &end)
+                    complete_event(out, &self.complete_prefix, names, begin, end);
                 }
-                Pending::Slice { begin, end: None } => begin_event(out, pid, self.tid, &begin),
+                Pending::Slice { begin, end: None } => {
+                    begin_event(out, pid, self.tid, names, begin)
+                }
                 Pending::Instant { ts, marker, args } => {
-                    instant(out, pid, self.tid, ts, marker, &args)
+                    instant(out, pid, self.tid, *ts, marker, args);
                 }
             }
         }
         for open in &mut self.open {
-            open.pending = None;
+            if let Open::Pending(index) = *open {
+                if let Some(Pending::Slice { begin, .. }) = self.pending.get(index as usize) {
+                    *open = Open::Written(*begin);
+                }
+            }
         }
+        self.pending.clear();
     }
 }
 
@@ -413,29 +452,46 @@ fn number(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Nanoseconds as microseconds with three decimals (Chrome trace timestamps are µs).
+#[inline]
 fn micros(out: &mut Vec<u8>, ns: u64) {
-    number(out, ns / 1000);
+    let mut digits = itoa::Buffer::new();
+    let whole = digits.format(ns / 1000).as_bytes();
     let fraction = ns % 1000;
-    out.push(b'.');
-    out.push(b'0' + (fraction / 100) as u8);
-    out.push(b'0' + (fraction / 10 % 10) as u8);
-    out.push(b'0' + (fraction % 10) as u8);
+    let mut text = [0u8; 24];
+    text[..whole.len()].copy_from_slice(whole);
+    let end = whole.len();
+    text[end] = b'.';
+    text[end + 1] = b'0' + (fraction / 100) as u8;
+    text[end + 2] = b'0' + (fraction / 10 % 10) as u8;
+    text[end + 3] = b'0' + (fraction % 10) as u8;
+    out.extend_from_slice(&text[..end + 4]);
 }
 
 /// A JSON string; names are usually plain, and then copied as they are.
 fn string(out: &mut Vec<u8>, text: &str) {
-    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
+    if is_plain(text) {
+        quoted(out, text);
     } else {
         let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
-/// `,\n{"ph":"P","pid":..,"tid":..,"ts":..` — the start every event shares.
-fn head(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64, ts: u64) {
+/// Whether `text` needs no escaping in JSON.
+fn is_plain(text: &str) -> bool {
+    text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
+}
+
+/// `"text"`, for text known to need no escaping.
+#[inline]
+fn quoted(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+/// `,\n{"ph":"P","pid":..,"tid":..,"ts":` — the start every event shares (its time follows).
+fn head(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64) {
     out.extend_from_slice(b",\n{\"ph\":\"");
     out.push(phase);
     out.extend_from_slice(b"\",\"pid\":");
@@ -443,6 +499,11 @@ fn head(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64, ts: u64) {
     out.extend_from_slice(b",\"tid\":");
     number(out, tid);
     out.extend_from_slice(b",\"ts\":");
+}
+
+/// [`head`] and the event's time.
+fn head_at(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64, ts: u64) {
+    head(out, phase, pid, tid);
     micros(out, ts);
 }
 
@@ -464,11 +525,11 @@ fn metadata(out: &mut Vec<u8>, pid: u64, tid: u64, kind: &str, name: &str) {
 }
 
 /// `,"name":..` and, for the toolkit's own slices, `,"cat":..` with the flow binding.
-fn name_and_binding(out: &mut Vec<u8>, begin: &Begin) {
+fn name_and_binding(out: &mut Vec<u8>, names: &mut NameCache, begin: &Begin) {
     match *begin {
         Begin::Slice { name, kind, .. } => {
             out.extend_from_slice(b",\"name\":");
-            string(out, name);
+            names.write(out, name);
             if kind == SliceKind::User {
                 out.extend_from_slice(b",\"cat\":\"user\"");
             }
@@ -535,31 +596,38 @@ fn args(out: &mut Vec<u8>, begin: &Begin, end: Option<&End>) {
     }
 }
 
-fn complete_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin, end: &End) {
-    head(out, b'X', pid, tid, begin.ts());
+fn complete_event(
+    out: &mut Vec<u8>,
+    prefix: &[u8],
+    names: &mut NameCache,
+    begin: &Begin,
+    end: &End,
+) {
+    out.extend_from_slice(prefix);
+    micros(out, begin.ts());
     out.extend_from_slice(b",\"dur\":");
     micros(out, end.ts.saturating_sub(begin.ts()));
-    name_and_binding(out, begin);
+    name_and_binding(out, names, begin);
     args(out, begin, Some(end));
     out.push(b'}');
 }
 
-fn begin_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin) {
-    head(out, b'B', pid, tid, begin.ts());
-    name_and_binding(out, begin);
+fn begin_event(out: &mut Vec<u8>, pid: u64, tid: u64, names: &mut NameCache, begin: &Begin) {
+    head_at(out, b'B', pid, tid, begin.ts());
+    name_and_binding(out, names, begin);
     args(out, begin, None);
     out.push(b'}');
 }
 
 fn end_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin, end: &End) {
-    head(out, b'E', pid, tid, end.ts.max(begin.ts()));
+    head_at(out, b'E', pid, tid, end.ts.max(begin.ts()));
     // Only the end's own arguments: the begin carried the rest.
     args(out, &Begin::Slice { ts: 0, name: "", kind: SliceKind::Function }, Some(end));
     out.push(b'}');
 }
 
 fn instant(out: &mut Vec<u8>, pid: u64, tid: u64, ts: u64, marker: &str, args: &str) {
-    head(out, b'i', pid, tid, ts);
+    head_at(out, b'i', pid, tid, ts);
     out.extend_from_slice(b",\"s\":\"t\",\"name\":");
     string(out, marker);
     out.extend_from_slice(b",\"args\":");
@@ -572,7 +640,7 @@ fn counter(out: &mut Vec<u8>, pid: u64, ts: u64, track: CounterTrack, value: f64
         return; // Perfetto refuses NaN and infinities
     }
     let (name, series) = track.name_and_series();
-    head(out, b'C', pid, pid, ts);
+    head_at(out, b'C', pid, pid, ts);
     out.extend_from_slice(b",\"name\":");
     string(out, name);
     out.extend_from_slice(b",\"args\":{");
@@ -597,7 +665,7 @@ fn async_event(
     id: u64,
     note: Option<&str>,
 ) {
-    head(out, phase, pid, tid, ts);
+    head_at(out, phase, pid, tid, ts);
     out.extend_from_slice(b",\"name\":");
     string(out, name);
     out.extend_from_slice(b",\"cat\":\"async\",\"id\":");
@@ -633,14 +701,7 @@ mod tests {
     }
 
     fn view() -> ThreadView {
-        ThreadView {
-            tid: 7,
-            name: "t".into(),
-            named: true,
-            open: Vec::new(),
-            pending: Vec::new(),
-            texts: VecDeque::new(),
-        }
+        ThreadView::new(1, &SlotInfo { id: 1, tid: 7, name: "t".into() })
     }
 
     fn slice(ts: u64, name: &'static str) -> Begin {
@@ -659,8 +720,8 @@ mod tests {
     #[test]
     fn nested_slices_are_written_parent_first_when_the_outermost_ends() {
         let (mut thread, mut out, mut written) = (view(), Vec::new(), 0);
-        thread.begin(slice(1_000, "outer"), 1, &mut out, &mut written);
-        thread.begin(slice(2_000, "inner"), 1, &mut out, &mut written);
+        thread.begin(slice(1_000, "outer"));
+        thread.begin(slice(2_000, "inner"));
         thread.end(end(3_000), 1, &mut out, &mut written);
         assert!(out.is_empty(), "held back until the outermost slice ends");
         thread.end(end(9_000), 1, &mut out, &mut written);
@@ -680,9 +741,9 @@ mod tests {
     #[test]
     fn a_long_open_slice_is_written_as_begin_and_end_once_too_much_waits() {
         let (mut thread, mut out, mut written) = (view(), Vec::new(), 0);
-        thread.begin(slice(1, "main"), 1, &mut out, &mut written);
+        thread.begin(slice(1, "main"));
         for i in 0..PENDING_LIMIT as u64 + 10 {
-            thread.begin(slice(10 + 2 * i, "f"), 1, &mut out, &mut written);
+            thread.begin(slice(10 + 2 * i, "f"));
             thread.end(end(11 + 2 * i), 1, &mut out, &mut written);
         }
         assert!(thread.pending.len() <= PENDING_LIMIT + 1, "bounded");
