@@ -110,10 +110,12 @@ impl Profiler {
     }
 
     /// How many trace records may wait for the trace writer before new spans are left out of
-    /// the trace (default [`trace::NATIVE_BUFFER_RECORDS`], 40 MiB, for the native writer;
+    /// the trace (default [`trace::NATIVE_BUFFER_RECORDS`], 10 MiB, for the native writer;
     /// [`trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory a
-    /// trace can take when the program makes spans faster than they can be written; whole
-    /// spans are left out, the report says how many, and statistics stay complete.
+    /// trace can take. The native writer makes a thread that outruns it wait (left out of the
+    /// calls' figures) and leaves spans out only when it is stalled or the limit is too small
+    /// for the threads' buffers; tracing-chrome leaves spans out past its limit. Whole spans are
+    /// left out, the report says how many, and statistics stay complete.
     pub fn trace_backlog_limit(mut self, entries: u64) -> Self {
         self.backlog_limit = Some(entries);
         self

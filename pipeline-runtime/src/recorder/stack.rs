@@ -29,12 +29,17 @@ struct Frame {
     child_mem: Counters,
     /// The trace record of its begin, when one was written.
     trace: Token,
+    /// The thread's time spent waiting for the trace writer when the call began: waits inside
+    /// the call are left out of its time.
+    waited_at_start: u64,
 }
 
 /// What a closed frame measured.
 struct Closed {
     frame: Frame,
     end_ns: u64,
+    /// Its time, waits for the trace writer left out.
+    elapsed_ns: u64,
     mem: Counters,
 }
 
@@ -48,11 +53,13 @@ struct ThreadState {
     /// Registered on the thread's first recorded call; the registry keeps shards for the life
     /// of the process.
     shard: Option<&'static Shard>,
+    /// Nanoseconds this thread has waited for the trace writer (a full trace buffer).
+    waited_ns: u64,
 }
 
 thread_local! {
     static STATE: RefCell<ThreadState> =
-        const { RefCell::new(ThreadState { stack: ManuallyDrop::new(Vec::new()), shard: None }) };
+        const { RefCell::new(ThreadState { stack: ManuallyDrop::new(Vec::new()), shard: None, waited_ns: 0 }) };
     /// Touched once per thread (when its stack first grows), so that its destructor runs when
     /// the thread ends.
     static EXIT: ThreadExit = const { ThreadExit };
@@ -119,18 +126,28 @@ impl ThreadState {
             mem_start: Counters::default(),
             child_mem: Counters::default(),
             trace: Token::NONE,
+            waited_at_start: 0,
         });
         // Last, so the call's figures exclude the bookkeeping above.
         let frame = &mut self.stack[depth];
-        frame.mem_start = alloc::thread_counters();
-        frame.start_ns = now_ns();
         if traced {
             let kind = match callsite.kind() {
                 CallsiteKind::Stage => SliceKind::Stage,
                 CallsiteKind::Function => SliceKind::Function,
             };
-            frame.trace = records::begin_slice(frame.start_ns, callsite.name(), kind);
+            // Any wait for the trace writer happens before the call's clock starts.
+            let (token, waited) = records::begin_slice_at(callsite.name(), kind, || {
+                frame.mem_start = alloc::thread_counters();
+                frame.start_ns = now_ns();
+                frame.start_ns
+            });
+            frame.trace = token;
+            self.waited_ns += waited;
+        } else {
+            frame.mem_start = alloc::thread_counters();
+            frame.start_ns = now_ns();
         }
+        self.stack[depth].waited_at_start = self.waited_ns;
         depth
     }
 
@@ -147,7 +164,8 @@ impl ThreadState {
         }
         self.stack.truncate(depth + 1);
         let frame = self.stack.pop()?;
-        let elapsed = end_ns.saturating_sub(frame.start_ns);
+        let waited = self.waited_ns - frame.waited_at_start;
+        let elapsed = end_ns.saturating_sub(frame.start_ns).saturating_sub(waited);
         let mem = mem_end.since(frame.mem_start);
         if let Some(parent) = self.stack.last_mut() {
             parent.child_ns += elapsed;
@@ -155,7 +173,7 @@ impl ThreadState {
                 parent.child_mem.add(mem);
             }
         }
-        Some(Closed { frame, end_ns, mem })
+        Some(Closed { frame, end_ns, elapsed_ns: elapsed, mem })
     }
 
     #[inline]
@@ -235,8 +253,7 @@ fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> 
     STATE
         .try_with(|state| {
             let mut state = state.borrow_mut();
-            let Closed { frame, end_ns, mem } = state.pop(depth)?;
-            let total_ns = end_ns.saturating_sub(frame.start_ns);
+            let Closed { frame, end_ns, elapsed_ns: total_ns, mem } = state.pop(depth)?;
             let measured = Measured {
                 total_ns,
                 self_ns: total_ns.saturating_sub(frame.child_ns),
@@ -323,7 +340,7 @@ impl PollGuard<'_> {
         let call = &mut *self.call;
         let _ = STATE.try_with(|state| {
             let mut state = state.borrow_mut();
-            let Some(Closed { frame, end_ns, mem }) = state.pop(depth) else { return };
+            let Some(Closed { frame, end_ns, mem, .. }) = state.pop(depth) else { return };
             call.child_ns += frame.child_ns;
             call.mem.add(mem);
             call.child_mem.add(frame.child_mem);

@@ -81,6 +81,8 @@ pub(super) struct ThreadBuffer {
     generation: u32,
     /// Whether this thread's current work is traced (per-event sampling).
     sampled: bool,
+    /// Nanoseconds spent waiting for the writer since the last begin took them.
+    waited_ns: u64,
 }
 
 thread_local! {
@@ -94,6 +96,7 @@ thread_local! {
             open: 0,
             generation: 0,
             sampled: true,
+            waited_ns: 0,
         }))
     };
     static EXIT: ThreadExit = const { ThreadExit };
@@ -112,6 +115,7 @@ impl Drop for ThreadExit {
                 state.current = None;
                 if let Some(chunk) = chunk {
                     state.full.push_back(chunk);
+                    pool::sent();
                 }
                 state.ended = true;
             }
@@ -124,12 +128,19 @@ impl Drop for ThreadExit {
 /// the buffer is already borrowed: nothing is written then).
 #[inline]
 pub(super) fn with<T: Default>(f: impl FnOnce(&mut ThreadBuffer) -> T) -> T {
+    try_with(f).unwrap_or_default()
+}
+
+/// Runs `f` on the calling thread's buffer; `None` when it cannot be had.
+#[inline]
+pub(super) fn try_with<T>(f: impl FnOnce(&mut ThreadBuffer) -> T) -> Option<T> {
     BUFFER
         .try_with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => f(&mut buffer),
-            Err(_) => T::default(),
+            Ok(mut buffer) => Some(f(&mut buffer)),
+            Err(_) => None,
         })
-        .unwrap_or_default()
+        .ok()
+        .flatten()
 }
 
 pub(super) fn set_sampled(sampled: bool) -> bool {
@@ -150,16 +161,45 @@ impl ThreadBuffer {
     /// Writes a begin, with room kept for its end. `Token::NONE` when it was left out.
     #[inline]
     pub(super) fn begin(&mut self, record: Record) -> Token {
-        if !self.sampled {
-            return Token::NONE;
-        }
-        if !self.room_for(2) {
-            count_left_out();
+        if !self.sampled || !self.room_or_count(2) {
             return Token::NONE;
         }
         self.push(record);
         self.open += 1;
         Token(self.generation)
+    }
+
+    /// Makes room for a begin (waiting for the writer if it must), then calls `stamp` for the
+    /// begin's time, so waiting is never part of the call; returns the token and how long it
+    /// waited (for the enclosing calls to leave out).
+    #[inline]
+    pub(super) fn begin_stamped(
+        &mut self,
+        name: &'static str,
+        kind: super::SliceKind,
+        stamp: impl FnOnce() -> u64,
+    ) -> (Token, u64) {
+        let room = self.sampled && self.room_or_count(2);
+        let waited = std::mem::take(&mut self.waited_ns);
+        let ts = stamp();
+        if !room {
+            return (Token::NONE, waited);
+        }
+        self.push(Record::Begin { ts, name, kind });
+        self.open += 1;
+        (Token(self.generation), waited)
+    }
+
+    /// [`Self::room_for`], counting what is left out while a trace runs.
+    #[inline]
+    fn room_or_count(&mut self, records: usize) -> bool {
+        if self.room_for(records) {
+            return true;
+        }
+        if active() != 0 {
+            count_left_out();
+        }
+        false
     }
 
     /// Writes the end that `token`'s begin reserved room for.
@@ -192,8 +232,7 @@ impl ThreadBuffer {
 
     /// Writes a record that needs no end; returns whether it was written.
     pub(super) fn single(&mut self, record: Record, text: Option<Box<str>>) -> bool {
-        if !self.room_for(1) {
-            count_left_out();
+        if !self.room_or_count(1) {
             return false;
         }
         if let Some(text) = text {
@@ -251,6 +290,7 @@ impl ThreadBuffer {
             let mut state = slot.lock();
             state.current = None;
             state.full.push_back(chunk);
+            pool::sent();
         }
         wake_writer();
     }
@@ -261,7 +301,9 @@ impl ThreadBuffer {
         if self.open + records > CHUNK_RECORDS {
             return false; // nested deeper than a chunk holds
         }
-        let Some(chunk) = pool::take(self.generation) else { return false };
+        let (chunk, waited_ns) = pool::take_waiting(self.generation, wake_writer);
+        self.waited_ns += waited_ns;
+        let Some(chunk) = chunk else { return false };
         let slot = self.slot.get_or_insert_with(register).clone();
         let previous = self.chunk.replace(chunk);
         self.len = 0;
@@ -270,6 +312,7 @@ impl ThreadBuffer {
             let mut state = slot.lock();
             if let Some(previous) = previous {
                 state.full.push_back(previous);
+                pool::sent();
             }
             state.current = Some(chunk);
         }

@@ -177,6 +177,31 @@ pub(crate) fn begin_slice(ts: u64, name: &'static str, kind: SliceKind) -> Token
     buffer::with(|buffer| buffer.begin(Record::Begin { ts, name, kind }))
 }
 
+/// Writes the begin of a stage or function slice stamped by `stamp` (the call's own clock
+/// reading, taken after any wait for the writer). Returns the token for [`end_slice`] and how
+/// long this thread waited for the writer (to leave out of the calls enclosing this one).
+/// `stamp` is called exactly once, whatever happens.
+#[inline]
+pub(crate) fn begin_slice_at(
+    name: &'static str,
+    kind: SliceKind,
+    stamp: impl FnOnce() -> u64,
+) -> (Token, u64) {
+    let mut stamp = Some(stamp);
+    let written = buffer::try_with(|buffer| {
+        buffer.begin_stamped(name, kind, || (stamp.take().expect("once"))())
+    });
+    match written {
+        Some(result) => result,
+        None => {
+            if let Some(stamp) = stamp {
+                stamp();
+            }
+            (Token::NONE, 0)
+        }
+    }
+}
+
 /// Writes the begin of a worker's event slice.
 pub(crate) fn begin_event(ts: u64, id: u64, wait_ns: u64, flow: u64) -> Token {
     buffer::with(|buffer| buffer.begin(Record::EventBegin { ts, id, wait_ns, flow }))

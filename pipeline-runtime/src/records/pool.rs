@@ -4,8 +4,9 @@
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{Record, CHUNK_RECORDS};
 
@@ -63,12 +64,23 @@ struct Pool {
     free: Vec<NonNull<Chunk>>,
     allocated: usize,
     limit: usize,
+    /// Chunks handed to the writer (in slots' queues or being read): they will come back.
+    in_flight: usize,
 }
 
 // SAFETY: the pool owns the chunks in `free` (nobody else points at them).
 unsafe impl Send for Pool {}
 
-static POOL: Mutex<Pool> = Mutex::new(Pool { free: Vec::new(), allocated: 0, limit: 1 });
+static POOL: Mutex<Pool> =
+    Mutex::new(Pool { free: Vec::new(), allocated: 0, limit: 1, in_flight: 0 });
+/// Signalled when a chunk comes back.
+static RETURNED: Condvar = Condvar::new();
+/// A thread waited [`STALL_TIMEOUT`] and no chunk came back: the writer is stuck (a stalled
+/// disk), so threads leave spans out instead of waiting, until a chunk comes back.
+static STALLED: AtomicBool = AtomicBool::new(false);
+
+/// How long a thread waits for the writer to give a chunk back before it leaves spans out.
+pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn pool() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
@@ -107,9 +119,61 @@ pub(super) fn take(generation: u32) -> Option<NonNull<Chunk>> {
     Some(chunk)
 }
 
+/// An empty chunk for `generation`, waiting (up to [`STALL_TIMEOUT`]) for the writer to give one
+/// back when the pool is at its limit: a thread that makes spans faster than they can be written
+/// is slowed to the writer's pace rather than losing them. Waits only while chunks are on their
+/// way back, and not at all once the writer is known to be stalled. Also returns how long it
+/// waited, in nanoseconds.
+pub(super) fn take_waiting(generation: u32, wake: impl Fn()) -> (Option<NonNull<Chunk>>, u64) {
+    if let Some(chunk) = take(generation) {
+        return (Some(chunk), 0);
+    }
+    if STALLED.load(Ordering::Relaxed) {
+        return (None, 0);
+    }
+    let started = Instant::now();
+    let chunk = wait_for_chunk(generation, wake, started + STALL_TIMEOUT);
+    (chunk, started.elapsed().as_nanos() as u64)
+}
+
+fn wait_for_chunk(generation: u32, wake: impl Fn(), deadline: Instant) -> Option<NonNull<Chunk>> {
+    let mut pool = pool();
+    loop {
+        if pool.free.is_empty() && pool.allocated >= pool.limit && pool.in_flight == 0 {
+            return None; // every chunk is some thread's current one: none will come back
+        }
+        if !pool.free.is_empty() || pool.allocated < pool.limit {
+            drop(pool);
+            match take(generation) {
+                Some(chunk) => return Some(chunk),
+                None => {
+                    pool = self::pool();
+                    continue;
+                }
+            }
+        }
+        wake();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            STALLED.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let slice = left.min(Duration::from_millis(5));
+        pool = RETURNED.wait_timeout(pool, slice).unwrap_or_else(PoisonError::into_inner).0;
+    }
+}
+
+/// A chunk was handed to the writer: it will come back.
+pub(super) fn sent() {
+    pool().in_flight += 1;
+}
+
 /// Gives back a chunk nobody points at any more.
 pub(super) fn give_back(chunk: NonNull<Chunk>) {
+    STALLED.store(false, Ordering::Relaxed);
     let mut pool = pool();
+    pool.in_flight = pool.in_flight.saturating_sub(1);
+    RETURNED.notify_all();
     if pool.allocated > pool.limit {
         pool.allocated -= 1;
         drop(pool);

@@ -123,6 +123,8 @@ impl WriterState {
         if entry.is_empty() || entry == b"[" || entry == b"]" {
             return false;
         }
+        let shifted = shift_thread_id(entry);
+        let entry = shifted.as_deref().unwrap_or(entry);
         let thread_name = is_thread_name(entry);
         if thread_name && !self.thread_names.iter().any(|known| known == entry) {
             self.thread_names.push(entry.to_vec());
@@ -165,6 +167,21 @@ fn trim(line: &[u8]) -> &[u8] {
         line = rest.trim_ascii_end();
     }
     line
+}
+
+/// tracing-chrome numbers threads from 0, and Perfetto's importer replaces a thread id of 0 with
+/// the process id (1), merging the first thread's track with the second's. Every id moves up by
+/// one, so no thread is 0 (`None`: the entry has no thread id to move).
+fn shift_thread_id(entry: &[u8]) -> Option<Vec<u8>> {
+    const KEY: &[u8] = br#""tid":"#;
+    let at = memchr::memmem::find(entry, KEY)? + KEY.len();
+    let digits = entry[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let id: u64 = std::str::from_utf8(&entry[at..at + digits]).ok()?.parse().ok()?;
+    let mut shifted = Vec::with_capacity(entry.len() + 1);
+    shifted.extend_from_slice(&entry[..at]);
+    shifted.extend_from_slice(itoa::Buffer::new().format(id + 1).as_bytes());
+    shifted.extend_from_slice(&entry[at + digits..]);
+    Some(shifted)
 }
 
 fn is_thread_name(entry: &[u8]) -> bool {
@@ -334,7 +351,7 @@ impl ChromeTrace {
             BufWriter::with_capacity(64 * 1024, file)
         };
         let header = serde_json::json!({
-            "ph": "M", "pid": 1, "tid": 1, "name": "process_name", "args": { "name": process_name }
+            "ph": "M", "pid": 1, "name": "process_name", "args": { "name": process_name }
         });
         let mut result = file
             .write_all(b"[\n")
@@ -402,7 +419,7 @@ impl ChromeTrace {
 
 fn write_trailer(file: &mut impl Write, stages: &[&str], left_out: u64) -> io::Result<()> {
     let entry = serde_json::json!({
-        "ph": "M", "pid": 1, "tid": 1, "name": super::PROFILE_METADATA,
+        "ph": "M", "pid": 1, "name": super::PROFILE_METADATA,
         "args": {
             "stages": stages,
             "allocations_measured": crate::recorder::allocations_measured(),
