@@ -11,29 +11,57 @@ mod launch_day;
 use pipeline::bench::{Baseline, Bench};
 use pipeline::{Error, Profiler, Workers};
 
-/// Orders per second through 2 workers flooded with 40,000 orders: profiler not started vs
-/// recording (built with `--features off`, both are the bare pipeline). Medians of 5 rounds.
+/// How a throughput run is profiled.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    NotStarted,
+    Statistics,
+    /// Statistics and a Chrome trace of every event (the native writer).
+    Traced,
+}
+
+/// Orders per second through 2 workers flooded with 40,000 orders: profiler not started,
+/// recording statistics, and recording with every event traced (built with `--features off`,
+/// all are the bare pipeline). Interleaved, medians of 5 rounds.
 fn throughput_on_two_workers() -> Result<(), Error> {
     let pipeline = launch_day::pipeline();
-    let run = |recording: bool| -> Result<f64, Error> {
-        let profiler = recording.then(|| Profiler::new().start()).transpose()?;
+    let trace = std::env::temp_dir().join(format!("launch-day-bench-{}.json", std::process::id()));
+    let run = |mode: Mode| -> Result<(f64, u64), Error> {
+        let profiler = match mode {
+            Mode::NotStarted => None,
+            Mode::Statistics => Some(Profiler::new().start()?),
+            Mode::Traced => Some(Profiler::new().chrome_trace(&trace).start()?),
+        };
         let run =
             pipeline.run_concurrent(launch_day::orders(40_000), Workers::new(2).queue(1024))?;
-        drop(profiler);
-        Ok(run.throughput_per_sec)
+        let left_out = match profiler {
+            Some(profiler) => profiler.finish()?.trace.map_or(0, |t| t.spans_left_out),
+            None => 0,
+        };
+        Ok((run.throughput_per_sec, left_out))
     };
-    let (mut idle, mut recording) = (Vec::new(), Vec::new());
+    let (mut idle, mut recording, mut traced, mut left_out) = (vec![], vec![], vec![], 0);
     for _ in 0..5 {
-        idle.push(run(false)?);
-        recording.push(run(true)?);
+        idle.push(run(Mode::NotStarted)?.0);
+        recording.push(run(Mode::Statistics)?.0);
+        let (rate, lost) = run(Mode::Traced)?;
+        traced.push(rate);
+        left_out += lost;
     }
+    let _ = std::fs::remove_file(&trace);
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (idle, recording) = (median(idle), median(recording));
+    let (idle, recording, traced) = (median(idle), median(recording), median(traced));
     let build = if cfg!(feature = "off") { " (built with --features off)" } else { "" };
-    println!("launch_day on 2 workers{build}: {idle:.0} orders/s profiler not started, {recording:.0} recording (ratio {:.3})", recording / idle);
+    println!(
+        "launch_day on 2 workers{build}: {idle:.0} orders/s profiler not started, {recording:.0} \
+         recording (ratio {:.3}), {traced:.0} recording and tracing every event (ratio {:.3} of \
+         recording; {left_out} spans left out)",
+        recording / idle,
+        traced / recording
+    );
     Ok(())
 }
 

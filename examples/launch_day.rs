@@ -134,7 +134,8 @@ pub fn pipeline() -> Pipeline<Order> {
 /// Starts the profiler the way every run of the day uses it (with a trace when asked for).
 fn profiler(trace: Option<&Path>) -> Result<pipeline::ProfilingSession, pipeline::Error> {
     match trace {
-        Some(path) => Profiler::new().name("launch_day").chrome_trace(path).sample(4),
+        // Every event traced: the native writer keeps every span at a small cost.
+        Some(path) => Profiler::new().name("launch_day").chrome_trace(path),
         None => Profiler::new(),
     }
     .start()

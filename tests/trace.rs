@@ -59,11 +59,12 @@ fn trace_dir() -> PathBuf {
 
 /// Writes the `--expect NAME=COUNT` arguments `.ci/run` passes to the Perfetto-style checker.
 fn write_expectations(trace: &Path, report: &Report) {
-    let lines: Vec<String> = report
+    let mut lines: Vec<String> = report
         .stages
         .iter()
         .map(|stage| format!("--expect={}={}", stage.name, stage.timing.calls))
         .collect();
+    lines.push("--strict".to_owned()); // the native writer's traces have no warnings at all
     std::fs::write(trace.with_extension("expect"), lines.join("\n")).expect("expect file");
 }
 
@@ -258,7 +259,7 @@ fn a_panic_mid_run_still_leaves_a_trace_with_what_was_recorded() {
     assert!(!output.status.success(), "the child panicked");
     let enrich_slices = count(&slices(&load(&path)), "Enrich");
     assert_eq!(enrich_slices, 40, "every slice recorded before the panic is in the trace");
-    std::fs::write(path.with_extension("expect"), "--expect=Enrich=40").unwrap();
+    std::fs::write(path.with_extension("expect"), "--expect=Enrich=40\n--strict").unwrap();
 }
 
 #[test]
@@ -320,8 +321,9 @@ fn a_writer_that_falls_behind_costs_spans_not_memory_and_the_trace_stays_well_fo
 }
 
 fn write_expectations_for(trace: &Path, counts: &[(&str, u64)]) {
-    let lines: Vec<String> =
+    let mut lines: Vec<String> =
         counts.iter().map(|(name, n)| format!("--expect={name}={n}")).collect();
+    lines.push("--strict".to_owned());
     std::fs::write(trace.with_extension("expect"), lines.join("\n")).expect("expect file");
 }
 
