@@ -52,3 +52,59 @@ fn a_plain_tracing_chrome_trace_is_summarised() {
     let own = stage["timing"]["self_ns"].as_u64().unwrap();
     assert!(own < total, "children's time is not the stage's own");
 }
+
+/// Runs `pipeline-prof summary --json` on `text` written to `name`; the rows found.
+fn summarise(name: &str, text: &str) -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prof");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join(name);
+    std::fs::write(&trace, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline-prof"))
+        .args(["summary", "--json"])
+        .arg(&trace)
+        .output()
+        .expect("run pipeline-prof");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    profile["rows"].as_array().expect("rows").clone()
+}
+
+fn calls(rows: &[Value], stage: Option<&str>, name: &str) -> u64 {
+    let row = rows.iter().find(|r| r["name"] == name && r["stage"].as_str() == stage);
+    let row = row.unwrap_or_else(|| panic!("no row {stage:?} {name}: {rows:#?}"));
+    row["timing"]["calls"].as_u64().unwrap()
+}
+
+#[test]
+fn what_perfettos_importer_accepts_is_read_async_slices_string_times_trailing_commas() {
+    // As other tools write them: the object form, string timestamps, complete slices nested by
+    // time, async slices that begin on one thread and end on another, and trailing commas.
+    let rows = summarise(
+        "perfetto-style.json",
+        r#"{"displayTimeUnit":"ns","traceEvents":[
+            {"ph":"X","pid":1,"tid":1,"ts":"0","dur":100,"name":"request"},
+            {"ph":"X","pid":1,"tid":1,"ts":"10.5","dur":"20","name":"parse"},
+            {"ph":"b","pid":1,"tid":1,"ts":15,"name":"fetch","cat":"net","id":"0x1"},
+            {"ph":"b","pid":1,"tid":1,"ts":16,"name":"fetch","cat":"net","id":"0x2"},
+            {"ph":"e","pid":1,"tid":2,"ts":60,"name":"fetch","cat":"net","id":"0x1"},
+            {"ph":"e","pid":1,"tid":2,"ts":70,"name":"fetch","cat":"net","id":"0x2",},
+            {"ph":"X","pid":1,"tid":1,"ts":200,"dur":50,"name":"request",},
+        ],}"#,
+    );
+    assert_eq!(calls(&rows, None, "request"), 2);
+    assert_eq!(calls(&rows, Some("request"), "parse"), 1);
+    assert_eq!(calls(&rows, Some("request"), "fetch"), 2, "two concurrent async slices");
+}
+
+#[test]
+fn a_trace_of_async_slices_only_is_summarised() {
+    // Like Perfetto's own async test traces: nothing but `b`/`e` pairs.
+    let rows = summarise(
+        "async-only.json",
+        r#"[{"ph":"b","pid":7,"tid":7,"ts":1,"name":"download","cat":"io","id":1},
+            {"ph":"b","pid":7,"tid":8,"ts":2,"name":"download","cat":"io","id":2},
+            {"ph":"e","pid":7,"tid":8,"ts":9,"name":"download","cat":"io","id":1},
+            {"ph":"e","pid":7,"tid":7,"ts":12,"name":"download","cat":"io","id":2}]"#,
+    );
+    assert_eq!(calls(&rows, None, "download"), 2);
+}

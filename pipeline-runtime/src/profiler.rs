@@ -110,8 +110,8 @@ impl Profiler {
     }
 
     /// How many trace records may wait for the trace writer before new spans are left out of
-    /// the trace (default [`trace::NATIVE_BUFFER_RECORDS`], 10 MiB, for the native writer;
-    /// [`trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory a
+    /// the trace (default [`crate::trace::NATIVE_BUFFER_RECORDS`], 10 MiB, for the native writer;
+    /// [`crate::trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory a
     /// trace can take. The native writer makes a thread that outruns it wait (left out of the
     /// calls' figures) and leaves spans out only when it is stalled or the limit is too small
     /// for the threads' buffers; tracing-chrome leaves spans out past its limit. Whole spans are

@@ -42,7 +42,7 @@ use crate::records::{self, CounterTrack};
 pub type SessionFilter<S> =
     DynFilterFn<S, for<'a, 'b, 'c, 'd> fn(&'a tracing::Metadata<'b>, &'c Context<'d, S>) -> bool>;
 
-/// The tracing layer [`layer`] returns: tracing-chrome's, on only while a session traces.
+/// The tracing layer [`super::layer`] includes: tracing-chrome's, on only while a session traces.
 pub type PipelineChromeLayer<S> = Filtered<ChromeLayer<S>, SessionFilter<S>, S>;
 
 /// The process's one trace writer, created with the layer.
