@@ -66,13 +66,25 @@ struct Pool {
     limit: usize,
     /// Chunks handed to the writer (in slots' queues or being read): they will come back.
     in_flight: usize,
+    /// Threads waiting for chunks to come back.
+    waiters: usize,
+}
+
+impl Pool {
+    /// Whether a waiting thread should go on: enough chunks are free that it will not be back
+    /// waiting at once (a quarter of the pool: one wait per many chunks, not one per chunk), or
+    /// no more will come back.
+    fn can_resume(&self) -> bool {
+        let enough = (self.limit / 4).max(1);
+        self.allocated < self.limit || self.free.len() >= enough || self.in_flight == 0
+    }
 }
 
 // SAFETY: the pool owns the chunks in `free` (nobody else points at them).
 unsafe impl Send for Pool {}
 
 static POOL: Mutex<Pool> =
-    Mutex::new(Pool { free: Vec::new(), allocated: 0, limit: 1, in_flight: 0 });
+    Mutex::new(Pool { free: Vec::new(), allocated: 0, limit: 1, in_flight: 0, waiters: 0 });
 /// Signalled when a chunk comes back.
 static RETURNED: Condvar = Condvar::new();
 /// A thread waited [`STALL_TIMEOUT`] and no chunk came back: the writer is stuck (a stalled
@@ -142,14 +154,14 @@ fn wait_for_chunk(generation: u32, wake: impl Fn(), deadline: Instant) -> Option
         if pool.free.is_empty() && pool.allocated >= pool.limit && pool.in_flight == 0 {
             return None; // every chunk is some thread's current one: none will come back
         }
-        if !pool.free.is_empty() || pool.allocated < pool.limit {
+        if pool.can_resume() {
             drop(pool);
-            match take(generation) {
-                Some(chunk) => return Some(chunk),
-                None => {
-                    pool = self::pool();
-                    continue;
-                }
+            if let Some(chunk) = take(generation) {
+                return Some(chunk);
+            }
+            pool = self::pool();
+            if pool.free.is_empty() && pool.allocated >= pool.limit && pool.in_flight == 0 {
+                return None;
             }
         }
         wake();
@@ -158,8 +170,9 @@ fn wait_for_chunk(generation: u32, wake: impl Fn(), deadline: Instant) -> Option
             STALLED.store(true, Ordering::Relaxed);
             return None;
         }
-        let slice = left.min(Duration::from_millis(5));
-        pool = RETURNED.wait_timeout(pool, slice).unwrap_or_else(PoisonError::into_inner).0;
+        pool.waiters += 1;
+        pool = RETURNED.wait_timeout(pool, left).unwrap_or_else(PoisonError::into_inner).0;
+        pool.waiters -= 1;
     }
 }
 
@@ -173,13 +186,15 @@ pub(super) fn give_back(chunk: NonNull<Chunk>) {
     STALLED.store(false, Ordering::Relaxed);
     let mut pool = pool();
     pool.in_flight = pool.in_flight.saturating_sub(1);
-    RETURNED.notify_all();
     if pool.allocated > pool.limit {
         pool.allocated -= 1;
         drop(pool);
         free(chunk);
-    } else {
-        pool.free.push(chunk);
+        return;
+    }
+    pool.free.push(chunk);
+    if pool.waiters > 0 && pool.can_resume() {
+        RETURNED.notify_all();
     }
 }
 
