@@ -190,7 +190,9 @@ pub(crate) fn read_events(reader: impl Read, on_event: &mut dyn FnMut(TraceEvent
     let mut events = 0u64;
     let mut object = None;
     let mut found_events = false;
-    let mut deserializer = serde_json::Deserializer::from_reader(TrailingCommas::new(reader));
+    // serde_json reads byte by byte; std serves that from a `BufReader`'s buffer directly.
+    let filtered = std::io::BufReader::with_capacity(1 << 16, TrailingCommas::new(reader));
+    let mut deserializer = serde_json::Deserializer::from_reader(filtered);
     let top = TopLevel {
         sink: Sink { on_event, events: &mut events },
         object: &mut object,
@@ -260,19 +262,36 @@ impl<R: Read> TrailingCommas<R> {
             self.buffer.append(&mut self.held_space);
             return Ok(());
         }
-        for &byte in &raw[..read] {
+        let mut rest = &raw[..read];
+        while !rest.is_empty() {
             if self.in_string {
-                self.buffer.push(byte);
+                // Copy up to the next quote or backslash in one go.
                 if self.escaped {
+                    self.buffer.push(rest[0]);
                     self.escaped = false;
-                } else if byte == b'\\' {
-                    self.escaped = true;
-                } else if byte == b'"' {
-                    self.in_string = false;
+                    rest = &rest[1..];
+                    continue;
+                }
+                match memchr::memchr2(b'"', b'\\', rest) {
+                    None => {
+                        self.buffer.extend_from_slice(rest);
+                        rest = &[];
+                    }
+                    Some(at) => {
+                        self.buffer.extend_from_slice(&rest[..=at]);
+                        if rest[at] == b'"' {
+                            self.in_string = false;
+                        } else {
+                            self.escaped = true;
+                        }
+                        rest = &rest[at + 1..];
+                    }
                 }
                 continue;
             }
             if self.held_comma {
+                let byte = rest[0];
+                rest = &rest[1..];
                 if byte.is_ascii_whitespace() {
                     self.held_space.push(byte);
                     continue;
@@ -282,17 +301,37 @@ impl<R: Read> TrailingCommas<R> {
                 }
                 self.held_comma = false;
                 self.buffer.append(&mut self.held_space);
+                self.take_outside(byte);
+                continue;
             }
-            match byte {
-                b',' => self.held_comma = true,
-                b'"' => {
-                    self.in_string = true;
-                    self.buffer.push(byte);
+            // Outside strings: copy up to the next quote or comma in one go.
+            match memchr::memchr2(b'"', b',', rest) {
+                None => {
+                    self.buffer.extend_from_slice(rest);
+                    rest = &[];
                 }
-                _ => self.buffer.push(byte),
+                Some(at) => {
+                    self.buffer.extend_from_slice(&rest[..at]);
+                    self.take_outside(rest[at]);
+                    rest = &rest[at + 1..];
+                }
             }
         }
         Ok(())
+    }
+}
+
+impl<R> TrailingCommas<R> {
+    /// One byte outside any string.
+    fn take_outside(&mut self, byte: u8) {
+        match byte {
+            b',' => self.held_comma = true,
+            b'"' => {
+                self.in_string = true;
+                self.buffer.push(byte);
+            }
+            _ => self.buffer.push(byte),
+        }
     }
 }
 
@@ -443,6 +482,15 @@ mod tests {
         let Outcome::Trace { events: 1, stop: Some(stop) } = outcome else { panic!() };
         assert_eq!(stop.line, 3);
         assert!(stop.reason.contains("EOF"), "{}", stop.reason);
+    }
+
+    #[test]
+    fn trailing_commas_go_and_commas_inside_strings_stay() {
+        let (events, outcome) =
+            read("[{\"ph\":\"X\",\"name\":\"a, b ]\\\",}\",\"ts\":\"1\",\"dur\":2,} ,\n ]");
+        assert!(matches!(outcome, Outcome::Trace { events: 1, stop: None }));
+        assert_eq!(events[0].name.as_deref(), Some("a, b ]\",}"));
+        assert_eq!(events[0].ts, Some(1.0));
     }
 
     #[test]
