@@ -262,6 +262,40 @@ fn a_panic_mid_run_still_leaves_a_trace_with_what_was_recorded() {
     std::fs::write(path.with_extension("expect"), "--expect=Enrich=40\n--strict").unwrap();
 }
 
+const EXIT_CHILD: &str = "PIPELINE_TRACE_EXIT_CHILD";
+
+/// Run as a child process by the test below: starts tracing, records on two threads, then exits
+/// the process without `finish`.
+#[test]
+fn child_that_exits_without_finish() {
+    let Ok(path) = std::env::var(EXIT_CHILD) else { return };
+    let pipeline = Pipeline::new().stage(Enrich);
+    let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| (1..=25).for_each(|e| drop(pipeline.run(e))));
+        (26..=40).for_each(|e| drop(pipeline.run(e)));
+    });
+    std::mem::forget(profiler);
+    std::process::exit(3);
+}
+
+#[test]
+fn a_process_that_exits_without_finish_still_leaves_a_complete_trace() {
+    let _lock = exclusive();
+    let path = trace_dir().join("exited.json");
+    let _ = std::fs::remove_file(&path);
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_that_exits_without_finish", "--nocapture"])
+        .env(EXIT_CHILD, &path)
+        .output()
+        .expect("run the child");
+    assert_eq!(output.status.code(), Some(3), "the child exited on its own terms");
+    let events = load(&path); // one complete JSON array: the file was ended at exit
+    assert_eq!(count(&slices(&events), "Enrich"), 40, "every slice recorded before the exit");
+    assert!(events.last().is_some_and(|e| e["name"] == "pipeline_profile"), "closing entry");
+    std::fs::write(path.with_extension("expect"), "--expect=Enrich=40\n--strict").unwrap();
+}
+
 #[test]
 fn tracing_does_not_show_up_as_heap_growth_or_in_stage_allocations() {
     let _lock = exclusive();

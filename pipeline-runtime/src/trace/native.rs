@@ -136,10 +136,13 @@ struct Writer {
     allocations_measured: bool,
     /// Slices and instants written into the current file.
     written: u64,
+    /// Records left out before this trace began.
+    left_out_at_start: u64,
 }
 
+static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
+
 fn writer() -> MutexGuard<'static, Writer> {
-    static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
     let writer = WRITER.get_or_init(|| {
         spawn_writer_thread();
         Mutex::new(Writer {
@@ -154,6 +157,7 @@ fn writer() -> MutexGuard<'static, Writer> {
             ended_early: HashSet::new(),
             allocations_measured: false,
             written: 0,
+            left_out_at_start: 0,
         })
     });
     writer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -175,6 +179,40 @@ fn spawn_writer_thread() {
         });
     // Without the thread, records are still read by `finish`; memory is bounded by the pool.
     drop(spawned);
+}
+
+/// Registers (once per process) [`finish_at_exit`] to run when the process exits.
+fn finish_at_exit_once() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain `extern "C"` function; failure only means no hook.
+        unsafe { libc::atexit(finish_at_exit) };
+    });
+}
+
+/// Completes a trace still being written when the process exits without `finish` (a
+/// `std::process::exit`, a session leaked with `mem::forget`): what was recorded is written, the
+/// calls still running are closed as unfinished, and the file ends with `]`. Other threads still
+/// run during exit, so the writer's lock is tried for a moment, never waited on forever.
+extern "C" fn finish_at_exit() {
+    let Some(writer) = WRITER.get() else { return };
+    crate::recorder::set_trace_records(false);
+    records::stop();
+    for _ in 0..200 {
+        let mut writer = match writer.try_lock() {
+            Ok(writer) => writer,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        };
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let stages = crate::recorder::stage_names();
+        let left_out = records::left_out().saturating_sub(writer.left_out_at_start);
+        let _ = writer.close(&stages, left_out);
+        return;
+    }
 }
 
 /// A native trace being written.
@@ -217,8 +255,10 @@ impl NativeTrace {
             writer.file = None;
             return Err(error);
         }
+        writer.left_out_at_start = records::left_out();
         writer.generation = records::start(chunk_limit, sample_every);
         crate::recorder::set_trace_records(true);
+        finish_at_exit_once();
         Ok(NativeTrace { path: path.to_owned() })
     }
 
@@ -229,31 +269,7 @@ impl NativeTrace {
         records::stop();
         let _bookkeeping = crate::alloc::bookkeeping();
         let mut writer = writer();
-        records::drain(&mut *writer);
-        writer.close_open_slices(now_ns());
-        let trailer = serde_json::json!({
-            "ph": "M", "pid": writer.pid, "tid": writer.pid, "name": super::PROFILE_METADATA,
-            "args": {
-                "stages": stage_names,
-                "allocations_measured": writer.allocations_measured,
-                "records_left_out": left_out,
-                "writer": "pipeline native",
-            }
-        });
-        writer.out.extend_from_slice(b",\n");
-        let _ = serde_json::to_writer(&mut writer.out, &trailer);
-        writer.out.extend_from_slice(b"\n]\n");
-        writer.write_out(true);
-        writer.generation = 0;
-        let written = writer.written;
-        let file = writer.file.take();
-        let error = writer.error.take();
-        drop(writer);
-        let synced = match file {
-            Some(file) => file.sync_data().or(Ok(())),
-            None => Ok(()),
-        };
-        error.map_or(synced, Err).map(|()| written)
+        writer.close(stage_names, left_out)
     }
 
     /// Where the trace goes.
@@ -263,6 +279,32 @@ impl NativeTrace {
 }
 
 impl Writer {
+    /// Reads what is left, closes the slices still open, ends the file and closes it. Returns
+    /// how many slices and instants the file holds.
+    fn close(&mut self, stage_names: &[&str], left_out: u64) -> Result<u64, io::Error> {
+        if self.generation == 0 {
+            return Ok(self.written); // closed already (at exit, or by an earlier finish)
+        }
+        records::drain(self);
+        self.close_open_slices(now_ns());
+        let trailer = serde_json::json!({
+            "ph": "M", "pid": self.pid, "tid": self.pid, "name": super::PROFILE_METADATA,
+            "args": {
+                "stages": stage_names,
+                "allocations_measured": self.allocations_measured,
+                "records_left_out": left_out,
+                "writer": "pipeline native",
+            }
+        });
+        self.out.extend_from_slice(b",\n");
+        let _ = serde_json::to_writer(&mut self.out, &trailer);
+        self.out.extend_from_slice(b"\n]\n");
+        self.write_out(true);
+        self.generation = 0;
+        self.file = None; // closes it
+        self.error.take().map_or(Ok(self.written), Err)
+    }
+
     /// Writes the output buffer to the file once it is big enough (or `now`).
     fn write_out(&mut self, now: bool) {
         if self.out.is_empty() || (!now && self.out.len() < WRITE_AT) {
