@@ -53,8 +53,8 @@ fn a_plain_tracing_chrome_trace_is_summarised() {
     assert!(own < total, "children's time is not the stage's own");
 }
 
-/// Runs `pipeline-prof summary --json` on `text` written to `name`; the rows found.
-fn summarise(name: &str, text: &str) -> Vec<Value> {
+/// Runs `pipeline-prof summary --json` on `text` written to `name`; the profile.
+fn summarise(name: &str, text: &str) -> Value {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prof");
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join(name);
@@ -65,11 +65,11 @@ fn summarise(name: &str, text: &str) -> Vec<Value> {
         .output()
         .expect("run pipeline-prof");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let profile: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    profile["rows"].as_array().expect("rows").clone()
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
-fn calls(rows: &[Value], stage: Option<&str>, name: &str) -> u64 {
+fn calls(profile: &Value, stage: Option<&str>, name: &str) -> u64 {
+    let rows = profile["rows"].as_array().expect("rows");
     let row = rows.iter().find(|r| r["name"] == name && r["stage"].as_str() == stage);
     let row = row.unwrap_or_else(|| panic!("no row {stage:?} {name}: {rows:#?}"));
     row["timing"]["calls"].as_u64().unwrap()
@@ -89,8 +89,18 @@ fn what_perfettos_importer_accepts_is_read_async_slices_string_times_trailing_co
             {"ph":"e","pid":1,"tid":2,"ts":60,"name":"fetch","cat":"net","id":"0x1"},
             {"ph":"e","pid":1,"tid":2,"ts":70,"name":"fetch","cat":"net","id":"0x2",},
             {"ph":"X","pid":1,"tid":1,"ts":200,"dur":50,"name":"request",},
+            {"ph":"C","pid":1,"ts":5,"name":"queue","args":{"depth":"7"}},
+            {"ph":"C","pid":1,"ts":9,"name":"queue","args":{"depth":3,"note":"x"}},
+            {"ph":"i","pid":1,"tid":1,"ts":12,"s":"t","name":"rejected"},
+            {"ph":"X","pid":1,"tid":3,"ts":1,"dur":1,"name":"submit","cat":"pipeline","bind_id":9,"flow_out":true},
         ],}"#,
     );
+    let extras = &rows["source"]["extras"];
+    assert_eq!(extras["counters"][0]["name"], "queue depth");
+    assert_eq!(extras["counters"][0]["samples"], 2);
+    assert_eq!(extras["counters"][0]["max"], 7.0);
+    assert_eq!(extras["instants"][0], serde_json::json!(["rejected", 1]));
+    assert_eq!(extras["flows"], 1);
     assert_eq!(calls(&rows, None, "request"), 2);
     assert_eq!(calls(&rows, Some("request"), "parse"), 1);
     assert_eq!(calls(&rows, Some("request"), "fetch"), 2, "two concurrent async slices");

@@ -37,33 +37,160 @@ pub(crate) struct TraceEvent {
     /// An async slice's id (`b`/`e`).
     #[serde(default)]
     pub id: Option<TrackId>,
+    /// The slice starts a flow arrow (`bind_id` with `flow_out`).
+    #[serde(default)]
+    pub flow_out: Option<bool>,
     #[serde(default)]
     pub args: Option<EventArgs>,
 }
 
-/// The arguments this toolkit's stage slices carry; other arguments are ignored.
-#[derive(Debug, Default, Deserialize)]
+/// The arguments this toolkit's slices and closing entry carry, and the numeric values of any
+/// others (a counter's series); everything else is skipped unparsed.
+#[derive(Debug, Default)]
 pub(crate) struct EventArgs {
     /// Present on a `#[stage]` slice's end: marks the slice as a stage.
-    #[serde(default)]
     pub outcome: Option<IgnoredAny>,
-    #[serde(default)]
     pub allocations: Option<Count>,
-    #[serde(default)]
     pub bytes_allocated: Option<Count>,
     /// On a worker's per-event slice: how long the event waited in the queue.
-    #[serde(default)]
     pub queue_wait_us: Option<Count>,
     /// On the closing `pipeline_profile` metadata entry: the names of the `#[stage]`s.
-    #[serde(default)]
     pub stages: Option<Vec<String>>,
     /// On the closing `pipeline_profile` metadata entry: whether allocations were measured (so
     /// a stage slice without allocation arguments allocated nothing).
-    #[serde(default)]
     pub allocations_measured: Option<bool>,
+    /// On the closing `pipeline_profile` metadata entry: records the writer left out.
+    pub records_left_out: Option<Count>,
     /// On a slice the trace's end cut short (the call was still running).
-    #[serde(default)]
     pub unfinished: Option<bool>,
+    /// Other arguments whose values are numbers (or numeric strings): a counter's series.
+    pub numbers: Vec<(String, f64)>,
+}
+
+impl<'de> Deserialize<'de> for EventArgs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ArgsVisitor;
+        impl<'de> Visitor<'de> for ArgsVisitor {
+            type Value = EventArgs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of arguments")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventArgs, A::Error> {
+                let mut args = EventArgs::default();
+                while let Some(key) = map.next_key::<ArgKey>()? {
+                    match key {
+                        ArgKey::Outcome => args.outcome = Some(map.next_value()?),
+                        ArgKey::Allocations => args.allocations = Some(map.next_value()?),
+                        ArgKey::BytesAllocated => args.bytes_allocated = Some(map.next_value()?),
+                        ArgKey::QueueWaitUs => args.queue_wait_us = Some(map.next_value()?),
+                        ArgKey::Stages => args.stages = map.next_value()?,
+                        ArgKey::AllocationsMeasured => {
+                            args.allocations_measured = map.next_value()?;
+                        }
+                        ArgKey::RecordsLeftOut => args.records_left_out = Some(map.next_value()?),
+                        ArgKey::Unfinished => args.unfinished = map.next_value()?,
+                        ArgKey::Skipped => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        ArgKey::Other(key) => {
+                            if let Some(value) = map.next_value::<MaybeNumber>()?.0 {
+                                args.numbers.push((key, value));
+                            }
+                        }
+                    }
+                }
+                Ok(args)
+            }
+            fn visit_unit<E>(self) -> Result<EventArgs, E> {
+                Ok(EventArgs::default())
+            }
+        }
+        deserializer.deserialize_any(ArgsVisitor)
+    }
+}
+
+/// An argument's name: the toolkit's own are matched without allocating.
+enum ArgKey {
+    Outcome,
+    Allocations,
+    BytesAllocated,
+    QueueWaitUs,
+    Stages,
+    AllocationsMeasured,
+    RecordsLeftOut,
+    Unfinished,
+    /// Known and not needed (the event slices' ids, process and thread names).
+    Skipped,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for ArgKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = ArgKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an argument name")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<ArgKey, E> {
+                Ok(match key {
+                    "outcome" => ArgKey::Outcome,
+                    "allocations" => ArgKey::Allocations,
+                    "bytes_allocated" => ArgKey::BytesAllocated,
+                    "queue_wait_us" => ArgKey::QueueWaitUs,
+                    "stages" => ArgKey::Stages,
+                    "allocations_measured" => ArgKey::AllocationsMeasured,
+                    "records_left_out" => ArgKey::RecordsLeftOut,
+                    "unfinished" => ArgKey::Unfinished,
+                    "id" | "name" | "event" | "stage" | "writer" => ArgKey::Skipped,
+                    other => ArgKey::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A value kept when it is a finite number (or a string holding one), skipped otherwise.
+struct MaybeNumber(Option<f64>);
+
+impl<'de> Deserialize<'de> for MaybeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl<'de> Visitor<'de> for NumberVisitor {
+            type Value = MaybeNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<MaybeNumber, E> {
+                Ok(MaybeNumber(Some(v as f64)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<MaybeNumber, E> {
+                Ok(MaybeNumber(Some(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<MaybeNumber, E> {
+                Ok(MaybeNumber(v.is_finite().then_some(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<MaybeNumber, E> {
+                Ok(MaybeNumber(v.trim().parse::<f64>().ok().filter(|v| v.is_finite())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MaybeNumber, E> {
+                Ok(MaybeNumber(None))
+            }
+            fn visit_unit<E>(self) -> Result<MaybeNumber, E> {
+                Ok(MaybeNumber(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeNumber, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeNumber(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeNumber, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeNumber(None))
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor)
+    }
 }
 
 /// A time in microseconds written as a number or, as Perfetto also accepts, a string.

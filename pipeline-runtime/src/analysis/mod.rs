@@ -23,7 +23,7 @@ pub use diff::{ProfileDiff, RowChange, Verdict, DEFAULT_NOISE_FLOOR};
 pub use profile::{
     EventFigures, FoldedStack, Profile, ProfileRow, ProfileSource, RowKind, TraceRead,
 };
-pub use tree::SliceCounts;
+pub use tree::{CounterSummary, SliceCounts, TraceExtras};
 
 use crate::error::Error;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::chrome::{read_events, Outcome, TraceStop};
+use super::tree::TraceExtras;
 use super::tree::{CallTree, NodeStats, SliceCounts};
 use crate::error::Error;
 use crate::report::build::share;
@@ -92,6 +93,9 @@ pub struct TraceRead {
     /// Where the file stopped being readable, when it did (e.g. the process was killed while
     /// writing it): the figures cover everything before that point.
     pub stop: Option<TraceStop>,
+    /// Counters, instants, flow arrows, and what the writer left out.
+    #[serde(default)]
+    pub extras: TraceExtras,
 }
 
 /// Where a profile's figures came from.
@@ -162,7 +166,9 @@ impl Profile {
         match outcome {
             Outcome::Trace { events, stop } => {
                 tree.finish();
-                Ok(Profile::from_tree(&tree, TraceRead { events, counts: tree.counts, stop }))
+                let extras = std::mem::take(&mut tree.extras);
+                let read = TraceRead { events, counts: tree.counts, stop, extras };
+                Ok(Profile::from_tree(&tree, read))
             }
             Outcome::Object(map) => Profile::from_saved_report(map).map_err(not_a_profile),
             Outcome::NotATrace(reason) => Err(not_a_profile(reason)),

@@ -32,6 +32,29 @@ impl fmt::Display for Profile {
             } else if read.counts.unclosed > 0 {
                 writeln!(f, "{} slices never ended and are left out.", read.counts.unclosed)?;
             }
+            let extras = &read.extras;
+            if let Some(left_out) = extras.records_left_out.filter(|n| *n > 0) {
+                writeln!(
+                    f,
+                    "The writer left {left_out} records out (its buffers were full): the trace \
+                     holds fewer calls than ran."
+                )?;
+            }
+            for counter in &extras.counters {
+                writeln!(
+                    f,
+                    "Counter {}: {} samples, {} to {}, last {}",
+                    counter.name, counter.samples, counter.min, counter.max, counter.last
+                )?;
+            }
+            if !extras.instants.is_empty() {
+                let instants: Vec<String> =
+                    extras.instants.iter().map(|(name, n)| format!("{name} {n}")).collect();
+                writeln!(f, "Instants: {}", instants.join(", "))?;
+            }
+            if extras.flows > 0 {
+                writeln!(f, "Flow arrows: {}", extras.flows)?;
+            }
         }
         if self.rows.is_empty() {
             return write!(f, "No stage or function slices.");

@@ -90,6 +90,35 @@ pub struct SliceCounts {
     pub other_events: u64,
 }
 
+/// A counter track's samples (`C` events), as `pipeline-prof` summarises them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CounterSummary {
+    /// The track's name as Perfetto shows it: the event's name and the series, e.g. "queue depth".
+    pub name: String,
+    /// Samples read.
+    pub samples: u64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// The last value in the file.
+    pub last: f64,
+}
+
+/// What a trace held besides slices: counters, instants, flow arrows, and what its writer says
+/// it left out.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceExtras {
+    /// Counter tracks, by name.
+    pub counters: Vec<CounterSummary>,
+    /// Instant events by name (rejected, panic, queue full...), with their counts.
+    pub instants: Vec<(String, u64)>,
+    /// Flow arrows started (`flow_out`, or `s` events).
+    pub flows: u64,
+    /// Records the writer says it left out (the closing `pipeline_profile` entry), if it says.
+    pub records_left_out: Option<u64>,
+}
+
 /// End-to-end figures of the per-event slices a worker pool writes.
 pub(crate) struct EventFigures {
     pub latency: Histogram<u64>,
@@ -115,6 +144,7 @@ pub(crate) struct CallTree {
     pub counts: SliceCounts,
     pub events: EventFigures,
     pub declared: Option<Declared>,
+    pub extras: TraceExtras,
 }
 
 const ROOT: usize = 0;
@@ -152,11 +182,15 @@ impl CallTree {
             counts: SliceCounts::default(),
             events: EventFigures { latency: histogram(), queue_wait: histogram() },
             declared: None,
+            extras: TraceExtras::default(),
         }
     }
 
     /// Takes one event in file order.
     pub(crate) fn add(&mut self, event: TraceEvent) {
+        if event.flow_out == Some(true) || event.ph == "s" {
+            self.extras.flows += 1;
+        }
         match event.ph.as_str() {
             "B" | "E" | "X" if is_ignored_slice(&event) => self.counts.other_events += 1,
             "B" => self.begin(event, None),
@@ -167,12 +201,48 @@ impl CallTree {
             "M" if event.name.as_deref() == Some(crate::trace::PROFILE_METADATA) => {
                 self.counts.other_events += 1;
                 let args = event.args.unwrap_or_default();
+                self.extras.records_left_out = args.records_left_out.and_then(|c| c.0);
                 self.declared = Some(Declared {
                     stages: args.stages.unwrap_or_default().into_iter().collect(),
                     allocations_measured: args.allocations_measured.unwrap_or(false),
                 });
             }
+            "C" => {
+                self.counts.other_events += 1;
+                self.counter(event);
+            }
+            "i" | "I" => {
+                self.counts.other_events += 1;
+                let name = event.name.unwrap_or_default();
+                match self.extras.instants.iter_mut().find(|(known, _)| *known == name) {
+                    Some((_, count)) => *count += 1,
+                    None => self.extras.instants.push((name, 1)),
+                }
+            }
             _ => self.counts.other_events += 1,
+        }
+    }
+
+    fn counter(&mut self, event: TraceEvent) {
+        let name = event.name.unwrap_or_default();
+        for (series, value) in event.args.map(|a| a.numbers).unwrap_or_default() {
+            let track = format!("{name} {series}");
+            let counters = &mut self.extras.counters;
+            match counters.iter_mut().find(|c| c.name == track) {
+                Some(c) => {
+                    c.samples += 1;
+                    c.min = c.min.min(value);
+                    c.max = c.max.max(value);
+                    c.last = value;
+                }
+                None => counters.push(CounterSummary {
+                    name: track,
+                    samples: 1,
+                    min: value,
+                    max: value,
+                    last: value,
+                }),
+            }
         }
     }
 
