@@ -201,3 +201,67 @@ fn profiled_functions_keep_their_meaning_and_are_recorded() {
         assert_eq!(report.stage("pass").unwrap().timing.calls, 1);
     }
 }
+
+// A function whose body starts with an inner attribute: it stays at the top of the body.
+#[profiled]
+fn with_inner_attribute(x: u32) -> u32 {
+    #![allow(unused_variables)]
+    let unused = 1;
+    x * 2
+}
+
+// Stages whose return type names the event another way: an alias, a path, a `Result` of an
+// alias. Whether they are fallible is the type system's call, not a comparison of tokens.
+mod orders {
+    #[derive(Debug, PartialEq)]
+    pub struct Order(pub u32);
+}
+type Ev = orders::Order;
+
+struct AliasReturn;
+
+#[stage]
+impl AliasReturn {
+    fn process(&self, order: orders::Order) -> Ev {
+        orders::Order(order.0 + 1)
+    }
+}
+
+struct PathEvent;
+
+#[stage]
+impl PathEvent {
+    fn process(&self, order: Ev) -> self::orders::Order {
+        order
+    }
+}
+
+struct AliasResult;
+
+#[stage]
+impl AliasResult {
+    fn process(&self, order: orders::Order) -> Result<Ev, StageError> {
+        if order.0 == 0 {
+            return Err(StageError::rejected("zero"));
+        }
+        Ok(order)
+    }
+}
+
+#[test]
+fn inner_attributes_and_aliased_return_types_are_accepted_and_measured() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    assert_eq!(with_inner_attribute(21), 42);
+    assert_eq!(AliasReturn.process(orders::Order(1)).unwrap(), orders::Order(2));
+    assert_eq!(PathEvent.process(orders::Order(5)).unwrap(), orders::Order(5));
+    assert!(matches!(AliasResult.process(orders::Order(0)), Err(StageError::Rejected { .. })));
+    assert_eq!(AliasResult.process(orders::Order(3)).unwrap(), orders::Order(3));
+    let report = profiler.finish().unwrap();
+    for stage in ["AliasReturn", "PathEvent"] {
+        assert_eq!(report.stage(stage).unwrap().timing.calls, 1, "{stage}");
+    }
+    assert_eq!(report.stage("AliasResult").unwrap().timing.calls, 2);
+    let function = report.outside_stages.iter().find(|f| f.name.ends_with("with_inner_attribute"));
+    assert_eq!(function.expect("recorded").timing.calls, 1);
+}

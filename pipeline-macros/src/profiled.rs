@@ -98,9 +98,13 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
             #block
         }
     };
+    // Inner attributes (`#![allow(..)]` at the top of the body) stay at the top of the body.
+    let (inner, outer): (Vec<_>, Vec<_>) =
+        attrs.into_iter().partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             #body
         }
     }

@@ -19,7 +19,6 @@ struct StageImpl {
     /// `process`'s return type, where type errors about it should point.
     return_ty: Type,
     /// `true` when `process` returns the event type itself rather than a `Result`.
-    infallible: bool,
     name: String,
 }
 
@@ -90,9 +89,11 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
     };
     let ImplItem::Fn(process) = &item.items[process_index] else { unreachable!() };
     let event_ty = check_signature(process, &mut errors);
-    let (infallible, return_ty) = match (&process.sig.output, &event_ty) {
-        (ReturnType::Type(_, ret), Some(event)) => (same_type(ret, event), (**ret).clone()),
-        _ => (false, syn::parse_quote!(())),
+    // Whether `process` returns the event or a `Result` of it is the type system's call (see
+    // `StageOutput`): comparing tokens would reject an alias of the event type.
+    let return_ty = match &process.sig.output {
+        ReturnType::Type(_, ret) => (**ret).clone(),
+        ReturnType::Default => syn::parse_quote!(()),
     };
     errors.finish()?;
     let name = match options.name {
@@ -104,13 +105,8 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
         return_ty,
         item,
         process_index,
-        infallible,
         name,
     })
-}
-
-fn same_type(a: &Type, b: &Type) -> bool {
-    a.to_token_stream().to_string() == b.to_token_stream().to_string()
 }
 
 /// Checks `process`'s signature; returns the event type when it could be found.
@@ -217,7 +213,7 @@ fn contains_impl_trait(ty: &Type) -> bool {
 }
 
 fn generate(stage: StageImpl) -> TokenStream {
-    let StageImpl { mut item, process_index, event_ty, return_ty, infallible, name } = stage;
+    let StageImpl { mut item, process_index, event_ty, return_ty, name } = stage;
     let private = runtime::private();
     let inner = format_ident!("__pipeline_stage_process");
 
@@ -248,12 +244,8 @@ fn generate(stage: StageImpl) -> TokenStream {
     let callsite = runtime::callsite_static(&name_tokens, "Stage");
     let make_span = runtime::stage_span_maker(&name_tokens);
     let call = quote!(Self::#inner(self, event));
-    let result = if infallible {
-        quote!(::core::result::Result::Ok(#call))
-    } else {
-        // Spanned at the return type, so a mismatch is reported there.
-        quote_spanned!(return_ty.span()=> <#return_ty as #private::StageOutput<#event_ty>>::into_stage_result(#call))
-    };
+    // Spanned at the return type, so a mismatch is reported there.
+    let result = quote_spanned!(return_ty.span()=> <#return_ty as #private::StageOutput<#event_ty>>::into_stage_result(#call));
 
     // With the `off` feature the stage is still a `Stage`, but records nothing: no span, no
     // call site, no recorder call, just the user's `process`.

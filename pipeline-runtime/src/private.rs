@@ -22,6 +22,15 @@ pub trait StageOutput<E> {
     fn into_stage_result(self) -> Result<E, StageError>;
 }
 
+/// A `process` that returns the event: it never fails. Whether the return type is the event is
+/// decided by the type system, so aliases and paths of the event type work.
+impl<E> StageOutput<E> for E {
+    #[inline]
+    fn into_stage_result(self) -> Result<E, StageError> {
+        Ok(self)
+    }
+}
+
 impl<E, X: Into<StageError>> StageOutput<E> for Result<E, X> {
     #[inline]
     fn into_stage_result(self) -> Result<E, StageError> {
