@@ -29,6 +29,7 @@ pub struct Workers {
     capacity: usize,
     arrival_rate: Option<f64>,
     sample_every: Duration,
+    stack_size: Option<usize>,
 }
 
 impl Workers {
@@ -40,6 +41,25 @@ impl Workers {
             capacity: 1024,
             arrival_rate: None,
             sample_every: Duration::from_millis(5),
+            stack_size: None,
+        }
+    }
+
+    /// Each worker thread's stack size in bytes (default: the standard library's, 2 MiB), for
+    /// stages that recurse deeply. A size the system cannot give is an [`Error::Spawn`] from
+    /// `run_concurrent` / `WorkerPool::start`.
+    #[must_use]
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// A builder for worker thread `index`.
+    fn thread(&self, index: usize) -> thread::Builder {
+        let builder = thread::Builder::new().name(worker_name(index));
+        match self.stack_size {
+            Some(bytes) => builder.stack_size(bytes),
+            None => builder,
         }
     }
 
@@ -80,6 +100,8 @@ impl Workers {
             "`.arrival_rate(..)` must be a positive, finite number of events per second"
         } else if self.sample_every.is_zero() {
             "`.sample_queue_every(..)` must be longer than zero"
+        } else if self.stack_size.is_some_and(|bytes| bytes < 64 * 1024) {
+            "`.stack_size(..)` must be at least 64 KiB"
         } else {
             return Ok(());
         };
@@ -201,7 +223,11 @@ fn work<E>(
                     StageError::Panicked { message } => {
                         Some(Failure { panicked: true, message: message.clone() })
                     }
-                    error => Some(Failure { panicked: false, message: error.to_string() }),
+                    // Formatting the error runs the stage's own `Display`: guarded like the stage.
+                    error => Some(Failure {
+                        panicked: false,
+                        message: records::guarded_text(|| error.to_string()),
+                    }),
                 };
                 Some(Stopped {
                     stage_index: halt.stage_index(),
@@ -287,24 +313,18 @@ impl<E: Send> Pipeline<E> {
                     move || sample_depth(receiver, intake, workers.sample_every)
                 })
                 .map_err(spawn_error("the queue sampler".to_owned()));
-            let handles = spawn_scoped_workers(scope, self, &receiver, &stage_names, workers.count);
+            let handles = spawn_scoped_workers(scope, self, &receiver, &stage_names, &workers);
             drop(receiver);
-            let fed = match (&sampler, &handles) {
-                (Ok(_), Ok(_)) => {
-                    feed(&sender, &intake, events, workers.arrival_rate);
-                    Ok(())
-                }
-                _ => Err(()),
-            };
+            if let (Ok(_), Ok(_)) = (&sampler, &handles) {
+                feed(&sender, &intake, events, workers.arrival_rate);
+            }
             drop(sender); // closes the queue: workers drain it and stop
-            let loads: Vec<WorkerLoad> = match handles {
-                Ok(handles) => handles.into_iter().map(join_worker).collect::<Result<_, _>>()?,
-                Err(error) => return Err(error),
-            };
+            let loads: Result<Vec<WorkerLoad>, Error> =
+                handles.and_then(|handles| handles.into_iter().map(join_worker).collect());
+            // Whatever failed, the sampler stops: the scope waits for every thread it started.
             intake.stop_sampling.store(true, Ordering::Relaxed);
             let samples = sampler?.join().unwrap_or_default();
-            debug_assert!(fed.is_ok());
-            Ok((loads, samples))
+            Ok((loads?, samples))
         })?;
         let summary = RunSummary::merge(loads, &stage_names, intake.totals(samples));
         profiler::record_run(&summary);
@@ -317,14 +337,14 @@ fn spawn_scoped_workers<'scope, 'env, E: Send>(
     pipeline: &'env Pipeline<E>,
     receiver: &Receiver<Envelope<E>>,
     stage_names: &[String],
-    count: usize,
+    workers: &Workers,
 ) -> Result<Vec<thread::ScopedJoinHandle<'scope, WorkerLoad>>, Error> {
-    (0..count)
+    (0..workers.count)
         .map(|index| {
             let (queue, load) =
                 (receiver.clone(), WorkerLoad::new(worker_name(index), stage_names));
-            thread::Builder::new()
-                .name(worker_name(index))
+            workers
+                .thread(index)
                 .spawn_scoped(scope, move || work(pipeline, &queue, load))
                 .map_err(spawn_error(worker_name(index)))
         })
@@ -445,8 +465,8 @@ impl<E: Send + 'static> WorkerPool<E> {
         for index in 0..workers.count {
             let (pipeline, queue) = (Arc::clone(&pipeline), receiver.clone());
             let load = WorkerLoad::new(worker_name(index), &pool.stage_names);
-            let handle = thread::Builder::new()
-                .name(worker_name(index))
+            let handle = workers
+                .thread(index)
                 .spawn(move || work(&pipeline, &queue, load))
                 .map_err(spawn_error(worker_name(index)))?; // dropping `pool` stops the others
             pool.workers.push(handle);

@@ -316,7 +316,7 @@ pub(crate) fn bounded_text(text: &str) -> std::borrow::Cow<'_, str> {
 pub(crate) fn guarded_text(render: impl FnOnce() -> String) -> String {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(render)) {
         Ok(text) => bounded_text(&text).into_owned(),
-        Err(_) => "(formatting this message panicked)".to_owned(),
+        Err(_) => "(the error's `Display` panicked while formatting this message)".to_owned(),
     }
 }
 

@@ -1,0 +1,168 @@
+//! Hostile but realistic input: what a stage hands back, settings the system cannot honour.
+//! Nothing hangs, nothing aborts, every accepted event is accounted for. Cases that hung or
+//! aborted the process run in a child process with a deadline, so a regression fails the test
+//! instead of stalling the suite.
+#![cfg(not(feature = "off"))]
+
+mod common;
+
+use std::fmt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::exclusive;
+use pipeline::trace::TraceBackend;
+use pipeline::{stage, Error, Pipeline, Profiler, RunSummary, StageError, WorkerPool, Workers};
+
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct Grumpy;
+
+impl fmt::Display for Grumpy {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        panic!("this Display panics")
+    }
+}
+
+impl std::error::Error for Grumpy {}
+
+/// Fails every third event with an error that cannot be displayed.
+struct FailsBadly;
+
+#[stage]
+impl FailsBadly {
+    fn process(&self, event: u64) -> Result<u64, StageError> {
+        if event % 3 == 0 {
+            return Err(StageError::failed(Grumpy));
+        }
+        Ok(event)
+    }
+}
+
+fn assert_accounted(run: &RunSummary, submitted: u64) {
+    assert_eq!(run.submitted, submitted);
+    assert_eq!(run.submitted, run.completed + run.rejected + run.failed, "{run:?}");
+}
+
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = f();
+    std::panic::set_hook(hook);
+    result
+}
+
+#[test]
+fn an_error_whose_display_panics_is_that_stages_failure_not_a_dead_worker() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(FailsBadly);
+    let run =
+        quietly(|| pipeline.run_concurrent(0..30, Workers::new(2))).expect("the run completes");
+    assert_accounted(&run, 30);
+    assert_eq!(run.failed, 10);
+    let stage = &run.stages[0];
+    assert_eq!(stage.failed, 10);
+    assert!(
+        stage.failure_messages.iter().all(|(message, _)| message.contains("`Display` panicked")),
+        "{:?}",
+        stage.failure_messages
+    );
+
+    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(FailsBadly)), Workers::new(2))
+        .expect("pool");
+    quietly(|| (0..30).for_each(|event| pool.submit(event).expect("open")));
+    let run = quietly(|| pool.join()).expect("no worker died");
+    assert_accounted(&run, 30);
+    assert_eq!(run.failed, 10);
+}
+
+const CHILD: &str = "PIPELINE_HOSTILE_CHILD";
+
+/// Runs this test binary's test `name` as a child process with `CHILD=case`; kills it at the
+/// deadline. Returns its exit status (None: it had to be killed) and its output.
+fn child(name: &str, case: &str, deadline: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, case)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the child");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let output = child.wait_with_output().expect("output");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            return (status.code(), text);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, String::new());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run as a child by the test below, once per trace backend.
+#[test]
+fn child_fails_badly_while_tracing() {
+    let Ok(case) = std::env::var(CHILD) else { return };
+    let backend = match case.as_str() {
+        "native" => TraceBackend::Native,
+        _ => TraceBackend::TracingChrome,
+    };
+    let path = std::env::temp_dir().join(format!("hostile-{case}-{}.json", std::process::id()));
+    let profiler = Profiler::new().chrome_trace(&path).trace_backend(backend).start().unwrap();
+    let pipeline = Pipeline::new().stage(FailsBadly);
+    let run = quietly(|| pipeline.run_concurrent(0..30, Workers::new(2))).unwrap();
+    // Directly too, under the caller's own catch_unwind, as a service's request handler would.
+    let direct =
+        quietly(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.run(3))));
+    assert!(matches!(direct, Ok(Err(_))), "the stage's failure, not a panic");
+    let report = profiler.finish().unwrap();
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "RESULT failed={} calls={}",
+        run.failed,
+        report.stage("FailsBadly").unwrap().timing.calls
+    );
+}
+
+#[test]
+fn a_panicking_display_while_tracing_neither_aborts_nor_loses_the_failure() {
+    for backend in ["native", "tracing-chrome"] {
+        let (status, output) =
+            child("child_fails_badly_while_tracing", backend, Duration::from_secs(60));
+        assert_eq!(status, Some(0), "{backend}: the child must finish normally:\n{output}");
+        assert!(output.contains("RESULT failed=10 calls=31"), "{backend}:\n{output}");
+    }
+}
+
+/// Run as a child by the test below: worker threads the system cannot create.
+#[test]
+fn child_cannot_spawn_workers() {
+    let Ok(case) = std::env::var(CHILD) else { return };
+    // No system gives a worker a 1 PiB stack: spawning the first worker fails.
+    let workers = Workers::new(4).stack_size(1 << 50);
+    let result = match case.as_str() {
+        "run_concurrent" => Pipeline::new().stage(FailsBadly).run_concurrent(0..100, workers),
+        _ => WorkerPool::start(Arc::new(Pipeline::new().stage(FailsBadly)), workers)
+            .and_then(WorkerPool::join),
+    };
+    match result {
+        Err(Error::Spawn { what, source }) => println!("RESULT spawn error: {what}: {source}"),
+        other => println!("RESULT unexpected: {other:?}"),
+    }
+}
+
+#[test]
+fn a_worker_that_cannot_be_spawned_is_an_error_not_a_hang() {
+    for case in ["run_concurrent", "pool"] {
+        let (status, output) = child("child_cannot_spawn_workers", case, Duration::from_secs(30));
+        assert_eq!(status, Some(0), "{case}: must return, not hang:\n{output}");
+        assert!(output.contains("RESULT spawn error: worker-0"), "{case}:\n{output}");
+    }
+}
