@@ -166,3 +166,54 @@ fn a_worker_that_cannot_be_spawned_is_an_error_not_a_hang() {
         assert!(output.contains("RESULT spawn error: worker-0"), "{case}:\n{output}");
     }
 }
+
+/// Fails every event with a message that carries its id; `huge` makes each message 1 MB.
+struct IdFailures {
+    huge: bool,
+}
+
+#[stage]
+impl IdFailures {
+    fn process(&self, event: u64) -> Result<u64, StageError> {
+        let padding = if self.huge { "x".repeat(1 << 20) } else { String::new() };
+        Err(StageError::failed(format!("order {event} could not be priced{padding}")))
+    }
+}
+
+#[test]
+fn failure_messages_that_carry_ids_still_add_up() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(IdFailures { huge: false });
+    let run = pipeline.run_concurrent(0..50, Workers::new(2)).unwrap();
+    assert_accounted(&run, 50);
+    let stage = &run.stages[0];
+    let listed: u64 = stage.failure_messages.iter().map(|(_, n)| n).sum();
+    assert_eq!(stage.failure_messages.len(), 10, "the first 10 distinct messages");
+    assert_eq!(listed + stage.other_messages, stage.failed, "the counts add up");
+    assert_eq!(stage.other_messages, 40);
+    assert!(run.to_string().contains("40 with other messages"), "{run}");
+}
+
+#[test]
+fn megabyte_messages_are_cut_in_the_report_and_the_trace() {
+    let _lock = exclusive();
+    for backend in [TraceBackend::Native, TraceBackend::TracingChrome] {
+        let path = std::env::temp_dir()
+            .join(format!("hostile-huge-{backend:?}-{}.json", std::process::id()));
+        let profiler = Profiler::new().chrome_trace(&path).trace_backend(backend).start();
+        let profiler = profiler.expect("no other subscriber in this test binary");
+        let pipeline = Pipeline::new().stage(IdFailures { huge: true });
+        let run = pipeline.run_concurrent(0..200, Workers::new(2)).unwrap();
+        let report = profiler.finish().unwrap();
+        assert_accounted(&run, 200);
+        let stage = &run.stages[0];
+        assert!(stage.failure_messages.iter().all(|(m, _)| m.len() < 1200), "cut at 1 KiB");
+        assert!(stage.failure_messages[0].0.contains("[cut: "), "marked as cut");
+        let text = report.to_string();
+        assert!(text.len() < 20_000, "the report prints a line per message: {} bytes", text.len());
+        let size = std::fs::metadata(&path).unwrap().len();
+        let _ = std::fs::remove_file(&path);
+        // 200 failures, each with an instant and a failed slice: a few KiB each at most.
+        assert!(size < 2 << 20, "{backend:?}: the trace holds cut messages, not 400 MB: {size} B");
+    }
+}

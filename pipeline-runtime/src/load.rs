@@ -68,8 +68,12 @@ pub struct StageOutcomes {
     pub failed: u64,
     /// Of those, events whose processing panicked (caught; the worker went on).
     pub panicked: u64,
-    /// Distinct failure messages with how often each occurred (the first 10).
+    /// Distinct failure messages with how often each occurred (the first 10 distinct ones;
+    /// each cut at 1 KiB).
     pub failure_messages: Vec<(String, u64)>,
+    /// Failures whose message was not among those 10 (messages that carry ids are all
+    /// distinct): the counts add up, `failure_messages` plus this equals `failed`.
+    pub other_messages: u64,
 }
 
 const MAX_MESSAGES: usize = 10;
@@ -141,18 +145,21 @@ impl WorkerLoad {
                 }
                 if let Some(Failure { panicked, message }) = failure {
                     stage.panicked += u64::from(panicked);
-                    count_message(&mut stage.failure_messages, message, 1);
+                    count_message(stage, message, 1);
                 }
             }
         }
     }
 }
 
-fn count_message(messages: &mut Vec<(String, u64)>, message: String, n: u64) {
+fn count_message(stage: &mut StageOutcomes, message: String, n: u64) {
+    let messages = &mut stage.failure_messages;
     if let Some((_, count)) = messages.iter_mut().find(|(m, _)| *m == message) {
         *count += n;
     } else if messages.len() < MAX_MESSAGES {
         messages.push((message, n));
+    } else {
+        stage.other_messages += n;
     }
 }
 
@@ -307,8 +314,9 @@ impl RunSummary {
                 total.failed += part.failed;
                 total.panicked += part.panicked;
                 for (message, count) in &part.failure_messages {
-                    count_message(&mut total.failure_messages, message.clone(), *count);
+                    count_message(total, message.clone(), *count);
                 }
+                total.other_messages += part.other_messages;
             }
             utilisation.push(WorkerUtilisation {
                 name: worker.name.clone(),
@@ -516,7 +524,13 @@ impl fmt::Display for RunSummary {
                 write!(f, " ({} panicked)", stage.panicked)?;
             }
             if let Some((message, count)) = stage.failure_messages.first() {
-                write!(f, "; e.g. \"{message}\" ×{count}")?;
+                // The table shows a line, not a whole message (the JSON has up to 1 KiB).
+                let shown: String = message.chars().take(120).collect();
+                let cut = if shown.len() < message.len() { "…" } else { "" };
+                write!(f, "; e.g. \"{shown}{cut}\" ×{count}")?;
+            }
+            if stage.other_messages > 0 {
+                write!(f, "; {} with other messages", stage.other_messages)?;
             }
             writeln!(f)?;
         }

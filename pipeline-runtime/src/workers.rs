@@ -220,9 +220,10 @@ fn work<E>(
             Err(halt) => {
                 let failure = match halt.error() {
                     StageError::Rejected { .. } => None,
-                    StageError::Panicked { message } => {
-                        Some(Failure { panicked: true, message: message.clone() })
-                    }
+                    StageError::Panicked { message } => Some(Failure {
+                        panicked: true,
+                        message: records::bounded_text(message).into_owned(),
+                    }),
                     // Formatting the error runs the stage's own `Display`: guarded like the stage.
                     error => Some(Failure {
                         panicked: false,
