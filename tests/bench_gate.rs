@@ -181,3 +181,49 @@ fn bad_baselines_are_clear_errors_naming_the_file_and_nothing_is_overwritten() {
     result.replace_baseline(&kept).unwrap();
     assert!(Baseline::load(&kept).is_ok());
 }
+
+#[test]
+fn a_baseline_with_nonsense_values_is_refused_naming_the_field() {
+    let _lock = exclusive();
+    let good = scratch("good.json");
+    Bench::new("x")
+        .samples(5)
+        .batch(2)
+        .run(&Pipeline::new().stage(Work::<1>), |i| i)
+        .unwrap()
+        .save_baseline(&good)
+        .unwrap();
+    let text = std::fs::read_to_string(&good).unwrap();
+    let edited = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        edit(&mut value["result"]);
+        let path = scratch(name);
+        std::fs::write(&path, value.to_string()).unwrap();
+        Baseline::load(&path).unwrap_err().to_string()
+    };
+    let error = edited("empty.json", &|r| r["per_event_ns"] = serde_json::json!([]));
+    assert!(error.contains("per_event_ns") && error.contains("empty.json"), "{error}");
+    let error = edited("batch.json", &|r| r["batch"] = 0.into());
+    assert!(error.contains("`result.batch` is 0"), "{error}");
+    let error = edited("negative.json", &|r| r["per_event_ns"][0] = (-5.0).into());
+    assert!(error.contains("per_event_ns[0]"), "{error}");
+    let error = edited("tolerance.json", &|r| r["tolerance"] = 1e300.into());
+    assert!(error.contains("tolerance"), "{error}");
+    let error = edited("probe.json", &|r| r["probe_ratio"] = (-1.0).into());
+    assert!(error.contains("probe_ratio"), "{error}");
+
+    // One built in code is checked by `check` (it panicked on empty samples).
+    let mut in_memory = Baseline::load(&good).unwrap();
+    in_memory.result.per_event_ns.clear();
+    let bench = Bench::new("x").samples(5).batch(2);
+    let error = bench.check(&Pipeline::new().stage(Work::<1>), |i| i, &in_memory).unwrap_err();
+    assert!(error.to_string().contains("per_event_ns"), "{error}");
+
+    // A huge file is refused before it is read.
+    let huge = scratch("huge.json");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(2 << 30).unwrap(); // sparse: 2 GiB of nothing
+    let error = Baseline::load(&huge).unwrap_err().to_string();
+    assert!(error.contains("not a baseline file") && error.contains("2147483648"), "{error}");
+    let _ = std::fs::remove_file(&huge);
+}

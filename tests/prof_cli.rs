@@ -235,3 +235,23 @@ fn json_that_is_not_a_trace_gets_a_clear_error() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("cannot read the trace or report `/no/such/trace.json`"));
 }
+
+#[test]
+fn an_output_that_cannot_be_written_is_exit_2_with_the_reason_not_a_panic() {
+    let trace = dir().join("for-full-disk.json");
+    traced_run(&trace, Duration::ZERO);
+    // /dev/full: every write fails with "No space left on device".
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline-prof"))
+        .args(["summary", path(&trace)])
+        .stdout(full)
+        .output()
+        .expect("run pipeline-prof");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the output") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

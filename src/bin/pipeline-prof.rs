@@ -83,6 +83,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `text` and a newline on standard output; a full disk or a closed pipe is an error
+/// (exit status 2 with the reason), not a panic.
+fn emit(text: &dyn std::fmt::Display) -> Result<(), pipeline::Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}").and_then(|()| stdout.flush()).map_err(|source| {
+        pipeline::Error::Write { what: "output", path: "standard output".into(), source }
+    })
+}
+
 /// Reads a profile, warning on stderr when a trace had to be cut short.
 fn load(path: &Path) -> Result<Profile, pipeline::Error> {
     let profile = Profile::read(path)?;
@@ -105,17 +115,17 @@ fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
         Command::Summary { path, json } => {
             let profile = load(&path)?;
             if json {
-                println!("{}", profile.to_json());
+                emit(&profile.to_json())?;
             } else {
-                println!("{profile}");
+                emit(&profile)?;
             }
         }
         Command::Diff { before, after, fail_on_regression, noise, json } => {
             let diff = ProfileDiff::with_noise_floor(&load(&before)?, &load(&after)?, noise);
             if json {
-                println!("{}", diff.to_json());
+                emit(&diff.to_json())?;
             } else {
-                println!("{diff}");
+                emit(&diff)?;
             }
             if let Some(threshold) = fail_on_regression {
                 let regressions = diff.regressions(threshold);
@@ -138,7 +148,7 @@ fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
                 path.file_name().map_or("profile".to_owned(), |n| n.to_string_lossy().into_owned())
             });
             profile.write_flamegraph(&output, &title)?;
-            println!("Flame graph: {}", output.display());
+            emit(&format_args!("Flame graph: {}", output.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)

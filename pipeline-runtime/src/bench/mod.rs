@@ -419,6 +419,11 @@ impl Bench {
         workload: impl Fn(u64) -> E,
         baseline: &Baseline,
     ) -> Result<Comparison, Error> {
+        // A baseline built in code rather than loaded is checked the same way.
+        baseline.result.check_fields().map_err(|reason| Error::BaselineInvalid {
+            path: std::path::PathBuf::from("(the baseline given to Bench::check)"),
+            reason,
+        })?;
         let first = self.run(pipeline, &workload)?.compare(baseline);
         if !first.inconclusive() {
             return Ok(first);
@@ -520,6 +525,17 @@ impl Baseline {
     /// each names the file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
+        let invalid = |reason: String| Error::BaselineInvalid { path: path.to_owned(), reason };
+        // A baseline is a few KiB: anything far larger is not one, and is not read whole.
+        if let Ok(metadata) = std::fs::metadata(path) {
+            if metadata.len() > MAX_BASELINE_BYTES {
+                return Err(invalid(format!(
+                    "it is {} bytes, and a baseline is a few KiB (at most {MAX_BASELINE_BYTES}): \
+                     not a baseline file",
+                    metadata.len()
+                )));
+            }
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -553,8 +569,74 @@ impl Baseline {
                 })
             }
         }
-        serde_json::from_value(value)
-            .map_err(|e| Error::BaselineInvalid { path: path.to_owned(), reason: e.to_string() })
+        let baseline: Baseline = serde_json::from_value(value)
+            .map_err(|e| Error::BaselineInvalid { path: path.to_owned(), reason: e.to_string() })?;
+        baseline.result.check_fields().map_err(invalid)?;
+        Ok(baseline)
+    }
+}
+
+/// The largest file [`Baseline::load`] reads.
+const MAX_BASELINE_BYTES: u64 = 16 << 20;
+
+impl BenchResult {
+    /// Checks what a baseline file said: a comparison with nonsense would panic or mislead.
+    /// The error names the field.
+    fn check_fields(&self) -> Result<(), String> {
+        let finite = |field: &str, value: f64| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("`result.{field}` is {value}: it must be a finite number, 0 or more"))
+            }
+        };
+        if self.batch == 0 {
+            return Err("`result.batch` is 0: a sample times at least one event".to_owned());
+        }
+        if self.per_event_ns.is_empty() {
+            return Err("`result.per_event_ns` is empty: a baseline needs its samples".to_owned());
+        }
+        if self.calibration_ns.len() != self.per_event_ns.len() {
+            return Err(format!(
+                "`result.calibration_ns` has {} values for {} samples: one per sample",
+                self.calibration_ns.len(),
+                self.per_event_ns.len()
+            ));
+        }
+        for (i, value) in self.per_event_ns.iter().enumerate() {
+            if !(value.is_finite() && *value > 0.0) {
+                return Err(format!("`result.per_event_ns[{i}]` is {value}: a time above 0"));
+            }
+        }
+        for (i, value) in self.calibration_ns.iter().enumerate() {
+            finite(&format!("calibration_ns[{i}]"), *value)?;
+        }
+        let summary = &self.summary;
+        for (field, value) in [
+            ("summary.mean_ns", summary.mean_ns),
+            ("summary.median_ns", summary.median_ns),
+            ("summary.p99_ns", summary.p99_ns),
+            ("summary.stddev_ns", summary.stddev_ns),
+            ("summary.min_ns", summary.min_ns),
+            ("throughput_per_sec", self.throughput_per_sec),
+            ("probe_ratio", self.probe_ratio),
+            ("allocation_tolerance", self.allocation_tolerance),
+        ] {
+            finite(field, value)?;
+        }
+        if !(self.tolerance.is_finite() && self.tolerance > 0.0 && self.tolerance <= 10.0) {
+            return Err(format!(
+                "`result.tolerance` is {}: a fraction above 0 (0.1 is 10 %)",
+                self.tolerance
+            ));
+        }
+        if let Some(allocations) = self.allocations_per_event {
+            finite("allocations_per_event", allocations)?;
+        }
+        for (name, value) in &self.stages {
+            finite(&format!("stages[{name:?}]"), *value)?;
+        }
+        Ok(())
     }
 }
 
