@@ -217,3 +217,49 @@ fn megabyte_messages_are_cut_in_the_report_and_the_trace() {
         assert!(size < 2 << 20, "{backend:?}: the trace holds cut messages, not 400 MB: {size} B");
     }
 }
+
+/// The process's resident memory, in bytes (Linux).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+struct Echo;
+
+#[stage]
+impl Echo {
+    fn process(&self, event: [u64; 16]) -> [u64; 16] {
+        event
+    }
+}
+
+#[test]
+fn capacities_and_counts_are_bounded_and_a_large_queue_is_not_allocated_up_front() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(Echo);
+    for capacity in [usize::MAX, 1 << 32, 100_000_000] {
+        let error = pipeline.run_concurrent([[0; 16]], Workers::new(1).queue(capacity));
+        let error = error.expect_err("refused").to_string();
+        assert!(error.contains("16,777,216"), "{capacity}: {error}");
+        let error = WorkerPool::start(
+            Arc::new(Pipeline::new().stage(Echo)),
+            Workers::new(1).queue(capacity),
+        );
+        assert!(matches!(error, Err(Error::InvalidConfig(_))), "{capacity}");
+    }
+    let error = pipeline.run_concurrent([[0; 16]], Workers::new(100_000)).unwrap_err();
+    assert!(error.to_string().contains("4,096"), "{error}");
+
+    // The largest queue allowed, 16M events of 128 bytes (2 GiB if allocated up front).
+    let before = rss_bytes();
+    let run = pipeline.run_concurrent((0..1000).map(|i| [i; 16]), Workers::new(2).queue(1 << 24));
+    let grown = rss_bytes().saturating_sub(before);
+    assert_accounted(&run.unwrap(), 1000);
+    assert!(grown < 64 << 20, "RSS grew by {grown} bytes for a 1,000-event run");
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Echo)), Workers::new(2).queue(1 << 24))
+            .unwrap();
+    (0..1000).for_each(|i| pool.submit([i; 16]).unwrap());
+    assert_accounted(&pool.join().unwrap(), 1000);
+}

@@ -14,6 +14,7 @@ mod error;
 mod load;
 mod pipeline;
 mod profiler;
+mod queue;
 mod recorder;
 mod records;
 mod report;

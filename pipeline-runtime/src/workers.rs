@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle, Scope};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::load::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
 use crate::pipeline::{Halt, Pipeline};
 use crate::profiler;
+use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
 use crate::stage::StageError;
 
@@ -64,6 +65,7 @@ impl Workers {
     }
 
     /// The queue's capacity: `submit` blocks (and `try_submit` hands the event back) when full.
+    /// At most 16,777,216; a queue above 65,536 takes memory only for the events in it.
     #[must_use]
     pub fn queue(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
@@ -94,8 +96,14 @@ impl Workers {
     fn validate(&self) -> Result<(), Error> {
         let problem = if self.count == 0 {
             "`Workers::new(0)`: at least one worker is needed"
+        } else if self.count > MAX_WORKERS {
+            "`Workers::new(..)` is above 4,096 threads: more workers than that only adds \
+             switching; use a few per core"
         } else if self.capacity == 0 {
             "`.queue(0)`: the queue needs room for at least one event"
+        } else if self.capacity > queue::MAX_CAPACITY {
+            "`.queue(..)` is above 16,777,216 events: a backlog that deep is minutes of work at \
+             any rate; bound it lower and let `submit` wait (or `try_submit` hand events back)"
         } else if self.arrival_rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
             "`.arrival_rate(..)` must be a positive, finite number of events per second"
         } else if self.sample_every.is_zero() {
@@ -108,6 +116,9 @@ impl Workers {
         Err(Error::InvalidConfig(problem))
     }
 }
+
+/// The most worker threads a pool may have.
+const MAX_WORKERS: usize = 4096;
 
 /// An event in the queue, numbered and stamped when it arrived.
 struct Envelope<E> {
@@ -304,7 +315,7 @@ impl<E: Send> Pipeline<E> {
     ) -> Result<RunSummary, Error> {
         workers.validate()?;
         let stage_names: Vec<String> = self.stage_names().map(str::to_owned).collect();
-        let (sender, receiver) = crossbeam_channel::bounded::<Envelope<E>>(workers.capacity);
+        let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
         let intake = Intake::new(workers.capacity);
         let (loads, samples) = thread::scope(|scope| -> Result<_, Error> {
             let sampler = thread::Builder::new()
@@ -448,7 +459,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     pub fn start(pipeline: Arc<Pipeline<E>>, workers: Workers) -> Result<Self, Error> {
         workers.validate()?;
         let stage_names: Vec<String> = pipeline.stage_names().map(str::to_owned).collect();
-        let (sender, receiver) = crossbeam_channel::bounded::<Envelope<E>>(workers.capacity);
+        let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
         let intake = Arc::new(Intake::new(workers.capacity));
         let mut pool = WorkerPool {
             sender: Some(sender),
@@ -492,7 +503,7 @@ impl<E: Send + 'static> WorkerPool<E> {
                 self.intake.accepted(arrived_ns, sender.len());
                 Ok(())
             }
-            Err(returned) => Err(returned.into_inner().event),
+            Err(returned) => Err(returned.event),
         }
     }
 
@@ -525,7 +536,7 @@ impl<E: Send + 'static> WorkerPool<E> {
 
     /// Events currently waiting in the queue.
     pub fn queue_len(&self) -> usize {
-        self.sender.as_ref().map_or(0, Sender::len)
+        self.sender.as_ref().map_or(0, |sender| sender.len())
     }
 
     /// Stops accepting events. Those already accepted are still processed.
