@@ -263,3 +263,55 @@ fn capacities_and_counts_are_bounded_and_a_large_queue_is_not_allocated_up_front
     (0..1000).for_each(|i| pool.submit([i; 16]).unwrap());
     assert_accounted(&pool.join().unwrap(), 1000);
 }
+
+/// Blocks on its event until the gate opens (a stage waiting on a lock or a call with no
+/// deadline).
+struct Blocks {
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+#[stage]
+impl Blocks {
+    fn process(&self, event: u64) -> u64 {
+        if event == 3 {
+            let (open, opened) = &*self.gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+        }
+        event
+    }
+}
+
+#[test]
+fn join_timeout_returns_what_was_accounted_while_a_stage_blocks_forever() {
+    let _lock = exclusive();
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let pipeline = Arc::new(Pipeline::new().stage(Blocks { gate: Arc::clone(&gate) }));
+    let pool = WorkerPool::start(pipeline, Workers::new(1)).unwrap();
+    (0..10).for_each(|event| pool.submit(event).unwrap());
+    let started = Instant::now();
+    let run = pool.join_timeout(Duration::from_millis(300)).expect("a summary, not a hang");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(run.submitted, 10);
+    assert_eq!(run.completed, 3, "events 0, 1, 2 went through before 3 blocked");
+    assert_eq!(run.unfinished, 7, "event 3 in its stage, 4..9 in the queue");
+    assert_eq!(run.submitted, run.completed + run.rejected + run.failed + run.unfinished);
+    assert!(run.to_string().contains("7 accepted events were still queued"), "{run}");
+    // Let the stuck worker go: it finishes on its own.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+#[test]
+fn a_pool_dropped_without_join_still_reaches_the_report() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Echo)), Workers::new(2)).unwrap();
+    (0..100).for_each(|i| pool.submit([i; 16]).unwrap());
+    drop(pool); // drains, and hands its run to the session
+    let report = profiler.finish().unwrap();
+    assert_eq!(report.runs.len(), 1, "the load section is there");
+    assert_accounted(&report.runs[0], 100);
+}

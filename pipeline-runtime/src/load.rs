@@ -94,7 +94,7 @@ pub(crate) struct Failure {
 
 /// What one worker thread measured; owned by that thread until it ends.
 pub(crate) struct WorkerLoad {
-    name: String,
+    pub(crate) name: String,
     events: u64,
     busy_ns: u64,
     completed: u64,
@@ -245,7 +245,9 @@ pub struct WorkerUtilisation {
 
 /// The outcome of a concurrent run: counts, latency, queue and workers, and a verdict.
 ///
-/// `submitted == completed + rejected + failed` always holds, panics included.
+/// `submitted == completed + rejected + failed + unfinished` always holds, panics included;
+/// `unfinished` is 0 unless [`WorkerPool::join_timeout`](crate::WorkerPool::join_timeout) gave up
+/// waiting.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunSummary {
     /// Events accepted into the queue.
@@ -256,6 +258,9 @@ pub struct RunSummary {
     pub rejected: u64,
     /// Events a stage failed on, panics included.
     pub failed: u64,
+    /// Accepted events still queued or being processed when the summary was taken: only
+    /// [`WorkerPool::join_timeout`](crate::WorkerPool::join_timeout) takes one before the end.
+    pub unfinished: u64,
     /// Rejections and failures per stage, in pipeline order.
     pub stages: Vec<StageOutcomes>,
     /// From the first submission to the last event processed.
@@ -328,11 +333,14 @@ impl RunSummary {
         let processed: u64 = workers.iter().map(|w| w.events).sum();
         let latency_stats = Latency::of(&latency);
         let latency_split = split_at(&composition, latency_stats.p99_ns, stage_names);
+        let rejected: u64 = stages.iter().map(|s| s.rejected).sum();
+        let failed: u64 = stages.iter().map(|s| s.failed).sum();
         let mut summary = RunSummary {
             submitted: totals.submitted,
             completed,
-            rejected: stages.iter().map(|s| s.rejected).sum(),
-            failed: stages.iter().map(|s| s.failed).sum(),
+            rejected,
+            failed,
+            unfinished: totals.submitted.saturating_sub(completed + rejected + failed),
             stages,
             wall_time_ns: totals.wall_time_ns,
             throughput_per_sec: processed as f64 / (wall as f64 / 1e9),
@@ -478,6 +486,14 @@ impl fmt::Display for RunSummary {
             self.failed,
             duration_ns(self.wall_time_ns)
         )?;
+        if self.unfinished > 0 {
+            writeln!(
+                f,
+                "  {} accepted events were still queued or in a stage when the pool stopped \
+                 waiting (join_timeout)",
+                self.unfinished
+            )?;
+        }
         writeln!(
             f,
             "  arrivals {:.0}/s, throughput {:.0}/s; end-to-end latency p50 {}, p99 {}, max {}",

@@ -3,9 +3,9 @@
 //! drains the queue; every event is accounted for in the [`RunSummary`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle, Scope};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
@@ -207,11 +207,10 @@ fn worker_name(index: usize) -> String {
 }
 
 /// One worker: pull events until the queue is closed and empty, run each through the pipeline.
-fn work<E>(
-    pipeline: &Pipeline<E>,
-    queue: &Receiver<Envelope<E>>,
-    mut load: WorkerLoad,
-) -> WorkerLoad {
+/// Each event is booked in `load` (its own lock, taken once per event and by nobody else while
+/// the worker runs), so what a worker did is never lost: not if it dies, not if `join_timeout`
+/// gives up on it.
+fn work<E>(pipeline: &Pipeline<E>, queue: &Receiver<Envelope<E>>, load: &Mutex<WorkerLoad>) {
     let mut stage_ns = vec![0; pipeline.len()];
     for Envelope { id, event, arrived_ns, flow } in queue.iter() {
         let picked_ns = now_ns();
@@ -248,9 +247,20 @@ fn work<E>(
                 })
             }
         };
+        let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
         load.record(wait_ns, &stage_ns, done_ns - picked_ns, stopped);
     }
-    load
+}
+
+/// A worker's load, shared with the pool that reads it at the end.
+type SharedLoad = Arc<Mutex<WorkerLoad>>;
+
+/// Takes what a worker booked so far, leaving it an empty load for the same stages (a worker
+/// that `join_timeout` gave up on may still finish its event later).
+fn take_load(load: &SharedLoad, stage_names: &[String]) -> WorkerLoad {
+    let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
+    let empty = WorkerLoad::new(load.name.clone(), stage_names);
+    std::mem::replace(&mut *load, empty)
 }
 
 /// An instant event in the trace where an event was stopped.
@@ -331,8 +341,14 @@ impl<E: Send> Pipeline<E> {
                 feed(&sender, &intake, events, workers.arrival_rate);
             }
             drop(sender); // closes the queue: workers drain it and stop
-            let loads: Result<Vec<WorkerLoad>, Error> =
-                handles.and_then(|handles| handles.into_iter().map(join_worker).collect());
+            let loads: Result<Vec<WorkerLoad>, Error> = handles.and_then(|handles| {
+                handles
+                    .into_iter()
+                    .map(|(handle, load)| {
+                        join_worker(handle).map(|()| take_load(&load, &stage_names))
+                    })
+                    .collect()
+            });
             // Whatever failed, the sampler stops: the scope waits for every thread it started.
             intake.stop_sampling.store(true, Ordering::Relaxed);
             let samples = sampler?.join().unwrap_or_default();
@@ -350,20 +366,22 @@ fn spawn_scoped_workers<'scope, 'env, E: Send>(
     receiver: &Receiver<Envelope<E>>,
     stage_names: &[String],
     workers: &Workers,
-) -> Result<Vec<thread::ScopedJoinHandle<'scope, WorkerLoad>>, Error> {
+) -> Result<Vec<(thread::ScopedJoinHandle<'scope, ()>, SharedLoad)>, Error> {
     (0..workers.count)
         .map(|index| {
-            let (queue, load) =
-                (receiver.clone(), WorkerLoad::new(worker_name(index), stage_names));
+            let queue = receiver.clone();
+            let load = Arc::new(Mutex::new(WorkerLoad::new(worker_name(index), stage_names)));
+            let shared = Arc::clone(&load);
             workers
                 .thread(index)
-                .spawn_scoped(scope, move || work(pipeline, &queue, load))
+                .spawn_scoped(scope, move || work(pipeline, &queue, &shared))
+                .map(|handle| (handle, load))
                 .map_err(spawn_error(worker_name(index)))
         })
         .collect()
 }
 
-fn join_worker(handle: thread::ScopedJoinHandle<'_, WorkerLoad>) -> Result<WorkerLoad, Error> {
+fn join_worker(handle: thread::ScopedJoinHandle<'_, ()>) -> Result<(), Error> {
     let name = handle.thread().name().unwrap_or("worker").to_owned();
     handle.join().map_err(|_| Error::WorkerPanicked { worker: name })
 }
@@ -442,7 +460,7 @@ impl<E> TrySubmitError<E> {
 /// ```
 pub struct WorkerPool<E: Send + 'static> {
     sender: Option<Sender<Envelope<E>>>,
-    workers: Vec<JoinHandle<WorkerLoad>>,
+    workers: Vec<(JoinHandle<()>, SharedLoad)>,
     sampler: Option<JoinHandle<Vec<(u64, usize)>>>,
     intake: Arc<Intake>,
     stage_names: Vec<String>,
@@ -476,12 +494,13 @@ impl<E: Send + 'static> WorkerPool<E> {
         pool.sampler = Some(sampler.map_err(spawn_error("the queue sampler".to_owned()))?);
         for index in 0..workers.count {
             let (pipeline, queue) = (Arc::clone(&pipeline), receiver.clone());
-            let load = WorkerLoad::new(worker_name(index), &pool.stage_names);
+            let load = Arc::new(Mutex::new(WorkerLoad::new(worker_name(index), &pool.stage_names)));
+            let shared = Arc::clone(&load);
             let handle = workers
                 .thread(index)
-                .spawn(move || work(&pipeline, &queue, load))
+                .spawn(move || work(&pipeline, &queue, &shared))
                 .map_err(spawn_error(worker_name(index)))?; // dropping `pool` stops the others
-            pool.workers.push(handle);
+            pool.workers.push((handle, load));
         }
         Ok(pool)
     }
@@ -551,27 +570,82 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// [`Error::WorkerPanicked`] if a worker thread died outside any stage (stage panics are
     /// caught and counted, never reach here).
     pub fn join(mut self) -> Result<RunSummary, Error> {
+        self.finish(None)
+    }
+
+    /// Like [`join`](Self::join), but waits at most `timeout` for the workers: a stage that
+    /// blocks forever (a lost lock, a network call with no deadline) cannot hold the caller.
+    /// The summary then accounts for what was done, and counts the accepted events still
+    /// queued or in a stage as `unfinished` (`submitted = completed + rejected + failed +
+    /// unfinished`). Workers still running are left to finish on their own.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use pipeline_runtime::{Pipeline, Stage, StageError, WorkerPool, Workers};
+    ///
+    /// struct Quick;
+    /// impl Stage<u32> for Quick {
+    ///     fn name(&self) -> &str { "Quick" }
+    ///     fn process(&self, e: u32) -> Result<u32, StageError> { Ok(e) }
+    /// }
+    /// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Quick)), Workers::new(2))?;
+    /// pool.submit(1).expect("open");
+    /// let run = pool.join_timeout(Duration::from_secs(5))?;
+    /// assert_eq!((run.completed, run.unfinished), (1, 0));
+    /// # Ok::<(), pipeline_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerPanicked`] as for `join`.
+    pub fn join_timeout(mut self, timeout: Duration) -> Result<RunSummary, Error> {
+        self.finish(Some(Instant::now() + timeout))
+    }
+
+    /// Closes the queue, waits for the workers (until `deadline`, if given), and sums up what
+    /// they did; the run goes to the running session's report.
+    fn finish(&mut self, deadline: Option<Instant>) -> Result<RunSummary, Error> {
         self.close();
-        let mut loads = Vec::with_capacity(self.workers.len());
         let mut first_error = None;
-        for handle in self.workers.drain(..) {
-            let name = handle.thread().name().unwrap_or("worker").to_owned();
-            match handle.join() {
-                Ok(load) => loads.push(load),
-                Err(_) => {
+        let mut loads = Vec::with_capacity(self.workers.len());
+        for (handle, load) in self.workers.drain(..) {
+            let finished = match deadline {
+                None => true,
+                Some(deadline) => wait_until_finished(&handle, deadline),
+            };
+            if finished {
+                let name = handle.thread().name().unwrap_or("worker").to_owned();
+                if handle.join().is_err() {
                     first_error.get_or_insert(Error::WorkerPanicked { worker: name });
                 }
-            }
+            } // else: detached; it keeps its own handle on the load and the queue
+            loads.push(take_load(&load, &self.stage_names));
         }
         self.intake.stop_sampling.store(true, Ordering::Relaxed);
-        let samples = self.sampler.take().and_then(|s| s.join().ok()).unwrap_or_default();
-        if let Some(error) = first_error {
-            return Err(error);
-        }
+        let samples = match self.sampler.take() {
+            Some(sampler) if deadline.is_none_or(|d| wait_until_finished(&sampler, d)) => {
+                sampler.join().unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
         let summary = RunSummary::merge(loads, &self.stage_names, self.intake.totals(samples));
         profiler::record_run(&summary);
-        Ok(summary)
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(summary),
+        }
     }
+}
+
+/// Waits (polling) until `handle`'s thread has finished or `deadline` passes; whether it did.
+fn wait_until_finished<T>(handle: &JoinHandle<T>, deadline: Instant) -> bool {
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    true
 }
 
 impl Intake {
@@ -584,14 +658,10 @@ impl Intake {
 
 impl<E: Send + 'static> Drop for WorkerPool<E> {
     fn drop(&mut self) {
-        // Drain rather than drop accepted events: close, then wait for the workers.
-        self.sender = None;
-        for handle in self.workers.drain(..) {
-            let _ = handle.join();
-        }
-        self.intake.stop_sampling.store(true, Ordering::Relaxed);
-        if let Some(sampler) = self.sampler.take() {
-            let _ = sampler.join();
+        // Drain rather than drop accepted events: close, then wait for the workers. The run
+        // still reaches the session's report (`join` already took the workers if it ran).
+        if !self.workers.is_empty() {
+            let _ = self.finish(None);
         }
     }
 }
