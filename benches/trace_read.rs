@@ -68,28 +68,58 @@ fn main() {
         2.0 * events as f64 / 1e6 / best
     );
 
+    summarise("pipeline-prof summary", &trace);
+    if std::env::var_os("TRACE_READ_KEEP").is_none() {
+        let _ = std::fs::remove_file(&trace); // 80 MB
+    }
+
+    // Hostile shapes (issue 15): a million nested begins that never end, and 100,000 slices
+    // with distinct names (per-request span names do this).
+    let deep = hostile(
+        "deep.json",
+        (0..1_000_000u64)
+            .map(|i| format!(r#"{{"ph":"B","pid":1,"tid":1,"ts":{i},"name":"f{}"}}"#, i % 7)),
+    );
+    summarise("1,000,000 nested begins without ends", &deep);
+    let flat = hostile(
+        "flat.json",
+        (0..100_000u64).map(|i| {
+            format!(r#"{{"ph":"X","pid":1,"tid":1,"ts":{},"dur":1,"name":"req-{i}"}}"#, i * 2)
+        }),
+    );
+    summarise("100,000 distinct slice names", &flat);
+    let _ = (std::fs::remove_file(&deep), std::fs::remove_file(&flat));
+}
+
+/// Writes a trace of `events` next to the others.
+fn hostile(name: &str, events: impl Iterator<Item = String>) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let body: Vec<String> = events.collect();
+    std::fs::write(&path, format!("[\n{}\n]\n", body.join(",\n"))).expect("write");
+    path
+}
+
+/// Runs `pipeline-prof summary` on `trace` under `/usr/bin/time`: wall time and peak RSS.
+fn summarise(what: &str, trace: &std::path::Path) {
+    let bytes = std::fs::metadata(trace).map_or(0, |m| m.len());
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
         .args(["-f", "peak RSS %M KiB"])
         .arg(env!("CARGO_BIN_EXE_pipeline-prof"))
         .arg("summary")
-        .arg(&trace)
+        .arg(trace)
         .output();
     match output {
         Ok(out) if out.status.success() => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             println!(
-                "pipeline-prof summary: {:.2} s, {}",
+                "{what} ({:.1} MB): {:.2} s, {}",
+                bytes as f64 / 1e6,
                 started.elapsed().as_secs_f64(),
                 stderr.lines().last().unwrap_or("(no peak RSS reported)")
             );
         }
-        Ok(out) => {
-            println!("pipeline-prof summary failed: {}", String::from_utf8_lossy(&out.stderr))
-        }
+        Ok(out) => println!("{what}: failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(error) => println!("(no /usr/bin/time here to measure peak RSS: {error})"),
-    }
-    if std::env::var_os("TRACE_READ_KEEP").is_none() {
-        let _ = std::fs::remove_file(&trace); // 180 MB
     }
 }

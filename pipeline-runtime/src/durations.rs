@@ -1,5 +1,9 @@
 //! The duration figures of one row, shared by the in-process recorder and the trace reader:
-//! calls, total and self time, extremes, and an HDR histogram of each call's total time.
+//! calls, total and self time, extremes, and the distribution of each call's total time.
+//!
+//! The distribution starts as the exact values (up to [`EXACT_VALUES`]) and becomes an HDR
+//! histogram (three significant digits, ~16 KiB) only past that: a trace with 100,000 distinct
+//! slice names, each called once, holds 100,000 small rows rather than 1.6 GB of histograms.
 
 use hdrhistogram::Histogram;
 
@@ -19,6 +23,75 @@ pub(crate) fn record(histogram: &mut Histogram<u64>, value: u64) {
     }
 }
 
+/// Values kept exactly before a row's distribution becomes a histogram.
+pub(crate) const EXACT_VALUES: usize = 64;
+
+/// The distribution of a row's call times.
+#[derive(Clone, Debug)]
+pub(crate) enum Distribution {
+    /// Up to [`EXACT_VALUES`] values, as they came.
+    Exact(Vec<u64>),
+    /// Past that, a histogram.
+    Histogram(Box<Histogram<u64>>),
+}
+
+impl Distribution {
+    fn record(&mut self, value: u64) {
+        match self {
+            Distribution::Exact(values) if values.len() < EXACT_VALUES => values.push(value),
+            Distribution::Exact(values) => {
+                let mut h = histogram();
+                for v in values.drain(..) {
+                    record(&mut h, v);
+                }
+                record(&mut h, value);
+                *self = Distribution::Histogram(Box::new(h));
+            }
+            Distribution::Histogram(h) => record(h, value),
+        }
+    }
+
+    fn merge(&mut self, other: &Distribution) {
+        match other {
+            Distribution::Exact(values) => values.iter().for_each(|&v| self.record(v)),
+            Distribution::Histogram(other) => {
+                if let Distribution::Exact(values) = self {
+                    let mut h = histogram();
+                    values.iter().for_each(|&v| record(&mut h, v));
+                    *self = Distribution::Histogram(Box::new(h));
+                }
+                if let Distribution::Histogram(h) = self {
+                    // Both histograms auto-resize, so adding cannot fail.
+                    let _ = h.add(&**other);
+                }
+            }
+        }
+    }
+
+    /// The value at quantile `q` (0..=1): exact while few, to 3 significant digits after.
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
+        match self {
+            Distribution::Exact(values) if values.is_empty() => 0,
+            Distribution::Exact(values) => {
+                let mut sorted = values.clone();
+                sorted.sort_unstable();
+                // The smallest value with at least a fraction q of the values at or below it.
+                let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                sorted[rank - 1]
+            }
+            Distribution::Histogram(h) => h.value_at_quantile(q),
+        }
+    }
+
+    /// How many values it holds.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Distribution::Exact(values) => values.len() as u64,
+            Distribution::Histogram(h) => h.len(),
+        }
+    }
+}
+
 /// Duration figures of a set of calls.
 #[derive(Clone, Debug)]
 pub(crate) struct Durations {
@@ -28,7 +101,7 @@ pub(crate) struct Durations {
     pub min_ns: u64,
     pub max_ns: u64,
     /// Distribution of each call's total time, in nanoseconds.
-    pub histogram: Histogram<u64>,
+    pub distribution: Distribution,
 }
 
 impl Durations {
@@ -39,7 +112,7 @@ impl Durations {
             self_ns: 0,
             min_ns: u64::MAX,
             max_ns: 0,
-            histogram: histogram(),
+            distribution: Distribution::Exact(Vec::new()),
         }
     }
 
@@ -51,7 +124,7 @@ impl Durations {
         self.self_ns += self_ns;
         self.min_ns = self.min_ns.min(total_ns);
         self.max_ns = self.max_ns.max(total_ns);
-        record(&mut self.histogram, total_ns);
+        self.distribution.record(total_ns);
     }
 
     /// Adds `other`'s calls to these.
@@ -61,13 +134,12 @@ impl Durations {
         self.self_ns += other.self_ns;
         self.min_ns = self.min_ns.min(other.min_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
-        // Both histograms auto-resize, so adding cannot fail.
-        let _ = self.histogram.add(&other.histogram);
+        self.distribution.merge(&other.distribution);
     }
 
     /// The report's view of these figures: mean and percentiles included.
     pub(crate) fn timing(&self) -> Timing {
-        let h = &self.histogram;
+        let h = &self.distribution;
         Timing {
             calls: self.calls,
             total_ns: self.total_ns,
@@ -75,10 +147,42 @@ impl Durations {
             min_ns: if self.calls == 0 { 0 } else { self.min_ns },
             max_ns: self.max_ns,
             mean_ns: self.total_ns.checked_div(self.calls).unwrap_or(0),
-            p50_ns: h.value_at_quantile(0.50),
-            p90_ns: h.value_at_quantile(0.90),
-            p99_ns: h.value_at_quantile(0.99),
-            p999_ns: h.value_at_quantile(0.999),
+            p50_ns: h.quantile(0.50),
+            p90_ns: h.quantile(0.90),
+            p99_ns: h.quantile(0.99),
+            p999_ns: h.quantile(0.999),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_values_are_exact_and_many_become_a_histogram_with_the_same_answers() {
+        let mut few = Durations::new();
+        for v in [5, 1, 9, 3] {
+            few.record(v, v);
+        }
+        assert!(matches!(few.distribution, Distribution::Exact(_)));
+        let t = few.timing();
+        assert_eq!((t.p50_ns, t.p99_ns, t.min_ns, t.max_ns), (3, 9, 1, 9));
+
+        let mut many = Durations::new();
+        for v in 1..=1000 {
+            many.record(v * 1000, 0);
+        }
+        assert!(matches!(many.distribution, Distribution::Histogram(_)));
+        let p50 = many.timing().p50_ns;
+        assert!(p50.abs_diff(500_000) < 1_000, "{p50}");
+        assert_eq!(many.distribution.len(), 1000);
+
+        // Merging an exact row into a histogram row and the other way round.
+        let mut merged = few.clone();
+        merged.merge(&many);
+        assert_eq!(merged.distribution.len(), 1004);
+        many.merge(&few);
+        assert_eq!(many.distribution.len(), 1004);
     }
 }

@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use hdrhistogram::Histogram;
+use std::collections::HashMap;
+
+use crate::durations::Distribution;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,7 +19,7 @@ use crate::report::build::share;
 use crate::report::{FunctionStats, MemoryStats, Report, StageStats, Timing};
 
 /// Whether a row is a stage or a function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowKind {
     /// A `#[stage]` (or, in a trace without stage markers, a top-level slice).
@@ -295,18 +297,15 @@ impl Profile {
                     })
         };
         let allocations_measured = tree.declared.as_ref().is_some_and(|d| d.allocations_measured);
-        let enclosing_stage = |mut index: usize| -> Option<usize> {
-            loop {
-                index = nodes[index].parent;
-                if index == 0 {
-                    return None;
-                }
-                if is_stage(index) {
-                    return Some(index);
-                }
-            }
-        };
+        // Each node's enclosing stage, in one pass: a parent's index is below its children's.
+        let mut enclosing: Vec<Option<usize>> = vec![None; nodes.len()];
+        for index in 1..nodes.len() {
+            let parent = nodes[index].parent;
+            enclosing[index] =
+                if parent != 0 && is_stage(parent) { Some(parent) } else { enclosing[parent] };
+        }
         let mut merged: Vec<Merged> = Vec::new();
+        let mut merged_index: HashMap<(RowKind, Option<&str>, &str), usize> = HashMap::new();
         for index in 1..nodes.len() {
             let stats = &nodes[index].stats;
             if stats.durations.calls == 0 {
@@ -315,12 +314,15 @@ impl Profile {
             let (kind, stage) = if is_stage(index) {
                 (RowKind::Stage, None)
             } else {
-                (RowKind::Function, enclosing_stage(index).map(|s| nodes[s].name.as_str()))
+                (RowKind::Function, enclosing[index].map(|s| nodes[s].name.as_str()))
             };
             let name = nodes[index].name.as_str();
-            match merged.iter_mut().find(|m| m.kind == kind && m.stage == stage && m.name == name) {
-                Some(existing) => existing.stats.merge(stats),
-                None => merged.push(Merged::new(kind, stage, name, stats)),
+            match merged_index.get(&(kind, stage, name)) {
+                Some(&existing) => merged[existing].stats.merge(stats),
+                None => {
+                    merged_index.insert((kind, stage, name), merged.len());
+                    merged.push(Merged::new(kind, stage, name, stats));
+                }
             }
         }
         if allocations_measured {
@@ -374,15 +376,15 @@ impl<'a> Merged<'a> {
             share,
             allocations: s.allocations,
             bytes_allocated: s.bytes_allocated,
-            p50_standard_error_ns: Some(median_standard_error(&s.durations.histogram)),
+            p50_standard_error_ns: Some(median_standard_error(&s.durations.distribution)),
         }
     }
 }
 
 /// The standard error of a histogram's median: `1 / (2 f(m) sqrt(n))`, with the density at the
 /// median `f(m)` estimated from the quantiles either side, `0.1 / (q(0.55) - q(0.45))`.
-fn median_standard_error(h: &Histogram<u64>) -> f64 {
-    let width = h.value_at_quantile(0.55).saturating_sub(h.value_at_quantile(0.45)) as f64;
+fn median_standard_error(h: &Distribution) -> f64 {
+    let width = h.quantile(0.55).saturating_sub(h.quantile(0.45)) as f64;
     5.0 * width / (h.len().max(1) as f64).sqrt()
 }
 
@@ -396,12 +398,17 @@ fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
         .filter(|m| m.kind == RowKind::Stage)
         .map(|m| m.stats.durations.total_ns)
         .sum();
+    // Functions grouped by their stage once (largest first, as `merged` is sorted).
+    let mut by_stage: HashMap<&str, Vec<&Merged<'_>>> = HashMap::new();
+    for function in merged.iter().filter(|m| m.kind == RowKind::Function) {
+        if let Some(stage) = function.stage {
+            by_stage.entry(stage).or_default().push(function);
+        }
+    }
     let mut rows = Vec::with_capacity(merged.len());
     for stage in merged.iter().filter(|m| m.kind == RowKind::Stage) {
         rows.push(stage.row(share(stage.stats.durations.total_ns, all_stages)));
-        for function in
-            merged.iter().filter(|m| m.kind == RowKind::Function && m.stage == Some(stage.name))
-        {
+        for function in by_stage.get(stage.name).into_iter().flatten() {
             rows.push(
                 function
                     .row(share(function.stats.durations.total_ns, stage.stats.durations.total_ns)),

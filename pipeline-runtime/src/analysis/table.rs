@@ -8,6 +8,9 @@ use super::profile::{Profile, ProfileSource, RowKind};
 use crate::report::format::{bytes, duration_ns, per_call, percent};
 use crate::report::table::{timing_cells, STYLE, TIME_HEADER};
 
+/// Rows the printed table shows (a trace with per-request span names can have 100,000).
+const MAX_TABLE_ROWS: usize = 200;
+
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let ProfileSource::Trace(read) = &self.source {
@@ -31,6 +34,14 @@ impl fmt::Display for Profile {
                 )?;
             } else if read.counts.unclosed > 0 {
                 writeln!(f, "{} slices never ended and are left out.", read.counts.unclosed)?;
+            }
+            if read.counts.too_deep > 0 {
+                writeln!(
+                    f,
+                    "{} slices nested deeper than {} levels are left out (as Perfetto does).",
+                    read.counts.too_deep,
+                    super::tree::MAX_DEPTH
+                )?;
             }
             let extras = &read.extras;
             if let Some(left_out) = extras.records_left_out.filter(|n| *n > 0) {
@@ -67,7 +78,7 @@ impl fmt::Display for Profile {
         let mut table = Table::new();
         table.load_preset(STYLE).set_header(header.clone());
         let mut outside_heading = false;
-        for row in &self.rows {
+        for row in self.rows.iter().take(MAX_TABLE_ROWS) {
             let name = match (row.kind, &row.stage) {
                 (RowKind::Stage, _) => row.name.clone(),
                 (RowKind::Function, Some(_)) => format!("  └ {}", row.name),
@@ -94,6 +105,13 @@ impl fmt::Display for Profile {
             }
         }
         writeln!(f, "{table}")?;
+        if self.rows.len() > MAX_TABLE_ROWS {
+            writeln!(
+                f,
+                "… and {} more rows (the largest are above; `--json` has every row).",
+                self.rows.len() - MAX_TABLE_ROWS
+            )?;
+        }
         if let Some(stage) = self.slowest_stage() {
             write!(
                 f,

@@ -88,7 +88,13 @@ pub struct SliceCounts {
     pub unmatched_ends: u64,
     /// Events that are not slices (counters, instants, metadata...).
     pub other_events: u64,
+    /// Slices nested deeper than [`MAX_DEPTH`] on their thread; left out, as Perfetto does.
+    #[serde(default)]
+    pub too_deep: u64,
 }
+
+/// The deepest nesting read (Perfetto's importer stops at the same depth).
+pub const MAX_DEPTH: usize = 512;
 
 /// A counter track's samples (`C` events), as `pipeline-prof` summarises them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -141,6 +147,11 @@ pub(crate) struct CallTree {
     open: HashMap<(TrackId, TrackId), Vec<Open>>,
     /// Async slices by (process, category, id), innermost last.
     open_async: HashMap<(TrackId, Option<String>, TrackId), Vec<OpenAsync>>,
+    /// Per thread: begins left out for depth whose ends are still to come.
+    too_deep_open: HashMap<(TrackId, TrackId), u64>,
+    /// Where each instant name and counter track is in `extras` (so look-ups stay O(1)).
+    instant_index: HashMap<String, usize>,
+    counter_index: HashMap<String, usize>,
     pub counts: SliceCounts,
     pub events: EventFigures,
     pub declared: Option<Declared>,
@@ -179,6 +190,9 @@ impl CallTree {
             nodes: vec![root],
             open: HashMap::new(),
             open_async: HashMap::new(),
+            too_deep_open: HashMap::new(),
+            instant_index: HashMap::new(),
+            counter_index: HashMap::new(),
             counts: SliceCounts::default(),
             events: EventFigures { latency: histogram(), queue_wait: histogram() },
             declared: None,
@@ -214,9 +228,12 @@ impl CallTree {
             "i" | "I" => {
                 self.counts.other_events += 1;
                 let name = event.name.unwrap_or_default();
-                match self.extras.instants.iter_mut().find(|(known, _)| *known == name) {
-                    Some((_, count)) => *count += 1,
-                    None => self.extras.instants.push((name, 1)),
+                match self.instant_index.get(&name) {
+                    Some(&index) => self.extras.instants[index].1 += 1,
+                    None => {
+                        self.instant_index.insert(name.clone(), self.extras.instants.len());
+                        self.extras.instants.push((name, 1));
+                    }
                 }
             }
             _ => self.counts.other_events += 1,
@@ -228,20 +245,23 @@ impl CallTree {
         for (series, value) in event.args.map(|a| a.numbers).unwrap_or_default() {
             let track = format!("{name} {series}");
             let counters = &mut self.extras.counters;
-            match counters.iter_mut().find(|c| c.name == track) {
+            match self.counter_index.get(&track).map(|&index| &mut counters[index]) {
                 Some(c) => {
                     c.samples += 1;
                     c.min = c.min.min(value);
                     c.max = c.max.max(value);
                     c.last = value;
                 }
-                None => counters.push(CounterSummary {
-                    name: track,
-                    samples: 1,
-                    min: value,
-                    max: value,
-                    last: value,
-                }),
+                None => {
+                    self.counter_index.insert(track.clone(), counters.len());
+                    counters.push(CounterSummary {
+                        name: track,
+                        samples: 1,
+                        min: value,
+                        max: value,
+                        last: value,
+                    });
+                }
             }
         }
     }
@@ -314,6 +334,13 @@ impl CallTree {
         let track = (event.pid, event.tid);
         self.close_complete(track, ts);
         let open = self.open.get(&track);
+        if open.is_some_and(|stack| stack.len() >= MAX_DEPTH) {
+            self.counts.too_deep += 1;
+            if complete.is_none() {
+                *self.too_deep_open.entry(track).or_default() += 1; // its end is ignored too
+            }
+            return;
+        }
         let parent = open.and_then(|s| s.iter().rev().find_map(|o| o.node)).unwrap_or(ROOT);
         let args = event.args.as_ref().or(complete.as_ref().and_then(|(_, args)| args.as_ref()));
         let queue_wait_us = args.and_then(|a| a.queue_wait_us).and_then(|c| c.0);
@@ -392,6 +419,10 @@ impl CallTree {
         };
         let track = (event.pid, event.tid);
         self.close_complete(track, ts);
+        if let Some(skipped) = self.too_deep_open.get_mut(&track).filter(|n| **n > 0) {
+            *skipped -= 1; // the end of a begin left out for depth
+            return;
+        }
         let nodes = &self.nodes;
         let stack = self.open.entry(track).or_default();
         // The innermost open slice of that name (tracing-chrome names its ends); an end without

@@ -336,7 +336,7 @@ mod tests {
         shard.rows(1, &mut rows);
         assert_eq!(rows.len(), 1, "one (stage, call site) row, however the calls were stored");
         assert_eq!((rows[0].stats.durations.min_ns, rows[0].stats.durations.max_ns), (1, 150));
-        assert_eq!(rows[0].stats.durations.histogram.len(), 150);
+        assert_eq!(rows[0].stats.durations.distribution.len(), 150);
     }
 
     #[test]
