@@ -315,3 +315,36 @@ fn a_pool_dropped_without_join_still_reaches_the_report() {
     assert_eq!(report.runs.len(), 1, "the load section is there");
     assert_accounted(&report.runs[0], 100);
 }
+
+/// An event whose `Drop` panics, handed back by every stage call.
+struct Booby(u64);
+
+impl Drop for Booby {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("dropping event {} panics", self.0);
+        }
+    }
+}
+
+struct PassBooby;
+
+#[stage]
+impl PassBooby {
+    fn process(&self, event: Booby) -> Result<Booby, StageError> {
+        if event.0 % 2 == 0 {
+            return Err(StageError::rejected("even")); // the stage drops this one itself
+        }
+        Ok(event)
+    }
+}
+
+#[test]
+fn an_event_whose_drop_panics_does_not_take_a_worker_down() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(PassBooby);
+    let run = quietly(|| pipeline.run_concurrent((0..40).map(Booby), Workers::new(2)))
+        .expect("the run completes");
+    assert_accounted(&run, 40);
+    assert_eq!(run.completed + run.rejected + run.failed, 40);
+}

@@ -226,7 +226,12 @@ fn work<E>(pipeline: &Pipeline<E>, queue: &Receiver<Envelope<E>>, load: &Mutex<W
         }
         drop(slice);
         let stopped = match result {
-            Ok(_completed) => None,
+            // What a stage hands back is dropped under a guard too: an event whose `Drop`
+            // panics must not take the worker (and the events behind it) down.
+            Ok(completed) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(completed)));
+                None
+            }
             Err(halt) => {
                 let failure = match halt.error() {
                     StageError::Rejected { .. } => None,
@@ -240,11 +245,10 @@ fn work<E>(pipeline: &Pipeline<E>, queue: &Receiver<Envelope<E>>, load: &Mutex<W
                         message: records::guarded_text(|| error.to_string()),
                     }),
                 };
-                Some(Stopped {
-                    stage_index: halt.stage_index(),
-                    kind: halt.error().kind(),
-                    failure,
-                })
+                let stopped =
+                    Stopped { stage_index: halt.stage_index(), kind: halt.error().kind(), failure };
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(halt)));
+                Some(stopped)
             }
         };
         let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
@@ -464,6 +468,8 @@ pub struct WorkerPool<E: Send + 'static> {
     sampler: Option<JoinHandle<Vec<(u64, usize)>>>,
     intake: Arc<Intake>,
     stage_names: Vec<String>,
+    /// Every thread started: a pool that failed to start has no run to report.
+    started: bool,
 }
 
 impl<E: Send + 'static> WorkerPool<E> {
@@ -485,6 +491,7 @@ impl<E: Send + 'static> WorkerPool<E> {
             sampler: None,
             intake,
             stage_names,
+            started: false,
         };
         let sampler = thread::Builder::new().name("queue-sampler".to_owned()).spawn({
             let (receiver, intake, every) =
@@ -502,6 +509,7 @@ impl<E: Send + 'static> WorkerPool<E> {
                 .map_err(spawn_error(worker_name(index)))?; // dropping `pool` stops the others
             pool.workers.push((handle, load));
         }
+        pool.started = true;
         Ok(pool)
     }
 
@@ -629,7 +637,9 @@ impl<E: Send + 'static> WorkerPool<E> {
             _ => Vec::new(),
         };
         let summary = RunSummary::merge(loads, &self.stage_names, self.intake.totals(samples));
-        profiler::record_run(&summary);
+        if self.started {
+            profiler::record_run(&summary);
+        }
         match first_error {
             Some(error) => Err(error),
             None => Ok(summary),

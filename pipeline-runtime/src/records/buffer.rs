@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -49,6 +49,17 @@ impl Slot {
 }
 
 static SLOTS: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
+
+/// Bytes of texts (instant arguments, failure outcomes, each at most ~1 KiB) waiting for the
+/// writer, and the most that may: the trace's memory is bounded in bytes, texts included.
+static TEXT_BYTES: AtomicUsize = AtomicUsize::new(0);
+const TEXT_BUDGET: usize = 8 << 20;
+
+/// The writer took `bytes` of texts off a slot.
+fn texts_taken(texts: &VecDeque<Box<str>>) {
+    let bytes: usize = texts.iter().map(|t| t.len()).sum();
+    TEXT_BYTES.fetch_sub(bytes.min(TEXT_BYTES.load(Ordering::Relaxed)), Ordering::Relaxed);
+}
 static NEXT_SLOT: AtomicU64 = AtomicU64::new(1);
 
 /// Wakes the writer when a chunk fills.
@@ -222,8 +233,8 @@ impl ThreadBuffer {
                     let _bookkeeping = crate::alloc::bookkeeping();
                     super::guarded_text(render).into_boxed_str()
                 };
-                self.push_text(text);
-                true
+                // Past the text budget the slice still ends, without its outcome.
+                self.push_text(text)
             }
             None => false,
         };
@@ -236,7 +247,10 @@ impl ThreadBuffer {
             return false;
         }
         if let Some(text) = text {
-            self.push_text(text);
+            if !self.push_text(text) {
+                count_left_out(); // the writer is that far behind: the instant is left out
+                return false;
+            }
         }
         self.push(record);
         true
@@ -267,11 +281,18 @@ impl ThreadBuffer {
         self.len += 1;
     }
 
-    fn push_text(&mut self, text: Box<str>) {
-        if let Some(slot) = &self.slot {
-            let _bookkeeping = crate::alloc::bookkeeping();
-            slot.lock().texts.push_back(text);
+    /// Queues a text for the writer, within the budget of [`TEXT_BUDGET`] bytes waiting;
+    /// returns false (and queues nothing) past it.
+    fn push_text(&mut self, text: Box<str>) -> bool {
+        let Some(slot) = &self.slot else { return false };
+        let size = text.len();
+        if TEXT_BYTES.fetch_add(size, Ordering::Relaxed) + size > TEXT_BUDGET {
+            TEXT_BYTES.fetch_sub(size, Ordering::Relaxed);
+            return false;
         }
+        let _bookkeeping = crate::alloc::bookkeeping();
+        slot.lock().texts.push_back(text);
+        true
     }
 
     /// A new trace began: what this thread holds belongs to the last one.
@@ -382,6 +403,7 @@ pub(crate) fn drain(reader: &mut dyn Reader) {
             )
         };
         if !texts.is_empty() {
+            texts_taken(&texts);
             reader.texts(&slot.info, texts);
         }
         for chunk in full {
