@@ -443,7 +443,10 @@ impl<E> TrySubmitError<E> {
 }
 
 /// A long-running pool of workers behind a bounded queue: `submit` events as they come, `close`
-/// the queue, `join` for the [`RunSummary`]. Dropping the pool closes it and drains the queue.
+/// the queue, `join` for the [`RunSummary`]. Dropping the pool closes it, drains the queue
+/// (waiting for the workers) and hands the run to the running session's report; when a stage
+/// might block forever, end with [`join_timeout`](Self::join_timeout) instead, which bounds
+/// the wait.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -88,13 +88,13 @@ pub struct SliceCounts {
     pub unmatched_ends: u64,
     /// Events that are not slices (counters, instants, metadata...).
     pub other_events: u64,
-    /// Slices nested deeper than [`MAX_DEPTH`] on their thread; left out, as Perfetto does.
+    /// Slices nested deeper than 512 levels on their thread; left out, as Perfetto does.
     #[serde(default)]
     pub too_deep: u64,
 }
 
 /// The deepest nesting read (Perfetto's importer stops at the same depth).
-pub const MAX_DEPTH: usize = 512;
+pub(crate) const MAX_DEPTH: usize = 512;
 
 /// A counter track's samples (`C` events), as `pipeline-prof` summarises them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
