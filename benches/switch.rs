@@ -78,13 +78,16 @@ fn main() {
             "fastrace #[trace], a root span per 1,000 calls",
             Box::new(|| common::fastrace_ns_per_call(CALLS, with_fastrace)),
         ),
-        ("#[stage], profiler not started", Box::new(|| time(|x| stage.process(x).unwrap_or(0)))),
+        (
+            "#[stage], profiler not started",
+            Box::new(|| time(|x| Stage::process(&stage, x).unwrap_or(0))),
+        ),
         ("#[profiled], profiler not started", Box::new(|| time(ours_profiled))),
         (
             "#[stage], recording",
             Box::new(|| {
                 let profiler = Profiler::new().start().expect("profiler");
-                let ns = time(|x| stage.process(x).unwrap_or(0));
+                let ns = time(|x| Stage::process(&stage, x).unwrap_or(0));
                 drop(profiler);
                 ns
             }),

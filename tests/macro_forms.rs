@@ -142,15 +142,19 @@ fn generated_stages_keep_their_meaning() {
     let _lock = exclusive();
     let tag = Tag { label: "eu" };
     assert_eq!(tag.name(), "Tag");
-    assert_eq!(tag.process("order".to_owned()).unwrap(), "order+eu");
+    // Called directly, `process` is the user's own (their return type); through the pipeline's
+    // trait, a `Result`.
+    assert_eq!(tag.process("order".to_owned()), "order+eu");
+    assert_eq!(Stage::process(&tag, "order".to_owned()).unwrap(), "order+eu");
     assert_eq!(Stage::<u8>::name(&Passthrough), "pass");
     assert_eq!(Stage::<u8>::process(&Passthrough, 3).unwrap(), 3);
     assert_eq!(Limit::<10>.describe(), "at most 10");
-    let err = Limit::<10>.process(11).unwrap_err();
+    assert!(matches!(Limit::<10>.process(11), Err(TooLarge(11))));
+    let err = Stage::process(&Limit::<10>, 11).unwrap_err();
     assert_eq!(err.to_string(), "rejected: 11 is too large");
     let prefix = String::from(">");
     let borrowing = Borrowing::<'_, ()> { prefix: &prefix, _marker: PhantomData };
-    assert_eq!(borrowing.process("x".into()).unwrap(), ">x");
+    assert_eq!(Stage::process(&borrowing, "x".into()).unwrap(), ">x");
 }
 
 #[test]
@@ -253,8 +257,8 @@ fn inner_attributes_and_aliased_return_types_are_accepted_and_measured() {
     let _lock = exclusive();
     let profiler = Profiler::new().start().unwrap();
     assert_eq!(with_inner_attribute(21), 42);
-    assert_eq!(AliasReturn.process(orders::Order(1)).unwrap(), orders::Order(2));
-    assert_eq!(PathEvent.process(orders::Order(5)).unwrap(), orders::Order(5));
+    assert_eq!(AliasReturn.process(orders::Order(1)), orders::Order(2));
+    assert_eq!(PathEvent.process(orders::Order(5)), orders::Order(5));
     assert!(matches!(AliasResult.process(orders::Order(0)), Err(StageError::Rejected { .. })));
     assert_eq!(AliasResult.process(orders::Order(3)).unwrap(), orders::Order(3));
     let report = profiler.finish().unwrap();
@@ -269,4 +273,40 @@ fn inner_attributes_and_aliased_return_types_are_accepted_and_measured() {
     assert_eq!(report.stage("AliasResult").unwrap().timing.calls, 2);
     let function = report.outside_stages.iter().find(|f| f.name.ends_with("with_inner_attribute"));
     assert_eq!(function.expect("recorded").timing.calls, 1);
+}
+
+// `&self` spelled out, and another method of the stage calling `process` as written.
+struct SpelledOut {
+    step: u32,
+}
+
+#[stage]
+impl SpelledOut {
+    /// Adds the step.
+    fn process(self: &Self, event: u32) -> u32 {
+        event + self.step
+    }
+
+    fn twice(&self, event: u32) -> u32 {
+        self.process(self.process(event))
+    }
+}
+
+#[test]
+fn a_stages_own_process_stays_callable_as_written_and_is_measured() {
+    let _lock = exclusive();
+    let stage = SpelledOut { step: 2 };
+    let profiler = Profiler::new().start().unwrap();
+    // A stage's own unit test, with `Stage` in scope: the user's return type, not a `Result`.
+    let direct: u32 = stage.process(1);
+    assert_eq!(direct, 3);
+    assert_eq!(stage.twice(1), 5);
+    assert_eq!(Pipeline::new().stage(SpelledOut { step: 1 }).run(1).unwrap(), 2);
+    let report = profiler.finish().unwrap();
+    if cfg!(feature = "off") {
+        assert!(report.stages.is_empty());
+        return;
+    }
+    let calls = report.stage("SpelledOut").expect("one row for direct and pipeline calls");
+    assert_eq!(calls.timing.calls, 4, "1 direct, 2 through another method, 1 in a pipeline");
 }

@@ -148,9 +148,15 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
         Some(FnArg::Receiver(receiver)) => {
-            let is_shared_ref = receiver.reference.is_some()
-                && receiver.mutability.is_none()
-                && receiver.colon_token.is_none();
+            // `&self`, or spelled out: `self: &Self` (any lifetime).
+            let spelled_out = receiver.colon_token.is_some()
+                && matches!(&*receiver.ty, Type::Reference(r)
+                    if r.mutability.is_none()
+                        && matches!(&*r.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self")));
+            let is_shared_ref = spelled_out
+                || (receiver.reference.is_some()
+                    && receiver.mutability.is_none()
+                    && receiver.colon_token.is_none());
             if !is_shared_ref {
                 errors.at(
                     receiver,
@@ -217,14 +223,21 @@ fn generate(stage: StageImpl) -> TokenStream {
     let private = runtime::private();
     let inner = format_ident!("__pipeline_stage_process");
 
-    // The user's `process` stays as written, renamed and hidden; the trait method wraps it.
+    // The user's body moves to a hidden method; `process` stays callable as written (same
+    // signature, visibility and docs), measured like the trait's, so a stage's own tests and
+    // other methods calling `self.process(e)` keep compiling and get the type they wrote.
     let ImplItem::Fn(mut process) = item.items.remove(process_index) else { unreachable!() };
-    let method_generics = std::mem::take(&mut process.sig.generics);
+    let method_generics = process.sig.generics.clone();
+    let user_attrs = std::mem::take(&mut process.attrs);
+    let user_vis = std::mem::replace(&mut process.vis, syn::Visibility::Inherited);
     process.sig.ident = inner.clone();
-    process.vis = syn::Visibility::Inherited;
-    process.sig.generics = method_generics.clone();
     process.attrs.push(syn::parse_quote!(#[doc(hidden)]));
     process.attrs.push(syn::parse_quote!(#[inline(always)]));
+    // Any spelling of `&self` (`self: &Self`) becomes `&self`: the inherent `process` below
+    // calls it that way.
+    if let Some(FnArg::Receiver(receiver)) = process.sig.inputs.first_mut() {
+        *receiver = syn::parse_quote!(&self);
+    }
     item.items.push(ImplItem::Fn(process));
 
     // The `Stage` impl's generics: the impl's own, plus `process`'s type parameters.
@@ -238,12 +251,47 @@ fn generate(stage: StageImpl) -> TokenStream {
     }
     let (impl_generics, _, where_clause) = trait_generics.split_for_impl();
     let self_ty = &item.self_ty;
+    let (impl_generics_of_item, _, where_of_item) = item.generics.split_for_impl();
 
     let name_lit = syn::LitStr::new(&name, self_ty.span());
     let name_tokens = name_lit.to_token_stream();
     let callsite = runtime::callsite_static(&name_tokens, "Stage");
     let make_span = runtime::stage_span_maker(&name_tokens);
     let call = quote!(Self::#inner(self, event));
+    let method_params = &method_generics.params;
+    let method_where = &method_generics.where_clause;
+    let direct_body = if cfg!(feature = "off") {
+        call.clone()
+    } else {
+        quote! {
+            #private::run_stage_direct(Self::__pipeline_callsite(), #make_span, || #call)
+        }
+    };
+    // One call site for the stage, whichever way `process` is called: a static in a hidden
+    // associated function (one static even in a generic impl, as it names no parameter).
+    let callsite_fn = if cfg!(feature = "off") {
+        quote!()
+    } else {
+        quote! {
+            #[doc(hidden)]
+            #[inline(always)]
+            fn __pipeline_callsite() -> &'static #private::Callsite {
+                #callsite
+                &__PIPELINE_CALLSITE
+            }
+        }
+    };
+    let inherent = quote! {
+        impl #impl_generics_of_item #self_ty #where_of_item {
+            #callsite_fn
+
+            #(#user_attrs)*
+            #[inline]
+            #user_vis fn process<#method_params>(&self, event: #event_ty) -> #return_ty #method_where {
+                #direct_body
+            }
+        }
+    };
     // Spanned at the return type, so a mismatch is reported there.
     let result = quote_spanned!(return_ty.span()=> <#return_ty as #private::StageOutput<#event_ty>>::into_stage_result(#call));
 
@@ -253,13 +301,14 @@ fn generate(stage: StageImpl) -> TokenStream {
         result
     } else {
         quote! {
-            #callsite
-            #private::run_stage(&__PIPELINE_CALLSITE, #make_span, || #result)
+            #private::run_stage(Self::__pipeline_callsite(), #make_span, || #result)
         }
     };
 
     quote! {
         #item
+
+        #inherent
 
         impl #impl_generics ::pipeline::Stage<#event_ty> for #self_ty #where_clause {
             fn name(&self) -> &str {

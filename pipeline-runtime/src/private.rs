@@ -159,6 +159,37 @@ pub fn run_stage<E>(
     run_stage_active(mode, callsite, make_span, process)
 }
 
+/// Runs one call of a `#[stage]`'s inherent `process` called directly (a stage's own tests, its
+/// other methods): measured under the stage's call site like a pipeline's call, returning the
+/// value the user's `process` returns.
+#[inline]
+pub fn run_stage_direct<R>(
+    callsite: &'static Callsite,
+    make_span: impl FnOnce() -> tracing::Span,
+    process: impl FnOnce() -> R,
+) -> R {
+    let mode = Mode::now();
+    if mode.is_idle() {
+        return process();
+    }
+    run_stage_direct_active(mode, callsite, make_span, process)
+}
+
+#[inline(never)]
+fn run_stage_direct_active<R>(
+    mode: Mode,
+    callsite: &'static Callsite,
+    make_span: impl FnOnce() -> tracing::Span,
+    process: impl FnOnce() -> R,
+) -> R {
+    // The span first, so its cost stays out of the measurement; the guard ends before it.
+    let _span = QuietEnteredSpan::enter(mode, make_span);
+    let call = mode.enter(callsite);
+    let value = process();
+    drop(call);
+    value
+}
+
 #[inline(never)]
 fn run_stage_active<E>(
     mode: Mode,
