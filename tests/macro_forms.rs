@@ -310,3 +310,53 @@ fn a_stages_own_process_stays_callable_as_written_and_is_measured() {
     let calls = report.stage("SpelledOut").expect("one row for direct and pipeline calls");
     assert_eq!(calls.timing.calls, 4, "1 direct, 2 through another method, 1 in a pipeline");
 }
+
+#[derive(Debug)]
+struct Bad;
+
+impl std::fmt::Display for Bad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bad")
+    }
+}
+
+impl std::error::Error for Bad {}
+
+// An early `return` in an `async fn` that needs a coercion to the declared type.
+#[profiled]
+async fn coerced_error(fail: bool) -> Result<u32, Box<dyn std::error::Error>> {
+    if fail {
+        return Err(Box::new(Bad));
+    }
+    Ok(1)
+}
+
+// Two early returns of different types, each coerced to the declared trait object.
+#[profiled]
+async fn coerced_display(which: u8) -> Box<dyn std::fmt::Display + Send> {
+    if which == 0 {
+        return Box::new(7u32);
+    }
+    if which == 1 {
+        return Box::new("seven");
+    }
+    Box::new(7.0f64)
+}
+
+#[test]
+fn async_early_returns_that_need_a_coercion_compile_and_are_measured() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    assert!(block_on(coerced_error(true)).0.is_err());
+    assert_eq!(block_on(coerced_error(false)).0.unwrap(), 1);
+    let shown: Vec<String> = (0..3).map(|w| block_on(coerced_display(w)).0.to_string()).collect();
+    assert_eq!(shown, ["7", "seven", "7"]);
+    let report = profiler.finish().unwrap();
+    if cfg!(feature = "off") {
+        return;
+    }
+    let calls =
+        |name: &str| report.outside_stages.iter().find(|f| f.name == name).map(|f| f.timing.calls);
+    assert_eq!(calls("macro_forms::coerced_error"), Some(2));
+    assert_eq!(calls("macro_forms::coerced_display"), Some(3));
+}

@@ -69,6 +69,38 @@ fn validate(function: &ItemFn) -> syn::Result<()> {
     errors.finish()
 }
 
+/// A `return` that is never taken, of the function's declared type, put first in an `async fn`'s
+/// body: the `async` block that replaces the body then has that output type from the start, so
+/// an early `return` that needs a coercion (`return Err(Box::new(e))` into `Box<dyn Error>`)
+/// compiles as it does in the plain function. It matches on `None` rather than diverging, so it
+/// is not unreachable code. Nothing for `impl Trait` outputs, which cannot be named here.
+fn declared_output(output: &syn::ReturnType) -> TokenStream {
+    let syn::ReturnType::Type(arrow, ty) = output else { return quote!() };
+    if contains_impl_trait(ty) {
+        return quote!();
+    }
+    quote::quote_spanned! {arrow.spans[0]=>
+        match ::core::option::Option::<#ty>::None {
+            ::core::option::Option::Some(__pipeline_declared_output) => {
+                return __pipeline_declared_output;
+            }
+            ::core::option::Option::None => {}
+        }
+    }
+}
+
+fn contains_impl_trait(ty: &syn::Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::visit_type(&mut finder, ty);
+    finder.0
+}
+
 fn generate(function: ItemFn, options: options::Options) -> TokenStream {
     let ItemFn { attrs, vis, sig, block } = function;
     let private = runtime::private();
@@ -86,9 +118,13 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
     let body = if sig.asyncness.is_some() {
         // The span and the timing follow the future across polls: nothing is held over `.await`.
         let span = runtime::span(&name);
+        let declared_output = declared_output(&sig.output);
         quote! {
             #callsite
-            #private::profile_future(&__PIPELINE_CALLSITE, #span, async move #block).await
+            #private::profile_future(&__PIPELINE_CALLSITE, #span, async move {
+                #declared_output
+                #block
+            }).await
         }
     } else {
         let make_span = runtime::span_maker(&name);
