@@ -360,3 +360,47 @@ fn async_early_returns_that_need_a_coercion_compile_and_are_measured() {
     assert_eq!(calls("macro_forms::coerced_error"), Some(2));
     assert_eq!(calls("macro_forms::coerced_display"), Some(3));
 }
+
+#[profiled]
+async fn waits_then_panics(panic: bool) -> u32 {
+    common::YieldTimes(2).await;
+    if panic {
+        panic!("async call exploded");
+    }
+    3
+}
+
+#[test]
+fn panicking_and_cancelled_async_calls_are_counted_with_their_outcome() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    // Completes.
+    assert_eq!(block_on(waits_then_panics(false)).0, 3);
+    // Panics on its third poll.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let panicked = std::panic::catch_unwind(|| block_on(waits_then_panics(true)));
+    std::panic::set_hook(hook);
+    assert!(panicked.is_err());
+    // Cancelled: polled once, then dropped (a timeout, a `select!` that took another branch).
+    for _ in 0..2 {
+        let mut future = Box::pin(waits_then_panics(false));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(future.as_mut(), &mut cx).is_pending());
+        drop(future);
+    }
+    // Never polled: never started, not a call.
+    drop(waits_then_panics(false));
+    let report = profiler.finish().unwrap();
+    if cfg!(feature = "off") {
+        return;
+    }
+    let row = report
+        .outside_stages
+        .iter()
+        .find(|f| f.name == "macro_forms::waits_then_panics")
+        .expect("recorded");
+    assert_eq!(row.timing.calls, 4, "1 completed, 1 panicked, 2 cancelled");
+    assert_eq!((row.timing.panicked, row.timing.cancelled), (1, 2));
+    assert!(report.to_string().contains("4 (1 panicked, 2 cancelled)"), "{report}");
+}

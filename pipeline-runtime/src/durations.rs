@@ -92,10 +92,26 @@ impl Distribution {
     }
 }
 
+/// How a call ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum CallEnd {
+    /// It returned (or its future completed).
+    #[default]
+    Returned,
+    /// A panic ended it.
+    Panicked,
+    /// Its future was dropped before it completed.
+    Cancelled,
+}
+
 /// Duration figures of a set of calls.
 #[derive(Clone, Debug)]
 pub(crate) struct Durations {
     pub calls: u64,
+    /// Of `calls`, ended by a panic.
+    pub panicked: u64,
+    /// Of `calls`, `async` calls dropped before completing.
+    pub cancelled: u64,
     pub total_ns: u64,
     pub self_ns: u64,
     pub min_ns: u64,
@@ -108,6 +124,8 @@ impl Durations {
     pub(crate) fn new() -> Self {
         Durations {
             calls: 0,
+            panicked: 0,
+            cancelled: 0,
             total_ns: 0,
             self_ns: 0,
             min_ns: u64::MAX,
@@ -127,9 +145,21 @@ impl Durations {
         self.distribution.record(total_ns);
     }
 
+    /// Counts how a call just recorded ended.
+    #[inline]
+    pub(crate) fn ended(&mut self, end: CallEnd) {
+        match end {
+            CallEnd::Returned => {}
+            CallEnd::Panicked => self.panicked += 1,
+            CallEnd::Cancelled => self.cancelled += 1,
+        }
+    }
+
     /// Adds `other`'s calls to these.
     pub(crate) fn merge(&mut self, other: &Durations) {
         self.calls += other.calls;
+        self.panicked += other.panicked;
+        self.cancelled += other.cancelled;
         self.total_ns += other.total_ns;
         self.self_ns += other.self_ns;
         self.min_ns = self.min_ns.min(other.min_ns);
@@ -151,6 +181,8 @@ impl Durations {
             p90_ns: h.quantile(0.90),
             p99_ns: h.quantile(0.99),
             p999_ns: h.quantile(0.999),
+            panicked: self.panicked,
+            cancelled: self.cancelled,
         }
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Measured {
     /// `None` when the call allocated nothing (the common case for hot functions, which then
     /// skip all allocation arithmetic).
     pub memory: Option<MeasuredMemory>,
+    /// How the call ended.
+    pub end: crate::durations::CallEnd,
 }
 
 /// What one completed call allocated.
@@ -61,12 +63,13 @@ impl CallStats {
 
     #[inline]
     pub(crate) fn record(&mut self, measured: &Measured) {
-        let Measured { total_ns, self_ns, memory } = *measured;
+        let Measured { total_ns, self_ns, memory, end } = *measured;
         if let Some(memory) = memory {
             self.mem_total.add(memory.total);
             self.mem_self.add(memory.self_only);
         }
         self.durations.record(total_ns, self_ns);
+        self.durations.ended(end);
     }
 
     pub(crate) fn merge(&mut self, other: &CallStats) {
@@ -306,7 +309,7 @@ mod tests {
     use super::*;
 
     fn call(total_ns: u64) -> Measured {
-        Measured { total_ns, self_ns: total_ns, memory: None }
+        Measured { total_ns, self_ns: total_ns, memory: None, end: Default::default() }
     }
 
     fn new_shard() -> &'static Shard {

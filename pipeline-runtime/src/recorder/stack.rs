@@ -11,6 +11,7 @@ use super::shard::{self, Measured, MeasuredMemory, Shard};
 use super::{current_session, is_enabled};
 use crate::alloc::{self, Counters};
 use crate::clock::now_ns;
+use crate::durations::CallEnd;
 use crate::records::{self, AsyncOutcome, AsyncSlice, SliceKind, Token};
 
 /// An open call on this thread.
@@ -254,10 +255,13 @@ fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> 
         .try_with(|state| {
             let mut state = state.borrow_mut();
             let Closed { frame, end_ns, elapsed_ns: total_ns, mem } = state.pop(depth)?;
+            // A call a panic unwinds through still counts, as panicked.
+            let end = if std::thread::panicking() { CallEnd::Panicked } else { CallEnd::Returned };
             let measured = Measured {
                 total_ns,
                 self_ns: total_ns.saturating_sub(frame.child_ns),
                 memory: MeasuredMemory::new(mem, frame.child_mem),
+                end,
             };
             state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
             // A call ended by a panic unwinding through it says so on its slice.
@@ -291,6 +295,12 @@ pub struct AsyncCall {
     child_mem: Counters,
     /// Its slice in the trace, from first poll to completion.
     trace: Option<(AsyncSlice, &'static str)>,
+    /// Its call site, from the first poll.
+    callsite: Option<&'static Callsite>,
+    /// Recorded already (it completed).
+    recorded: bool,
+    /// A poll panicked.
+    panicked: bool,
 }
 
 /// A poll of an instrumented future in progress; made by [`AsyncCall::poll_begin`].
@@ -317,6 +327,7 @@ impl AsyncCall {
         });
         if self.started.is_none() {
             self.started = Some((session, parent, start));
+            self.callsite = Some(callsite);
             if super::Mode::now().writes_records() {
                 let name = callsite.name();
                 self.trace = records::begin_async(start, name).map(|slice| (slice, name));
@@ -347,17 +358,57 @@ impl PollGuard<'_> {
             if !ready {
                 return;
             }
-            if let Some((slice, name)) = call.trace.take() {
-                records::end_async(slice, end_ns, name, AsyncOutcome::Completed);
-            }
-            if let Some((session, parent, first_poll_ns)) = call.started {
-                let total_ns = end_ns.saturating_sub(first_poll_ns);
-                let measured = Measured {
-                    total_ns,
-                    self_ns: total_ns.saturating_sub(call.child_ns),
-                    memory: MeasuredMemory::new(call.mem, call.child_mem),
-                };
-                state.record(session, parent, frame.callsite, &measured);
+            call.record(&mut state, end_ns, CallEnd::Returned);
+        });
+    }
+}
+
+impl AsyncCall {
+    /// Records the call (once): its time from the first poll to `end_ns`, and how it ended.
+    fn record(&mut self, state: &mut ThreadState, end_ns: u64, end: CallEnd) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        if let Some((slice, name)) = self.trace.take() {
+            let outcome = match end {
+                CallEnd::Returned => AsyncOutcome::Completed,
+                CallEnd::Panicked => AsyncOutcome::Panicked,
+                CallEnd::Cancelled => AsyncOutcome::Cancelled,
+            };
+            records::end_async(slice, end_ns, name, outcome);
+        }
+        let (Some((session, parent, first_poll_ns)), Some(callsite)) =
+            (self.started, self.callsite)
+        else {
+            return;
+        };
+        let total_ns = end_ns.saturating_sub(first_poll_ns);
+        let measured = Measured {
+            total_ns,
+            self_ns: total_ns.saturating_sub(self.child_ns),
+            memory: MeasuredMemory::new(self.mem, self.child_mem),
+            end,
+        };
+        state.record(session, parent, callsite.id(), &measured);
+    }
+}
+
+impl Drop for AsyncCall {
+    /// A call that started and never completed: a poll panicked, or the future was dropped
+    /// (a timeout, a `select!` that took another branch). It counts, with its time until now.
+    fn drop(&mut self) {
+        if self.started.is_none() || self.recorded {
+            return;
+        }
+        let end = if self.panicked || std::thread::panicking() {
+            CallEnd::Panicked
+        } else {
+            CallEnd::Cancelled
+        };
+        let end_ns = now_ns();
+        let _ = STATE.try_with(|state| {
+            if let Ok(mut state) = state.try_borrow_mut() {
+                self.record(&mut state, end_ns, end);
             }
         });
     }
@@ -365,7 +416,11 @@ impl PollGuard<'_> {
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        // Reached only when the poll panicked: close the frame without recording a completion.
+        // Reached only when the poll panicked: close the frame; the call records itself as
+        // panicked when its future is dropped.
+        if self.depth != INERT {
+            self.call.panicked = true;
+        }
         self.finish(false);
     }
 }

@@ -60,6 +60,10 @@ impl CounterTrack {
 pub(crate) enum AsyncOutcome {
     /// The future completed.
     Completed,
+    /// A poll panicked.
+    Panicked,
+    /// The future was dropped before it completed.
+    Cancelled,
 }
 
 /// One fixed-size trace record. Timestamps are [`crate::clock::now_ns`] readings.

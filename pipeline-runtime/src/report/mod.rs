@@ -20,7 +20,8 @@ pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 /// Timing figures of one stage or function. Times are wall-clock nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
-    /// Completed calls.
+    /// Calls: completed, and those a panic ended or (async) that were dropped before completing
+    /// (see `panicked`, `cancelled`).
     pub calls: u64,
     /// Sum of every call's duration.
     pub total_ns: u64,
@@ -40,6 +41,13 @@ pub struct Timing {
     pub p99_ns: u64,
     /// 99.9th percentile call duration.
     pub p999_ns: u64,
+    /// Of `calls`, those a panic ended (counted with their time until the panic).
+    #[serde(default)]
+    pub panicked: u64,
+    /// Of `calls`, `async` calls dropped before they completed (a timeout, the losing side of a
+    /// `select!`), counted with their time until the drop.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 impl Timing {

@@ -27,7 +27,7 @@ const MEMORY_HEADER: [&str; 7] = [
 pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
     vec![
         name,
-        t.calls.to_string(),
+        calls_cell(t),
         duration_ns(t.total_ns),
         duration_ns(t.self_ns),
         duration_ns(t.mean_ns),
@@ -36,6 +36,23 @@ pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> 
         duration_ns(t.max_ns),
         percent(share),
     ]
+}
+
+/// The calls, with how many a panic ended or (async) were dropped before completing:
+/// `12 (2 cancelled)`.
+fn calls_cell(t: &Timing) -> String {
+    let mut notes = Vec::new();
+    if t.panicked > 0 {
+        notes.push(format!("{} panicked", t.panicked));
+    }
+    if t.cancelled > 0 {
+        notes.push(format!("{} cancelled", t.cancelled));
+    }
+    if notes.is_empty() {
+        t.calls.to_string()
+    } else {
+        format!("{} ({})", t.calls, notes.join(", "))
+    }
 }
 
 fn memory_cells(name: String, m: &MemoryStats) -> Vec<String> {

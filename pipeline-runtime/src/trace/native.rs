@@ -406,6 +406,8 @@ impl Reader for Writer {
                     }
                     let note = match outcome {
                         AsyncOutcome::Completed => None,
+                        AsyncOutcome::Panicked => Some("panicked"),
+                        AsyncOutcome::Cancelled => Some("cancelled"),
                     };
                     async_event(out, b'e', pid, thread.tid, ts, name, id, note);
                 }
