@@ -404,3 +404,47 @@ fn panicking_and_cancelled_async_calls_are_counted_with_their_outcome() {
     assert_eq!((row.timing.panicked, row.timing.cancelled), (1, 2));
     assert!(report.to_string().contains("4 (1 panicked, 2 cancelled)"), "{report}");
 }
+
+// Hand-written futures: timed from their first poll to completion, not while being built.
+#[profiled]
+fn later(x: u32) -> impl std::future::Future<Output = u32> + Send {
+    async move {
+        common::YieldTimes(3).await;
+        common::spin_for(std::time::Duration::from_millis(2));
+        x + 1
+    }
+}
+
+#[profiled]
+fn boxed_later<'a>(
+    text: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send + 'a>> {
+    if text.is_empty() {
+        return Box::pin(async { 0 }); // an early return still gives the future
+    }
+    Box::pin(async move {
+        common::spin_for(std::time::Duration::from_millis(2));
+        text.len()
+    })
+}
+
+#[test]
+fn functions_returning_futures_are_timed_until_the_future_completes() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    let (value, polls) = block_on(later(1));
+    assert_eq!((value, polls), (2, 4));
+    assert_eq!(block_on(boxed_later("abc")).0, 3);
+    assert_eq!(block_on(boxed_later("")).0, 0);
+    let report = profiler.finish().unwrap();
+    if cfg!(feature = "off") {
+        return;
+    }
+    let row = |name: &str| report.outside_stages.iter().find(|f| f.name == name).unwrap().timing;
+    let later = row("macro_forms::later");
+    assert_eq!(later.calls, 1);
+    assert!(later.total_ns >= 2_000_000, "the future's run is timed: {} ns", later.total_ns);
+    let boxed = row("macro_forms::boxed_later");
+    assert_eq!(boxed.calls, 2);
+    assert!(boxed.max_ns >= 2_000_000, "{} ns", boxed.max_ns);
+}

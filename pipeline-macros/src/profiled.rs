@@ -69,6 +69,49 @@ fn validate(function: &ItemFn) -> syn::Result<()> {
     errors.finish()
 }
 
+/// How a non-`async` function returns a future.
+enum FutureShape {
+    /// `-> impl Future<Output = T> (+ ...)`.
+    ImplFuture,
+    /// `-> Pin<Box<dyn Future<Output = T> (+ ...)>>`, as async-trait writes.
+    PinnedBox,
+}
+
+/// Whether the function returns a future it builds (to be timed while it runs).
+fn returned_future(output: &syn::ReturnType) -> Option<FutureShape> {
+    let syn::ReturnType::Type(_, ty) = output else { return None };
+    let is_future_bound = |bound: &syn::TypeParamBound| {
+        matches!(bound, syn::TypeParamBound::Trait(t)
+            if t.path.segments.last().is_some_and(|s| s.ident == "Future"))
+    };
+    match &**ty {
+        syn::Type::ImplTrait(impl_trait) if impl_trait.bounds.iter().any(is_future_bound) => {
+            Some(FutureShape::ImplFuture)
+        }
+        syn::Type::Path(path) => {
+            let pin = path.path.segments.last().filter(|s| s.ident == "Pin")?;
+            let inner = single_type_argument(&pin.arguments)?;
+            let syn::Type::Path(boxed) = inner else { return None };
+            let boxed = boxed.path.segments.last().filter(|s| s.ident == "Box")?;
+            match single_type_argument(&boxed.arguments)? {
+                syn::Type::TraitObject(object) if object.bounds.iter().any(is_future_bound) => {
+                    Some(FutureShape::PinnedBox)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn single_type_argument(arguments: &syn::PathArguments) -> Option<&syn::Type> {
+    let syn::PathArguments::AngleBracketed(arguments) = arguments else { return None };
+    arguments.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
 /// A `return` that is never taken, of the function's declared type, put first in an `async fn`'s
 /// body: the `async` block that replaces the body then has that output type from the start, so
 /// an early `return` that needs a coercion (`return Err(Box::new(e))` into `Box<dyn Error>`)
@@ -125,6 +168,29 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
                 #declared_output
                 #block
             }).await
+        }
+    } else if let Some(shape) = returned_future(&sig.output) {
+        // A hand-written future (or async-trait's boxed one): timed from its first poll to its
+        // completion, as an `async fn` is, not while it is being built. The body runs in a
+        // closure so an early `return` still gives the future.
+        let span = runtime::span(&name);
+        match shape {
+            FutureShape::ImplFuture => quote! {
+                #callsite
+                #private::profile_future(&__PIPELINE_CALLSITE, #span, (move || #block)())
+            },
+            FutureShape::PinnedBox => {
+                // The declared type on the closure: each `return` coerces to the trait object.
+                let syn::ReturnType::Type(_, ty) = &sig.output else { unreachable!() };
+                quote! {
+                    #callsite
+                    ::std::boxed::Box::pin(#private::profile_future(
+                        &__PIPELINE_CALLSITE,
+                        #span,
+                        (move || -> #ty #block)(),
+                    ))
+                }
+            }
         }
     } else {
         let make_span = runtime::span_maker(&name);
