@@ -192,10 +192,14 @@ fn profiled_functions_keep_their_meaning_and_are_recorded() {
         let calls = |name: &str| {
             report.outside_stages.iter().find(|f| f.name == name).map(|f| f.timing.calls)
         };
-        assert_eq!(calls("macro_forms::by_ref"), Some(1));
-        assert_eq!(calls("macro_forms::by_mut"), Some(1));
-        assert_eq!(calls("macro_forms::by_value"), Some(1));
-        assert_eq!(calls("macro_forms::by_ref_async"), Some(1));
+        assert_eq!(calls("macro_forms::Scorer::by_ref"), Some(1), "methods are named by type");
+        assert_eq!(calls("macro_forms::Scorer::by_mut"), Some(1), "methods are named by type");
+        assert_eq!(calls("macro_forms::Scorer::by_value"), Some(1), "methods are named by type");
+        assert_eq!(
+            calls("macro_forms::Scorer::by_ref_async"),
+            Some(1),
+            "methods are named by type"
+        );
         assert_eq!(calls("macro_forms::generic_with_lifetimes"), Some(1));
         assert_eq!(calls("macro_forms::early_return"), Some(2), "early returns are still recorded");
         assert_eq!(calls("macro_forms::read_first"), Some(1));
@@ -447,4 +451,51 @@ fn functions_returning_futures_are_timed_until_the_future_completes() {
     let boxed = row("macro_forms::boxed_later");
     assert_eq!(boxed.calls, 2);
     assert!(boxed.max_ns >= 2_000_000, "{} ns", boxed.max_ns);
+}
+
+// The same method name on two types, and a trait's default method: each type its own row.
+struct Alice;
+struct Bob;
+
+impl Alice {
+    #[profiled]
+    fn greet(&self) -> &'static str {
+        "alice"
+    }
+}
+
+impl Bob {
+    #[profiled]
+    fn greet(&self) -> &'static str {
+        "bob"
+    }
+}
+
+trait Wave {
+    #[profiled]
+    fn wave(&self) -> u8 {
+        1
+    }
+}
+
+impl Wave for Alice {}
+impl Wave for Bob {}
+
+#[test]
+fn methods_of_different_types_never_share_a_row() {
+    let _lock = exclusive();
+    let profiler = Profiler::new().start().unwrap();
+    assert_eq!((Alice.greet(), Bob.greet(), Bob.greet()), ("alice", "bob", "bob"));
+    assert_eq!(Alice.wave() + Bob.wave() + Bob.wave() + Bob.wave(), 4);
+    let report = profiler.finish().unwrap();
+    if cfg!(feature = "off") {
+        return;
+    }
+    let calls =
+        |name: &str| report.outside_stages.iter().find(|f| f.name == name).map(|f| f.timing.calls);
+    assert_eq!(calls("macro_forms::Alice::greet"), Some(1));
+    assert_eq!(calls("macro_forms::Bob::greet"), Some(2));
+    assert_eq!(calls("macro_forms::Alice::wave"), Some(1), "a default method, per implementor");
+    assert_eq!(calls("macro_forms::Bob::wave"), Some(3));
+    assert_eq!(calls("macro_forms::greet"), None, "no shared row");
 }

@@ -147,6 +147,11 @@ fn contains_impl_trait(ty: &syn::Type) -> bool {
 fn generate(function: ItemFn, options: options::Options) -> TokenStream {
     let ItemFn { attrs, vis, sig, block } = function;
     let private = runtime::private();
+    // A method (it has a receiver) is named by the type it is called on, at run time:
+    // `module::Type::method`, so the same method of two types never shares a row. A name given
+    // with `name = ".."` is used as it is.
+    let is_method = matches!(sig.inputs.first(), Some(syn::FnArg::Receiver(_)));
+    let by_type = is_method && options.name.is_none();
     let name = match options.name {
         Some(name) => name.to_token_stream(),
         None => {
@@ -157,6 +162,21 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         }
     };
     let callsite = runtime::callsite_static(&name, "Function");
+    let self_type = quote!(|| ::core::any::type_name::<Self>());
+    // The runtime entry points, with the call site (and, for a method, its type) filled in.
+    let (profile_future, start_call, lead) = if by_type {
+        (
+            quote!(#private::profile_method_future),
+            quote!(#private::FnCall::start_method),
+            quote!(&__PIPELINE_CALLSITE, #self_type,),
+        )
+    } else {
+        (
+            quote!(#private::profile_future),
+            quote!(#private::FnCall::start),
+            quote!(&__PIPELINE_CALLSITE,),
+        )
+    };
 
     let body = if sig.asyncness.is_some() {
         // The span and the timing follow the future across polls: nothing is held over `.await`.
@@ -164,7 +184,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         let declared_output = declared_output(&sig.output);
         quote! {
             #callsite
-            #private::profile_future(&__PIPELINE_CALLSITE, #span, async move {
+            #profile_future(#lead #span, async move {
                 #declared_output
                 #block
             }).await
@@ -177,18 +197,14 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         match shape {
             FutureShape::ImplFuture => quote! {
                 #callsite
-                #private::profile_future(&__PIPELINE_CALLSITE, #span, (move || #block)())
+                #profile_future(#lead #span, (move || #block)())
             },
             FutureShape::PinnedBox => {
                 // The declared type on the closure: each `return` coerces to the trait object.
                 let syn::ReturnType::Type(_, ty) = &sig.output else { unreachable!() };
                 quote! {
                     #callsite
-                    ::std::boxed::Box::pin(#private::profile_future(
-                        &__PIPELINE_CALLSITE,
-                        #span,
-                        (move || -> #ty #block)(),
-                    ))
+                    ::std::boxed::Box::pin(#profile_future(#lead #span, (move || -> #ty #block)()))
                 }
             }
         }
@@ -196,7 +212,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         let make_span = runtime::span_maker(&name);
         quote! {
             #callsite
-            let __pipeline_call = #private::FnCall::start(&__PIPELINE_CALLSITE, #make_span);
+            let __pipeline_call = #start_call(#lead #make_span);
             #block
         }
     };

@@ -298,6 +298,21 @@ impl FnCall {
         Some(Self::enter(mode, callsite, make))
     }
 
+    /// [`FnCall::start`] for a method: its row is named by the type it is called on
+    /// (`self_type` gives `std::any::type_name::<Self>()`, asked only when recording).
+    #[inline]
+    pub fn start_method(
+        callsite: &'static Callsite,
+        self_type: impl FnOnce() -> &'static str,
+        make: impl FnOnce() -> tracing::Span,
+    ) -> Option<Self> {
+        let mode = Mode::now();
+        if mode.is_idle() {
+            return None;
+        }
+        Some(Self::enter(mode, callsite.for_type(self_type()), make))
+    }
+
     #[inline(never)]
     fn enter(
         mode: Mode,
@@ -327,6 +342,17 @@ pin_project_lite::pin_project! {
         span: QuietSpan,
         call: AsyncCall,
     }
+}
+
+/// [`profile_future`] for a method: the row is named by the type it is called on.
+pub fn profile_method_future<F: Future>(
+    callsite: &'static Callsite,
+    self_type: impl FnOnce() -> &'static str,
+    span: QuietSpan,
+    inner: F,
+) -> Profiled<F> {
+    let callsite = if Mode::now().is_idle() { callsite } else { callsite.for_type(self_type()) };
+    profile_future(callsite, span, inner)
 }
 
 /// Wraps an `async fn`'s body for [`Profiled`].

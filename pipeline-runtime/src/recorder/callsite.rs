@@ -1,8 +1,9 @@
 //! Call sites: one `static` per annotated stage or function, given a small numeric id on its first
 //! call so that recording indexes arrays instead of hashing names.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// What an instrumented call site is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +24,20 @@ pub struct Callsite {
     line: u32,
     /// 0 until registered; then the index in [`REGISTRY`] plus one.
     id: AtomicU32,
+    /// For a method: the call site of the first type it was called on (see
+    /// [`Callsite::for_type`]), found without a lock.
+    first_type: OnceLock<(usize, usize, &'static Callsite)>,
 }
+
+/// The call sites of methods per type they were called on, by the type name's address (the
+/// usual look-up) and by the name itself (one type's name may live at two addresses).
+#[derive(Default)]
+struct Typed {
+    by_address: HashMap<(usize, usize, usize), &'static Callsite>,
+    by_name: HashMap<(usize, String), &'static Callsite>,
+}
+
+static TYPED: Mutex<Option<Typed>> = Mutex::new(None);
 
 /// A registered call site's id: never 0, so that 0 can mean "no enclosing stage".
 pub(crate) type CallsiteId = u32;
@@ -40,7 +54,60 @@ impl Callsite {
         file: &'static str,
         line: u32,
     ) -> Self {
-        Callsite { name, kind, module_path, file, line, id: AtomicU32::new(0) }
+        Callsite {
+            name,
+            kind,
+            module_path,
+            file,
+            line,
+            id: AtomicU32::new(0),
+            first_type: OnceLock::new(),
+        }
+    }
+
+    /// This method's call site for calls on `type_name` (`std::any::type_name::<Self>()`): its
+    /// row is named `type::method`, so the same method of two types (or a trait's default
+    /// method, per implementor) are two rows. One look-up without a lock for the first type a
+    /// method is called on; a locked map for the others.
+    pub fn for_type(&'static self, type_name: &'static str) -> &'static Callsite {
+        let key = (type_name.as_ptr() as usize, type_name.len());
+        if let Some(&(ptr, len, site)) = self.first_type.get() {
+            if (ptr, len) == key {
+                return site;
+            }
+        }
+        self.typed_slow(type_name, key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn typed_slow(
+        &'static self,
+        type_name: &'static str,
+        key: (usize, usize),
+    ) -> &'static Callsite {
+        // The profiler's memory: neither the call's allocation nor the program's heap.
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let mut typed = TYPED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let typed = typed.get_or_insert_with(Typed::default);
+        let this = self as *const Callsite as usize;
+        if let Some(&site) = typed.by_address.get(&(this, key.0, key.1)) {
+            return site;
+        }
+        let site = *typed.by_name.entry((this, type_name.to_owned())).or_insert_with(|| {
+            let method = self.name.rsplit("::").next().unwrap_or(self.name);
+            let name: &'static str = Box::leak(format!("{type_name}::{method}").into_boxed_str());
+            Box::leak(Box::new(Callsite::new(
+                name,
+                self.kind,
+                self.module_path,
+                self.file,
+                self.line,
+            )))
+        });
+        typed.by_address.insert((this, key.0, key.1), site);
+        let _ = self.first_type.set((key.0, key.1, site));
+        site
     }
 
     /// The name shown in reports: the stage's name or `module::function`.
