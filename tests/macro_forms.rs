@@ -411,6 +411,7 @@ fn panicking_and_cancelled_async_calls_are_counted_with_their_outcome() {
 
 // Hand-written futures: timed from their first poll to completion, not while being built.
 #[profiled]
+#[allow(clippy::manual_async_fn)] // the hand-written future is the form under test
 fn later(x: u32) -> impl std::future::Future<Output = u32> + Send {
     async move {
         common::YieldTimes(3).await;
