@@ -36,19 +36,27 @@ pub(crate) enum Distribution {
 }
 
 impl Distribution {
+    /// Adds a value: into the histogram (the steady state of a busy row, checked first), or
+    /// among the exact values until there are [`EXACT_VALUES`].
+    #[inline]
     fn record(&mut self, value: u64) {
         match self {
-            Distribution::Exact(values) if values.len() < EXACT_VALUES => values.push(value),
-            Distribution::Exact(values) => {
-                let mut h = histogram();
-                for v in values.drain(..) {
-                    record(&mut h, v);
-                }
-                record(&mut h, value);
-                *self = Distribution::Histogram(Box::new(h));
-            }
             Distribution::Histogram(h) => record(h, value),
+            Distribution::Exact(values) if values.len() < EXACT_VALUES => values.push(value),
+            Distribution::Exact(_) => self.into_histogram(value),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn into_histogram(&mut self, value: u64) {
+        let Distribution::Exact(values) = self else { return };
+        let mut h = histogram();
+        for v in values.drain(..) {
+            record(&mut h, v);
+        }
+        record(&mut h, value);
+        *self = Distribution::Histogram(Box::new(h));
     }
 
     fn merge(&mut self, other: &Distribution) {

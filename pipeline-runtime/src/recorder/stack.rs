@@ -256,7 +256,8 @@ fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> 
             let mut state = state.borrow_mut();
             let Closed { frame, end_ns, elapsed_ns: total_ns, mem } = state.pop(depth)?;
             // A call a panic unwinds through still counts, as panicked.
-            let end = if std::thread::panicking() { CallEnd::Panicked } else { CallEnd::Returned };
+            let panicking = std::thread::panicking();
+            let end = if panicking { CallEnd::Panicked } else { CallEnd::Returned };
             let measured = Measured {
                 total_ns,
                 self_ns: total_ns.saturating_sub(frame.child_ns),
@@ -266,9 +267,7 @@ fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> 
             state.record(frame.session, frame.parent_stage, frame.callsite, &measured);
             // A call ended by a panic unwinding through it says so on its slice.
             let outcome = match outcome {
-                None if frame.trace != Token::NONE && std::thread::panicking() => {
-                    Some(&panicked as _)
-                }
+                None if frame.trace != Token::NONE && panicking => Some(&panicked as _),
                 outcome => outcome,
             };
             records::end_slice(frame.trace, end_ns, mem.allocations, mem.bytes_allocated, outcome);
