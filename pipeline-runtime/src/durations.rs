@@ -43,13 +43,13 @@ impl Distribution {
         match self {
             Distribution::Histogram(h) => record(h, value),
             Distribution::Exact(values) if values.len() < EXACT_VALUES => values.push(value),
-            Distribution::Exact(_) => self.into_histogram(value),
+            Distribution::Exact(_) => self.grow_into_histogram(value),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn into_histogram(&mut self, value: u64) {
+    fn grow_into_histogram(&mut self, value: u64) {
         let Distribution::Exact(values) = self else { return };
         let mut h = histogram();
         for v in values.drain(..) {
