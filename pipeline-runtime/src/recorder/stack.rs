@@ -127,7 +127,7 @@ impl ThreadState {
             mem_start: Counters::default(),
             child_mem: Counters::default(),
             trace: Token::NONE,
-            waited_at_start: 0,
+            waited_at_start: self.waited_ns,
         });
         // Last, so the call's figures exclude the bookkeeping above.
         let frame = &mut self.stack[depth];
@@ -143,12 +143,13 @@ impl ThreadState {
                 frame.start_ns
             });
             frame.trace = token;
+            // That wait came before the call began: not part of it.
+            frame.waited_at_start += waited;
             self.waited_ns += waited;
         } else {
             frame.mem_start = alloc::thread_counters();
             frame.start_ns = now_ns();
         }
-        self.stack[depth].waited_at_start = self.waited_ns;
         depth
     }
 
