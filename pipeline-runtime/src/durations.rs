@@ -31,8 +31,8 @@ pub(crate) const EXACT_VALUES: usize = 64;
 pub(crate) enum Distribution {
     /// Up to [`EXACT_VALUES`] values, as they came.
     Exact(Vec<u64>),
-    /// Past that, a histogram.
-    Histogram(Box<Histogram<u64>>),
+    /// Past that, a histogram (inline: a busy row records into it on every call).
+    Histogram(Histogram<u64>),
 }
 
 impl Distribution {
@@ -56,7 +56,7 @@ impl Distribution {
             record(&mut h, v);
         }
         record(&mut h, value);
-        *self = Distribution::Histogram(Box::new(h));
+        *self = Distribution::Histogram(h);
     }
 
     fn merge(&mut self, other: &Distribution) {
@@ -66,11 +66,11 @@ impl Distribution {
                 if let Distribution::Exact(values) = self {
                     let mut h = histogram();
                     values.iter().for_each(|&v| record(&mut h, v));
-                    *self = Distribution::Histogram(Box::new(h));
+                    *self = Distribution::Histogram(h);
                 }
                 if let Distribution::Histogram(h) = self {
                     // Both histograms auto-resize, so adding cannot fail.
-                    let _ = h.add(&**other);
+                    let _ = h.add(other);
                 }
             }
         }
