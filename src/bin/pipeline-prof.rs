@@ -50,6 +50,7 @@ enum Command {
         json: bool,
     },
     /// Draw an SVG flame graph: stages at the bottom, functions above, widths showing self time.
+    #[cfg(feature = "flamegraph")]
     Flamegraph {
         /// A Chrome trace JSON or a saved report JSON.
         path: PathBuf,
@@ -142,6 +143,7 @@ fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
                 }
             }
         }
+        #[cfg(feature = "flamegraph")]
         Command::Flamegraph { path, output, title } => {
             let profile = load(&path)?;
             let title = title.unwrap_or_else(|| {

@@ -1,12 +1,18 @@
-//! Flame graphs: folded stacks rendered to SVG by `inferno`, widths showing self time.
+//! Flame graphs: folded stacks rendered to SVG by `inferno` (feature `flamegraph`), widths
+//! showing self time. The folded lines themselves need no feature.
 
+#[cfg(feature = "flamegraph")]
 use std::fs::File;
+#[cfg(feature = "flamegraph")]
 use std::io::{self, BufWriter, Write};
+#[cfg(feature = "flamegraph")]
 use std::path::Path;
 
+#[cfg(feature = "flamegraph")]
 use inferno::flamegraph::{self, Options};
 
 use super::profile::FoldedStack;
+#[cfg(feature = "flamegraph")]
 use crate::error::Error;
 
 /// Folded-stack lines (`outer;inner self_ns`), the input format of flame-graph tools.
@@ -23,6 +29,7 @@ pub(crate) fn folded_lines(stacks: &[FoldedStack]) -> Vec<String> {
 }
 
 /// Renders `stacks` as an SVG flame graph into `out`.
+#[cfg(feature = "flamegraph")]
 ///
 /// Fails with `InvalidData` when there is nothing to draw (no stack with self time).
 pub(crate) fn write_svg(stacks: &[FoldedStack], title: &str, out: impl Write) -> io::Result<()> {
@@ -45,6 +52,7 @@ pub(crate) fn write_svg(stacks: &[FoldedStack], title: &str, out: impl Write) ->
 }
 
 /// Writes the SVG flame graph of `stacks` to `path`.
+#[cfg(feature = "flamegraph")]
 pub(crate) fn write_file(stacks: &[FoldedStack], title: &str, path: &Path) -> Result<(), Error> {
     let write_error = |source| Error::Write { what: "flame graph", path: path.to_owned(), source };
     let mut svg = Vec::new();
@@ -68,6 +76,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "flamegraph")]
     fn svg_names_every_frame() {
         let mut svg = Vec::new();
         write_svg(&[stack(&["Fraud"], 10), stack(&["Fraud", "score"], 30)], "t", &mut svg).unwrap();
@@ -77,6 +86,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "flamegraph")]
     fn nothing_to_draw_is_an_error_not_an_empty_picture() {
         let error = write_svg(&[], "t", Vec::new()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);

@@ -16,6 +16,7 @@ mod profile;
 mod table;
 mod tree;
 
+#[cfg(feature = "flamegraph")]
 use std::path::Path;
 
 pub use chrome::TraceStop;
@@ -25,6 +26,7 @@ pub use profile::{
 };
 pub use tree::{CounterSummary, SliceCounts, TraceExtras};
 
+#[cfg(feature = "flamegraph")]
 use crate::error::Error;
 
 impl Profile {
@@ -35,6 +37,9 @@ impl Profile {
     ///
     /// [`Error::Write`] naming the path when it cannot be written, or when there is nothing to
     /// draw (no stage or function recorded any time).
+    ///
+    /// Needs the `flamegraph` feature (on by default).
+    #[cfg(feature = "flamegraph")]
     pub fn write_flamegraph(&self, path: impl AsRef<Path>, title: &str) -> Result<(), Error> {
         flame::write_file(&self.stacks, title, path.as_ref())
     }
@@ -65,6 +70,9 @@ impl crate::Report {
     ///
     /// [`Error::Write`] naming the path when it cannot be written, or when there is nothing to
     /// draw (no stage or function ran while the profiler was on).
+    ///
+    /// Needs the `flamegraph` feature (on by default).
+    #[cfg(feature = "flamegraph")]
     pub fn write_flamegraph(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         Profile::from_report(self).write_flamegraph(path, "pipeline profile")
     }

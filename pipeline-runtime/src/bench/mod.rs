@@ -434,9 +434,25 @@ impl Bench {
 }
 
 /// A progress bar on stderr for runs expected to take over a second (indicatif hides it when
-/// stderr is not a terminal, as under `cargo test` or in CI logs).
+/// stderr is not a terminal, as under `cargo test` or in CI logs). Without the `progress`
+/// feature, runs draw nothing.
+#[cfg(feature = "progress")]
 struct Progress(Option<indicatif::ProgressBar>);
 
+/// Without the `progress` feature: no bar.
+#[cfg(not(feature = "progress"))]
+struct Progress;
+
+#[cfg(not(feature = "progress"))]
+impl Progress {
+    fn new(_: &str, _: usize, _: f64) -> Self {
+        Progress
+    }
+
+    fn tick(&self) {}
+}
+
+#[cfg(feature = "progress")]
 impl Progress {
     /// `sample_ns`: the expected time of one sample, from the warm-up.
     fn new(name: &str, samples: usize, sample_ns: f64) -> Self {
@@ -460,6 +476,7 @@ impl Progress {
     }
 }
 
+#[cfg(feature = "progress")]
 impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(bar) = &self.0 {
