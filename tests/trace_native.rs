@@ -223,3 +223,47 @@ fn ten_million_spans_keep_memory_flat() {
     println!("RSS after 1M spans: {after_first_million} B; after 10M: {at_end} B (+{growth} B)");
     assert!(growth < 20 << 20, "RSS grew by {growth} bytes between 1M and 10M spans");
 }
+
+/// Rejects every other event: each rejection writes an outcome text on the stage's slice and
+/// a `rejected` instant with its own text, on the worker's thread.
+struct RejectOdd;
+
+#[stage]
+impl RejectOdd {
+    fn process(&self, event: u64) -> Result<u64, pipeline::StageError> {
+        if event % 2 == 1 {
+            return Err(pipeline::StageError::rejected("odd event"));
+        }
+        Ok(event)
+    }
+}
+
+#[test]
+fn texts_stay_with_their_records_while_the_writer_reads_mid_run() {
+    // The writer reads each thread's records and texts while the thread goes on writing; a
+    // record published between its reading the texts and the records once lost its text, and
+    // every later text of that thread landed on the wrong record (an instant's arguments were
+    // a stage's outcome: not JSON).
+    let _lock = exclusive();
+    let path = trace_dir().join("texts.json");
+    let pipeline = Pipeline::new().stage(RejectOdd);
+    let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
+    pipeline.run_concurrent(0..60_000, Workers::new(2)).unwrap();
+    profiler.finish().unwrap();
+    let events = load_trace(&path); // valid JSON, or this fails
+    let instants: Vec<_> =
+        events.iter().filter(|e| e["ph"] == "i" && e["name"] == "rejected").collect();
+    assert_eq!(instants.len(), 30_000);
+    let full = events.iter().filter(|e| e["ph"] == "i" && e["name"] == "queue full");
+    assert!(full.into_iter().all(|e| e["args"]["capacity"] == 1024), "its own arguments");
+    for instant in &instants {
+        assert_eq!(instant["args"]["reason"], "odd event", "{instant}");
+    }
+    let rejected = slices(&events)
+        .into_iter()
+        .filter(|s| s.name == "RejectOdd" && s.args["outcome"] == "rejected: odd event")
+        .count();
+    assert_eq!(rejected, 30_000, "every rejected call's slice has its own outcome");
+    expect(&path, true, &[("RejectOdd", 60_000), ("event", 60_000)]);
+    let _ = std::fs::remove_file(&path);
+}

@@ -393,40 +393,39 @@ pub(crate) fn drain(reader: &mut dyn Reader) {
     let slots: Vec<Arc<Slot>> = SLOTS.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut finished = Vec::new();
     for slot in &slots {
-        let (full, current, texts, ended) = {
-            let mut state = slot.lock();
-            (
-                std::mem::take(&mut state.full),
-                state.current,
-                std::mem::take(&mut state.texts),
-                state.ended,
-            )
-        };
+        // One lock for texts and records alike. A thread pushes a record's text (under this
+        // lock) before it publishes the record, so every record read here has its text among
+        // those taken here: taking the texts under one lock and reading the records under
+        // another let a record published in between be read without its text, and shifted
+        // every later text of that thread by one.
+        let mut state = slot.lock();
+        let full = std::mem::take(&mut state.full);
+        let texts = std::mem::take(&mut state.texts);
+        let ended = state.ended;
         if !texts.is_empty() {
             texts_taken(&texts);
             reader.texts(&slot.info, texts);
         }
-        for chunk in full {
-            // SAFETY: chunks in `full` are the slot's alone now, and were taken out of it.
+        for &chunk in &full {
+            // SAFETY: chunks in `full` are the slot's alone, and were taken out of it.
             let chunk_ref = unsafe { chunk.as_ref() };
             let from = chunk_ref.drained.load(Ordering::Relaxed);
             let generation = chunk_ref.generation.load(Ordering::Relaxed);
             reader.records(&slot.info, generation, chunk_ref.published(from));
-            pool::give_back(chunk);
         }
-        if let Some(chunk) = current {
-            // The thread may retire this chunk meanwhile, but only into `full`, which only
-            // drains (serialised) empty and give back: it stays alive while we read it.
-            let state = slot.lock();
-            if state.current == Some(chunk) {
-                // SAFETY: still the thread's current chunk, alive while we hold the lock.
-                let chunk_ref = unsafe { chunk.as_ref() };
-                let from = chunk_ref.drained.load(Ordering::Relaxed);
-                let records = chunk_ref.published(from);
-                chunk_ref.drained.store(from + records.len(), Ordering::Relaxed);
-                let generation = chunk_ref.generation.load(Ordering::Relaxed);
-                reader.records(&slot.info, generation, records);
-            }
+        if let Some(chunk) = state.current {
+            // SAFETY: the thread's current chunk, alive while we hold the lock (the thread only
+            // retires it into `full`, under this lock).
+            let chunk_ref = unsafe { chunk.as_ref() };
+            let from = chunk_ref.drained.load(Ordering::Relaxed);
+            let records = chunk_ref.published(from);
+            chunk_ref.drained.store(from + records.len(), Ordering::Relaxed);
+            let generation = chunk_ref.generation.load(Ordering::Relaxed);
+            reader.records(&slot.info, generation, records);
+        }
+        drop(state);
+        for chunk in full {
+            pool::give_back(chunk);
         }
         if ended {
             finished.push(slot.info.id);
