@@ -110,7 +110,7 @@ impl Profiler {
     }
 
     /// How many trace records may wait for the trace writer before new spans are left out of
-    /// the trace (default [`crate::trace::NATIVE_BUFFER_RECORDS`], 10 MiB, for the native writer;
+    /// the trace (default [`crate::trace::NATIVE_BUFFER_RECORDS`], 5 MiB, for the native writer;
     /// [`crate::trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory a
     /// trace can take. The native writer makes a thread that outruns it wait (left out of the
     /// calls' figures) and leaves spans out only when it is stalled or the limit is too small
