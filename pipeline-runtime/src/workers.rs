@@ -290,6 +290,9 @@ fn sample_depth<E>(
         records::mark_counter(CounterTrack::QueueDepth, depth as f64);
         thread::sleep(every);
     }
+    // Its samples outlive it (they go into the run's summary): its batched live-bytes change
+    // must reach the heap figure.
+    crate::alloc::flush_thread();
     samples
 }
 

@@ -132,6 +132,9 @@ impl Drop for ThreadExit {
             }
         });
         wake_writer();
+        // A thread that only wrote records (the queue sampler) still hands over its batched
+        // live-bytes change, so the heap reading after it ends is exact.
+        crate::alloc::flush_thread();
     }
 }
 
