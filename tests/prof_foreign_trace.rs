@@ -24,13 +24,7 @@ fn a_plain_tracing_chrome_trace_is_summarised() {
     });
     drop(guard); // flushes and closes the JSON array
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeline-prof"))
-        .args(["summary", "--json"])
-        .arg(&trace)
-        .output()
-        .expect("run pipeline-prof");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let profile: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let profile = summary_json(&trace);
     let row = |stage: Option<&str>, name: &str| {
         profile["rows"]
             .as_array()
@@ -59,9 +53,14 @@ fn summarise(name: &str, text: &str) -> Value {
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join(name);
     std::fs::write(&trace, text).unwrap();
+    summary_json(&trace)
+}
+
+/// `pipeline-prof summary --json TRACE`, which must succeed; its JSON.
+fn summary_json(trace: &Path) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline-prof"))
         .args(["summary", "--json"])
-        .arg(&trace)
+        .arg(trace)
         .output()
         .expect("run pipeline-prof");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

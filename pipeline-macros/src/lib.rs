@@ -9,6 +9,7 @@ mod options;
 mod profiled;
 mod runtime;
 mod stage;
+mod types;
 
 use proc_macro::TokenStream;
 

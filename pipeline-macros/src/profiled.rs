@@ -7,6 +7,7 @@ use syn::{Item, ItemFn};
 use crate::errors::{is_profiled_attr, Errors};
 use crate::options;
 use crate::runtime;
+use crate::types::contains_impl_trait;
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let options = options::parse("profiled", args);
@@ -130,18 +131,6 @@ fn declared_output(output: &syn::ReturnType) -> TokenStream {
             ::core::option::Option::None => {}
         }
     }
-}
-
-fn contains_impl_trait(ty: &syn::Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> syn::visit::Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
-        }
-    }
-    let mut finder = Finder(false);
-    syn::visit::visit_type(&mut finder, ty);
-    finder.0
 }
 
 fn generate(function: ItemFn, options: options::Options) -> TokenStream {

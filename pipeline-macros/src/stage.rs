@@ -8,6 +8,7 @@ use syn::{FnArg, GenericParam, ImplItem, ImplItemFn, Item, ItemImpl, ReturnType,
 use crate::errors::{is_profiled_attr, Errors};
 use crate::options;
 use crate::runtime;
+use crate::types::contains_impl_trait;
 
 const SHAPE: &str = "fn process(&self, event: E) -> E` or `-> Result<E, StageError>";
 
@@ -204,18 +205,6 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
         ));
     }
     event
-}
-
-fn contains_impl_trait(ty: &Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> syn::visit::Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
-        }
-    }
-    let mut finder = Finder(false);
-    syn::visit::visit_type(&mut finder, ty);
-    finder.0
 }
 
 fn generate(stage: StageImpl) -> TokenStream {

@@ -334,6 +334,11 @@ pub(crate) struct ChromeTrace {
 }
 
 impl ChromeTrace {
+    /// Where the trace goes.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Writes the file's head into `file` and turns recording on.
     pub(crate) fn start(
         file: File,
@@ -429,13 +434,6 @@ fn write_trailer(file: &mut impl Write, stages: &[&str], left_out: u64) -> io::R
     });
     file.write_all(b",\n")?;
     serde_json::to_writer(&mut *file, &entry).map_err(io::Error::from)
-}
-
-impl ChromeTrace {
-    /// Where the trace goes.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Whether this backend is recording now.

@@ -145,8 +145,6 @@ pub(crate) struct TraceSession {
     finished: bool,
     left_out_at_start: u64,
     sample_every: u64,
-    /// Slices and instants in the file (native writer), once finished.
-    written: Option<u64>,
 }
 
 impl std::fmt::Debug for TraceSession {
@@ -206,7 +204,6 @@ impl TraceSession {
             finished: false,
             left_out_at_start,
             sample_every,
-            written: None,
         })
     }
 
@@ -225,15 +222,9 @@ impl TraceSession {
         let stages = crate::recorder::stage_names();
         let left_out = left_out().saturating_sub(self.left_out_at_start);
         match &self.writer {
-            Writer::Native(trace) => {
-                let written = trace.finish(&stages, left_out).map_err(|source| Error::Write {
-                    what: "trace",
-                    path: trace.path().to_owned(),
-                    source,
-                })?;
-                self.written = Some(written);
-                Ok(())
-            }
+            Writer::Native(trace) => trace.finish(&stages, left_out).map(drop).map_err(|source| {
+                Error::Write { what: "trace", path: trace.path().to_owned(), source }
+            }),
             Writer::Chrome(trace) => trace.finish(&stages, left_out),
         }
     }

@@ -356,10 +356,8 @@ impl Reader for Writer {
         let thread = threads.entry(slot.id).or_insert_with(|| ThreadView::new(pid, slot));
         if !current {
             // An earlier trace's: consume the texts that go with them, write nothing.
-            for record in batch.iter().filter(|record| record.has_text()) {
-                let _ = record;
-                thread.texts.pop_front();
-            }
+            let texts = batch.iter().filter(|record| record.has_text()).count();
+            thread.texts.drain(..texts.min(thread.texts.len()));
             return;
         }
         if !thread.named {
@@ -580,21 +578,25 @@ fn name_and_binding(out: &mut Vec<u8>, names: &mut NameCache, begin: &Begin) {
         }
         Begin::Event { flow, .. } => {
             out.extend_from_slice(b",\"name\":\"event\",\"cat\":\"pipeline\"");
-            if flow != 0 {
-                out.extend_from_slice(b",\"bind_id\":");
-                number(out, flow);
-                out.extend_from_slice(b",\"flow_in\":true");
-            }
+            flow_binding(out, flow, b"flow_in");
         }
         Begin::Submit { flow, .. } => {
             out.extend_from_slice(b",\"name\":\"submit\",\"cat\":\"pipeline\"");
-            if flow != 0 {
-                out.extend_from_slice(b",\"bind_id\":");
-                number(out, flow);
-                out.extend_from_slice(b",\"flow_out\":true");
-            }
+            flow_binding(out, flow, b"flow_out");
         }
     }
+}
+
+/// `,"bind_id":N,"flow_in":true` (or `flow_out`): ties the slice to its flow arrow (none for 0).
+fn flow_binding(out: &mut Vec<u8>, flow: u64, direction: &[u8]) {
+    if flow == 0 {
+        return;
+    }
+    out.extend_from_slice(b",\"bind_id\":");
+    number(out, flow);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(direction);
+    out.extend_from_slice(b"\":true");
 }
 
 /// The slice's arguments (`,"args":{..}`), when it has any to say.
