@@ -138,11 +138,13 @@ fn the_trace_is_well_formed_and_matches_the_report() {
             .map(|e| e["args"]["name"].as_str().unwrap().to_owned())
             .collect()
     };
+    // (Under load one worker may start late and run no event: it then has no track.)
     let threads = metadata("thread_name");
-    assert!(
-        threads.contains(&"worker-0".to_owned()) && threads.contains(&"worker-1".to_owned()),
-        "{threads:?}"
-    );
+    let workers = &report.runs[0].workers;
+    for worker in workers.iter().filter(|worker| worker.events > 0) {
+        assert!(threads.contains(&worker.name), "{} ran events: {threads:?}", worker.name);
+    }
+    assert!(workers.iter().any(|worker| worker.events > 0));
     assert_eq!(metadata("process_name"), ["trace-test"]);
 
     // Counter tracks: queue depth and live heap.
