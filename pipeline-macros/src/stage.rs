@@ -221,7 +221,14 @@ fn generate(stage: StageImpl) -> TokenStream {
     let user_vis = std::mem::replace(&mut process.vis, syn::Visibility::Inherited);
     process.sig.ident = inner.clone();
     process.attrs.push(syn::parse_quote!(#[doc(hidden)]));
-    process.attrs.push(syn::parse_quote!(#[inline(always)]));
+    if cfg!(feature = "off") {
+        process.attrs.push(syn::parse_quote!(#[inline(always)]));
+    } else {
+        // Out of line, so that the stage's own code runs in a function of the user's crate
+        // (`Stage::__pipeline_stage_process`) rather than inlined into the toolkit's generic
+        // wrapper: CPU samples taken in it are then the stage's, not the toolkit's.
+        process.attrs.push(syn::parse_quote!(#[inline(never)]));
+    }
     // Any spelling of `&self` (`self: &Self`) becomes `&self`: the inherent `process` below
     // calls it that way.
     if let Some(FnArg::Receiver(receiver)) = process.sig.inputs.first_mut() {
