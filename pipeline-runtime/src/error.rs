@@ -13,6 +13,10 @@ pub enum Error {
     /// A setting makes no sense; the message says which and why.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+    /// CPU sampling (`Profiler::sample_cpu`) could not start: the rate is out of range, the
+    /// platform has no sampler, or the SIGPROF handler or timer could not be set up.
+    #[error("cannot sample the CPU: {0}")]
+    CpuSampling(String),
     /// A thread could not be started.
     #[error("cannot start a thread for {what}: {source}")]
     Spawn {

@@ -18,6 +18,8 @@ mod queue;
 mod recorder;
 mod records;
 mod report;
+#[cfg(feature = "cpu-sampling")]
+mod sampler;
 mod stage;
 pub mod trace;
 mod workers;
@@ -36,6 +38,7 @@ pub use load::{
 };
 pub use pipeline::{Halt, Pipeline};
 pub use profiler::{emit_spans, Profiler, ProfilingSession};
+pub use report::cpu;
 pub use report::{
     AllocStats, FunctionStats, MemoryStats, MemorySummary, Report, Retention, StageStats, Timing,
 };

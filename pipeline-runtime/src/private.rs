@@ -376,3 +376,10 @@ impl<F: Future> Future for Profiled<F> {
         output
     }
 }
+
+/// Whether the calling thread is inside the CPU sampler's signal handler (for the test that
+/// checks the handler never allocates).
+#[cfg(feature = "cpu-sampling")]
+pub fn in_cpu_sampler() -> bool {
+    crate::sampler::in_handler()
+}

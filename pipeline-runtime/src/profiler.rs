@@ -12,7 +12,11 @@ use crate::error::Error;
 use crate::load::RunSummary;
 use crate::recorder;
 use crate::records::{self, CounterTrack};
+#[cfg(feature = "cpu-sampling")]
+use crate::report::cpu::{CpuProfile, SampleTotals};
 use crate::report::{self, HeapReadings, Report};
+#[cfg(feature = "cpu-sampling")]
+use crate::sampler::{Sampler, Samples};
 use crate::trace::{TraceBackend, TraceOptions, TraceSession};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
@@ -72,6 +76,8 @@ pub struct Profiler {
     sample_every: u64,
     backlog_limit: Option<u64>,
     backend: TraceBackend,
+    #[cfg(feature = "cpu-sampling")]
+    cpu_hz: Option<u32>,
 }
 
 impl Profiler {
@@ -121,6 +127,36 @@ impl Profiler {
         self
     }
 
+    /// Also samples what every thread is running, `hz` times per second of CPU time, and charges
+    /// each sample to the stage (and `#[profiled]` function) that thread was in: the report's
+    /// CPU section ([`Report::cpu_samples`]) names the hot functions inside each stage, including
+    /// the ones nobody annotated, like cProfile on a Python worker. 99 Hz is a good default (it
+    /// keeps ≥ 99 % of a pipeline's throughput; see BENCHMARKS.md).
+    ///
+    /// Linux (x86_64, aarch64), feature `cpu-sampling`. It uses SIGPROF and the process CPU-time
+    /// timer (`setitimer(ITIMER_PROF)`) for the session, and puts back whatever disposition
+    /// SIGPROF had when the session ends. Function names come from the binary's symbol table;
+    /// with `debug = "line-tables-only"` in the release profile, inlined functions are named too.
+    ///
+    /// `start()` fails with [`Error::CpuSampling`] when `hz` is 0 or above 10,000, or when the
+    /// timer cannot be set up.
+    ///
+    /// ```
+    /// # #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))] {
+    /// let session = pipeline_runtime::Profiler::new().sample_cpu(99).start()?;
+    /// // ... run the pipeline ...
+    /// let report = session.finish()?;
+    /// let cpu = report.cpu_samples.expect("sampled");
+    /// assert_eq!(cpu.samples_taken, cpu.samples_in_stages + cpu.samples_outside_stages + cpu.samples_dropped);
+    /// # }
+    /// # Ok::<(), pipeline_runtime::Error>(())
+    /// ```
+    #[cfg(feature = "cpu-sampling")]
+    pub fn sample_cpu(mut self, hz: u32) -> Self {
+        self.cpu_hz = Some(hz);
+        self
+    }
+
     /// The process name shown in the trace (default: the executable's name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -165,11 +201,23 @@ impl Profiler {
             alloc::reset_peak(); // the run's peak, not the process's
         }
         let session = recorder::begin_session(allocator);
+        #[cfg(feature = "cpu-sampling")]
+        let sampler = match self.cpu_hz.map(Sampler::start).transpose() {
+            Ok(sampler) => sampler,
+            Err(error) => {
+                recorder::end_session();
+                drop(trace);
+                RUNNING.store(false, Ordering::Release);
+                return Err(error);
+            }
+        };
         let heap_sampler = match (&trace, allocator) {
             (Some(_), AllocatorKind::Counting) => HeapSampler::start(),
             _ => None,
         };
         Ok(ProfilingSession {
+            #[cfg(feature = "cpu-sampling")]
+            sampler,
             session,
             started_ns: now_ns(),
             allocator,
@@ -191,6 +239,8 @@ pub struct ProfilingSession {
     heap_at_start: Option<Heap>,
     trace: Option<TraceSession>,
     heap_sampler: Option<HeapSampler>,
+    #[cfg(feature = "cpu-sampling")]
+    sampler: Option<Sampler>,
 }
 
 /// The executable's file name, for the trace's process name.
@@ -250,7 +300,14 @@ fn heap_now(allocator: AllocatorKind) -> Option<Heap> {
 impl ProfilingSession {
     /// The figures recorded so far, without stopping.
     pub fn report(&self) -> Report {
-        self.build_report(now_ns().saturating_sub(self.started_ns))
+        #[allow(unused_mut)]
+        let mut report = self.build_report(now_ns().saturating_sub(self.started_ns));
+        #[cfg(feature = "cpu-sampling")]
+        {
+            report.cpu_samples =
+                self.sampler.as_ref().map(|sampler| cpu_profile(&sampler.samples()));
+        }
+        report
     }
 
     fn build_report(&self, wall_time_ns: u64) -> Report {
@@ -278,6 +335,8 @@ impl ProfilingSession {
     pub fn finish(mut self) -> Result<Report, Error> {
         recorder::end_session();
         let wall_time_ns = now_ns().saturating_sub(self.started_ns);
+        #[cfg(feature = "cpu-sampling")]
+        let samples = self.sampler.take().map(Sampler::finish);
         drop(self.heap_sampler.take());
         let trace = self.trace.take();
         let (summary, traced) = match trace {
@@ -286,6 +345,10 @@ impl ProfilingSession {
         };
         let mut report = self.build_report(wall_time_ns);
         report.trace = summary;
+        #[cfg(feature = "cpu-sampling")]
+        {
+            report.cpu_samples = samples.as_ref().map(cpu_profile);
+        }
         traced.transpose()?;
         Ok(report)
     }
@@ -294,10 +357,33 @@ impl ProfilingSession {
 impl Drop for ProfilingSession {
     fn drop(&mut self) {
         recorder::end_session();
+        #[cfg(feature = "cpu-sampling")]
+        drop(self.sampler.take());
         // Complete the trace (also while a panic unwinds) before another session may start.
         drop(self.heap_sampler.take());
         drop(self.trace.take());
         RUNS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != self.session);
         RUNNING.store(false, Ordering::Release);
     }
+}
+
+/// The report's CPU section from what the sampler gathered.
+#[cfg(feature = "cpu-sampling")]
+fn cpu_profile(samples: &Samples) -> CpuProfile {
+    let totals = SampleTotals {
+        hz: samples.hz,
+        taken: samples.taken,
+        dropped: samples.dropped,
+        not_unwound: samples.not_unwound,
+        truncated: samples.truncated,
+        handler_ns: samples.handler_ns,
+        process_cpu_ns: samples.process_cpu_ns,
+    };
+    CpuProfile::from_stacks(
+        totals,
+        samples
+            .stacks
+            .iter()
+            .map(|stack| (stack.stage, stack.function, &stack.frames[..], stack.samples)),
+    )
 }

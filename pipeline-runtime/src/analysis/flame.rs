@@ -28,22 +28,56 @@ pub(crate) fn folded_lines(stacks: &[FoldedStack]) -> Vec<String> {
         .collect()
 }
 
-/// Renders `stacks` as an SVG flame graph into `out`.
+/// What a flame graph's widths mean, for its subtitle and tooltips.
 #[cfg(feature = "flamegraph")]
+#[derive(Clone, Copy)]
+pub(crate) struct Widths {
+    pub(crate) subtitle: &'static str,
+    /// The unit of the counts (`ns`, `samples`).
+    pub(crate) unit: &'static str,
+    /// Why there can be nothing to draw.
+    pub(crate) when_empty: &'static str,
+}
+
+/// Recorded calls: widths are self time.
+#[cfg(feature = "flamegraph")]
+pub(crate) const SELF_TIME: Widths = Widths {
+    subtitle: "Width: self time. Stages at the bottom, functions above.",
+    unit: "ns",
+    when_empty: "nothing to draw: no stage or function recorded any time",
+};
+
+/// Sampled stacks: widths are CPU samples.
+#[cfg(feature = "flamegraph")]
+pub(crate) const CPU_SAMPLES: Widths = Widths {
+    subtitle: "Width: CPU samples. Stages at the bottom, the call paths sampled inside them above.",
+    unit: "samples",
+    when_empty: "nothing to draw: no CPU sample was taken",
+};
+
+/// Renders `stacks` as an SVG flame graph into `out`.
 ///
 /// Fails with `InvalidData` when there is nothing to draw (no stack with self time).
-pub(crate) fn write_svg(stacks: &[FoldedStack], title: &str, out: impl Write) -> io::Result<()> {
-    let lines = folded_lines(stacks);
+#[cfg(all(test, feature = "flamegraph"))]
+fn write_svg(stacks: &[FoldedStack], title: &str, out: impl Write) -> io::Result<()> {
+    write_svg_lines(&folded_lines(stacks), title, SELF_TIME, out)
+}
+
+/// Renders folded-stack `lines` as an SVG flame graph into `out`.
+#[cfg(feature = "flamegraph")]
+pub(crate) fn write_svg_lines(
+    lines: &[String],
+    title: &str,
+    widths: Widths,
+    out: impl Write,
+) -> io::Result<()> {
     if lines.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "nothing to draw: no stage or function recorded any time",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, widths.when_empty));
     }
     let mut options = Options::default();
     options.title = title.to_owned();
-    options.subtitle = Some("Width: self time. Stages at the bottom, functions above.".to_owned());
-    options.count_name = "ns".to_owned();
+    options.subtitle = Some(widths.subtitle.to_owned());
+    options.count_name = widths.unit.to_owned();
     options.name_type = "Frame:".to_owned();
     // The same names get the same colours in every graph, so two runs' pictures compare.
     options.hash = true;
@@ -54,9 +88,20 @@ pub(crate) fn write_svg(stacks: &[FoldedStack], title: &str, out: impl Write) ->
 /// Writes the SVG flame graph of `stacks` to `path`.
 #[cfg(feature = "flamegraph")]
 pub(crate) fn write_file(stacks: &[FoldedStack], title: &str, path: &Path) -> Result<(), Error> {
+    write_lines_file(&folded_lines(stacks), title, SELF_TIME, path)
+}
+
+/// Writes the SVG flame graph of folded-stack `lines` to `path`.
+#[cfg(feature = "flamegraph")]
+pub(crate) fn write_lines_file(
+    lines: &[String],
+    title: &str,
+    widths: Widths,
+    path: &Path,
+) -> Result<(), Error> {
     let write_error = |source| Error::Write { what: "flame graph", path: path.to_owned(), source };
     let mut svg = Vec::new();
-    write_svg(stacks, title, &mut svg).map_err(write_error)?;
+    write_svg_lines(lines, title, widths, &mut svg).map_err(write_error)?;
     let mut file = BufWriter::new(File::create(path).map_err(write_error)?);
     file.write_all(&svg).and_then(|()| file.flush()).map_err(write_error)
 }

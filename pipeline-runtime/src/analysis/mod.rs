@@ -77,3 +77,19 @@ impl crate::Report {
         Profile::from_report(self).write_flamegraph(path, "pipeline profile")
     }
 }
+
+impl crate::cpu::CpuProfile {
+    /// Writes an SVG flame graph of the sampled call paths to `path`: each stage at the bottom
+    /// (and `(outside stages)`), the functions sampled inside it above, widths showing samples.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Write`] naming the path when it cannot be written, or when no sample was taken.
+    ///
+    /// Needs the `flamegraph` feature (on by default).
+    #[cfg(feature = "flamegraph")]
+    pub fn write_flamegraph(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let title = format!("CPU samples ({} at {} Hz)", self.samples_taken, self.hz);
+        flame::write_lines_file(&self.folded(), &title, flame::CPU_SAMPLES, path.as_ref())
+    }
+}

@@ -12,6 +12,8 @@ mod stack;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
+#[cfg(feature = "cpu-sampling")]
+pub(crate) use callsite::CallsiteId;
 pub(crate) use callsite::{lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
 pub(crate) use shard::{CallStats, Row};
@@ -31,6 +33,9 @@ const SPANS_ALWAYS: u8 = 2;
 const SPANS_FOR_TRACE: u8 = 4;
 /// A Chrome trace is being written by the native writer: calls write trace records.
 const TRACE_RECORDS: u8 = 8;
+/// The CPU sampler runs: calls keep its marker of the thread's stage and function.
+#[cfg(feature = "cpu-sampling")]
+const CPU_SAMPLING: u8 = 16;
 /// Whether the running session's allocation figures are real (the counting allocator is in).
 static COUNTING_ALLOCATOR: AtomicBool = AtomicBool::new(false);
 
@@ -76,13 +81,26 @@ impl Mode {
         self.0 & TRACE_RECORDS != 0
     }
 
+    /// The same switches, trace records off.
+    #[inline]
+    pub(crate) fn without_trace_records(self) -> Mode {
+        Mode(self.0 & !TRACE_RECORDS)
+    }
+
+    /// The CPU sampler runs: calls keep its marker.
+    #[cfg(feature = "cpu-sampling")]
+    #[inline]
+    pub(crate) fn samples_cpu(self) -> bool {
+        self.0 & CPU_SAMPLING != 0
+    }
+
     /// Starts measuring a call of `callsite` when a session records; an idle guard otherwise.
     #[inline]
     pub(crate) fn enter(self, callsite: &'static Callsite) -> CallGuard {
         if self.0 & RECORDING == 0 {
             return CallGuard::idle();
         }
-        stack::enter_recording(callsite, self.writes_records())
+        stack::enter_recording(callsite, self)
     }
 }
 
@@ -107,6 +125,12 @@ pub(crate) fn set_spans_for_trace(on: bool) {
 /// Whether stage and function calls write trace records (the native writer is on).
 pub(crate) fn set_trace_records(on: bool) {
     set_mode_bit(TRACE_RECORDS, on);
+}
+
+/// Whether calls keep the CPU sampler's marker (the sampler runs).
+#[cfg(feature = "cpu-sampling")]
+pub(crate) fn set_cpu_sampling(on: bool) {
+    set_mode_bit(CPU_SAMPLING, on);
 }
 
 /// Whether a program asked for spans at all times, or the tracing-chrome backend wants them.

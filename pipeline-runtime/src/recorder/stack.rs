@@ -8,7 +8,7 @@ use std::mem::ManuallyDrop;
 
 use super::callsite::{Callsite, CallsiteId, CallsiteKind};
 use super::shard::{self, Measured, MeasuredMemory, Shard};
-use super::{current_session, is_enabled};
+use super::{current_session, is_enabled, Mode};
 use crate::alloc::{self, Counters};
 use crate::clock::now_ns;
 use crate::durations::CallEnd;
@@ -103,10 +103,11 @@ impl ThreadState {
         self.stack.last().map_or(0, |frame| frame.stage)
     }
 
-    /// Opens a frame for a call of `callsite`; with `traced`, also writes the begin of its trace
-    /// slice, stamped with the frame's own start time.
+    /// Opens a frame for a call of `callsite`; when `mode` writes trace records, also writes the
+    /// begin of its trace slice, stamped with the frame's own start time.
     #[inline]
-    fn push(&mut self, callsite: &'static Callsite, session: u64, traced: bool) -> usize {
+    fn push(&mut self, callsite: &'static Callsite, session: u64, mode: Mode) -> usize {
+        let traced = mode.writes_records();
         let id = callsite.id();
         let parent_stage = self.enclosing_stage();
         let stage = match callsite.kind() {
@@ -129,6 +130,11 @@ impl ThreadState {
             trace: Token::NONE,
             waited_at_start: self.waited_ns,
         });
+        // The CPU sampler charges samples to the innermost call's stage and function.
+        #[cfg(feature = "cpu-sampling")]
+        if mode.samples_cpu() {
+            crate::sampler::marker::set(stage, id);
+        }
         // Last, so the call's figures exclude the bookkeeping above.
         let frame = &mut self.stack[depth];
         if traced {
@@ -166,6 +172,14 @@ impl ThreadState {
         }
         self.stack.truncate(depth + 1);
         let frame = self.stack.pop()?;
+        // While the sampler runs, the marker goes back to the caller's stage and function.
+        #[cfg(feature = "cpu-sampling")]
+        if Mode::now().samples_cpu() {
+            match self.stack.last() {
+                Some(parent) => crate::sampler::marker::set(parent.stage, parent.callsite),
+                None => crate::sampler::marker::set(0, 0),
+            }
+        }
         let waited = self.waited_ns - frame.waited_at_start;
         let elapsed = end_ns.saturating_sub(frame.start_ns).saturating_sub(waited);
         let mem = mem_end.since(frame.mem_start);
@@ -202,9 +216,9 @@ const INERT: usize = usize::MAX;
 /// Opens a measured call of `callsite` (a session records: see `Mode::enter`); it ends when the
 /// returned guard drops.
 #[inline(never)]
-pub(crate) fn enter_recording(callsite: &'static Callsite, traced: bool) -> CallGuard {
+pub(crate) fn enter_recording(callsite: &'static Callsite, mode: Mode) -> CallGuard {
     let session = current_session();
-    let depth = STATE.with(|state| state.borrow_mut().push(callsite, session, traced));
+    let depth = STATE.with(|state| state.borrow_mut().push(callsite, session, mode));
     CallGuard { depth, _not_send: PhantomData }
 }
 
@@ -321,14 +335,15 @@ impl AsyncCall {
         // A poll is not a slice of its own: the call is one async slice, first poll to end.
         let (depth, parent, start) = STATE.with(|state| {
             let mut state = state.borrow_mut();
-            let depth = state.push(callsite, session, false);
+            // A poll writes no trace slice of its own (the call is one async slice).
+            let depth = state.push(callsite, session, Mode::now().without_trace_records());
             let frame = &state.stack[depth];
             (depth, frame.parent_stage, frame.start_ns)
         });
         if self.started.is_none() {
             self.started = Some((session, parent, start));
             self.callsite = Some(callsite);
-            if super::Mode::now().writes_records() {
+            if Mode::now().writes_records() {
                 let name = callsite.name();
                 self.trace = records::begin_async(start, name).map(|slice| (slice, name));
             }

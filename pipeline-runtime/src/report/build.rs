@@ -70,7 +70,15 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64, heap: HeapReadings) -> Re
         .filter_map(|s| s.memory.map(|m| (s.name.clone(), m.total.retained_bytes, s.timing.calls)))
         .collect();
     let memory = MemorySummary::new(heap, &retention);
-    Report { wall_time_ns, stages, outside_stages, memory, runs: Vec::new(), trace: None }
+    Report {
+        wall_time_ns,
+        stages,
+        outside_stages,
+        memory,
+        runs: Vec::new(),
+        trace: None,
+        cpu_samples: None,
+    }
 }
 
 fn sort_functions(functions: &mut [FunctionStats]) {

@@ -1,8 +1,10 @@
 //! [`Report`]: what a profiling session measured, as data, as a table and as JSON.
 
 pub(crate) mod build;
+pub mod cpu;
 pub(crate) mod format;
 mod memory;
+mod pprof;
 pub(crate) mod table;
 
 use std::fmt;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::load::RunSummary;
 use crate::trace::TraceSummary;
+use cpu::CpuProfile;
 pub(crate) use memory::HeapReadings;
 pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 
@@ -125,6 +128,10 @@ pub struct Report {
     pub runs: Vec<RunSummary>,
     /// The Chrome trace written during the session, if one was asked for.
     pub trace: Option<TraceSummary>,
+    /// The sampled CPU profile, when the session sampled
+    /// (`Profiler::sample_cpu`, feature `cpu-sampling`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_samples: Option<CpuProfile>,
 }
 
 impl Report {
@@ -180,6 +187,15 @@ impl Report {
                 format::percent(hot.share_of_stage),
                 stage.name,
                 hot.timing.calls,
+            ));
+        }
+        let sampled = self.cpu_samples.as_ref().and_then(|cpu| cpu.stage(&stage.name));
+        if let Some((sampled, hot)) = sampled.and_then(|s| Some((s, s.hottest_function()?))) {
+            verdict.push_str(&format!(
+                "; its CPU samples find {} on the CPU most ({} of {} samples)",
+                hot.name,
+                format::percent(hot.self_share),
+                sampled.samples,
             ));
         }
         verdict.push('.');

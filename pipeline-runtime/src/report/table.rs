@@ -120,6 +120,10 @@ pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result 
     writeln!(f, "{}", report.verdict())?;
     writeln!(f)?;
     write_memory(report, f)?;
+    if let Some(cpu) = &report.cpu_samples {
+        write!(f, "\n\n")?;
+        super::cpu::write(cpu, f)?;
+    }
     for run in &report.runs {
         write!(f, "\n\n{run}")?;
     }

@@ -1,0 +1,432 @@
+//! The report's sampled CPU section ([`CpuProfile`]): per stage, the functions the samples found
+//! running, annotated or not; the samples outside stages apart; the call paths for pictures.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use comfy_table::{CellAlignment, Table};
+use serde::Serialize;
+
+use super::format::{duration_ns, percent};
+use super::table::STYLE;
+
+/// The name [`CpuProfile::stacks`] and the flame graph give samples taken outside every stage.
+pub const OUTSIDE_STAGES: &str = "(outside stages)";
+
+/// How many functions each stage keeps: the top this many by self samples, and by total samples.
+pub const HOT_FUNCTIONS_KEPT: usize = 20;
+
+/// How many functions per stage the printed report shows.
+const HOT_FUNCTIONS_SHOWN: usize = 5;
+
+/// A sampled CPU profile: which functions were on the CPU inside each stage
+/// (`Profiler::sample_cpu`, feature `cpu-sampling`).
+///
+/// Every sample is one look at one thread that was using the CPU, charged to the stage (and
+/// `#[profiled]` function) the recorder says that thread was in. The counts add up:
+/// `samples_taken == samples_in_stages + samples_outside_stages + samples_dropped`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct CpuProfile {
+    /// The rate asked for: samples per second of CPU time on each busy thread.
+    pub hz: u32,
+    /// Every sample the timer triggered.
+    pub samples_taken: u64,
+    /// Samples taken while a thread was inside a stage.
+    pub samples_in_stages: u64,
+    /// Samples taken outside every stage: the producer, queue hand-offs, the workers' loop,
+    /// other threads of the program.
+    pub samples_outside_stages: u64,
+    /// Samples lost because the collector fell behind (the ring was full).
+    pub samples_dropped: u64,
+    /// Of the kept samples, those with no call path (taken inside the unwinder or the dynamic
+    /// loader, which the signal handler does not unwind from): charged to their stage anyway.
+    pub samples_not_unwound: u64,
+    /// Of the kept samples, those whose stack was deeper than the 64 innermost frames kept.
+    pub samples_truncated: u64,
+    /// CPU time of the whole process while sampling ran (getrusage, user + system).
+    pub process_cpu_ns: u64,
+    /// Time the sampled threads spent in the sampler's signal handler: its own cost, which is
+    /// also inside the figures of the calls it interrupted.
+    pub sampler_cost_ns: u64,
+    /// Stages by samples, most first.
+    pub stages: Vec<SampledStage>,
+    /// The samples outside every stage, by function.
+    pub outside_stages: SampledStage,
+    /// Every distinct call path with its samples, most first (for flame graphs and pprof; not in
+    /// the JSON, which would grow with every distinct path).
+    #[serde(skip)]
+    pub stacks: Vec<SampledStack>,
+}
+
+/// The samples of one stage (or of everything outside stages).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SampledStage {
+    /// The stage's name, or [`OUTSIDE_STAGES`].
+    pub name: String,
+    /// Samples charged to it.
+    pub samples: u64,
+    /// `samples` as a fraction of all samples kept.
+    pub share_of_samples: f64,
+    /// Its hottest functions by self samples, then total samples (at most
+    /// [`HOT_FUNCTIONS_KEPT`] by each).
+    pub functions: Vec<SampledFunction>,
+    /// Samples per innermost `#[profiled]` function running when they were taken (the stage's
+    /// own code when none), most first.
+    pub profiled_functions: Vec<SampleCount>,
+}
+
+/// A function the samples found inside a stage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SampledFunction {
+    /// The function's name (`crate::module::function`, as the symbol table has it).
+    pub name: String,
+    /// Samples with this function running its own code (the innermost frame).
+    pub self_samples: u64,
+    /// Samples with this function anywhere on the stack.
+    pub total_samples: u64,
+    /// `self_samples` as a fraction of the stage's samples.
+    pub self_share: f64,
+    /// `total_samples` as a fraction of the stage's samples.
+    pub total_share: f64,
+}
+
+/// A name and how many samples it has.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SampleCount {
+    /// A `#[profiled]` function's name, or the stage's own name for its own code.
+    pub name: String,
+    /// Samples.
+    pub samples: u64,
+}
+
+/// One distinct call path and its samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SampledStack {
+    /// The stage it ran in, or [`OUTSIDE_STAGES`].
+    pub stage: String,
+    /// Function names, outermost first. Inside a stage the path starts at the stage's own code
+    /// (the toolkit's frames above it are cut); a sample inside the toolkit itself reads
+    /// `(pipeline runtime)`.
+    pub frames: Vec<String>,
+    /// Samples that found this path.
+    pub samples: u64,
+}
+
+impl CpuProfile {
+    /// The samples of the stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&SampledStage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    /// Folded-stack lines (`Stage;outer;inner samples`): the input of flame-graph tools
+    /// (inferno, speedscope, flamegraph.pl).
+    pub fn folded(&self) -> Vec<String> {
+        self.stacks
+            .iter()
+            .map(|stack| {
+                let mut line = stack.stage.replace(';', ":");
+                for frame in &stack.frames {
+                    line.push(';');
+                    line.push_str(&frame.replace(';', ":"));
+                }
+                format!("{line} {}", stack.samples)
+            })
+            .collect()
+    }
+}
+
+impl SampledStage {
+    /// The function with the most self samples: where the stage's CPU went.
+    pub fn hottest_function(&self) -> Option<&SampledFunction> {
+        self.functions.first()
+    }
+
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Option<&SampledFunction> {
+        self.functions.iter().find(|function| function.name == name)
+    }
+
+    /// The hottest function whose name ends with `suffix` (`"::score"`, or a bare `"score"`
+    /// for a function inlined into its caller, which debug info names without its path).
+    pub fn function_ending_with(&self, suffix: &str) -> Option<&SampledFunction> {
+        self.functions.iter().find(|function| function.name.ends_with(suffix))
+    }
+}
+
+/// What [`CpuProfile::from_stacks`] needs besides the paths.
+#[cfg_attr(not(feature = "cpu-sampling"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SampleTotals {
+    pub(crate) hz: u32,
+    pub(crate) taken: u64,
+    pub(crate) dropped: u64,
+    pub(crate) not_unwound: u64,
+    pub(crate) truncated: u64,
+    pub(crate) handler_ns: u64,
+    pub(crate) process_cpu_ns: u64,
+}
+
+/// One path as the sampler names it: (stage, innermost profiled function, frames, samples).
+pub(crate) type NamedPath<'a> = (Option<&'a str>, Option<&'a str>, &'a [std::sync::Arc<str>], u64);
+
+#[cfg_attr(not(feature = "cpu-sampling"), allow(dead_code))]
+impl CpuProfile {
+    /// Builds the figures from the sampler's named paths.
+    pub(crate) fn from_stacks<'a>(
+        totals: SampleTotals,
+        paths: impl IntoIterator<Item = NamedPath<'a>>,
+    ) -> CpuProfile {
+        let mut groups: HashMap<Option<&str>, Group> = HashMap::new();
+        let mut stacks = Vec::new();
+        for (stage, function, frames, samples) in paths {
+            groups.entry(stage).or_default().add(stage, function, frames, samples);
+            stacks.push(SampledStack {
+                stage: stage.unwrap_or(OUTSIDE_STAGES).to_owned(),
+                frames: frames.iter().map(|frame| frame.to_string()).collect(),
+                samples,
+            });
+        }
+        stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
+        let kept: u64 = groups.values().map(|group| group.samples).sum();
+        let outside = groups.remove(&None).unwrap_or_default().finish(OUTSIDE_STAGES, kept);
+        let mut stages: Vec<SampledStage> = groups
+            .into_iter()
+            .map(|(name, group)| group.finish(name.unwrap_or(OUTSIDE_STAGES), kept))
+            .collect();
+        stages.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.name.cmp(&b.name)));
+        CpuProfile {
+            hz: totals.hz,
+            samples_taken: totals.taken,
+            samples_in_stages: kept - outside.samples,
+            samples_outside_stages: outside.samples,
+            samples_dropped: totals.dropped,
+            samples_not_unwound: totals.not_unwound,
+            samples_truncated: totals.truncated,
+            process_cpu_ns: totals.process_cpu_ns,
+            sampler_cost_ns: totals.handler_ns,
+            stages,
+            outside_stages: outside,
+            stacks,
+        }
+    }
+}
+
+/// Samples of one stage while they are counted.
+#[derive(Default)]
+struct Group {
+    samples: u64,
+    /// name → (self, total)
+    functions: HashMap<String, (u64, u64)>,
+    profiled: HashMap<String, u64>,
+}
+
+impl Group {
+    fn add(
+        &mut self,
+        stage: Option<&str>,
+        function: Option<&str>,
+        frames: &[std::sync::Arc<str>],
+        samples: u64,
+    ) {
+        self.samples += samples;
+        let mut seen = HashSet::new();
+        for (depth, frame) in frames.iter().enumerate() {
+            let leaf = depth + 1 == frames.len();
+            let counts = self.functions.entry(frame.to_string()).or_default();
+            if leaf {
+                counts.0 += samples;
+            }
+            // Recursion: a function counts once per sample in `total`.
+            if seen.insert(&**frame) {
+                counts.1 += samples;
+            }
+        }
+        if let Some(owner) = function.or(stage) {
+            *self.profiled.entry(owner.to_owned()).or_default() += samples;
+        }
+    }
+
+    fn finish(self, name: &str, all_samples: u64) -> SampledStage {
+        let share = |n: u64| if self.samples == 0 { 0.0 } else { n as f64 / self.samples as f64 };
+        let mut by_self: Vec<(String, (u64, u64))> = self.functions.into_iter().collect();
+        by_self
+            .sort_by(|a, b| (b.1).0.cmp(&(a.1).0).then((b.1).1.cmp(&(a.1).1)).then(a.0.cmp(&b.0)));
+        let mut by_total = by_self.clone();
+        by_total.sort_by(|a, b| (b.1).1.cmp(&(a.1).1).then(a.0.cmp(&b.0)));
+        let top_total: HashSet<String> =
+            by_total.into_iter().take(HOT_FUNCTIONS_KEPT).map(|(name, _)| name).collect();
+        let functions = by_self
+            .into_iter()
+            .enumerate()
+            .filter(|(rank, (name, _))| *rank < HOT_FUNCTIONS_KEPT || top_total.contains(name))
+            .map(|(_, (name, (self_samples, total_samples)))| SampledFunction {
+                name,
+                self_samples,
+                total_samples,
+                self_share: share(self_samples),
+                total_share: share(total_samples),
+            })
+            .collect();
+        let mut profiled_functions: Vec<SampleCount> = self
+            .profiled
+            .into_iter()
+            .map(|(name, samples)| SampleCount { name, samples })
+            .collect();
+        profiled_functions.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.name.cmp(&b.name)));
+        SampledStage {
+            name: name.to_owned(),
+            samples: self.samples,
+            share_of_samples: if all_samples == 0 {
+                0.0
+            } else {
+                self.samples as f64 / all_samples as f64
+            },
+            functions,
+            profiled_functions,
+        }
+    }
+}
+
+/// Names longer than this are shortened in the printed table (the JSON keeps them whole).
+const NAME_WIDTH: usize = 72;
+
+/// `name`, its middle replaced by `…` when it is longer than [`NAME_WIDTH`] characters.
+fn shortened(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= NAME_WIDTH {
+        return name.to_owned();
+    }
+    let head: String = chars[..NAME_WIDTH / 2].iter().collect();
+    let tail: String = chars[chars.len() - (NAME_WIDTH / 2 - 1)..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// The printed section: the totals, then each stage's hottest functions by self samples.
+pub(crate) fn write(cpu: &CpuProfile, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let per_cpu_second = if cpu.process_cpu_ns == 0 {
+        0.0
+    } else {
+        cpu.samples_taken as f64 / (cpu.process_cpu_ns as f64 / 1e9)
+    };
+    writeln!(
+        f,
+        "CPU samples at {} Hz: {} taken over {} of process CPU ({per_cpu_second:.0} per CPU \
+         second); {} in stages, {} outside stages, {} dropped; the sampler's own cost {}",
+        cpu.hz,
+        cpu.samples_taken,
+        duration_ns(cpu.process_cpu_ns),
+        cpu.samples_in_stages,
+        cpu.samples_outside_stages,
+        cpu.samples_dropped,
+        duration_ns(cpu.sampler_cost_ns),
+    )?;
+    let mut table = Table::new();
+    table.load_preset(STYLE).set_header(vec![
+        "stage / sampled function",
+        "samples",
+        "self",
+        "self %",
+        "total",
+        "total %",
+    ]);
+    let outside = (cpu.outside_stages.samples > 0).then_some(&cpu.outside_stages);
+    for stage in cpu.stages.iter().chain(outside) {
+        table.add_row(vec![
+            stage.name.clone(),
+            format!("{} ({})", stage.samples, percent(stage.share_of_samples)),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        let hot = stage.functions.iter().filter(|function| function.self_samples > 0);
+        for function in hot.take(HOT_FUNCTIONS_SHOWN) {
+            table.add_row(vec![
+                format!("  {}", shortened(&function.name)),
+                String::new(),
+                function.self_samples.to_string(),
+                percent(function.self_share),
+                function.total_samples.to_string(),
+                percent(function.total_share),
+            ]);
+        }
+    }
+    for index in 1..6 {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    write!(f, "{table}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn path(names: &[&str]) -> Vec<Arc<str>> {
+        names.iter().map(|name| Arc::from(*name)).collect()
+    }
+
+    #[test]
+    fn samples_split_into_stages_and_functions_and_add_up() {
+        let hot = path(&["app::Fraud::process", "app::score", "app::mix"]);
+        let cold = path(&["app::Fraud::process", "app::lookup"]);
+        let producer = path(&["app::main", "app::orders"]);
+        let totals = SampleTotals { hz: 99, taken: 103, dropped: 3, ..SampleTotals::default() };
+        let cpu = CpuProfile::from_stacks(
+            totals,
+            [
+                (Some("Fraud"), Some("app::score"), &hot[..], 80),
+                (Some("Fraud"), None, &cold[..], 15),
+                (None, None, &producer[..], 5),
+            ],
+        );
+        assert_eq!(cpu.samples_in_stages, 95);
+        assert_eq!(cpu.samples_outside_stages, 5);
+        assert_eq!(
+            cpu.samples_in_stages + cpu.samples_outside_stages + cpu.samples_dropped,
+            cpu.samples_taken
+        );
+        let fraud = cpu.stage("Fraud").unwrap();
+        let mix = fraud.hottest_function().unwrap();
+        assert_eq!((mix.name.as_str(), mix.self_samples, mix.total_samples), ("app::mix", 80, 80));
+        let process = fraud.function("app::Fraud::process").unwrap();
+        assert_eq!((process.self_samples, process.total_samples), (0, 95));
+        assert!((process.total_share - 1.0).abs() < 1e-9);
+        assert_eq!(
+            fraud.profiled_functions[0],
+            SampleCount { name: "app::score".into(), samples: 80 }
+        );
+        assert_eq!(fraud.profiled_functions[1], SampleCount { name: "Fraud".into(), samples: 15 });
+        assert_eq!(cpu.outside_stages.samples, 5);
+        assert_eq!(cpu.folded()[0], "Fraud;app::Fraud::process;app::score;app::mix 80");
+        assert!(cpu.folded().contains(&"(outside stages);app::main;app::orders 5".to_owned()));
+    }
+
+    #[test]
+    fn long_names_are_shortened_in_the_middle() {
+        let long = format!("<{} as Trait>::method", "a".repeat(100));
+        let short = shortened(&long);
+        assert_eq!(short.chars().count(), NAME_WIDTH);
+        assert!(short.starts_with("<aaa") && short.ends_with("as Trait>::method"));
+        assert!(short.contains('…'));
+        assert_eq!(shortened("app::score"), "app::score");
+    }
+
+    #[test]
+    fn a_recursive_function_counts_once_per_sample_in_total() {
+        let recursive = path(&["app::walk", "app::walk", "app::walk"]);
+        let cpu = CpuProfile::from_stacks(
+            SampleTotals { taken: 4, ..SampleTotals::default() },
+            [(Some("Tree"), None, &recursive[..], 4)],
+        );
+        let walk = cpu.stage("Tree").unwrap().function("app::walk").unwrap();
+        assert_eq!((walk.self_samples, walk.total_samples), (4, 4));
+    }
+}
