@@ -12,56 +12,99 @@ use pipeline::bench::{Baseline, Bench};
 use pipeline::{Error, Profiler, Workers};
 
 /// How a throughput run is profiled.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
     NotStarted,
     Statistics,
+    /// Statistics and CPU samples at this rate (Hz).
+    Sampled(u32),
     /// Statistics and a Chrome trace of every event (the native writer).
     Traced,
 }
 
+/// CPU time of the whole process so far (user + system, every thread: the workers, the trace
+/// writer, the sampler's collector), in seconds.
+fn process_cpu_seconds() -> f64 {
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// One mode's runs: throughput and whole-process CPU per order.
+#[derive(Default)]
+struct Figures {
+    throughput: Vec<f64>,
+    cpu_us_per_order: Vec<f64>,
+    left_out: u64,
+    samples: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Orders per second through 2 workers flooded with 40,000 orders: profiler not started,
-/// recording statistics, and recording with every event traced (built with `--features off`,
-/// all are the bare pipeline). Interleaved, medians of 5 rounds.
+/// recording statistics, recording with CPU samples at 99 and 999 Hz, and recording with every
+/// event traced (built with `--features off`, all are the bare pipeline). Interleaved, medians
+/// of 11 rounds, with the whole process's CPU per order (getrusage) beside each. Each ratio is
+/// the median of the rounds' own ratios (a mode against recording in the same round), which
+/// drift on a shared machine cancels out of.
 fn throughput_on_two_workers() -> Result<(), Error> {
+    const ORDERS: u64 = 40_000;
+    const ROUNDS: usize = 11;
     let pipeline = launch_day::pipeline();
     let trace = std::env::temp_dir().join(format!("launch-day-bench-{}.json", std::process::id()));
-    let run = |mode: Mode| -> Result<(f64, u64), Error> {
-        let profiler = match mode {
-            Mode::NotStarted => None,
-            Mode::Statistics => Some(Profiler::new().start()?),
-            Mode::Traced => Some(Profiler::new().chrome_trace(&trace).start()?),
-        };
-        let run =
-            pipeline.run_concurrent(launch_day::orders(40_000), Workers::new(2).queue(1024))?;
-        let left_out = match profiler {
-            Some(profiler) => profiler.finish()?.trace.map_or(0, |t| t.spans_left_out),
-            None => 0,
-        };
-        Ok((run.throughput_per_sec, left_out))
-    };
-    let (mut idle, mut recording, mut traced, mut left_out) = (vec![], vec![], vec![], 0);
-    for _ in 0..5 {
-        idle.push(run(Mode::NotStarted)?.0);
-        recording.push(run(Mode::Statistics)?.0);
-        let (rate, lost) = run(Mode::Traced)?;
-        traced.push(rate);
-        left_out += lost;
+    let modes =
+        [Mode::NotStarted, Mode::Statistics, Mode::Sampled(99), Mode::Sampled(999), Mode::Traced];
+    let mut figures: Vec<Figures> = modes.iter().map(|_| Figures::default()).collect();
+    for _ in 0..ROUNDS {
+        for (mode, figures) in modes.iter().zip(&mut figures) {
+            let cpu_before = process_cpu_seconds();
+            let profiler = match *mode {
+                Mode::NotStarted => None,
+                Mode::Statistics => Some(Profiler::new().start()?),
+                Mode::Sampled(hz) => Some(Profiler::new().sample_cpu(hz).start()?),
+                Mode::Traced => Some(Profiler::new().chrome_trace(&trace).start()?),
+            };
+            let run =
+                pipeline.run_concurrent(launch_day::orders(ORDERS), Workers::new(2).queue(1024))?;
+            if let Some(profiler) = profiler {
+                let report = profiler.finish()?;
+                figures.left_out += report.trace.map_or(0, |t| t.spans_left_out);
+                figures.samples += report.cpu_samples.map_or(0, |cpu| cpu.samples_taken);
+            }
+            let cpu = process_cpu_seconds() - cpu_before;
+            figures.throughput.push(run.throughput_per_sec);
+            figures.cpu_us_per_order.push(cpu * 1e6 / ORDERS as f64);
+        }
     }
     let _ = std::fs::remove_file(&trace);
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (idle, recording, traced) = (median(idle), median(recording), median(traced));
     let build = if cfg!(feature = "off") { " (built with --features off)" } else { "" };
-    println!(
-        "launch_day on 2 workers{build}: {idle:.0} orders/s profiler not started, {recording:.0} \
-         recording (ratio {:.3}), {traced:.0} recording and tracing every event (ratio {:.3} of \
-         recording; {left_out} spans left out)",
-        recording / idle,
-        traced / recording
-    );
+    println!("launch_day on 2 workers{build}, medians of {ROUNDS} runs of {ORDERS} orders:");
+    let recording = figures[1].throughput.clone();
+    for (mode, figures) in modes.iter().zip(figures) {
+        let label = match mode {
+            Mode::NotStarted => "profiler not started".to_owned(),
+            Mode::Statistics => "recording statistics".to_owned(),
+            Mode::Sampled(hz) => format!("statistics + CPU samples at {hz} Hz"),
+            Mode::Traced => "statistics + every event traced".to_owned(),
+        };
+        let ratios = figures.throughput.iter().zip(&recording).map(|(x, r)| x / r).collect();
+        let throughput = median(figures.throughput);
+        println!(
+            "  {label:<38} {throughput:>8.0} orders/s ({:.3} of recording), {:.2} µs of process \
+             CPU per order; {} samples, {} spans left out",
+            median(ratios),
+            median(figures.cpu_us_per_order),
+            figures.samples,
+            figures.left_out,
+        );
+    }
     Ok(())
 }
 

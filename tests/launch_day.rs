@@ -53,3 +53,26 @@ fn launch_day_finds_the_fraud_model_and_shows_doubled_traffic_saturating_the_wor
     }
     panic!("{}", disturbed.join("\n\n"));
 }
+
+#[test]
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn launch_day_cpu_samples_find_the_unannotated_model_inside_the_fraud_check() {
+    let _lock = common::exclusive();
+    // Enough orders for about a second of CPU in an unoptimised build (~250 samples).
+    let orders = if cfg!(debug_assertions) { 6_000 } else { 40_000 };
+    let session = pipeline::Profiler::new().sample_cpu(999).start().unwrap();
+    let run = launch_day::pipeline()
+        .run_concurrent(launch_day::orders(orders), pipeline::Workers::new(2).queue(256))
+        .unwrap();
+    let report = session.finish().unwrap();
+    assert_eq!(run.submitted, orders);
+    let cpu = report.cpu_samples.as_ref().expect("sampled");
+    let fraud = cpu.stage("FraudStage").unwrap_or_else(|| panic!("{report}"));
+    assert!(fraud.samples >= 50, "{report}");
+    // The statistics stop at the annotated `fraud_score`; the samples see inside it.
+    let hot = fraud.hottest_function().unwrap();
+    assert!(hot.name.ends_with("run_model"), "{report}");
+    assert!(hot.self_share > 0.6, "{report}");
+    assert!(fraud.function_ending_with("order_features").is_some(), "{report}");
+    assert!(report.verdict().contains("run_model"), "{}", report.verdict());
+}
