@@ -1,13 +1,65 @@
-//! The duration figures of one row, shared by the in-process recorder and the trace reader:
-//! calls, total and self time, extremes, and the distribution of each call's total time.
+//! The duration figures of one row, shared by the in-process recorder, the report and the trace
+//! reader: [`Timing`] (calls, total and self time, extremes, percentiles) and the distribution of
+//! each call's total time it is computed from.
 //!
 //! The distribution starts as the exact values (up to [`EXACT_VALUES`]) and becomes an HDR
 //! histogram (three significant digits, ~16 KiB) only past that: a trace with 100,000 distinct
 //! slice names, each called once, holds 100,000 small rows rather than 1.6 GB of histograms.
 
-use hdrhistogram::Histogram;
+use std::time::Duration;
 
-use crate::report::Timing;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Timing figures of one stage or function. Times are wall-clock nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Calls: completed, and those a panic ended or (async) that were dropped before completing
+    /// (see `panicked`, `cancelled`).
+    pub calls: u64,
+    /// Sum of every call's duration.
+    pub total_ns: u64,
+    /// `total_ns` minus the time spent inside nested instrumented calls.
+    pub self_ns: u64,
+    /// Shortest call.
+    pub min_ns: u64,
+    /// Longest call.
+    pub max_ns: u64,
+    /// `total_ns / calls`.
+    pub mean_ns: u64,
+    /// Median call duration.
+    pub p50_ns: u64,
+    /// 90th percentile call duration.
+    pub p90_ns: u64,
+    /// 99th percentile call duration.
+    pub p99_ns: u64,
+    /// 99.9th percentile call duration.
+    pub p999_ns: u64,
+    /// Of `calls`, those a panic ended (counted with their time until the panic).
+    #[serde(default)]
+    pub panicked: u64,
+    /// Of `calls`, `async` calls dropped before they completed (a timeout, the losing side of a
+    /// `select!`), counted with their time until the drop.
+    #[serde(default)]
+    pub cancelled: u64,
+}
+
+impl Timing {
+    /// Sum of every call's duration.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.total_ns)
+    }
+
+    /// Time spent in the calls themselves, not in nested instrumented calls.
+    pub fn self_time(&self) -> Duration {
+        Duration::from_nanos(self.self_ns)
+    }
+
+    /// Mean duration of a call.
+    pub fn mean(&self) -> Duration {
+        Duration::from_nanos(self.mean_ns)
+    }
+}
 
 /// A histogram of nanosecond values: three significant digits, growing as larger values arrive.
 pub(crate) fn histogram() -> Histogram<u64> {

@@ -3,6 +3,21 @@
 //!
 //! Users normally depend on the `pipeline` facade crate, which re-exports all of this together
 //! with the macros.
+//!
+//! # Module map
+//!
+//! The runtime is built in layers: a module uses only modules of its own layer and the layers
+//! below, so recording (the hot path) knows nothing of how figures are shown, and the pipeline
+//! does not know it is measured or benchmarked. `tests/layers.rs` checks every `crate::` path
+//! in the sources against this table.
+//!
+//! | layer | modules | owns |
+//! | --- | --- | --- |
+//! | 4 read back | `analysis` | summaries, diffs and flame graphs of saved traces and reports |
+//! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
+//! | 2 outputs | `profiler`, `report`, `trace` | the session; figures as table, JSON, pprof; trace writers |
+//! | 1 running | `stage`, `pipeline`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, the worker pool, a run's load figures, what the macros' expansions call |
+//! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors |
 #![warn(missing_docs)]
 
 mod alloc;
@@ -11,13 +26,14 @@ pub mod bench;
 mod clock;
 mod durations;
 mod error;
-mod load;
+mod format;
 mod pipeline;
 mod profiler;
 mod queue;
 mod recorder;
 mod records;
 mod report;
+mod run;
 #[cfg(feature = "cpu-sampling")]
 mod sampler;
 mod stage;
@@ -33,14 +49,14 @@ pub use alloc::{
     Stats, ThreadRegion,
 };
 pub use error::Error;
-pub use load::{
-    Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, Trend, WorkerUtilisation,
-};
 pub use pipeline::{Halt, Pipeline};
 pub use profiler::{emit_spans, Profiler, ProfilingSession};
 pub use report::cpu;
 pub use report::{
     AllocStats, FunctionStats, MemoryStats, MemorySummary, Report, Retention, StageStats, Timing,
+};
+pub use run::{
+    Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, Trend, WorkerUtilisation,
 };
 pub use stage::{Stage, StageError, StopKind};
 pub use workers::{TrySubmitError, WorkerPool, Workers};

@@ -2,42 +2,25 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::alloc::{self, AllocatorKind, Heap};
 use crate::clock::now_ns;
 use crate::error::Error;
-use crate::load::RunSummary;
 use crate::recorder;
 use crate::records::{self, CounterTrack};
 #[cfg(feature = "cpu-sampling")]
 use crate::report::cpu::{CpuProfile, SampleTotals};
 use crate::report::{self, HeapReadings, Report};
+use crate::run;
 #[cfg(feature = "cpu-sampling")]
 use crate::sampler::{Sampler, Samples};
 use crate::trace::{TraceBackend, TraceOptions, TraceSession};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
-
-/// Concurrent runs that finished while a session was running, with that session's id.
-static RUNS: Mutex<Vec<(u64, RunSummary)>> = Mutex::new(Vec::new());
-
-/// Adds a finished concurrent run to the running session's report (if a session runs).
-pub(crate) fn record_run(summary: &RunSummary) {
-    if !RUNNING.load(Ordering::Acquire) {
-        return;
-    }
-    let session = recorder::current_session();
-    RUNS.lock().unwrap_or_else(PoisonError::into_inner).push((session, summary.clone()));
-}
-
-fn runs_of(session: u64) -> Vec<RunSummary> {
-    let runs = RUNS.lock().unwrap_or_else(PoisonError::into_inner);
-    runs.iter().filter(|(s, _)| *s == session).map(|(_, run)| run.clone()).collect()
-}
 
 /// Makes `#[stage]` and `#[profiled]` create their `tracing` spans at all times, for programs
 /// whose own subscribers (logging, OpenTelemetry...) should see every stage and function call.
@@ -318,7 +301,7 @@ impl ProfilingSession {
         };
         let rows = recorder::collect(self.session);
         let mut report = report::build(rows, wall_time_ns, heap);
-        report.runs = runs_of(self.session);
+        report.runs = run::finished_in(self.session);
         report.trace = self.trace.as_ref().map(TraceSession::summary);
         report
     }
@@ -362,7 +345,7 @@ impl Drop for ProfilingSession {
         // Complete the trace (also while a panic unwinds) before another session may start.
         drop(self.heap_sampler.take());
         drop(self.trace.take());
-        RUNS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != self.session);
+        run::forget_finished(self.session);
         RUNNING.store(false, Ordering::Release);
     }
 }

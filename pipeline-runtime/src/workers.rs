@@ -11,11 +11,10 @@ use crossbeam_channel::TrySendError;
 
 use crate::clock::now_ns;
 use crate::error::Error;
-use crate::load::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
 use crate::pipeline::{Halt, Pipeline};
-use crate::profiler;
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
+use crate::run::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
 use crate::stage::StageError;
 
 /// How many workers, how deep a queue, and how fast events arrive.
@@ -182,7 +181,7 @@ impl Intake {
         let wall_time_ns = now_ns().saturating_sub(self.started_ns);
         let feed_time_ns =
             self.last_arrival_ns.load(Ordering::Relaxed).saturating_sub(self.started_ns);
-        let (trend, trend_per_sec) = load::trend(&samples, feed_time_ns, self.capacity);
+        let (trend, trend_per_sec) = run::trend(&samples, feed_time_ns, self.capacity);
         RunTotals {
             submitted: self.submitted.load(Ordering::Relaxed),
             wall_time_ns,
@@ -362,7 +361,7 @@ impl<E: Send> Pipeline<E> {
             Ok((loads?, samples))
         })?;
         let summary = RunSummary::merge(loads, &stage_names, intake.totals(samples));
-        profiler::record_run(&summary);
+        run::finished(&summary);
         Ok(summary)
     }
 }
@@ -644,7 +643,7 @@ impl<E: Send + 'static> WorkerPool<E> {
         };
         let summary = RunSummary::merge(loads, &self.stage_names, self.intake.totals(samples));
         if self.started {
-            profiler::record_run(&summary);
+            run::finished(&summary);
         }
         match first_error {
             Some(error) => Err(error),

@@ -7,8 +7,7 @@ use comfy_table::{CellAlignment, Table};
 use serde::{Deserialize, Serialize};
 
 use super::profile::{Profile, ProfileRow, RowKind};
-use crate::report::format::{duration_ns, per_call};
-use crate::report::table::STYLE;
+use crate::format::{duration_ns, per_call, STYLE};
 use crate::report::Timing;
 
 /// The run-to-run noise floor used unless told otherwise: a median that moved less than this

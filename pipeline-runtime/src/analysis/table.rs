@@ -5,8 +5,7 @@ use std::fmt;
 use comfy_table::{CellAlignment, Table};
 
 use super::profile::{Profile, ProfileSource, RowKind};
-use crate::report::format::{bytes, duration_ns, per_call, percent};
-use crate::report::table::{timing_cells, STYLE, TIME_HEADER};
+use crate::format::{bytes, duration_ns, per_call, percent, timing_cells, STYLE, TIME_HEADER};
 
 /// Rows the printed table shows (a trace with per-request span names can have 100,000).
 const MAX_TABLE_ROWS: usize = 200;

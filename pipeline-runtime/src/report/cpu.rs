@@ -7,8 +7,7 @@ use std::fmt;
 use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
-use super::format::{duration_ns, percent};
-use super::table::STYLE;
+use crate::format::{duration_ns, percent, STYLE};
 
 /// The name [`CpuProfile::stacks`] and the flame graph give samples taken outside every stage.
 pub const OUTSIDE_STAGES: &str = "(outside stages)";

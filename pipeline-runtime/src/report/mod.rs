@@ -2,7 +2,6 @@
 
 pub(crate) mod build;
 pub mod cpu;
-pub(crate) mod format;
 mod memory;
 mod pprof;
 pub(crate) mod table;
@@ -13,62 +12,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::durations::Timing;
 use crate::error::Error;
-use crate::load::RunSummary;
+use crate::run::RunSummary;
 use crate::trace::TraceSummary;
 use cpu::CpuProfile;
 pub(crate) use memory::HeapReadings;
 pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
-
-/// Timing figures of one stage or function. Times are wall-clock nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timing {
-    /// Calls: completed, and those a panic ended or (async) that were dropped before completing
-    /// (see `panicked`, `cancelled`).
-    pub calls: u64,
-    /// Sum of every call's duration.
-    pub total_ns: u64,
-    /// `total_ns` minus the time spent inside nested instrumented calls.
-    pub self_ns: u64,
-    /// Shortest call.
-    pub min_ns: u64,
-    /// Longest call.
-    pub max_ns: u64,
-    /// `total_ns / calls`.
-    pub mean_ns: u64,
-    /// Median call duration.
-    pub p50_ns: u64,
-    /// 90th percentile call duration.
-    pub p90_ns: u64,
-    /// 99th percentile call duration.
-    pub p99_ns: u64,
-    /// 99.9th percentile call duration.
-    pub p999_ns: u64,
-    /// Of `calls`, those a panic ended (counted with their time until the panic).
-    #[serde(default)]
-    pub panicked: u64,
-    /// Of `calls`, `async` calls dropped before they completed (a timeout, the losing side of a
-    /// `select!`), counted with their time until the drop.
-    #[serde(default)]
-    pub cancelled: u64,
-}
-
-impl Timing {
-    /// Sum of every call's duration.
-    pub fn total(&self) -> Duration {
-        Duration::from_nanos(self.total_ns)
-    }
-
-    /// Time spent in the calls themselves, not in nested instrumented calls.
-    pub fn self_time(&self) -> Duration {
-        Duration::from_nanos(self.self_ns)
-    }
-
-    /// Mean duration of a call.
-    pub fn mean(&self) -> Duration {
-        Duration::from_nanos(self.mean_ns)
-    }
-}
 
 /// A `#[profiled]` function's figures, as called from one stage (or from outside any stage).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,14 +127,14 @@ impl Report {
         let mut verdict = format!(
             "Slowest stage: {} ({} of stage time, {} per call on average)",
             stage.name,
-            format::percent(stage.share_of_stage_time),
-            format::duration_ns(stage.timing.mean_ns),
+            crate::format::percent(stage.share_of_stage_time),
+            crate::format::duration_ns(stage.timing.mean_ns),
         );
         if let Some(hot) = stage.hottest_function() {
             verdict.push_str(&format!(
                 "; its hot function is {} ({} of {}'s time, {} calls)",
                 hot.name,
-                format::percent(hot.share_of_stage),
+                crate::format::percent(hot.share_of_stage),
                 stage.name,
                 hot.timing.calls,
             ));
@@ -194,7 +144,7 @@ impl Report {
             verdict.push_str(&format!(
                 "; its CPU samples find {} on the CPU most ({} of {} samples)",
                 hot.name,
-                format::percent(hot.self_share),
+                crate::format::percent(hot.self_share),
                 sampled.samples,
             ));
         }

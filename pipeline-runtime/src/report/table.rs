@@ -4,15 +4,9 @@ use std::fmt;
 
 use comfy_table::{CellAlignment, Table};
 
-use super::format::{bytes, duration_ns, per_call, percent, signed_bytes};
-use super::{MemoryStats, MemorySummary, Report, Timing};
+use super::{MemoryStats, MemorySummary, Report};
 use crate::alloc::AllocatorKind;
-
-/// Rules above and below the table and under the header; none between rows (comfy-table preset).
-pub(crate) const STYLE: &str = "  ── ──      ──    ";
-
-pub(crate) const TIME_HEADER: [&str; 9] =
-    ["stage / function", "calls", "total", "self", "mean", "p50", "p99", "max", "share"];
+use crate::format::{bytes, duration_ns, per_call, signed_bytes, timing_cells, STYLE, TIME_HEADER};
 
 const MEMORY_HEADER: [&str; 7] = [
     "stage / function",
@@ -23,37 +17,6 @@ const MEMORY_HEADER: [&str; 7] = [
     "bytes",
     "retained",
 ];
-
-pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
-    vec![
-        name,
-        calls_cell(t),
-        duration_ns(t.total_ns),
-        duration_ns(t.self_ns),
-        duration_ns(t.mean_ns),
-        duration_ns(t.p50_ns),
-        duration_ns(t.p99_ns),
-        duration_ns(t.max_ns),
-        percent(share),
-    ]
-}
-
-/// The calls, with how many a panic ended or (async) were dropped before completing:
-/// `12 (2 cancelled)`.
-fn calls_cell(t: &Timing) -> String {
-    let mut notes = Vec::new();
-    if t.panicked > 0 {
-        notes.push(format!("{} panicked", t.panicked));
-    }
-    if t.cancelled > 0 {
-        notes.push(format!("{} cancelled", t.cancelled));
-    }
-    if notes.is_empty() {
-        t.calls.to_string()
-    } else {
-        format!("{} ({})", t.calls, notes.join(", "))
-    }
-}
 
 fn memory_cells(name: String, m: &MemoryStats) -> Vec<String> {
     vec![

@@ -1,4 +1,7 @@
-//! Human-readable numbers for the printed report.
+//! Human-readable numbers and table pieces, shared by everything that prints figures: the
+//! report, a run's summary, and the trace reader's tables. A leaf: it knows only [`Timing`].
+
+use crate::durations::Timing;
 
 /// `1.23 ms`, `850 ns`, `12.3 µs`, `2.50 s`: three significant digits, the unit that fits.
 pub(crate) fn duration_ns(ns: u64) -> String {
@@ -27,28 +30,6 @@ fn three_significant(value: f64) -> String {
         format!("{value:.1}")
     } else {
         format!("{value:.2}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_pick_the_unit_that_fits() {
-        assert_eq!(duration_ns(0), "0 ns");
-        assert_eq!(duration_ns(999), "999 ns");
-        assert_eq!(duration_ns(1_000), "1.00 µs");
-        assert_eq!(duration_ns(12_345), "12.3 µs");
-        assert_eq!(duration_ns(1_234_567), "1.23 ms");
-        assert_eq!(duration_ns(250_000_000), "250 ms");
-        assert_eq!(duration_ns(2_500_000_000), "2.50 s");
-    }
-
-    #[test]
-    fn percent_has_one_decimal() {
-        assert_eq!(percent(0.618), "61.8 %");
-        assert_eq!(percent(1.0), "100.0 %");
     }
 }
 
@@ -85,9 +66,63 @@ pub(crate) fn per_call(value: f64) -> String {
     }
 }
 
+/// Rules above and below the table and under the header; none between rows (comfy-table preset).
+pub(crate) const STYLE: &str = "  ── ──      ──    ";
+
+pub(crate) const TIME_HEADER: [&str; 9] =
+    ["stage / function", "calls", "total", "self", "mean", "p50", "p99", "max", "share"];
+
+pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
+    vec![
+        name,
+        calls_cell(t),
+        duration_ns(t.total_ns),
+        duration_ns(t.self_ns),
+        duration_ns(t.mean_ns),
+        duration_ns(t.p50_ns),
+        duration_ns(t.p99_ns),
+        duration_ns(t.max_ns),
+        percent(share),
+    ]
+}
+
+/// The calls, with how many a panic ended or (async) were dropped before completing:
+/// `12 (2 cancelled)`.
+fn calls_cell(t: &Timing) -> String {
+    let mut notes = Vec::new();
+    if t.panicked > 0 {
+        notes.push(format!("{} panicked", t.panicked));
+    }
+    if t.cancelled > 0 {
+        notes.push(format!("{} cancelled", t.cancelled));
+    }
+    if notes.is_empty() {
+        t.calls.to_string()
+    } else {
+        format!("{} ({})", t.calls, notes.join(", "))
+    }
+}
+
 #[cfg(test)]
-mod byte_tests {
+mod tests {
     use super::*;
+
+    #[test]
+    fn durations_pick_the_unit_that_fits() {
+        assert_eq!(duration_ns(0), "0 ns");
+        assert_eq!(duration_ns(999), "999 ns");
+        assert_eq!(duration_ns(1_000), "1.00 µs");
+        assert_eq!(duration_ns(12_345), "12.3 µs");
+        assert_eq!(duration_ns(1_234_567), "1.23 ms");
+        assert_eq!(duration_ns(250_000_000), "250 ms");
+        assert_eq!(duration_ns(2_500_000_000), "2.50 s");
+    }
+
+    #[test]
+    fn percent_has_one_decimal() {
+        assert_eq!(percent(0.618), "61.8 %");
+        assert_eq!(percent(1.0), "100.0 %");
+    }
 
     #[test]
     fn bytes_are_exact_when_small_and_binary_when_large() {

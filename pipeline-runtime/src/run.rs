@@ -3,12 +3,40 @@
 //! depth over time, worker utilisation and a verdict in plain words.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::report::format::{duration_ns, percent};
+use crate::durations::{histogram, record};
+use crate::format::{duration_ns, percent};
+use crate::recorder;
 use crate::stage::StopKind;
+
+/// Concurrent runs that finished while a profiling session recorded, with that session's id:
+/// how a run reaches the session's report without the worker pool knowing of the profiler.
+static FINISHED: Mutex<Vec<(u64, RunSummary)>> = Mutex::new(Vec::new());
+
+/// Hands a finished run (`run_concurrent`, `WorkerPool`) to the profiling session recording
+/// now, if one is.
+pub(crate) fn finished(summary: &RunSummary) {
+    if !recorder::is_enabled() {
+        return;
+    }
+    let session = recorder::current_session();
+    FINISHED.lock().unwrap_or_else(PoisonError::into_inner).push((session, summary.clone()));
+}
+
+/// The runs that finished during `session`.
+pub(crate) fn finished_in(session: u64) -> Vec<RunSummary> {
+    let runs = FINISHED.lock().unwrap_or_else(PoisonError::into_inner);
+    runs.iter().filter(|(s, _)| *s == session).map(|(_, run)| run.clone()).collect()
+}
+
+/// Forgets the runs of `session` (its report has been taken, or it was dropped).
+pub(crate) fn forget_finished(session: u64) {
+    FINISHED.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != session);
+}
 
 /// Latency buckets are a quarter of an octave wide (~19 %): enough to find "the events at or
 /// above p99" and average what their time was spent on, in bounded memory.
@@ -18,16 +46,6 @@ const BUCKETS: usize = 64 * BUCKETS_PER_OCTAVE as usize;
 fn bucket_of(latency_ns: u64) -> usize {
     let index = ((latency_ns.max(1) as f64).log2() * BUCKETS_PER_OCTAVE) as usize;
     index.min(BUCKETS - 1)
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is a valid precision")
-}
-
-fn record(histogram: &mut Histogram<u64>, value: u64) {
-    if histogram.record(value).is_err() {
-        histogram.saturating_record(value);
-    }
 }
 
 /// Sums of where the time of the events in one latency bucket went.
