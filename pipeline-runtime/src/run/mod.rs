@@ -2,16 +2,19 @@
 //! a [`RunSummary`] with throughput, latency, its split into queue wait and stages, the queue's
 //! depth over time, worker utilisation and a verdict in plain words.
 
-use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::durations::{histogram, record};
-use crate::format::{duration_ns, percent};
+use crate::durations::histogram;
 use crate::recorder;
-use crate::stage::StopKind;
+
+mod verdict;
+mod worker;
+
+use worker::{bucket_of, count_message, Composition, BUCKETS};
+pub(crate) use worker::{Failure, Stopped, WorkerLoad};
 
 /// Concurrent runs that finished while a profiling session recorded, with that session's id:
 /// how a run reaches the session's report without the worker pool knowing of the profiler.
@@ -38,43 +41,6 @@ pub(crate) fn forget_finished(session: u64) {
     FINISHED.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != session);
 }
 
-/// Latency buckets are a quarter of an octave wide (~19 %): enough to find "the events at or
-/// above p99" and average what their time was spent on, in bounded memory.
-const BUCKETS_PER_OCTAVE: f64 = 4.0;
-const BUCKETS: usize = 64 * BUCKETS_PER_OCTAVE as usize;
-
-fn bucket_of(latency_ns: u64) -> usize {
-    let index = ((latency_ns.max(1) as f64).log2() * BUCKETS_PER_OCTAVE) as usize;
-    index.min(BUCKETS - 1)
-}
-
-/// Sums of where the time of the events in one latency bucket went.
-#[derive(Clone, Default)]
-struct Composition {
-    events: u64,
-    end_to_end_ns: u64,
-    wait_ns: u64,
-    stage_ns: Vec<u64>,
-}
-
-impl Composition {
-    fn add(&mut self, events: u64, end_to_end_ns: u64, wait_ns: u64, stage_ns: &[u64]) {
-        self.events += events;
-        self.end_to_end_ns += end_to_end_ns;
-        self.wait_ns += wait_ns;
-        if self.stage_ns.len() < stage_ns.len() {
-            self.stage_ns.resize(stage_ns.len(), 0);
-        }
-        for (sum, ns) in self.stage_ns.iter_mut().zip(stage_ns) {
-            *sum += ns;
-        }
-    }
-
-    fn merge(&mut self, other: &Composition) {
-        self.add(other.events, other.end_to_end_ns, other.wait_ns, &other.stage_ns);
-    }
-}
-
 /// One stage's stopped events in a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StageOutcomes {
@@ -92,93 +58,6 @@ pub struct StageOutcomes {
     /// Failures whose message was not among those 10 (messages that carry ids are all
     /// distinct): the counts add up, `failure_messages` plus this equals `failed`.
     pub other_messages: u64,
-}
-
-const MAX_MESSAGES: usize = 10;
-
-/// How an event that did not complete was stopped.
-pub(crate) struct Stopped {
-    pub stage_index: usize,
-    pub kind: StopKind,
-    /// For failures: whether it was a panic, and the message.
-    pub failure: Option<Failure>,
-}
-
-/// A failed event's cause.
-pub(crate) struct Failure {
-    pub panicked: bool,
-    pub message: String,
-}
-
-/// What one worker thread measured; owned by that thread until it ends.
-pub(crate) struct WorkerLoad {
-    pub(crate) name: String,
-    events: u64,
-    busy_ns: u64,
-    completed: u64,
-    latency: Histogram<u64>,
-    wait: Histogram<u64>,
-    composition: Vec<Composition>,
-    stages: Vec<StageOutcomes>,
-}
-
-impl WorkerLoad {
-    pub(crate) fn new(name: String, stage_names: &[String]) -> Self {
-        WorkerLoad {
-            name,
-            events: 0,
-            busy_ns: 0,
-            completed: 0,
-            latency: histogram(),
-            wait: histogram(),
-            composition: vec![Composition::default(); BUCKETS],
-            stages: stage_names
-                .iter()
-                .map(|name| StageOutcomes { name: name.clone(), ..StageOutcomes::default() })
-                .collect(),
-        }
-    }
-
-    /// Records one event: its queue wait, time per stage, service time and how it ended.
-    pub(crate) fn record(
-        &mut self,
-        wait_ns: u64,
-        stage_ns: &[u64],
-        service_ns: u64,
-        stopped: Option<Stopped>,
-    ) {
-        let end_to_end = wait_ns + service_ns;
-        self.events += 1;
-        self.busy_ns += service_ns;
-        record(&mut self.latency, end_to_end);
-        record(&mut self.wait, wait_ns);
-        self.composition[bucket_of(end_to_end)].add(1, end_to_end, wait_ns, stage_ns);
-        match stopped {
-            None => self.completed += 1,
-            Some(Stopped { stage_index, kind, failure }) => {
-                let stage = &mut self.stages[stage_index];
-                match kind {
-                    StopKind::Rejected => stage.rejected += 1,
-                    StopKind::Failed => stage.failed += 1,
-                }
-                if let Some(Failure { panicked, message }) = failure {
-                    stage.panicked += u64::from(panicked);
-                    count_message(stage, message, 1);
-                }
-            }
-        }
-    }
-}
-
-fn count_message(stage: &mut StageOutcomes, message: String, n: u64) {
-    let messages = &mut stage.failure_messages;
-    if let Some((_, count)) = messages.iter_mut().find(|(m, _)| *m == message) {
-        *count += n;
-    } else if messages.len() < MAX_MESSAGES {
-        messages.push((message, n));
-    } else {
-        stage.other_messages += n;
-    }
 }
 
 /// Latency percentiles of a run's events.
@@ -371,7 +250,7 @@ impl RunSummary {
             workers: utilisation,
             verdict: String::new(),
         };
-        summary.verdict = verdict(&summary);
+        summary.verdict = verdict::verdict(&summary);
         summary
     }
 
@@ -438,138 +317,6 @@ pub(crate) fn trend(
         Trend::Stable
     };
     (Some(trend), slope)
-}
-
-/// Workers this busy (busy time over wall time) cannot absorb more arrivals.
-const SATURATED: f64 = 0.8;
-
-/// The bottleneck in plain words: saturated workers (queue wait dominates) or one stage.
-fn verdict(run: &RunSummary) -> String {
-    let split = &run.latency_split;
-    let heaviest = split.stages.iter().max_by(|a, b| a.1.total_cmp(&b.1));
-    let stage_part: f64 = split.stages.iter().map(|(_, share)| share).sum();
-    let (stage, share_of_stages) = match heaviest {
-        Some((name, share)) if stage_part > 0.0 => (name.as_str(), share / stage_part),
-        _ => return "No events were processed.".to_owned(),
-    };
-    let utilisation = run.mean_utilisation();
-    if split.queue_wait >= 0.5 && utilisation < SATURATED {
-        return format!(
-            "Queue wait is {} of p99 latency, but the workers are only {} busy: events arrive in \
-             bursts (or workers were descheduled) and the queue absorbs them; capacity is not \
-             the problem. In stages, {stage} takes {} of the time.",
-            percent(split.queue_wait),
-            percent(utilisation),
-            percent(share_of_stages),
-        );
-    }
-    if split.queue_wait >= 0.5 {
-        format!(
-            "Queue wait dominates: {} of p99 latency is waiting, and the workers are {} busy, so \
-             they are saturated: arrivals ({:.0}/s) exceed what {} workers can process \
-             ({:.0}/s). Add workers, or speed up {stage}, which takes {} of the time in stages.",
-            percent(split.queue_wait),
-            percent(utilisation),
-            run.arrival_rate_per_sec,
-            run.workers.len(),
-            run.throughput_per_sec,
-            percent(share_of_stages),
-        )
-    } else if share_of_stages >= 0.5 {
-        format!(
-            "{stage} dominates: {} of the time in stages at p99 ({} of p99 latency); queue wait \
-             is {} of p99 latency, so the queue keeps up. Optimise {stage}.",
-            percent(share_of_stages),
-            percent(split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1)),
-            percent(split.queue_wait),
-        )
-    } else {
-        format!(
-            "No single bottleneck: queue wait is {} of p99 latency and the largest stage, {stage}, \
-             takes {} of the time in stages.",
-            percent(split.queue_wait),
-            percent(share_of_stages),
-        )
-    }
-}
-
-impl fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "Load: {} events submitted, {} completed, {} rejected, {} failed, in {}",
-            self.submitted,
-            self.completed,
-            self.rejected,
-            self.failed,
-            duration_ns(self.wall_time_ns)
-        )?;
-        if self.unfinished > 0 {
-            writeln!(
-                f,
-                "  {} accepted events were still queued or in a stage when the pool stopped \
-                 waiting (join_timeout)",
-                self.unfinished
-            )?;
-        }
-        writeln!(
-            f,
-            "  arrivals {:.0}/s, throughput {:.0}/s; end-to-end latency p50 {}, p99 {}, max {}",
-            self.arrival_rate_per_sec,
-            self.throughput_per_sec,
-            duration_ns(self.latency.p50_ns),
-            duration_ns(self.latency.p99_ns),
-            duration_ns(self.latency.max_ns)
-        )?;
-        let stages: Vec<String> = self
-            .latency_split
-            .stages
-            .iter()
-            .map(|(name, share)| format!("{} {name}", percent(*share)))
-            .collect();
-        writeln!(
-            f,
-            "  of p99 latency: {} queue wait, {}",
-            percent(self.latency_split.queue_wait),
-            stages.join(", ")
-        )?;
-        let trend = match self.queue.trend {
-            Some(Trend::Growing) => format!("growing ({:+.0} events/s)", self.queue.trend_per_sec),
-            Some(Trend::Draining) => {
-                format!("draining ({:+.0} events/s)", self.queue.trend_per_sec)
-            }
-            Some(Trend::Stable) => "stable".to_owned(),
-            None => "too short to tell".to_owned(),
-        };
-        writeln!(
-            f,
-            "  queue: max depth {} of {}, backlog {trend}; queue wait p50 {}, p99 {}",
-            self.queue.max_depth,
-            self.queue.capacity,
-            duration_ns(self.queue_wait.p50_ns),
-            duration_ns(self.queue_wait.p99_ns)
-        )?;
-        let workers: Vec<String> =
-            self.workers.iter().map(|w| format!("{} {}", w.name, percent(w.utilisation))).collect();
-        writeln!(f, "  workers busy: {}", workers.join(", "))?;
-        for stage in self.stages.iter().filter(|s| s.rejected + s.failed > 0) {
-            write!(f, "  {}: {} rejected, {} failed", stage.name, stage.rejected, stage.failed)?;
-            if stage.panicked > 0 {
-                write!(f, " ({} panicked)", stage.panicked)?;
-            }
-            if let Some((message, count)) = stage.failure_messages.first() {
-                // The table shows a line, not a whole message (the JSON has up to 1 KiB).
-                let shown: String = message.chars().take(120).collect();
-                let cut = if shown.len() < message.len() { "…" } else { "" };
-                write!(f, "; e.g. \"{shown}{cut}\" ×{count}")?;
-            }
-            if stage.other_messages > 0 {
-                write!(f, "; {} with other messages", stage.other_messages)?;
-            }
-            writeln!(f)?;
-        }
-        write!(f, "Verdict: {}", self.verdict)
-    }
 }
 
 #[cfg(test)]

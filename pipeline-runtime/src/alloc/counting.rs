@@ -1,36 +1,4 @@
-//! [`CountingAllocator`]: a global allocator that counts every allocation on the thread that made
-//! it, so each stage call's figures are its own even while other workers allocate, and keeps a
-//! process-wide live and peak heap figure.
-//!
-//! # Why it counts per thread instead of wrapping `StatsAlloc<System>`'s counters
-//!
-//! `stats_alloc::StatsAlloc` keeps six process-wide `SeqCst` atomics. Two things follow:
-//! a `stats_alloc::Region` opened on one thread also counts every other thread's allocations,
-//! so it cannot attribute allocations to a stage call while workers run concurrently; and every
-//! allocation writes the same cache line from every thread (measured here: 66–71 ns per
-//! allocation with two threads allocating, against ~10 ns for `System`). This allocator keeps
-//! stats_alloc's figure type ([`Stats`]) and a `Region`-like API ([`ThreadRegion`]), but counts in
-//! thread-local cells: the hot path touches no memory shared between threads.
-//!
-//! The process-wide live-bytes figure is the one shared counter. Each thread batches its changes
-//! and adds them to it once its pending change reaches [`FLUSH_BYTES`] (64 KiB) either way, and the
-//! peak is updated at those moments. So **live and peak heap are exact to within 64 KiB per
-//! thread**; any single allocation of 64 KiB or more is reflected at once. A thread's pending
-//! change is also flushed when its profiled work ends (see [`flush_thread`]).
-//!
-//! The thread-local state is `const`-initialised `Cell`s with no destructor, so it is usable
-//! during thread start-up and teardown; the allocator itself never allocates, never panics and
-//! never recurses.
-//!
-//! You can still wrap stats_alloc to keep its global counters as well (at their cost):
-//!
-//! ```
-//! use stats_alloc::StatsAlloc;
-//! use std::alloc::System;
-//! static ALLOC: pipeline_runtime::CountingAllocator<StatsAlloc<System>> =
-//!     pipeline_runtime::CountingAllocator::new(StatsAlloc::system());
-//! // #[global_allocator] on it, then ALLOC.inner().stats() is stats_alloc's process-wide view.
-//! ```
+//! The counting allocator and the per-thread counters it writes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -39,7 +7,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 pub use stats_alloc::Stats;
 
 /// A thread's pending live-bytes change is added to the process-wide figure once it reaches this.
-pub const FLUSH_BYTES: isize = 64 * 1024;
+pub(crate) const FLUSH_BYTES: isize = 64 * 1024;
 
 /// Counts allocations per thread and tracks live and peak heap; install it as the global allocator:
 ///
@@ -80,7 +48,7 @@ impl<A> CountingAllocator<A> {
 /// other data shares its lines: measured with the main thread allocating beside another thread,
 /// unaligned counters cost ~25 ns per allocate + free pair against ~18 ns for `System`.
 #[repr(align(128))]
-struct ThreadCounters {
+pub(super) struct ThreadCounters {
     allocations: Cell<u64>,
     deallocations: Cell<u64>,
     reallocations: Cell<u64>,
@@ -90,14 +58,14 @@ struct ThreadCounters {
     pending_live: Cell<isize>,
     /// While set, allocations are not attributed to the thread's calls (span bookkeeping, the
     /// recorder): they still count in the live heap.
-    paused: Cell<bool>,
+    pub(super) paused: Cell<bool>,
     /// While set, allocations are the profiler's own long-lived tables: left out of the
     /// program's live heap. Set only where those tables are allocated *and* freed.
     owned: Cell<bool>,
 }
 
 thread_local! {
-    static COUNTERS: ThreadCounters = const {
+    pub(super) static COUNTERS: ThreadCounters = const {
         ThreadCounters {
             allocations: Cell::new(0),
             deallocations: Cell::new(0),
@@ -113,12 +81,12 @@ thread_local! {
 }
 
 /// Live bytes of the whole process (including the profiler's own), flushed in batches.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+pub(super) static LIVE: AtomicIsize = AtomicIsize::new(0);
 /// The highest `LIVE - PROFILER_OWN` seen at a flush.
-static PEAK: AtomicIsize = AtomicIsize::new(0);
+pub(super) static PEAK: AtomicIsize = AtomicIsize::new(0);
 /// Live bytes the profiler itself holds (its statistics tables), allocated during
 /// [`bookkeeping`]. Rare enough (a new row, a histogram growing) to update directly.
-static PROFILER_OWN: AtomicIsize = AtomicIsize::new(0);
+pub(super) static PROFILER_OWN: AtomicIsize = AtomicIsize::new(0);
 
 #[inline(always)]
 fn add(cell: &Cell<u64>, n: u64) {
@@ -334,7 +302,7 @@ impl Drop for BookkeepingGuard {
 /// Adds the calling thread's pending live-bytes change to the process-wide figure now.
 ///
 /// Called for you when a thread that ran instrumented code ends and when a profile finishes;
-/// call it yourself before reading [`heap`] from a thread that allocated a lot outside stages.
+/// call it yourself before reading [`heap`](super::heap) from a thread that allocated a lot outside stages.
 pub fn flush_thread() {
     let _ = COUNTERS.try_with(|c| {
         let pending = c.pending_live.replace(0);
@@ -342,116 +310,4 @@ pub fn flush_thread() {
             publish(pending);
         }
     });
-}
-
-/// Process-wide heap figures from the [`CountingAllocator`].
-///
-/// They leave out the profiler's own statistics tables, so that turning profiling on does not
-/// look like memory growth in the program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Heap {
-    /// Bytes the program has allocated and not freed (exact to within 64 KiB per thread).
-    pub live_bytes: u64,
-    /// The highest `live_bytes` seen since the process started or [`reset_peak`] was called.
-    pub peak_bytes: u64,
-    /// Bytes the profiler's own bookkeeping holds (not included above).
-    pub profiler_bytes: u64,
-}
-
-/// Live and peak heap now, after flushing the calling thread's pending change.
-///
-/// Meaningful only when the [`CountingAllocator`] is installed ([`installed_allocator`] says).
-pub fn heap() -> Heap {
-    flush_thread();
-    let own = PROFILER_OWN.load(Ordering::Relaxed).max(0);
-    let live = (LIVE.load(Ordering::Relaxed) - own).max(0);
-    let peak = PEAK.load(Ordering::Relaxed).max(live);
-    Heap { live_bytes: live as u64, peak_bytes: peak as u64, profiler_bytes: own as u64 }
-}
-
-/// Restarts peak tracking from the current live bytes (as `tracemalloc.reset_peak()`).
-pub fn reset_peak() {
-    flush_thread();
-    let live = LIVE.load(Ordering::Relaxed) - PROFILER_OWN.load(Ordering::Relaxed);
-    PEAK.store(live, Ordering::Relaxed);
-}
-
-/// Which counting allocator, if any, is the process's global allocator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AllocatorKind {
-    /// [`CountingAllocator`]: per-call figures and live/peak heap.
-    Counting,
-    /// `stats_alloc::INSTRUMENTED_SYSTEM`: process-wide figures only (its counters are global).
-    StatsAllocInstrumentedSystem,
-    /// Neither: memory is not measured.
-    None,
-}
-
-/// Finds out, by making one small allocation and seeing which counters move.
-pub fn installed_allocator() -> AllocatorKind {
-    let before = thread_counters().allocations;
-    let stats_before = stats_alloc::INSTRUMENTED_SYSTEM.stats().allocations;
-    let was_paused = COUNTERS.try_with(|c| c.paused.replace(false)).unwrap_or(false);
-    drop(std::hint::black_box(Box::new(std::hint::black_box(0u64))));
-    let _ = COUNTERS.try_with(|c| c.paused.set(was_paused));
-    if thread_counters().allocations != before {
-        AllocatorKind::Counting
-    } else if stats_alloc::INSTRUMENTED_SYSTEM.stats().allocations != stats_before {
-        AllocatorKind::StatsAllocInstrumentedSystem
-    } else {
-        AllocatorKind::None
-    }
-}
-
-/// The calling thread's allocations between its creation and [`change`](Self::change): the
-/// per-thread counterpart of `stats_alloc::Region`, unaffected by other threads.
-///
-/// ```
-/// let region = pipeline_runtime::ThreadRegion::new();
-/// let v: Vec<u8> = Vec::with_capacity(1000);
-/// drop(v);
-/// // With the CountingAllocator installed: allocations == 1, bytes_allocated == 1000.
-/// let change = region.change();
-/// assert_eq!(change.allocations, change.deallocations);
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct ThreadRegion {
-    initial: Counters,
-}
-
-impl ThreadRegion {
-    /// Starts counting from now.
-    pub fn new() -> Self {
-        ThreadRegion { initial: thread_counters() }
-    }
-
-    /// The counters when the region started (or was last reset).
-    pub fn initial(&self) -> Stats {
-        self.initial.to_stats()
-    }
-
-    /// What this thread allocated since then.
-    pub fn change(&self) -> Stats {
-        thread_counters().since(self.initial).to_stats()
-    }
-
-    /// [`change`](Self::change), then [`reset`](Self::reset).
-    pub fn change_and_reset(&mut self) -> Stats {
-        let now = thread_counters();
-        let change = now.since(self.initial).to_stats();
-        self.initial = now;
-        change
-    }
-
-    /// Starts counting afresh from now.
-    pub fn reset(&mut self) {
-        self.initial = thread_counters();
-    }
-}
-
-impl Default for ThreadRegion {
-    fn default() -> Self {
-        Self::new()
-    }
 }

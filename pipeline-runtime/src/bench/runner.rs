@@ -1,0 +1,393 @@
+//! Running a benchmark: [`Bench`] times batches of events through a pipeline (with a
+//! calibration workload after each sample, and a two-thread probe of the machine), and gives a
+//! [`BenchResult`]; [`Bench::compare`] times two pipelines in the same run.
+
+use std::fmt;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::Baseline;
+use super::machine::{self, Machine};
+use super::stats::{self, Summary};
+use super::verdict::{allocation_verdict, time_verdict, Comparison, MetricVerdict};
+use crate::alloc::{installed_allocator, AllocatorKind, ThreadRegion};
+use crate::error::Error;
+use crate::pipeline::Pipeline;
+use crate::profiler::Profiler;
+
+/// A benchmark: how many samples of how many events, and how to decide.
+///
+/// ```
+/// use pipeline_runtime::{bench::Bench, Pipeline, Stage, StageError};
+///
+/// struct Square;
+/// impl Stage<u64> for Square {
+///     fn name(&self) -> &str { "Square" }
+///     fn process(&self, e: u64) -> Result<u64, StageError> { Ok(e * e) }
+/// }
+/// let pipeline = Pipeline::new().stage(Square);
+/// let result = Bench::new("square").samples(10).batch(100).run(&pipeline, |i| i)?;
+/// assert_eq!(result.per_event_ns.len(), 10);
+/// assert!(result.summary.median_ns > 0.0);
+/// # Ok::<(), pipeline_runtime::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bench {
+    name: String,
+    samples: usize,
+    batch: u64,
+    warmup: usize,
+    tolerance: f64,
+    allocation_tolerance: f64,
+    seed: u64,
+}
+
+/// Calibration kernel rounds timed after each sample (about 50 µs here).
+pub(super) const CALIBRATION_ROUNDS: u64 = 20_000;
+/// The two-thread probe ratio may move this much before the machine counts as disturbed.
+pub(super) const PROBE_TOLERANCE: f64 = 0.25;
+/// A baseline comparison whose 95 % interval is wider than this many tolerances cannot decide.
+pub(super) const NOISE_LIMIT: f64 = 3.0;
+
+impl Bench {
+    /// A benchmark called `name`: 30 samples of 200 events, 3 warm-up batches, 10 % tolerance.
+    pub fn new(name: impl Into<String>) -> Self {
+        Bench {
+            name: name.into(),
+            samples: 30,
+            batch: 200,
+            warmup: 3,
+            tolerance: 0.10,
+            allocation_tolerance: 0.0,
+            seed: 0x5eed,
+        }
+    }
+
+    /// Number of timed samples (at least 5).
+    #[must_use]
+    pub fn samples(mut self, samples: usize) -> Self {
+        self.samples = samples.max(5);
+        self
+    }
+
+    /// Events per sample: each sample times a whole batch, so the clock's own cost is spread.
+    #[must_use]
+    pub fn batch(mut self, events: u64) -> Self {
+        self.batch = events.max(1);
+        self
+    }
+
+    /// Untimed batches run first (caches, lazy initialisation).
+    #[must_use]
+    pub fn warmup(mut self, batches: usize) -> Self {
+        self.warmup = batches;
+        self
+    }
+
+    /// The relative change in time a regression must exceed (default 0.10).
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance.max(0.0);
+        self
+    }
+
+    /// The relative increase in allocations per event allowed (default 0: any increase fails).
+    #[must_use]
+    pub fn allocation_tolerance(mut self, tolerance: f64) -> Self {
+        self.allocation_tolerance = tolerance.max(0.0);
+        self
+    }
+
+    /// Seeds the random order of `compare` and the bootstrap (default: fixed, so reruns agree).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Times one batch of events through `pipeline`: the events are made first, outside the
+    /// clock and outside the allocation count.
+    fn time_batch<E>(
+        &self,
+        pipeline: &Pipeline<E>,
+        workload: &impl Fn(u64) -> E,
+        first: u64,
+    ) -> f64 {
+        self.measure_batch(pipeline, workload, first).0
+    }
+
+    /// [`time_batch`](Self::time_batch), also returning the allocations the runs made.
+    fn measure_batch<E>(
+        &self,
+        pipeline: &Pipeline<E>,
+        workload: &impl Fn(u64) -> E,
+        first: u64,
+    ) -> (f64, u64) {
+        let events: Vec<E> = (first..first + self.batch).map(workload).collect();
+        let region = ThreadRegion::new();
+        let started = Instant::now();
+        for event in events {
+            let _ = std::hint::black_box(pipeline.run(event));
+        }
+        let elapsed = started.elapsed().as_nanos() as f64;
+        (elapsed / self.batch as f64, region.change().allocations as u64)
+    }
+
+    /// Measures `pipeline` on events made by `workload(i)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyProfiling`] if a profiler is running (the per-stage breakdown needs one).
+    pub fn run<E>(
+        &self,
+        pipeline: &Pipeline<E>,
+        workload: impl Fn(u64) -> E,
+    ) -> Result<BenchResult, Error> {
+        let mut batch_ns = 0.0;
+        for round in 0..self.warmup {
+            batch_ns =
+                self.time_batch(pipeline, &workload, round as u64 * self.batch) * self.batch as f64;
+        }
+        let progress = Progress::new(&self.name, self.samples, batch_ns * 2.0);
+        let probe_ratio = machine::two_thread_probe();
+        let measure_allocations = installed_allocator() == AllocatorKind::Counting;
+        let mut per_event_ns = Vec::with_capacity(self.samples);
+        let mut calibration_ns = Vec::with_capacity(self.samples);
+        let mut allocations = 0u64;
+        for sample in 0..self.samples {
+            progress.tick();
+            let first = sample as u64 * self.batch;
+            // Each sample is the faster of two batches (an interrupted batch is never the
+            // faster), and likewise the calibration timed right after it.
+            let (time, allocated) = self.measure_batch(pipeline, &workload, first);
+            allocations += allocated;
+            per_event_ns.push(time.min(self.time_batch(pipeline, &workload, first)));
+            let calibration = machine::time_calibration(CALIBRATION_ROUNDS);
+            calibration_ns.push(calibration.min(machine::time_calibration(CALIBRATION_ROUNDS)));
+        }
+        let events = self.samples as u64 * self.batch;
+        let allocations_per_event = measure_allocations.then(|| allocations as f64 / events as f64);
+
+        let stages = {
+            let profiler = Profiler::new().start()?;
+            self.time_batch(pipeline, &workload, 0);
+            let report = profiler.finish()?;
+            report.stages.iter().map(|s| (s.name.clone(), s.timing.mean_ns as f64)).collect()
+        };
+        let summary = Summary::of(&per_event_ns);
+        Ok(BenchResult {
+            name: self.name.clone(),
+            batch: self.batch,
+            throughput_per_sec: 1e9 / summary.mean_ns.max(f64::MIN_POSITIVE),
+            summary,
+            per_event_ns,
+            calibration_ns,
+            allocations_per_event,
+            stages,
+            probe_ratio,
+            machine: Machine::current(),
+            recorded_at: machine::utc_now(),
+            tolerance: self.tolerance,
+            allocation_tolerance: self.allocation_tolerance,
+        })
+    }
+
+    /// Times `before` and `after` side by side: `samples` pairs, each pair measuring each side
+    /// twice in alternation (order chosen at random) and keeping each side's faster batch,
+    /// decided on the median of the per-pair time ratios (after / before).
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn compare<E>(
+        &self,
+        before: &Pipeline<E>,
+        after: &Pipeline<E>,
+        workload: impl Fn(u64) -> E,
+    ) -> Result<Comparison, Error> {
+        let mut rng = fastrand::Rng::with_seed(self.seed);
+        let mut pair_ns = 0.0;
+        for round in 0..self.warmup {
+            pair_ns = self.time_batch(before, &workload, round as u64 * self.batch)
+                * self.batch as f64
+                + self.time_batch(after, &workload, round as u64 * self.batch) * self.batch as f64;
+        }
+        let progress = Progress::new(&self.name, self.samples, pair_ns * 2.0);
+        let (mut before_ns, mut after_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for sample in 0..self.samples {
+            progress.tick();
+            let first = sample as u64 * self.batch;
+            // Each side twice, alternating (ABAB or BABA at random), keeping each side's faster
+            // time: a batch the scheduler interrupted is never the faster one.
+            let (mut b, mut a) = (f64::INFINITY, f64::INFINITY);
+            let before_first = rng.bool();
+            for turn in 0..4 {
+                if (turn % 2 == 0) == before_first {
+                    b = b.min(self.time_batch(before, &workload, first));
+                } else {
+                    a = a.min(self.time_batch(after, &workload, first));
+                }
+            }
+            before_ns.push(b);
+            after_ns.push(a);
+            ratios.push(a / b);
+        }
+        let change = stats::paired_ratio_change(&ratios, &mut rng);
+        let mut metrics = vec![MetricVerdict {
+            metric: "time per event".to_owned(),
+            before: stats::median(&before_ns),
+            after: stats::median(&after_ns),
+            change: Some(change),
+            verdict: time_verdict(change, self.tolerance),
+        }];
+        if installed_allocator() == AllocatorKind::Counting {
+            let count = |pipeline: &Pipeline<E>| {
+                self.measure_batch(pipeline, &workload, 0).1 as f64 / self.batch as f64
+            };
+            metrics.push(allocation_verdict(
+                Some(count(before)),
+                Some(count(after)),
+                self.allocation_tolerance,
+            ));
+        }
+        Ok(Comparison { name: self.name.clone(), tolerance: self.tolerance, metrics })
+    }
+
+    /// Runs the benchmark and compares it with `baseline`; when the time verdict is
+    /// inconclusive, runs once more with twice the samples before answering.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn check<E>(
+        &self,
+        pipeline: &Pipeline<E>,
+        workload: impl Fn(u64) -> E,
+        baseline: &Baseline,
+    ) -> Result<Comparison, Error> {
+        // A baseline built in code rather than loaded is checked the same way.
+        baseline.result.check_fields().map_err(|reason| Error::BaselineInvalid {
+            path: std::path::PathBuf::from("(the baseline given to Bench::check)"),
+            reason,
+        })?;
+        let first = self.run(pipeline, &workload)?.compare(baseline);
+        if !first.inconclusive() {
+            return Ok(first);
+        }
+        let again = self.clone().samples(self.samples * 2);
+        Ok(again.run(pipeline, &workload)?.compare(baseline))
+    }
+}
+
+/// A progress bar on stderr for runs expected to take over a second (indicatif hides it when
+/// stderr is not a terminal, as under `cargo test` or in CI logs). Without the `progress`
+/// feature, runs draw nothing.
+#[cfg(feature = "progress")]
+struct Progress(Option<indicatif::ProgressBar>);
+
+/// Without the `progress` feature: no bar.
+#[cfg(not(feature = "progress"))]
+struct Progress;
+
+#[cfg(not(feature = "progress"))]
+impl Progress {
+    fn new(_: &str, _: usize, _: f64) -> Self {
+        Progress
+    }
+
+    fn tick(&self) {}
+}
+
+#[cfg(feature = "progress")]
+impl Progress {
+    /// `sample_ns`: the expected time of one sample, from the warm-up.
+    fn new(name: &str, samples: usize, sample_ns: f64) -> Self {
+        if sample_ns * samples as f64 <= 1e9 {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(samples as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} samples, {eta} left",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!("benchmark `{name}`"));
+        Progress(Some(bar))
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+}
+
+#[cfg(feature = "progress")]
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What one benchmark run measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// The benchmark's name.
+    pub name: String,
+    /// Events per sample.
+    pub batch: u64,
+    /// Per-event time of each sample, nanoseconds.
+    pub per_event_ns: Vec<f64>,
+    /// The calibration workload's time after each sample, nanoseconds.
+    pub calibration_ns: Vec<f64>,
+    /// Mean, median, p99, standard deviation of `per_event_ns`.
+    pub summary: Summary,
+    /// Events per second at the mean.
+    pub throughput_per_sec: f64,
+    /// Exact allocations per event (`None` without the counting allocator).
+    pub allocations_per_event: Option<f64>,
+    /// Mean time per call of each stage, nanoseconds (from a profiled batch).
+    pub stages: Vec<(String, f64)>,
+    /// Two-thread probe: ~1 on an idle machine, ~2 with a core taken.
+    pub probe_ratio: f64,
+    /// Where it ran.
+    pub machine: Machine,
+    /// When (UTC).
+    pub recorded_at: String,
+    /// The time tolerance its comparisons use.
+    pub tolerance: f64,
+    /// The allocation tolerance its comparisons use.
+    pub allocation_tolerance: f64,
+}
+
+impl fmt::Display for BenchResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.summary;
+        writeln!(
+            f,
+            "benchmark `{}`: {} samples of {} events",
+            self.name,
+            self.per_event_ns.len(),
+            self.batch
+        )?;
+        writeln!(
+            f,
+            "  per event: mean {:.0} ns, median {:.0} ns, p99 {:.0} ns, stddev {:.0} ns; {:.0} events/s",
+            s.mean_ns, s.median_ns, s.p99_ns, s.stddev_ns, self.throughput_per_sec
+        )?;
+        match self.allocations_per_event {
+            Some(n) => writeln!(f, "  allocations per event: {n:.2}")?,
+            None => writeln!(
+                f,
+                "  allocations per event: not measured (install pipeline::CountingAllocator)"
+            )?,
+        }
+        for (stage, mean) in &self.stages {
+            writeln!(f, "  {stage}: {mean:.0} ns per call")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! A run in plain words: the verdict (saturated workers, or the stage to speed up) and the
+//! printed summary.
+
+use std::fmt;
+
+use super::{RunSummary, Trend};
+use crate::format::{duration_ns, percent};
+
+/// Workers this busy (busy time over wall time) cannot absorb more arrivals.
+const SATURATED: f64 = 0.8;
+
+/// The bottleneck in plain words: saturated workers (queue wait dominates) or one stage.
+pub(super) fn verdict(run: &RunSummary) -> String {
+    let split = &run.latency_split;
+    let heaviest = split.stages.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    let stage_part: f64 = split.stages.iter().map(|(_, share)| share).sum();
+    let (stage, share_of_stages) = match heaviest {
+        Some((name, share)) if stage_part > 0.0 => (name.as_str(), share / stage_part),
+        _ => return "No events were processed.".to_owned(),
+    };
+    let utilisation = run.mean_utilisation();
+    if split.queue_wait >= 0.5 && utilisation < SATURATED {
+        return format!(
+            "Queue wait is {} of p99 latency, but the workers are only {} busy: events arrive in \
+             bursts (or workers were descheduled) and the queue absorbs them; capacity is not \
+             the problem. In stages, {stage} takes {} of the time.",
+            percent(split.queue_wait),
+            percent(utilisation),
+            percent(share_of_stages),
+        );
+    }
+    if split.queue_wait >= 0.5 {
+        format!(
+            "Queue wait dominates: {} of p99 latency is waiting, and the workers are {} busy, so \
+             they are saturated: arrivals ({:.0}/s) exceed what {} workers can process \
+             ({:.0}/s). Add workers, or speed up {stage}, which takes {} of the time in stages.",
+            percent(split.queue_wait),
+            percent(utilisation),
+            run.arrival_rate_per_sec,
+            run.workers.len(),
+            run.throughput_per_sec,
+            percent(share_of_stages),
+        )
+    } else if share_of_stages >= 0.5 {
+        format!(
+            "{stage} dominates: {} of the time in stages at p99 ({} of p99 latency); queue wait \
+             is {} of p99 latency, so the queue keeps up. Optimise {stage}.",
+            percent(share_of_stages),
+            percent(split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1)),
+            percent(split.queue_wait),
+        )
+    } else {
+        format!(
+            "No single bottleneck: queue wait is {} of p99 latency and the largest stage, {stage}, \
+             takes {} of the time in stages.",
+            percent(split.queue_wait),
+            percent(share_of_stages),
+        )
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Load: {} events submitted, {} completed, {} rejected, {} failed, in {}",
+            self.submitted,
+            self.completed,
+            self.rejected,
+            self.failed,
+            duration_ns(self.wall_time_ns)
+        )?;
+        if self.unfinished > 0 {
+            writeln!(
+                f,
+                "  {} accepted events were still queued or in a stage when the pool stopped \
+                 waiting (join_timeout)",
+                self.unfinished
+            )?;
+        }
+        writeln!(
+            f,
+            "  arrivals {:.0}/s, throughput {:.0}/s; end-to-end latency p50 {}, p99 {}, max {}",
+            self.arrival_rate_per_sec,
+            self.throughput_per_sec,
+            duration_ns(self.latency.p50_ns),
+            duration_ns(self.latency.p99_ns),
+            duration_ns(self.latency.max_ns)
+        )?;
+        let stages: Vec<String> = self
+            .latency_split
+            .stages
+            .iter()
+            .map(|(name, share)| format!("{} {name}", percent(*share)))
+            .collect();
+        writeln!(
+            f,
+            "  of p99 latency: {} queue wait, {}",
+            percent(self.latency_split.queue_wait),
+            stages.join(", ")
+        )?;
+        let trend = match self.queue.trend {
+            Some(Trend::Growing) => format!("growing ({:+.0} events/s)", self.queue.trend_per_sec),
+            Some(Trend::Draining) => {
+                format!("draining ({:+.0} events/s)", self.queue.trend_per_sec)
+            }
+            Some(Trend::Stable) => "stable".to_owned(),
+            None => "too short to tell".to_owned(),
+        };
+        writeln!(
+            f,
+            "  queue: max depth {} of {}, backlog {trend}; queue wait p50 {}, p99 {}",
+            self.queue.max_depth,
+            self.queue.capacity,
+            duration_ns(self.queue_wait.p50_ns),
+            duration_ns(self.queue_wait.p99_ns)
+        )?;
+        let workers: Vec<String> =
+            self.workers.iter().map(|w| format!("{} {}", w.name, percent(w.utilisation))).collect();
+        writeln!(f, "  workers busy: {}", workers.join(", "))?;
+        for stage in self.stages.iter().filter(|s| s.rejected + s.failed > 0) {
+            write!(f, "  {}: {} rejected, {} failed", stage.name, stage.rejected, stage.failed)?;
+            if stage.panicked > 0 {
+                write!(f, " ({} panicked)", stage.panicked)?;
+            }
+            if let Some((message, count)) = stage.failure_messages.first() {
+                // The table shows a line, not a whole message (the JSON has up to 1 KiB).
+                let shown: String = message.chars().take(120).collect();
+                let cut = if shown.len() < message.len() { "…" } else { "" };
+                write!(f, "; e.g. \"{shown}{cut}\" ×{count}")?;
+            }
+            if stage.other_messages > 0 {
+                write!(f, "; {} with other messages", stage.other_messages)?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "Verdict: {}", self.verdict)
+    }
+}

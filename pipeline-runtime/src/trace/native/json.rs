@@ -1,0 +1,270 @@
+//! The Chrome trace JSON of each entry the native writer emits: numbers with `itoa`, names
+//! escaped only when they need it, timestamps in microseconds with nanosecond decimals.
+
+use super::{Begin, End};
+use std::io::Write;
+
+use crate::records::{CounterTrack, SliceKind};
+
+/// Remembers, per `&'static str` name (by address), whether it needs escaping: the same few
+/// names are written over and over. Direct-mapped, so a look-up is an index and a compare.
+#[derive(Default)]
+pub(super) struct NameCache([(usize, usize, bool); 32]);
+
+impl NameCache {
+    /// `"name"`, escaped if it needs to be.
+    #[inline]
+    pub(super) fn write(&mut self, out: &mut Vec<u8>, name: &'static str) {
+        let key = (name.as_ptr() as usize, name.len());
+        let entry = &mut self.0[(key.0 >> 3 ^ key.1) % 32];
+        if (entry.0, entry.1) != key {
+            *entry = (key.0, key.1, is_plain(name));
+        }
+        if entry.2 {
+            quoted(out, name);
+        } else {
+            string(out, name);
+        }
+    }
+}
+
+pub(super) fn number(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Nanoseconds as microseconds with three decimals (Chrome trace timestamps are µs).
+#[inline]
+pub(super) fn micros(out: &mut Vec<u8>, ns: u64) {
+    let mut digits = itoa::Buffer::new();
+    let whole = digits.format(ns / 1000).as_bytes();
+    let fraction = ns % 1000;
+    let mut text = [0u8; 24];
+    text[..whole.len()].copy_from_slice(whole);
+    let end = whole.len();
+    text[end] = b'.';
+    text[end + 1] = b'0' + (fraction / 100) as u8;
+    text[end + 2] = b'0' + (fraction / 10 % 10) as u8;
+    text[end + 3] = b'0' + (fraction % 10) as u8;
+    out.extend_from_slice(&text[..end + 4]);
+}
+
+/// A JSON string; names are usually plain, and then copied as they are.
+pub(super) fn string(out: &mut Vec<u8>, text: &str) {
+    if is_plain(text) {
+        quoted(out, text);
+    } else {
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// Whether `text` needs no escaping in JSON.
+pub(super) fn is_plain(text: &str) -> bool {
+    text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
+}
+
+/// `"text"`, for text known to need no escaping.
+#[inline]
+pub(super) fn quoted(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+/// `,\n{"ph":"P","pid":..,"tid":..,"ts":` — the start every event shares (its time follows).
+pub(super) fn head(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64) {
+    out.extend_from_slice(b",\n{\"ph\":\"");
+    out.push(phase);
+    out.extend_from_slice(b"\",\"pid\":");
+    number(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    number(out, tid);
+    out.extend_from_slice(b",\"ts\":");
+}
+
+/// [`head`] and the event's time.
+pub(super) fn head_at(out: &mut Vec<u8>, phase: u8, pid: u64, tid: u64, ts: u64) {
+    head(out, phase, pid, tid);
+    micros(out, ts);
+}
+
+pub(super) fn metadata(out: &mut Vec<u8>, pid: u64, tid: u64, kind: &str, name: &str) {
+    if out.ends_with(b"[\n") {
+        out.extend_from_slice(b"{\"ph\":\"M\"");
+    } else {
+        out.extend_from_slice(b",\n{\"ph\":\"M\"");
+    }
+    out.extend_from_slice(b",\"pid\":");
+    number(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    number(out, tid);
+    out.extend_from_slice(b",\"name\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"args\":{\"name\":");
+    string(out, name);
+    out.extend_from_slice(b"}}");
+}
+
+/// `,"name":..` and, for the toolkit's own slices, `,"cat":..` with the flow binding.
+pub(super) fn name_and_binding(out: &mut Vec<u8>, names: &mut NameCache, begin: &Begin) {
+    match *begin {
+        Begin::Slice { name, kind, .. } => {
+            out.extend_from_slice(b",\"name\":");
+            names.write(out, name);
+            if kind == SliceKind::User {
+                out.extend_from_slice(b",\"cat\":\"user\"");
+            }
+        }
+        Begin::Event { flow, .. } => {
+            out.extend_from_slice(b",\"name\":\"event\",\"cat\":\"pipeline\"");
+            flow_binding(out, flow, b"flow_in");
+        }
+        Begin::Submit { flow, .. } => {
+            out.extend_from_slice(b",\"name\":\"submit\",\"cat\":\"pipeline\"");
+            flow_binding(out, flow, b"flow_out");
+        }
+    }
+}
+
+/// `,"bind_id":N,"flow_in":true` (or `flow_out`): ties the slice to its flow arrow (none for 0).
+pub(super) fn flow_binding(out: &mut Vec<u8>, flow: u64, direction: &[u8]) {
+    if flow == 0 {
+        return;
+    }
+    out.extend_from_slice(b",\"bind_id\":");
+    number(out, flow);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(direction);
+    out.extend_from_slice(b"\":true");
+}
+
+/// The slice's arguments (`,"args":{..}`), when it has any to say.
+pub(super) fn args(out: &mut Vec<u8>, begin: &Begin, end: Option<&End>) {
+    let mut first = true;
+    let mut field = |out: &mut Vec<u8>, key: &str| {
+        out.extend_from_slice(if first { b",\"args\":{\"" } else { b",\"" });
+        first = false;
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    match *begin {
+        Begin::Event { id, wait_ns, .. } => {
+            field(out, "id");
+            number(out, id);
+            field(out, "queue_wait_us");
+            number(out, wait_ns / 1000);
+        }
+        Begin::Submit { id, .. } => {
+            field(out, "id");
+            number(out, id);
+        }
+        Begin::Slice { .. } => {}
+    }
+    if let Some(end) = end {
+        if end.allocations != 0 || end.bytes != 0 {
+            field(out, "allocations");
+            number(out, end.allocations);
+            field(out, "bytes_allocated");
+            number(out, end.bytes);
+        }
+        if let Some(outcome) = &end.outcome {
+            field(out, "outcome");
+            string(out, outcome);
+        }
+        if end.unfinished {
+            field(out, "unfinished");
+            out.extend_from_slice(b"true");
+        }
+    }
+    if !first {
+        out.push(b'}');
+    }
+}
+
+pub(super) fn complete_event(
+    out: &mut Vec<u8>,
+    prefix: &[u8],
+    names: &mut NameCache,
+    begin: &Begin,
+    end: &End,
+) {
+    out.extend_from_slice(prefix);
+    micros(out, begin.ts());
+    out.extend_from_slice(b",\"dur\":");
+    micros(out, end.ts.saturating_sub(begin.ts()));
+    name_and_binding(out, names, begin);
+    args(out, begin, Some(end));
+    out.push(b'}');
+}
+
+pub(super) fn begin_event(
+    out: &mut Vec<u8>,
+    pid: u64,
+    tid: u64,
+    names: &mut NameCache,
+    begin: &Begin,
+) {
+    head_at(out, b'B', pid, tid, begin.ts());
+    name_and_binding(out, names, begin);
+    args(out, begin, None);
+    out.push(b'}');
+}
+
+pub(super) fn end_event(out: &mut Vec<u8>, pid: u64, tid: u64, begin: &Begin, end: &End) {
+    head_at(out, b'E', pid, tid, end.ts.max(begin.ts()));
+    // Only the end's own arguments: the begin carried the rest.
+    args(out, &Begin::Slice { ts: 0, name: "", kind: SliceKind::Function }, Some(end));
+    out.push(b'}');
+}
+
+pub(super) fn instant(out: &mut Vec<u8>, pid: u64, tid: u64, ts: u64, marker: &str, args: &str) {
+    head_at(out, b'i', pid, tid, ts);
+    out.extend_from_slice(b",\"s\":\"t\",\"name\":");
+    string(out, marker);
+    out.extend_from_slice(b",\"args\":");
+    out.extend_from_slice(args.as_bytes());
+    out.push(b'}');
+}
+
+pub(super) fn counter(out: &mut Vec<u8>, pid: u64, ts: u64, track: CounterTrack, value: f64) {
+    if !value.is_finite() {
+        return; // Perfetto refuses NaN and infinities
+    }
+    let (name, series) = track.name_and_series();
+    head_at(out, b'C', pid, pid, ts);
+    out.extend_from_slice(b",\"name\":");
+    string(out, name);
+    out.extend_from_slice(b",\"args\":{");
+    string(out, series);
+    out.push(b':');
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+    } else {
+        let _ = write!(out, "{value}");
+    }
+    out.extend_from_slice(b"}}");
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn async_event(
+    out: &mut Vec<u8>,
+    phase: u8,
+    pid: u64,
+    tid: u64,
+    ts: u64,
+    name: &str,
+    id: u64,
+    note: Option<&str>,
+) {
+    head_at(out, phase, pid, tid, ts);
+    out.extend_from_slice(b",\"name\":");
+    string(out, name);
+    out.extend_from_slice(b",\"cat\":\"async\",\"id\":");
+    number(out, id);
+    if let Some(note) = note {
+        out.extend_from_slice(b",\"args\":{\"");
+        out.extend_from_slice(note.as_bytes());
+        out.extend_from_slice(b"\":true}");
+    }
+    out.push(b'}');
+}

@@ -1,0 +1,246 @@
+//! What both ways of running share: the envelope an event travels in, the intake's figures,
+//! submitting one event, the worker loop, the queue sampler, and summing up a run.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use crate::clock::now_ns;
+use crate::error::Error;
+use crate::pipeline::{Halt, Pipeline};
+use crate::queue::QueueReceiver as Receiver;
+use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
+use crate::run::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
+use crate::stage::StageError;
+
+/// An event in the queue, numbered and stamped when it arrived.
+pub(super) struct Envelope<E> {
+    pub(super) id: u64,
+    pub(super) event: E,
+    pub(super) arrived_ns: u64,
+    /// The trace's arrow from its submission to its slice (0: not traced).
+    pub(super) flow: u64,
+}
+
+/// What producers and the sampler share: the queue's figures (atomics, one update per submission).
+pub(super) struct Intake {
+    started_ns: u64,
+    capacity: usize,
+    submitted: AtomicU64,
+    next_id: AtomicU64,
+    last_arrival_ns: AtomicU64,
+    max_depth: AtomicUsize,
+    /// 0 until the queue first fills; then the time, plus one.
+    first_full: AtomicU64,
+    pub(super) stop_sampling: AtomicBool,
+}
+
+impl Intake {
+    pub(super) fn new(capacity: usize) -> Self {
+        Intake {
+            started_ns: now_ns(),
+            capacity,
+            submitted: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            last_arrival_ns: AtomicU64::new(0),
+            max_depth: AtomicUsize::new(0),
+            first_full: AtomicU64::new(0),
+            stop_sampling: AtomicBool::new(false),
+        }
+    }
+
+    /// Books an accepted event; `depth` is the queue's length just after it went in.
+    pub(super) fn accepted(&self, arrived_ns: u64, depth: usize) {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        self.last_arrival_ns.fetch_max(arrived_ns, Ordering::Relaxed);
+        self.max_depth.fetch_max(depth, Ordering::Relaxed);
+        if depth >= self.capacity {
+            self.reached_capacity();
+        }
+    }
+
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Marks the first moment the queue was full (an instant event in the trace).
+    pub(super) fn reached_capacity(&self) {
+        let at = now_ns().saturating_sub(self.started_ns) + 1;
+        if self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            records::queue_full(self.capacity);
+        }
+    }
+
+    pub(super) fn totals(&self, samples: Vec<(u64, usize)>) -> RunTotals {
+        let wall_time_ns = now_ns().saturating_sub(self.started_ns);
+        let feed_time_ns =
+            self.last_arrival_ns.load(Ordering::Relaxed).saturating_sub(self.started_ns);
+        let (trend, trend_per_sec) = run::trend(&samples, feed_time_ns, self.capacity);
+        RunTotals {
+            submitted: self.submitted.load(Ordering::Relaxed),
+            wall_time_ns,
+            feed_time_ns,
+            queue: QueueStats {
+                capacity: self.capacity,
+                max_depth: self.max_depth.load(Ordering::Relaxed),
+                first_full_at_ns: match self.first_full.load(Ordering::Relaxed) {
+                    0 => None,
+                    at => Some(at - 1),
+                },
+                samples,
+                trend,
+                trend_per_sec,
+            },
+        }
+    }
+}
+
+pub(super) fn worker_name(index: usize) -> String {
+    format!("worker-{index}")
+}
+
+/// One worker: pull events until the queue is closed and empty, run each through the pipeline.
+/// Each event is booked in `load` (its own lock, taken once per event and by nobody else while
+/// the worker runs), so what a worker did is never lost: not if it dies, not if `join_timeout`
+/// gives up on it.
+pub(super) fn work<E>(
+    pipeline: &Pipeline<E>,
+    queue: &Receiver<Envelope<E>>,
+    load: &Mutex<WorkerLoad>,
+) {
+    let mut stage_ns = vec![0; pipeline.len()];
+    for Envelope { id, event, arrived_ns, flow } in queue.iter() {
+        let picked_ns = now_ns();
+        let wait_ns = picked_ns.saturating_sub(arrived_ns);
+        // The event's slice in the trace: its stages are nested inside. Sampling: only one
+        // event in N goes into the trace (whole).
+        let slice = EventSlice::begin(id, wait_ns, flow, picked_ns);
+        stage_ns.fill(0);
+        let result = pipeline.run_isolated(event, &mut stage_ns);
+        let done_ns = now_ns();
+        if let Err(halt) = &result {
+            mark_stop(id, halt);
+        }
+        drop(slice);
+        let stopped = match result {
+            // What a stage hands back is dropped under a guard too: an event whose `Drop`
+            // panics must not take the worker (and the events behind it) down.
+            Ok(completed) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(completed)));
+                None
+            }
+            Err(halt) => {
+                let failure = match halt.error() {
+                    StageError::Rejected { .. } => None,
+                    StageError::Panicked { message } => Some(Failure {
+                        panicked: true,
+                        message: records::bounded_text(message).into_owned(),
+                    }),
+                    // Formatting the error runs the stage's own `Display`: guarded like the stage.
+                    error => Some(Failure {
+                        panicked: false,
+                        message: records::guarded_text(|| error.to_string()),
+                    }),
+                };
+                let stopped =
+                    Stopped { stage_index: halt.stage_index(), kind: halt.error().kind(), failure };
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(halt)));
+                Some(stopped)
+            }
+        };
+        let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
+        load.record(wait_ns, &stage_ns, done_ns - picked_ns, stopped);
+    }
+}
+
+/// A worker's load, shared with the pool that reads it at the end.
+pub(super) type SharedLoad = Arc<Mutex<WorkerLoad>>;
+
+/// Takes what a worker booked so far, leaving it an empty load for the same stages (a worker
+/// that `join_timeout` gave up on may still finish its event later).
+pub(super) fn take_load(load: &SharedLoad, stage_names: &[String]) -> WorkerLoad {
+    let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
+    let empty = WorkerLoad::new(load.name.clone(), stage_names);
+    std::mem::replace(&mut *load, empty)
+}
+
+/// An instant event in the trace where an event was stopped.
+fn mark_stop(id: u64, halt: &Halt) {
+    let stop = match halt.error() {
+        StageError::Rejected { reason } => Stop::Rejected { reason },
+        StageError::Panicked { message } => Stop::Panicked { message },
+        error => Stop::Failed { error },
+    };
+    records::mark_stop(id, halt.stage(), &stop);
+}
+
+/// Samples the queue's depth until told to stop.
+pub(super) fn sample_depth<E>(
+    queue: Receiver<Envelope<E>>,
+    intake: &Intake,
+    every: Duration,
+) -> Vec<(u64, usize)> {
+    let mut samples = Vec::new();
+    while !intake.stop_sampling.load(Ordering::Relaxed) {
+        let depth = queue.len();
+        samples.push((now_ns().saturating_sub(intake.started_ns), depth));
+        records::mark_counter(CounterTrack::QueueDepth, depth as f64);
+        thread::sleep(every);
+    }
+    // Its samples outlive it (they go into the run's summary): its batched live-bytes change
+    // must reach the heap figure.
+    crate::alloc::flush_thread();
+    samples
+}
+
+pub(super) fn spawn_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Spawn { what, source }
+}
+
+impl Intake {
+    /// A `try_submit` found the queue full: it has reached capacity.
+    pub(super) fn accepted_full_attempt(&self) {
+        self.max_depth.fetch_max(self.capacity, Ordering::Relaxed);
+        self.reached_capacity();
+    }
+}
+
+/// A new worker's load for `stage_names`, shared between the worker and whoever sums up the run.
+pub(super) fn new_load(index: usize, stage_names: &[String]) -> SharedLoad {
+    Arc::new(Mutex::new(WorkerLoad::new(worker_name(index), stage_names)))
+}
+
+/// Offers one event to the queue through `send` (blocking or not): numbers it, opens its
+/// submission slice (and the flow arrow to where it will run) in the trace, and books it once
+/// the queue took it. What `send` refused comes back as its error, with the event.
+pub(super) fn submit<E, R>(
+    intake: &Intake,
+    event: E,
+    arrived_ns: u64,
+    send: impl FnOnce(Envelope<E>) -> Result<usize, R>,
+) -> Result<(), R> {
+    let id = intake.next_id();
+    let submission = Submission::begin(id);
+    let flow = submission.flow;
+    let depth = send(Envelope { id, event, arrived_ns, flow })?;
+    submission.end();
+    intake.accepted(arrived_ns, depth);
+    Ok(())
+}
+
+/// Sums up a run from its workers' loads and the queue's figures; `publish` hands it to the
+/// profiling session recording now (a run that never started has nothing to report).
+pub(super) fn sum_up(
+    loads: Vec<WorkerLoad>,
+    stage_names: &[String],
+    intake: &Intake,
+    queue_samples: Vec<(u64, usize)>,
+    publish: bool,
+) -> RunSummary {
+    let summary = RunSummary::merge(loads, stage_names, intake.totals(queue_samples));
+    if publish {
+        run::finished(&summary);
+    }
+    summary
+}
