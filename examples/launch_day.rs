@@ -8,8 +8,9 @@
 use std::hint::black_box;
 use std::path::Path;
 
+use pipeline::run::RunSummary;
 use pipeline::{
-    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, RunSummary, StageError, Workers,
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
 };
 
 // One line makes every memory figure in the report real: per-call allocations, live/peak heap.

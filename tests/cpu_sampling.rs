@@ -88,11 +88,11 @@ impl SplitStage {
     }
 }
 
-fn cpu(report: &Report) -> &pipeline::cpu::CpuProfile {
+fn cpu(report: &Report) -> &pipeline::report::cpu::CpuProfile {
     report.cpu_samples.as_ref().expect("the session sampled")
 }
 
-fn assert_counts_add_up(cpu: &pipeline::cpu::CpuProfile) {
+fn assert_counts_add_up(cpu: &pipeline::report::cpu::CpuProfile) {
     assert!(cpu.samples_taken > 0);
     assert_eq!(
         cpu.samples_in_stages + cpu.samples_outside_stages + cpu.samples_dropped,
@@ -166,7 +166,7 @@ fn samples_outside_stages_are_reported_apart_and_the_counts_add_up() {
     assert_counts_add_up(cpu);
     assert!(cpu.samples_outside_stages > 0 && cpu.samples_in_stages > 0, "{cpu:#?}");
     let outside = &cpu.outside_stages;
-    assert_eq!(outside.name, pipeline::cpu::OUTSIDE_STAGES);
+    assert_eq!(outside.name, pipeline::report::cpu::OUTSIDE_STAGES);
     assert!(
         outside.functions.iter().any(|f| f.name.ends_with("work_outside_stages")),
         "{:#?}",

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::exclusive;
+use pipeline::run::RunSummary;
 use pipeline::trace::TraceBackend;
-use pipeline::{stage, Error, Pipeline, Profiler, RunSummary, StageError, WorkerPool, Workers};
+use pipeline::{stage, Error, Pipeline, Profiler, StageError, WorkerPool, Workers};
 
 /// An error whose `Display` panics.
 #[derive(Debug)]

@@ -10,10 +10,8 @@ use std::sync::Mutex;
 use std::thread;
 
 use common::exclusive;
-use pipeline::{
-    installed_allocator, profiled, stage, AllocatorKind, CountingAllocator, Pipeline, Profiler,
-    Report, ThreadRegion,
-};
+use pipeline::alloc::{installed_allocator, AllocatorKind, ThreadRegion};
+use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();

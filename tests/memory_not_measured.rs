@@ -1,7 +1,8 @@
 //! Without a counting allocator, memory figures say "not measured" (JSON `null`), never zero.
 #![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
-use pipeline::{installed_allocator, stage, AllocatorKind, Pipeline, Profiler};
+use pipeline::alloc::{installed_allocator, AllocatorKind};
+use pipeline::{stage, Pipeline, Profiler};
 
 struct Scratch;
 

@@ -2,7 +2,8 @@
 //! in the report, and per-call figures honestly marked as not measured.
 #![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
-use pipeline::{installed_allocator, stage, AllocatorKind, Pipeline, Profiler};
+use pipeline::alloc::{installed_allocator, AllocatorKind};
+use pipeline::{stage, Pipeline, Profiler};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 

@@ -71,10 +71,10 @@ fn the_layer_composes_with_the_programs_own_layers() {
 
     // With spans asked for, the program's layer sees the stage spans, and the trace does not
     // hold them twice.
-    pipeline::emit_spans(true);
+    pipeline::trace::emit_spans(true);
     let both = dir.join("user-layer-spans.json");
     run_three(&both, TraceBackend::Native);
-    pipeline::emit_spans(false);
+    pipeline::trace::emit_spans(false);
     assert_eq!(seen("Echo"), 3);
     assert_eq!(count(&slices(&load_trace(&both)), "Echo"), 3, "stage slices once each");
 

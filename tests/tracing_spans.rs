@@ -9,7 +9,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{block_on, exclusive, YieldTimes};
-use pipeline::{emit_spans, profiled, stage, Pipeline, Profiler};
+use pipeline::trace::emit_spans;
+use pipeline::{profiled, stage, Pipeline, Profiler};
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;

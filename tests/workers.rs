@@ -7,7 +7,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{exclusive, spin_for};
-use pipeline::{stage, Pipeline, Profiler, StageError, Trend, TrySubmitError, WorkerPool, Workers};
+use pipeline::run::Trend;
+use pipeline::workers::TrySubmitError;
+use pipeline::{stage, Pipeline, Profiler, StageError, WorkerPool, Workers};
 
 /// Panics on every 7th event.
 struct Flaky;

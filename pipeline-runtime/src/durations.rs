@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Timing figures of one stage or function. Times are wall-clock nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timing {
     /// Calls: completed, and those a panic ended or (async) that were dropped before completing
     /// (see `panicked`, `cancelled`).

@@ -20,7 +20,7 @@
 //! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors |
 #![warn(missing_docs)]
 
-mod alloc;
+pub mod alloc;
 pub mod analysis;
 pub mod bench;
 mod clock;
@@ -32,31 +32,24 @@ mod profiler;
 mod queue;
 mod recorder;
 mod records;
-mod report;
-mod run;
+pub mod report;
+pub mod run;
 #[cfg(feature = "cpu-sampling")]
 mod sampler;
 mod stage;
 pub mod trace;
-mod workers;
+pub mod workers;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use alloc::{
-    flush_thread, heap, installed_allocator, reset_peak, AllocatorKind, CountingAllocator, Heap,
-    Stats, ThreadRegion,
-};
+// The crate root holds what the quick start uses; the figures live in their modules
+// (`report`, `run`, `alloc`, `trace`, `bench`, `analysis`).
+pub use alloc::CountingAllocator;
 pub use error::Error;
 pub use pipeline::{Halt, Pipeline};
-pub use profiler::{emit_spans, Profiler, ProfilingSession};
-pub use report::cpu;
-pub use report::{
-    AllocStats, FunctionStats, MemoryStats, MemorySummary, Report, Retention, StageStats, Timing,
-};
-pub use run::{
-    Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, Trend, WorkerUtilisation,
-};
+pub use profiler::{Profiler, ProfilingSession};
+pub use report::Report;
 pub use stage::{Stage, StageError, StopKind};
-pub use workers::{TrySubmitError, WorkerPool, Workers};
+pub use workers::{WorkerPool, Workers};

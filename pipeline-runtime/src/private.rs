@@ -58,7 +58,7 @@ pub struct QuietSpan(std::mem::ManuallyDrop<tracing::Span>);
 
 impl QuietSpan {
     /// Creates the span made by `make`, or a disabled span without asking `tracing` at all when
-    /// spans are not wanted (no Chrome trace is being written, no [`crate::emit_spans`]) or no
+    /// spans are not wanted (no Chrome trace is being written, no [`crate::trace::emit_spans`]) or no
     /// subscriber was ever set.
     #[inline]
     pub fn new(make: impl FnOnce() -> tracing::Span) -> Self {
@@ -113,7 +113,7 @@ struct QuietEnteredSpan(Option<tracing::span::EnteredSpan>);
 
 impl QuietEnteredSpan {
     /// Creates the span made by `make` and enters it; nothing without asking `tracing` at all
-    /// when spans are not wanted (no Chrome trace is being written, no [`crate::emit_spans`])
+    /// when spans are not wanted (no Chrome trace is being written, no [`crate::trace::emit_spans`])
     /// or no subscriber was ever set, and nothing when the subscribers are not interested.
     #[inline]
     fn enter(mode: Mode, make: impl FnOnce() -> tracing::Span) -> Self {

@@ -31,9 +31,9 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// one set, making a span costs 50–100 ns even when nothing wants it).
 ///
 /// ```
-/// pipeline_runtime::emit_spans(true);
+/// pipeline_runtime::trace::emit_spans(true);
 /// // ... stage and function spans reach the program's subscribers from now on ...
-/// pipeline_runtime::emit_spans(false);
+/// pipeline_runtime::trace::emit_spans(false);
 /// ```
 pub fn emit_spans(on: bool) {
     crate::recorder::set_spans_always(on);

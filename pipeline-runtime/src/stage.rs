@@ -91,6 +91,7 @@ impl StageError {
 /// Whether an event was stopped on purpose or by a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StopKind {
     /// Turned away on purpose ([`StageError::Rejected`]).
     Rejected,

@@ -4,6 +4,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+// A 0.x crate's type in the public API, on purpose: `Stats` is stats_alloc's own figure type
+// (the toolkit is built on stats_alloc), so `ThreadRegion` reads exactly like the `Region` a
+// stats_alloc user knows. It has not changed since stats_alloc 0.1.8.
 pub use stats_alloc::Stats;
 
 /// A thread's pending live-bytes change is added to the process-wide figure once it reaches this.

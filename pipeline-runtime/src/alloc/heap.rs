@@ -12,6 +12,7 @@ use super::counting::{
 /// They leave out the profiler's own statistics tables, so that turning profiling on does not
 /// look like memory growth in the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Heap {
     /// Bytes the program has allocated and not freed (exact to within 64 KiB per thread).
     pub live_bytes: u64,
@@ -42,6 +43,7 @@ pub fn reset_peak() {
 /// Which counting allocator, if any, is the process's global allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AllocatorKind {
     /// [`CountingAllocator`](super::CountingAllocator): per-call figures and live/peak heap.
     Counting,
@@ -71,7 +73,7 @@ pub fn installed_allocator() -> AllocatorKind {
 /// per-thread counterpart of `stats_alloc::Region`, unaffected by other threads.
 ///
 /// ```
-/// let region = pipeline_runtime::ThreadRegion::new();
+/// let region = pipeline_runtime::alloc::ThreadRegion::new();
 /// let v: Vec<u8> = Vec::with_capacity(1000);
 /// drop(v);
 /// // With the CountingAllocator installed: allocations == 1, bytes_allocated == 1000.

@@ -286,6 +286,7 @@ impl<'de> Deserialize<'de> for TrackId {
 
 /// Where and why reading stopped before the end of a well-formed trace.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct TraceStop {
     /// Line of the first byte that could not be read (1-based).
     pub line: usize,

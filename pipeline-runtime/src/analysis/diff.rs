@@ -20,6 +20,7 @@ pub const DEFAULT_NOISE_FLOOR: f64 = 0.10;
 /// How one row changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Verdict {
     /// Its median call got slower, beyond the noise.
     Slower,
@@ -47,6 +48,7 @@ impl fmt::Display for Verdict {
 
 /// One stage's or function's figures before and after.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RowChange {
     /// Stage or function.
     pub kind: RowKind,
@@ -101,6 +103,7 @@ fn relative(before: u64, after: u64) -> Option<f64> {
 /// each row's call count and the spread between its p50 and p90: few calls, or widely spread
 /// ones, make a wider band).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProfileDiff {
     /// Every stage and function of either profile, by absolute impact, largest first.
     pub changes: Vec<RowChange>,

@@ -78,7 +78,7 @@ impl crate::Report {
     }
 }
 
-impl crate::cpu::CpuProfile {
+impl crate::report::cpu::CpuProfile {
     /// Writes an SVG flame graph of the sampled call paths to `path`: each stage at the bottom
     /// (and `(outside stages)`), the functions sampled inside it above, widths showing samples.
     ///

@@ -21,6 +21,7 @@ use crate::report::{FunctionStats, MemoryStats, Report, StageStats, Timing};
 /// Whether a row is a stage or a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RowKind {
     /// A `#[stage]` (or, in a trace without stage markers, a top-level slice).
     Stage,
@@ -30,6 +31,7 @@ pub enum RowKind {
 
 /// One stage, or one function as called inside one stage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProfileRow {
     /// Stage or function.
     pub kind: RowKind,
@@ -63,6 +65,7 @@ impl ProfileRow {
 
 /// One flame-graph stack: frame names from the outermost, and the self time spent there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FoldedStack {
     /// Frames, outermost first.
     pub frames: Vec<String>,
@@ -72,6 +75,7 @@ pub struct FoldedStack {
 
 /// End-to-end figures of the events a worker pool traced (its per-event slices).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EventFigures {
     /// Events traced.
     pub events: u64,
@@ -87,6 +91,7 @@ pub struct EventFigures {
 
 /// What reading a trace found besides the slices it used.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TraceRead {
     /// Trace events read.
     pub events: u64,
@@ -103,6 +108,7 @@ pub struct TraceRead {
 /// Where a profile's figures came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProfileSource {
     /// A Chrome trace: figures are per traced slice (a sampled trace holds a sample of calls).
     Trace(TraceRead),
@@ -130,6 +136,7 @@ pub enum ProfileSource {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Profile {
     /// Where the figures came from.
     pub source: ProfileSource,

@@ -79,6 +79,7 @@ struct OpenAsync {
 
 /// Counts of what the trace held besides complete slices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct SliceCounts {
     /// Slices read completely (begin and end, or one complete event).
     pub slices: u64,
@@ -98,6 +99,7 @@ pub(crate) const MAX_DEPTH: usize = 512;
 
 /// A counter track's samples (`C` events), as `pipeline-prof` summarises them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct CounterSummary {
     /// The track's name as Perfetto shows it: the event's name and the series, e.g. "queue depth".
     pub name: String,
@@ -114,6 +116,7 @@ pub struct CounterSummary {
 /// What a trace held besides slices: counters, instants, flow arrows, and what its writer says
 /// it left out.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct TraceExtras {
     /// Counter tracks, by name.
     pub counters: Vec<CounterSummary>,

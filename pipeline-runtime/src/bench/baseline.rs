@@ -15,6 +15,7 @@ pub const BASELINE_VERSION: u32 = 1;
 
 /// A stored result to compare against.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Baseline {
     /// Always `"pipeline-bench-baseline"`.
     pub format: String,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The machine a baseline was recorded on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Machine {
     /// `linux`, `macos`, ...
     pub os: String,

@@ -334,6 +334,7 @@ impl Drop for Progress {
 
 /// What one benchmark run measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BenchResult {
     /// The benchmark's name.
     pub name: String,

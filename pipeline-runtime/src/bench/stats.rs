@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Summary of per-event times (nanoseconds) over a benchmark's samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Mean.
     pub mean_ns: f64,
@@ -64,6 +65,7 @@ pub(crate) fn median(values: &[f64]) -> f64 {
 
 /// An estimated relative change (`after / before - 1`) with a 95 % confidence interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Change {
     /// The estimate: +0.30 means 30 % slower (or more).
     pub estimate: f64,

@@ -10,6 +10,7 @@ use super::stats::Change;
 /// How a metric moved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Verdict {
     /// Better by more than the tolerance, and significantly so.
     Improved,
@@ -23,6 +24,7 @@ pub enum Verdict {
 
 /// One metric's verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MetricVerdict {
     /// "time per event", "allocations per event".
     pub metric: String,
@@ -38,6 +40,7 @@ pub struct MetricVerdict {
 
 /// The outcome of a comparison: a verdict per metric.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Comparison {
     /// The benchmark's name.
     pub name: String,

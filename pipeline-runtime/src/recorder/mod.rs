@@ -27,7 +27,7 @@ use crate::alloc::AllocatorKind;
 static MODE: AtomicU8 = AtomicU8::new(0);
 /// A profiling session is recording statistics.
 const RECORDING: u8 = 1;
-/// The program asked for stage and function spans at all times ([`crate::emit_spans`]).
+/// The program asked for stage and function spans at all times ([`crate::trace::emit_spans`]).
 const SPANS_ALWAYS: u8 = 2;
 /// A Chrome trace is being written by tracing-chrome: it is made of the spans.
 const SPANS_FOR_TRACE: u8 = 4;
@@ -69,7 +69,7 @@ impl Mode {
         self.0 == 0
     }
 
-    /// Calls make their `tracing` spans (a trace is written, or [`crate::emit_spans`]).
+    /// Calls make their `tracing` spans (a trace is written, or [`crate::trace::emit_spans`]).
     #[inline]
     pub(crate) fn wants_spans(self) -> bool {
         self.0 & (SPANS_ALWAYS | SPANS_FOR_TRACE) != 0
@@ -112,7 +112,7 @@ fn set_mode_bit(bit: u8, on: bool) {
     }
 }
 
-/// Whether stage and function spans are made at all times ([`crate::emit_spans`]).
+/// Whether stage and function spans are made at all times ([`crate::trace::emit_spans`]).
 pub(crate) fn set_spans_always(on: bool) {
     set_mode_bit(SPANS_ALWAYS, on);
 }

@@ -7,6 +7,7 @@ use crate::alloc::{AllocatorKind, Counters, Heap};
 /// Allocation counts of a set of calls. Bytes reallocated count as allocated when a block grew
 /// and as freed when it shrank, as `stats_alloc` counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AllocStats {
     /// Allocations made.
     pub allocations: u64,
@@ -37,6 +38,7 @@ impl From<Counters> for AllocStats {
 
 /// A stage's or function's allocations, when the counting allocator measured them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemoryStats {
     /// Everything its calls allocated, nested calls included.
     pub total: AllocStats,
@@ -67,6 +69,7 @@ impl MemoryStats {
 
 /// A stage whose calls left memory allocated that was still live when the run ended.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Retention {
     /// The stage.
     pub stage: String,
@@ -112,6 +115,7 @@ fn explain_growth(growth_bytes: i64, stage_retention: &[(String, i64, u64)]) -> 
 
 /// The heap over the profiled run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct MemorySummary {
     /// Which allocator measured (or that none did). Every figure below is `None` when none did.
     pub allocator: AllocatorKind,

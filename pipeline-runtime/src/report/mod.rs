@@ -22,6 +22,7 @@ pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
 
 /// A `#[profiled]` function's figures, as called from one stage (or from outside any stage).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FunctionStats {
     /// `module::function`, or the name given with `#[profiled(name = "..")]`.
     pub name: String,
@@ -35,6 +36,7 @@ pub struct FunctionStats {
 
 /// A stage's figures, with the profiled functions called inside it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StageStats {
     /// The stage's name.
     pub name: String,
@@ -64,6 +66,7 @@ impl StageStats {
 ///
 /// Printing it (`{}`) gives the table; the fields give the numbers.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Wall time from `start()` to the moment the report was taken.
     pub wall_time_ns: u64,

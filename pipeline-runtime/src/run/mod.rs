@@ -43,6 +43,7 @@ pub(crate) fn forget_finished(session: u64) {
 
 /// One stage's stopped events in a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct StageOutcomes {
     /// The stage.
     pub name: String,
@@ -62,6 +63,7 @@ pub struct StageOutcomes {
 
 /// Latency percentiles of a run's events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Latency {
     /// Mean, nanoseconds.
     pub mean_ns: u64,
@@ -89,6 +91,7 @@ impl Latency {
 
 /// Where the time of the slowest events went: the events at or above p99 end-to-end latency.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct LatencySplit {
     /// How many events the split averages over.
     pub events: u64,
@@ -101,6 +104,7 @@ pub struct LatencySplit {
 /// Whether the queue's backlog grew, held or shrank while events were arriving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Trend {
     /// The backlog grew: arrivals outpaced the workers.
     Growing,
@@ -112,6 +116,7 @@ pub enum Trend {
 
 /// The queue over the run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct QueueStats {
     /// Its capacity; `submit` blocks when it is full.
     pub capacity: usize,
@@ -129,6 +134,7 @@ pub struct QueueStats {
 
 /// One worker thread's share of the run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct WorkerUtilisation {
     /// Its thread name (`worker-0`, ...).
     pub name: String,
@@ -146,6 +152,7 @@ pub struct WorkerUtilisation {
 /// `unfinished` is 0 unless [`WorkerPool::join_timeout`](crate::WorkerPool::join_timeout) gave up
 /// waiting.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// Events accepted into the queue.
     pub submitted: u64,

@@ -32,6 +32,8 @@ use tracing_subscriber::Layer;
 pub use chrome::{PipelineChromeLayer, SessionFilter};
 pub use user_spans::UserSpans;
 
+pub use crate::profiler::emit_spans;
+
 use crate::error::Error;
 use crate::records;
 
@@ -64,6 +66,10 @@ pub(crate) const PROFILE_METADATA: &str = "pipeline_profile";
 
 /// The layers [`layer`] returns: the program's spans into the native trace, and tracing-chrome
 /// for the [`TraceBackend::TracingChrome`] backend.
+//
+// 0.x crates' types in the public API, on purpose: these layers go into the program's own
+// `tracing_subscriber` registry, so they are made of tracing-subscriber 0.3's (and
+// tracing-chrome 0.7's) types; a program that calls `layer()` already depends on them.
 pub type TraceLayer<S> = Layered<PipelineChromeLayer<S>, UserSpans, S>;
 
 /// The trace layers, for a program that installs its own subscriber:

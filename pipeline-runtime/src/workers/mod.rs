@@ -1,6 +1,6 @@
 //! The concurrent pool: a bounded queue (crossbeam-channel) feeding `n` named worker threads, each
 //! running the whole pipeline per event, as a service would. Panics are caught per event; shutdown
-//! drains the queue; every event is accounted for in the [`RunSummary`](crate::RunSummary).
+//! drains the queue; every event is accounted for in the [`RunSummary`](crate::run::RunSummary).
 //!
 //! - this module: [`Workers`], how many threads, how deep a queue, how fast events arrive;
 //! - `core`: what both ways of running share: the envelope, the intake's figures, submitting one
