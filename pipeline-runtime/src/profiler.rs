@@ -158,6 +158,10 @@ impl Profiler {
         if RUNNING.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyProfiling);
         }
+        // Before the trace starts: its writer declares (and its slices carry) allocations only
+        // when they are measured.
+        let allocator = alloc::installed_allocator();
+        recorder::note_allocator(allocator);
         let trace = match &self.chrome_trace {
             Some(path) => {
                 let name = self.name.clone().unwrap_or_else(process_name);
@@ -178,7 +182,6 @@ impl Profiler {
             }
             None => None,
         };
-        let allocator = alloc::installed_allocator();
         let heap_at_start = heap_now(allocator);
         if allocator == AllocatorKind::Counting {
             alloc::reset_peak(); // the run's peak, not the process's

@@ -143,9 +143,15 @@ pub(crate) fn current_session() -> u64 {
     SESSION.load(Ordering::Relaxed)
 }
 
+/// Records which allocator the session about to start measures with (per-call allocation
+/// figures are real only with the counting allocator).
+pub(crate) fn note_allocator(allocator: AllocatorKind) {
+    COUNTING_ALLOCATOR.store(allocator == AllocatorKind::Counting, Ordering::Relaxed);
+}
+
 /// Starts a new session: figures recorded before it are ignored from now on.
 pub(crate) fn begin_session(allocator: AllocatorKind) -> u64 {
-    COUNTING_ALLOCATOR.store(allocator == AllocatorKind::Counting, Ordering::Relaxed);
+    note_allocator(allocator);
     let session = SESSION.fetch_add(1, Ordering::AcqRel) + 1;
     set_mode_bit(RECORDING, true);
     session
