@@ -214,3 +214,44 @@ fn dropping_a_pool_drains_its_queue_instead_of_losing_events() {
     drop(pool); // no join: the accepted events must still be processed
     assert_eq!(PROCESSED.load(Ordering::Relaxed), 50);
 }
+
+/// About 100 ns of work: a stage far cheaper than handing an event to a worker.
+struct Tiny(u64);
+
+#[stage]
+impl Tiny {
+    fn process(&self, n: u64) -> u64 {
+        let mut h = n ^ self.0;
+        for round in 0..20 {
+            h = std::hint::black_box(h.rotate_left(5) ^ round).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+}
+
+#[test]
+fn tiny_stages_behind_a_full_queue_are_limited_by_per_event_overhead_not_called_bursts() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(Tiny(1)).stage(Tiny(2));
+    let run = pipeline.run_concurrent(0..20_000u64, Workers::new(3).queue(64)).unwrap();
+    assert_eq!(run.completed, 20_000);
+    // Each worker's time is split three ways, and the parts add up to the time it was running.
+    for worker in &run.workers {
+        let parts = worker.in_stage_ns + worker.handoff_ns + worker.idle_ns;
+        assert!(parts > 0 && worker.events > 0 || worker.events == 0, "{worker:?}");
+        assert!(worker.in_stage_ns <= worker.busy_ns, "{worker:?}");
+    }
+    let in_stage: u64 = run.workers.iter().map(|w| w.in_stage_ns).sum();
+    let handoff: u64 = run.workers.iter().map(|w| w.handoff_ns).sum();
+    let idle: u64 = run.workers.iter().map(|w| w.idle_ns).sum();
+    println!("{run}\nin stages {in_stage} ns, handoff {handoff} ns, idle {idle} ns");
+    assert_eq!(run.queue.max_depth, 64, "the producer fills the queue");
+    // The stages are a small part of what the process spent: the rest is per-event overhead.
+    assert!(run.stage_share_of_cpu() < 0.5, "{run}");
+    assert!(run.process_cpu_ns > 0 && run.cpu_busy > 0.0, "{run}");
+    if run.latency_split.queue_wait >= 0.5 {
+        assert!(run.verdict.starts_with("Queue wait dominates"), "{}", run.verdict);
+        assert!(run.verdict.contains("per-event overhead is the limit"), "{}", run.verdict);
+        assert!(!run.verdict.contains("capacity is not the problem"), "{}", run.verdict);
+    }
+}

@@ -5,7 +5,9 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+use crate::clock::now_ns;
 
 /// Capacities up to this are preallocated (crossbeam's array channel: the fastest).
 pub(crate) const PREALLOCATED: usize = 1 << 16;
@@ -117,13 +119,23 @@ impl<T> QueueReceiver<T> {
         self.receiver.len()
     }
 
-    /// Events as they arrive, until every sender is gone and the queue is empty.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = T> + '_ {
-        self.receiver.iter().inspect(|_| {
-            if let Some(gate) = &self.gate {
-                gate.release();
+    /// The next event, with the nanoseconds the caller waited for it on an empty queue (0
+    /// when one was already waiting: taking it is hand-off, not idleness); `None` once every
+    /// sender is gone and the queue is empty.
+    pub(crate) fn next(&self) -> Option<(T, u64)> {
+        let next = match self.receiver.try_recv() {
+            Ok(item) => (item, 0),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {
+                let from = now_ns();
+                let item = self.receiver.recv().ok()?;
+                (item, now_ns().saturating_sub(from))
             }
-        })
+        };
+        if let Some(gate) = &self.gate {
+            gate.release();
+        }
+        Some(next)
     }
 }
 
@@ -139,7 +151,7 @@ mod tests {
             sender.try_send(i).expect("room");
         }
         assert!(matches!(sender.try_send(0), Err(TrySendError::Full(0))), "full at capacity");
-        assert_eq!(receiver.iter().next(), Some(0));
+        assert_eq!(receiver.next().map(|(e, _)| e), Some(0));
         sender.try_send(1).expect("one place came back");
         assert_eq!(sender.len(), capacity);
     }
@@ -149,6 +161,6 @@ mod tests {
         // 16M places of 1 KiB would be 16 GiB if allocated up front.
         let (sender, receiver) = bounded::<[u8; 1024]>(MAX_CAPACITY);
         sender.send([1; 1024]).unwrap();
-        assert_eq!(receiver.iter().next().map(|e| e[0]), Some(1));
+        assert_eq!(receiver.next().map(|(e, _)| e[0]), Some(1));
     }
 }

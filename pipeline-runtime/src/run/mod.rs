@@ -14,7 +14,7 @@ mod verdict;
 mod worker;
 
 use worker::{bucket_of, count_message, Composition, BUCKETS};
-pub(crate) use worker::{Failure, Stopped, WorkerLoad};
+pub(crate) use worker::{Failure, Stopped, WorkerLoad, WorkerTimes};
 
 /// Concurrent runs that finished while a profiling session recorded, with that session's id:
 /// how a run reaches the session's report without the worker pool knowing of the profiler.
@@ -144,6 +144,14 @@ pub struct WorkerUtilisation {
     pub busy_ns: u64,
     /// `busy_ns` as a fraction of the run's wall time.
     pub utilisation: f64,
+    /// Of the time it ran, the part inside the stages.
+    pub in_stage_ns: u64,
+    /// Of the time it ran, the part handing events over: taking them off the queue, the
+    /// toolkit's bookkeeping around each event, being descheduled between them. With stages of
+    /// a few hundred nanoseconds this is the limit, not the stages.
+    pub handoff_ns: u64,
+    /// Of the time it ran, the part waiting on an empty queue: capacity to spare.
+    pub idle_ns: u64,
 }
 
 /// The outcome of a concurrent run: counts, latency, queue and workers, and a verdict.
@@ -183,12 +191,19 @@ pub struct RunSummary {
     pub queue: QueueStats,
     /// Each worker's load.
     pub workers: Vec<WorkerUtilisation>,
+    /// CPU time of the whole process during the run (getrusage: the workers, the producer,
+    /// and anything else the process ran meanwhile).
+    pub process_cpu_ns: u64,
+    /// `process_cpu_ns` over what the machine's cores could give in the run's wall time: near
+    /// 1 the machine has no CPU to spare, whatever the workers' own busy time says.
+    pub cpu_busy: f64,
     /// The bottleneck, in plain words.
     pub verdict: String,
 }
 
 /// Run-wide figures gathered outside the workers.
 pub(crate) struct RunTotals {
+    pub process_cpu_ns: u64,
     pub submitted: u64,
     pub wall_time_ns: u64,
     pub feed_time_ns: u64,
@@ -232,6 +247,12 @@ impl RunSummary {
                 events: worker.events,
                 busy_ns: worker.busy_ns,
                 utilisation: worker.busy_ns as f64 / wall as f64,
+                in_stage_ns: worker.in_stage_ns,
+                handoff_ns: worker
+                    .running_ns
+                    .saturating_sub(worker.in_stage_ns)
+                    .saturating_sub(worker.idle_ns),
+                idle_ns: worker.idle_ns,
             });
         }
         let processed: u64 = workers.iter().map(|w| w.events).sum();
@@ -255,10 +276,29 @@ impl RunSummary {
             latency_split,
             queue: totals.queue,
             workers: utilisation,
+            process_cpu_ns: totals.process_cpu_ns,
+            cpu_busy: totals.process_cpu_ns as f64 / (wall as f64 * cores() as f64),
             verdict: String::new(),
         };
         summary.verdict = verdict::verdict(&summary);
         summary
+    }
+
+    /// The fraction of the process's CPU during the run that went into the stages (the rest is
+    /// submitting events, handing them over, waking workers, the toolkit's bookkeeping).
+    pub fn stage_share_of_cpu(&self) -> f64 {
+        let in_stage: u64 = self.workers.iter().map(|w| w.in_stage_ns).sum();
+        (in_stage as f64 / self.process_cpu_ns.max(1) as f64).min(1.0)
+    }
+
+    /// The workers' time, summed: (in stages, handing events over, waiting for events) as
+    /// fractions of it.
+    pub fn worker_time_split(&self) -> (f64, f64, f64) {
+        let sum = |part: fn(&WorkerUtilisation) -> u64| self.workers.iter().map(part).sum::<u64>();
+        let (in_stage, handoff, idle) =
+            (sum(|w| w.in_stage_ns), sum(|w| w.handoff_ns), sum(|w| w.idle_ns));
+        let total = (in_stage + handoff + idle).max(1) as f64;
+        (in_stage as f64 / total, handoff as f64 / total, idle as f64 / total)
     }
 
     /// Mean utilisation of the workers (busy time over wall time).
@@ -268,6 +308,11 @@ impl RunSummary {
         }
         self.workers.iter().map(|w| w.utilisation).sum::<f64>() / self.workers.len() as f64
     }
+}
+
+/// The CPU cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Averages the composition of the events in the buckets at or above `p99_ns`'s bucket.

@@ -19,7 +19,40 @@ pub(super) fn verdict(run: &RunSummary) -> String {
         _ => return "No events were processed.".to_owned(),
     };
     let utilisation = run.mean_utilisation();
-    if split.queue_wait >= 0.5 && utilisation < SATURATED {
+    // Busy is "not waiting on an empty queue": time handing events over counts, so per-event
+    // overhead does not pass for spare capacity when stages are tiny.
+    // Tiny stages: when the stages take a small part of the process's CPU, what limits the run
+    // is the work around each event (submitting it, handing it to a worker, waking workers,
+    // bookkeeping), whether workers wait for it or the machine's CPU is all used.
+    let (_, _, waiting) = run.worker_time_split();
+    let saturated =
+        utilisation >= SATURATED || 1.0 - waiting >= SATURATED || run.cpu_busy >= SATURATED;
+    let stage_cpu = run.stage_share_of_cpu();
+    if split.queue_wait >= 0.5 && stage_cpu < 0.5 {
+        let state = if saturated {
+            format!(
+                "the run is saturated (the process used {} of the machine's CPU)",
+                percent(run.cpu_busy)
+            )
+        } else {
+            format!(
+                "the workers spend {} of their time waiting to be handed an event",
+                percent(waiting)
+            )
+        };
+        return format!(
+            "Queue wait dominates: {} of p99 latency is waiting, and {state}, but only {} of \
+             the process's CPU went into the stages: per-event overhead is the limit \
+             (submitting each event, handing it to a worker, waking workers, bookkeeping), not \
+             a stage, at {:.0} events/s on {} workers. Give each event more work (batch small \
+             events), or run stages this cheap without a queue.",
+            percent(split.queue_wait),
+            percent(stage_cpu),
+            run.throughput_per_sec,
+            run.workers.len(),
+        );
+    }
+    if split.queue_wait >= 0.5 && !saturated {
         return format!(
             "Queue wait is {} of p99 latency, but the workers are only {} busy: events arrive in \
              bursts (or workers were descheduled) and the queue absorbs them; capacity is not \
@@ -117,7 +150,17 @@ impl fmt::Display for RunSummary {
         )?;
         let workers: Vec<String> =
             self.workers.iter().map(|w| format!("{} {}", w.name, percent(w.utilisation))).collect();
-        writeln!(f, "  workers busy: {}", workers.join(", "))?;
+        let (in_stage, handoff, idle) = self.worker_time_split();
+        writeln!(
+            f,
+            "  workers busy: {}; their time: {} in stages, {} handing events over, {} waiting for \
+             events; the process used {} of the machine's CPU",
+            workers.join(", "),
+            percent(in_stage),
+            percent(handoff),
+            percent(idle),
+            percent(self.cpu_busy)
+        )?;
         for stage in self.stages.iter().filter(|s| s.rejected + s.failed > 0) {
             write!(f, "  {}: {} rejected, {} failed", stage.name, stage.rejected, stage.failed)?;
             if stage.panicked > 0 {

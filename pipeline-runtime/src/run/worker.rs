@@ -60,11 +60,28 @@ pub(crate) struct Failure {
     pub message: String,
 }
 
+/// A worker's times around one event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkerTimes {
+    /// From taking the event off the queue to finishing it.
+    pub(crate) service_ns: u64,
+    /// How long the worker waited for it on an empty queue.
+    pub(crate) idle_ns: u64,
+    /// From the worker's start to the end of this event.
+    pub(crate) running_ns: u64,
+}
+
 /// What one worker thread measured; owned by that thread until it ends.
 pub(crate) struct WorkerLoad {
     pub(crate) name: String,
     pub(super) events: u64,
     pub(super) busy_ns: u64,
+    /// Time inside the stages.
+    pub(super) in_stage_ns: u64,
+    /// Time waiting on an empty queue.
+    pub(super) idle_ns: u64,
+    /// From the worker's start to the end of its latest event.
+    pub(super) running_ns: u64,
     pub(super) completed: u64,
     pub(super) latency: Histogram<u64>,
     pub(super) wait: Histogram<u64>,
@@ -78,6 +95,9 @@ impl WorkerLoad {
             name,
             events: 0,
             busy_ns: 0,
+            in_stage_ns: 0,
+            idle_ns: 0,
+            running_ns: 0,
             completed: 0,
             latency: histogram(),
             wait: histogram(),
@@ -89,17 +109,22 @@ impl WorkerLoad {
         }
     }
 
-    /// Records one event: its queue wait, time per stage, service time and how it ended.
+    /// Records one event: its queue wait, time per stage, the worker's times around it and how
+    /// it ended.
     pub(crate) fn record(
         &mut self,
         wait_ns: u64,
         stage_ns: &[u64],
-        service_ns: u64,
+        times: WorkerTimes,
         stopped: Option<Stopped>,
     ) {
+        let WorkerTimes { service_ns, idle_ns, running_ns } = times;
         let end_to_end = wait_ns + service_ns;
         self.events += 1;
         self.busy_ns += service_ns;
+        self.in_stage_ns += stage_ns.iter().sum::<u64>();
+        self.idle_ns += idle_ns;
+        self.running_ns = self.running_ns.max(running_ns);
         record(&mut self.latency, end_to_end);
         record(&mut self.wait, wait_ns);
         self.composition[bucket_of(end_to_end)].add(1, end_to_end, wait_ns, stage_ns);

@@ -24,6 +24,7 @@ pub(crate) use signal::in_handler;
 pub(crate) use symbols::NamedStack;
 
 use crate::alloc;
+use crate::clock::process_cpu_ns;
 use crate::error::Error;
 use crate::recorder;
 
@@ -217,16 +218,4 @@ fn collect(counted: &Mutex<Counted>, stop: &AtomicBool) {
         let mut counted = counted.lock().unwrap_or_else(PoisonError::into_inner);
         signal::drain(|sample| counted.add(sample));
     }
-}
-
-/// CPU time of the whole process so far (user + system), in nanoseconds.
-fn process_cpu_ns() -> u64 {
-    // SAFETY: `getrusage` fills the zeroed struct.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
 }

@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crate::clock::now_ns;
+use crate::clock::{now_ns, process_cpu_ns};
 use crate::error::Error;
 use crate::pipeline::{Halt, Pipeline};
 use crate::queue::QueueReceiver as Receiver;
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
-use crate::run::{self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad};
+use crate::run::{
+    self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad, WorkerTimes,
+};
 use crate::stage::StageError;
 
 /// An event in the queue, numbered and stamped when it arrived.
@@ -26,6 +28,8 @@ pub(super) struct Envelope<E> {
 /// What producers and the sampler share: the queue's figures (atomics, one update per submission).
 pub(super) struct Intake {
     started_ns: u64,
+    /// The process's CPU time when the run began.
+    cpu_at_start_ns: u64,
     capacity: usize,
     submitted: AtomicU64,
     next_id: AtomicU64,
@@ -40,6 +44,7 @@ impl Intake {
     pub(super) fn new(capacity: usize) -> Self {
         Intake {
             started_ns: now_ns(),
+            cpu_at_start_ns: process_cpu_ns(),
             capacity,
             submitted: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
@@ -80,6 +85,7 @@ impl Intake {
         RunTotals {
             submitted: self.submitted.load(Ordering::Relaxed),
             wall_time_ns,
+            process_cpu_ns: process_cpu_ns().saturating_sub(self.cpu_at_start_ns),
             feed_time_ns,
             queue: QueueStats {
                 capacity: self.capacity,
@@ -110,8 +116,13 @@ pub(super) fn work<E>(
     load: &Mutex<WorkerLoad>,
 ) {
     let mut stage_ns = vec![0; pipeline.len()];
-    for Envelope { id, event, arrived_ns, flow } in queue.iter() {
+    // The worker's time counts from its first event: waiting for the run to begin (the other
+    // threads starting, a pool with no traffic yet) is not idleness under load.
+    let mut first_picked_ns = None;
+    while let Some((Envelope { id, event, arrived_ns, flow }, waited_ns)) = queue.next() {
         let picked_ns = now_ns();
+        let started_ns = *first_picked_ns.get_or_insert(picked_ns);
+        let idle_ns = if started_ns == picked_ns { 0 } else { waited_ns };
         let wait_ns = picked_ns.saturating_sub(arrived_ns);
         // The event's slice in the trace: its stages are nested inside. Sampling: only one
         // event in N goes into the trace (whole).
@@ -150,7 +161,12 @@ pub(super) fn work<E>(
             }
         };
         let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
-        load.record(wait_ns, &stage_ns, done_ns - picked_ns, stopped);
+        let times = WorkerTimes {
+            service_ns: done_ns - picked_ns,
+            idle_ns,
+            running_ns: done_ns.saturating_sub(started_ns),
+        };
+        load.record(wait_ns, &stage_ns, times, stopped);
     }
 }
 
