@@ -255,3 +255,59 @@ fn an_output_that_cannot_be_written_is_exit_2_with_the_reason_not_a_panic() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Several processes' profiles merged: three traces (as three instances of a service would
+/// write) read as one, through the library and the command.
+#[test]
+fn three_traces_merge_into_one_profile_whose_counts_are_their_sum() {
+    let paths: Vec<PathBuf> = (0..3).map(|i| dir().join(format!("instance-{i}.json"))).collect();
+    let reports: Vec<Report> =
+        paths.iter().map(|p| traced_run(p, Duration::from_micros(5))).collect();
+    for trace in &paths {
+        // Every trace carries allocations, the first one a process writes included.
+        let single = Profile::read(trace).expect("read");
+        assert_eq!(single.row(None, "Parse").unwrap().allocations, Some(EVENTS), "{single}");
+    }
+    let merged = Profile::read_merged(&paths).expect("merge");
+    let pipeline::analysis::ProfileSource::Merged(from) = &merged.source else {
+        panic!("a merged source: {:?}", merged.source)
+    };
+    assert_eq!(from.inputs.len(), 3);
+    assert!(from.exact_percentiles, "traces merge their distributions exactly");
+    for stage in ["Parse", "Score", "Enrich"] {
+        let sum: u64 = reports.iter().map(|r| r.stage(stage).unwrap().timing.calls).sum();
+        let row = merged.row(None, stage).expect("merged stage row");
+        assert_eq!(row.timing.calls, sum, "{stage}");
+        assert_eq!(row.timing.calls, 3 * EVENTS);
+        let singles: Vec<Profile> = paths.iter().map(|p| Profile::read(p).unwrap()).collect();
+        let total: u64 = singles.iter().map(|p| p.row(None, stage).unwrap().timing.total_ns).sum();
+        assert_eq!(row.timing.total_ns, total, "{stage}: totals add up");
+        let max = singles.iter().map(|p| p.row(None, stage).unwrap().timing.max_ns).max();
+        assert_eq!(Some(row.timing.max_ns), max, "{stage}: the longest call of all");
+    }
+    let model = merged.row(Some("Score"), "prof_cli::model").expect("the function, in its stage");
+    assert_eq!(model.timing.calls, 3 * EVENTS);
+    assert_eq!(merged.events.as_ref().map(|e| e.events), Some(3 * EVENTS));
+
+    // The command: `summary` with three files, and `diff` with several files on one side.
+    let args: Vec<&str> = ["summary"].into_iter().chain(paths.iter().map(|p| path(p))).collect();
+    let out = prof(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("Merged from 3 profiles"), "{table}");
+    assert!(table.contains("instance-2.json (trace, "), "{table}");
+    let both = format!("{},{}", path(&paths[0]), path(&paths[1]));
+    let out = prof(&["diff", &both, path(&paths[2]), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let diff: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let parse = diff["changes"].as_array().unwrap().iter().find(|c| c["name"] == "Parse").unwrap();
+    assert_eq!(parse["before"]["calls"].as_u64(), Some(2 * EVENTS), "{parse:#}");
+
+    // A saved report among the inputs: counts still add up; percentiles are an estimate.
+    let report = dir().join("instance-report.json");
+    reports[0].write_json(&report).expect("save");
+    let mixed = Profile::read_merged(&[&paths[1], &report]).expect("merge");
+    let pipeline::analysis::ProfileSource::Merged(from) = &mixed.source else { panic!() };
+    assert!(!from.exact_percentiles);
+    assert_eq!(mixed.row(None, "Parse").unwrap().timing.calls, 2 * EVENTS);
+}

@@ -1,5 +1,5 @@
-//! `pipeline-prof`: summarise a Chrome trace or a saved report, compare two runs, draw a flame
-//! graph. The logic lives in [`pipeline::analysis`]; this is its command line.
+//! `pipeline-prof`: summarise a Chrome trace or a saved report (or several, from several
+//! processes, merged), compare two runs, draw a flame graph. The logic lives in [`pipeline::analysis`]; this is its command line.
 //!
 //! Exit status: 0 on success, 1 when `diff --fail-on-regression` found a regression, 2 when an
 //! input cannot be read (or the command line is wrong).
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pipeline::analysis::{Profile, ProfileDiff};
+use pipeline::analysis::{Profile, ProfileDiff, ProfileSource};
 
 /// Read what a profiled pipeline wrote: Chrome traces (`Profiler::chrome_trace`, or any
 /// tracing-chrome program) and reports saved with `Report::write_json`.
@@ -23,20 +23,26 @@ struct Cli {
 enum Command {
     /// Print the per-stage and per-function table (calls, total, self, p50, p99, allocations).
     ///
-    /// A trace cut short (the process was killed) is summarised up to where it stops.
+    /// A trace cut short (the process was killed) is summarised up to where it stops. Several
+    /// files (one per process of a fleet) are merged into one profile: calls and totals added,
+    /// traces' distributions merged exactly, each input listed.
     Summary {
-        /// A Chrome trace JSON or a saved report JSON.
-        path: PathBuf,
+        /// Chrome trace JSONs or saved report JSONs.
+        #[arg(required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
         /// Print the figures as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Compare two runs, per stage and function, largest impact first.
+    /// Compare two runs, per stage and function, largest impact first. Each side may be several
+    /// files separated by commas (`a1.json,a2.json`): the processes of a fleet, merged.
     Diff {
-        /// The run before the change (trace or saved report).
-        before: PathBuf,
-        /// The run after the change (trace or saved report).
-        after: PathBuf,
+        /// The run before the change (traces or saved reports; several: comma-separated).
+        #[arg(value_parser = paths)]
+        before: Paths,
+        /// The run after the change (traces or saved reports; several: comma-separated).
+        #[arg(value_parser = paths)]
+        after: Paths,
         /// Exit with status 1 if any stage's or function's median call got slower by more than
         /// PCT percent (beyond the noise).
         #[arg(long, value_name = "PCT", value_parser = percent)]
@@ -61,6 +67,19 @@ enum Command {
         #[arg(long)]
         title: Option<String>,
     },
+}
+
+/// One side of a diff: a file, or several separated by commas.
+#[derive(Clone, Debug)]
+struct Paths(Vec<PathBuf>);
+
+fn paths(text: &str) -> Result<Paths, String> {
+    let paths: Vec<PathBuf> =
+        text.split(',').filter(|part| !part.is_empty()).map(PathBuf::from).collect();
+    if paths.is_empty() {
+        return Err(format!("`{text}` names no file"));
+    }
+    Ok(Paths(paths))
 }
 
 /// A percentage on the command line, as a fraction.
@@ -94,6 +113,25 @@ fn emit(text: &dyn std::fmt::Display) -> Result<(), pipeline::Error> {
     })
 }
 
+/// Reads one profile, or several merged, warning on stderr when a trace had to be cut short.
+fn load_all(paths: &[PathBuf]) -> Result<Profile, pipeline::Error> {
+    if let [path] = paths {
+        return load(path);
+    }
+    let profile = Profile::read_merged(paths)?;
+    if let ProfileSource::Merged(from) = &profile.source {
+        for input in &from.inputs {
+            if let Some(stop) = &input.stop {
+                eprintln!(
+                    "pipeline-prof: warning: `{}` stops early at {stop}; using what comes before",
+                    input.path
+                );
+            }
+        }
+    }
+    Ok(profile)
+}
+
 /// Reads a profile, warning on stderr when a trace had to be cut short.
 fn load(path: &Path) -> Result<Profile, pipeline::Error> {
     let profile = Profile::read(path)?;
@@ -113,8 +151,8 @@ fn load(path: &Path) -> Result<Profile, pipeline::Error> {
 
 fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
     match command {
-        Command::Summary { path, json } => {
-            let profile = load(&path)?;
+        Command::Summary { paths, json } => {
+            let profile = load_all(&paths)?;
             if json {
                 emit(&profile.to_json())?;
             } else {
@@ -122,7 +160,8 @@ fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
             }
         }
         Command::Diff { before, after, fail_on_regression, noise, json } => {
-            let diff = ProfileDiff::with_noise_floor(&load(&before)?, &load(&after)?, noise);
+            let diff =
+                ProfileDiff::with_noise_floor(&load_all(&before.0)?, &load_all(&after.0)?, noise);
             if json {
                 emit(&diff.to_json())?;
             } else {

@@ -12,6 +12,7 @@
 mod chrome;
 mod diff;
 mod flame;
+mod merge;
 mod profile;
 mod table;
 mod tree;
@@ -22,7 +23,8 @@ use std::path::Path;
 pub use chrome::TraceStop;
 pub use diff::{ProfileDiff, RowChange, Verdict, DEFAULT_NOISE_FLOOR};
 pub use profile::{
-    EventFigures, FoldedStack, Profile, ProfileRow, ProfileSource, RowKind, TraceRead,
+    EventFigures, FoldedStack, MergedFrom, Profile, ProfileInput, ProfileRow, ProfileSource,
+    RowKind, TraceRead,
 };
 pub use tree::{CounterSummary, SliceCounts, TraceExtras};
 

@@ -114,6 +114,34 @@ pub enum ProfileSource {
     Trace(TraceRead),
     /// A report: every call the profiler recorded.
     Report,
+    /// Several traces or reports (one per process) merged: [`Profile::read_merged`].
+    Merged(MergedFrom),
+}
+
+/// The inputs of a merged profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MergedFrom {
+    /// Each input, in the order given.
+    pub inputs: Vec<ProfileInput>,
+    /// The percentiles are exact: every input was a trace, whose every call's duration is
+    /// merged. With a saved report among them (reports keep percentiles, not histograms), they
+    /// are the inputs' percentiles weighted by calls: an estimate.
+    pub exact_percentiles: bool,
+}
+
+/// One input of a merged profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProfileInput {
+    /// The file.
+    pub path: String,
+    /// `trace` or `report`.
+    pub kind: String,
+    /// Stage calls it holds.
+    pub stage_calls: u64,
+    /// Where a trace stopped being readable, when it did.
+    pub stop: Option<TraceStop>,
 }
 
 /// Per-stage and per-function figures, from a [`Report`] or a Chrome trace file.
@@ -162,7 +190,14 @@ impl Profile {
     /// [`Error::Read`] when the file cannot be opened or read from the start;
     /// [`Error::NotAProfile`] when it holds neither a trace nor a report.
     pub fn read(path: impl AsRef<Path>) -> Result<Profile, Error> {
-        let path = path.as_ref();
+        Ok(match Profile::read_input(path.as_ref())? {
+            Input::Trace(parts) => Profile::from_parts(parts, ProfileSource::Trace),
+            Input::Report(profile) => profile,
+        })
+    }
+
+    /// Reads one file as the parts of a trace (to merge exactly) or as a report's profile.
+    pub(super) fn read_input(path: &Path) -> Result<Input, Error> {
         let file = File::open(path).map_err(|source| Error::Read {
             what: "trace or report",
             path: path.to_owned(),
@@ -177,9 +212,11 @@ impl Profile {
                 tree.finish();
                 let extras = std::mem::take(&mut tree.extras);
                 let read = TraceRead { events, counts: tree.counts, stop, extras };
-                Ok(Profile::from_tree(&tree, read))
+                Ok(Input::Trace(TraceParts::of(&tree, read)))
             }
-            Outcome::Object(map) => Profile::from_saved_report(map).map_err(not_a_profile),
+            Outcome::Object(map) => {
+                Profile::from_saved_report(map).map(Input::Report).map_err(not_a_profile)
+            }
             Outcome::NotATrace(reason) => Err(not_a_profile(reason)),
         }
     }
@@ -214,7 +251,7 @@ impl Profile {
     pub fn trace_read(&self) -> Option<&TraceRead> {
         match &self.source {
             ProfileSource::Trace(read) => Some(read),
-            ProfileSource::Report => None,
+            ProfileSource::Report | ProfileSource::Merged(_) => None,
         }
     }
 
@@ -238,7 +275,7 @@ impl Profile {
         Ok(Profile::from_report_rows(&saved.stages, &saved.outside_stages))
     }
 
-    fn from_report_rows(stages: &[StageStats], outside: &[FunctionStats]) -> Profile {
+    pub(super) fn from_report_rows(stages: &[StageStats], outside: &[FunctionStats]) -> Profile {
         let mut rows = Vec::new();
         let mut stacks = Vec::new();
         // One row per stage and per function, from the figures a saved report keeps.
@@ -290,7 +327,40 @@ impl Profile {
         Profile { source: ProfileSource::Report, rows, stacks, events: None }
     }
 
-    fn from_tree(tree: &CallTree, read: TraceRead) -> Profile {
+    /// The profile of a trace's (or several merged traces') rows, stacks and event figures.
+    pub(super) fn from_parts(
+        parts: TraceParts,
+        source: impl FnOnce(TraceRead) -> ProfileSource,
+    ) -> Profile {
+        let TraceParts { merged, stacks, events, read } = parts;
+        let events = (!events.latency.is_empty()).then(|| EventFigures {
+            events: events.latency.len(),
+            latency_p50_ns: events.latency.value_at_quantile(0.5),
+            latency_p99_ns: events.latency.value_at_quantile(0.99),
+            queue_wait_p50_ns: events.queue_wait.value_at_quantile(0.5),
+            queue_wait_p99_ns: events.queue_wait.value_at_quantile(0.99),
+        });
+        Profile { source: source(read), rows: order(merged), stacks, events }
+    }
+}
+
+/// One file read: a trace's parts, or a saved report's profile.
+pub(super) enum Input {
+    Trace(TraceParts),
+    Report(Profile),
+}
+
+/// What one trace (or several, merged) holds before it becomes a [`Profile`]: rows with their
+/// whole distributions, so that traces merge exactly.
+pub(super) struct TraceParts {
+    pub(super) merged: Vec<Merged>,
+    pub(super) stacks: Vec<FoldedStack>,
+    pub(super) events: super::tree::EventFigures,
+    pub(super) read: TraceRead,
+}
+
+impl TraceParts {
+    fn of(tree: &CallTree, read: TraceRead) -> TraceParts {
         let nodes = &tree.nodes;
         // Stages: those the trace declares (and any slice marked with an outcome). Without a
         // declaration (a trace cut short, or from another program), marked and top-level slices.
@@ -346,28 +416,25 @@ impl Profile {
                 self_ns: nodes[index].stats.durations.self_ns,
             })
             .collect();
-        let figures = &tree.events;
-        let events = (!figures.latency.is_empty()).then(|| EventFigures {
-            events: figures.latency.len(),
-            latency_p50_ns: figures.latency.value_at_quantile(0.5),
-            latency_p99_ns: figures.latency.value_at_quantile(0.99),
-            queue_wait_p50_ns: figures.queue_wait.value_at_quantile(0.5),
-            queue_wait_p99_ns: figures.queue_wait.value_at_quantile(0.99),
-        });
-        Profile { source: ProfileSource::Trace(read), rows: order(merged), stacks, events }
+        let events = super::tree::EventFigures {
+            latency: tree.events.latency.clone(),
+            queue_wait: tree.events.queue_wait.clone(),
+        };
+        TraceParts { merged, stacks, events, read }
     }
 }
 
 /// The figures of every node that makes one row, merged.
-struct Merged<'a> {
-    kind: RowKind,
-    stage: Option<&'a str>,
-    name: &'a str,
-    stats: NodeStats,
+pub(super) struct Merged {
+    pub(super) kind: RowKind,
+    pub(super) stage: Option<String>,
+    pub(super) name: String,
+    pub(super) stats: NodeStats,
 }
 
-impl<'a> Merged<'a> {
-    fn new(kind: RowKind, stage: Option<&'a str>, name: &'a str, stats: &NodeStats) -> Self {
+impl Merged {
+    pub(super) fn new(kind: RowKind, stage: Option<&str>, name: &str, stats: &NodeStats) -> Self {
+        let (stage, name) = (stage.map(str::to_owned), name.to_owned());
         let mut merged = Merged { kind, stage, name, stats: NodeStats::new() };
         merged.stats.merge(stats);
         merged
@@ -377,8 +444,8 @@ impl<'a> Merged<'a> {
         let s = &self.stats;
         ProfileRow {
             kind: self.kind,
-            stage: self.stage.map(str::to_owned),
-            name: self.name.to_owned(),
+            stage: self.stage.clone(),
+            name: self.name.clone(),
             timing: s.durations.timing(),
             share,
             allocations: s.allocations,
@@ -396,9 +463,13 @@ fn median_standard_error(h: &Distribution) -> f64 {
 }
 
 /// Stages by total time, each followed by its functions by total time; then the rest.
-fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
+fn order(mut merged: Vec<Merged>) -> Vec<ProfileRow> {
     merged.sort_by(|a, b| {
-        b.stats.durations.total_ns.cmp(&a.stats.durations.total_ns).then_with(|| a.name.cmp(b.name))
+        b.stats
+            .durations
+            .total_ns
+            .cmp(&a.stats.durations.total_ns)
+            .then_with(|| a.name.cmp(&b.name))
     });
     let all_stages: u64 = merged
         .iter()
@@ -406,16 +477,16 @@ fn order(mut merged: Vec<Merged<'_>>) -> Vec<ProfileRow> {
         .map(|m| m.stats.durations.total_ns)
         .sum();
     // Functions grouped by their stage once (largest first, as `merged` is sorted).
-    let mut by_stage: HashMap<&str, Vec<&Merged<'_>>> = HashMap::new();
+    let mut by_stage: HashMap<&str, Vec<&Merged>> = HashMap::new();
     for function in merged.iter().filter(|m| m.kind == RowKind::Function) {
-        if let Some(stage) = function.stage {
+        if let Some(stage) = function.stage.as_deref() {
             by_stage.entry(stage).or_default().push(function);
         }
     }
     let mut rows = Vec::with_capacity(merged.len());
     for stage in merged.iter().filter(|m| m.kind == RowKind::Stage) {
         rows.push(stage.row(share(stage.stats.durations.total_ns, all_stages)));
-        for function in by_stage.get(stage.name).into_iter().flatten() {
+        for function in by_stage.get(stage.name.as_str()).into_iter().flatten() {
             rows.push(
                 function
                     .row(share(function.stats.durations.total_ns, stage.stats.durations.total_ns)),

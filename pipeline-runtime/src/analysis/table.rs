@@ -12,6 +12,26 @@ const MAX_TABLE_ROWS: usize = 200;
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let ProfileSource::Merged(from) = &self.source {
+            writeln!(
+                f,
+                "Merged from {} profiles ({}):",
+                from.inputs.len(),
+                if from.exact_percentiles {
+                    "every call of every trace: percentiles exact"
+                } else {
+                    "a saved report among them: percentiles weighted by calls, an estimate"
+                }
+            )?;
+            for input in &from.inputs {
+                let stop = if input.stop.is_some() { ", cut short" } else { "" };
+                writeln!(
+                    f,
+                    "  {} ({}, {} stage calls{stop})",
+                    input.path, input.kind, input.stage_calls
+                )?;
+            }
+        }
         if let ProfileSource::Trace(read) = &self.source {
             writeln!(
                 f,
