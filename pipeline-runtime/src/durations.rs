@@ -145,6 +145,22 @@ impl Distribution {
     }
 
     /// How many values it holds.
+    /// How many values are at most `value` (within the histogram's precision past
+    /// [`EXACT_VALUES`]).
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn count_at_most(&self, value: u64) -> u64 {
+        match self {
+            Distribution::Exact(values) => values.iter().filter(|&&v| v <= value).count() as u64,
+            Distribution::Histogram(histogram) => {
+                if histogram.is_empty() {
+                    0
+                } else {
+                    histogram.count_between(0, value.min(histogram.max()))
+                }
+            }
+        }
+    }
+
     pub(crate) fn len(&self) -> u64 {
         match self {
             Distribution::Exact(values) => values.len() as u64,
@@ -277,5 +293,21 @@ mod tests {
         assert_eq!(merged.distribution.len(), 1004);
         many.merge(&few);
         assert_eq!(many.distribution.len(), 1004);
+    }
+
+    #[test]
+    fn counts_at_most_a_value_exactly_then_within_the_histograms_precision() {
+        let mut durations = Durations::new();
+        for ns in [100, 200, 300] {
+            durations.record(ns, ns);
+        }
+        assert_eq!(durations.distribution.count_at_most(200), 2);
+        assert_eq!(durations.distribution.count_at_most(99), 0);
+        for ns in 1..=1000u64 {
+            durations.record(ns * 1000, ns * 1000);
+        }
+        let below_half = durations.distribution.count_at_most(500_000);
+        assert!((502..=504).contains(&below_half), "{below_half}");
+        assert_eq!(durations.distribution.count_at_most(u64::MAX), 1003);
     }
 }

@@ -13,6 +13,14 @@ pub enum Error {
     /// A setting makes no sense; the message says which and why.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+    /// The metrics endpoint (`Profiler::serve_metrics`) could not listen on its address.
+    #[error("cannot serve metrics on `{address}`: {reason}")]
+    Metrics {
+        /// The address asked for.
+        address: String,
+        /// Why (the address is taken, malformed, not allowed...).
+        reason: String,
+    },
     /// CPU sampling (`Profiler::sample_cpu`) could not start: the rate is out of range, the
     /// platform has no sampler, or the SIGPROF handler or timer could not be set up.
     #[error("cannot sample the CPU: {0}")]

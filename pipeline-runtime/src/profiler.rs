@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::alloc::{self, AllocatorKind, Heap};
 use crate::clock::now_ns;
 use crate::error::Error;
+#[cfg(feature = "prometheus")]
+use crate::metrics::MetricsServer;
 use crate::recorder;
 use crate::records::{self, CounterTrack};
 #[cfg(feature = "cpu-sampling")]
@@ -61,6 +63,8 @@ pub struct Profiler {
     backend: TraceBackend,
     #[cfg(feature = "cpu-sampling")]
     cpu_hz: Option<u32>,
+    #[cfg(feature = "prometheus")]
+    metrics_address: Option<String>,
 }
 
 impl Profiler {
@@ -140,6 +144,28 @@ impl Profiler {
         self
     }
 
+    /// Also serves the session's figures live for Prometheus at `http://address/metrics`
+    /// (`host:port`; port 0 picks a free one, [`ProfilingSession::metrics_address`] says which):
+    /// calls, latency histograms and allocations per stage and function, stopped events, queue
+    /// depth and worker time per running pool, the heap. The endpoint stops with the session.
+    /// Feature `prometheus`; the metric names are in [`crate::metrics`].
+    ///
+    /// `start()` fails with [`Error::Metrics`] naming the address when it cannot listen there.
+    ///
+    /// ```
+    /// let session = pipeline_runtime::Profiler::new().serve_metrics("127.0.0.1:0").start()?;
+    /// let address = session.metrics_address().expect("serving");
+    /// // Prometheus scrapes http://{address}/metrics while the pipeline runs.
+    /// # drop(address);
+    /// session.finish()?;
+    /// # Ok::<(), pipeline_runtime::Error>(())
+    /// ```
+    #[cfg(feature = "prometheus")]
+    pub fn serve_metrics(mut self, address: impl Into<String>) -> Self {
+        self.metrics_address = Some(address.into());
+        self
+    }
+
     /// The process name shown in the trace (default: the executable's name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -197,6 +223,21 @@ impl Profiler {
                 return Err(error);
             }
         };
+        #[cfg(feature = "prometheus")]
+        let metrics = match self
+            .metrics_address
+            .as_deref()
+            .map(|address| MetricsServer::start(address, session, allocator))
+            .transpose()
+        {
+            Ok(metrics) => metrics,
+            Err(error) => {
+                recorder::end_session();
+                drop(trace);
+                RUNNING.store(false, Ordering::Release);
+                return Err(error);
+            }
+        };
         let heap_sampler = match (&trace, allocator) {
             (Some(_), AllocatorKind::Counting) => HeapSampler::start(),
             _ => None,
@@ -204,6 +245,8 @@ impl Profiler {
         Ok(ProfilingSession {
             #[cfg(feature = "cpu-sampling")]
             sampler,
+            #[cfg(feature = "prometheus")]
+            metrics,
             session,
             started_ns: now_ns(),
             allocator,
@@ -227,6 +270,8 @@ pub struct ProfilingSession {
     heap_sampler: Option<HeapSampler>,
     #[cfg(feature = "cpu-sampling")]
     sampler: Option<Sampler>,
+    #[cfg(feature = "prometheus")]
+    metrics: Option<MetricsServer>,
 }
 
 /// The executable's file name, for the trace's process name.
@@ -284,6 +329,12 @@ fn heap_now(allocator: AllocatorKind) -> Option<Heap> {
 }
 
 impl ProfilingSession {
+    /// Where the metrics endpoint listens (`Profiler::serve_metrics`), if it was asked for.
+    #[cfg(feature = "prometheus")]
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
+    }
+
     /// The figures recorded so far, without stopping.
     pub fn report(&self) -> Report {
         #[allow(unused_mut)]
@@ -342,6 +393,8 @@ impl ProfilingSession {
 
 impl Drop for ProfilingSession {
     fn drop(&mut self) {
+        #[cfg(feature = "prometheus")]
+        drop(self.metrics.take());
         recorder::end_session();
         #[cfg(feature = "cpu-sampling")]
         drop(self.sampler.take());

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::core::{
     new_load, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name, Envelope,
-    Intake, SharedLoad,
+    Intake, Seat, SharedLoad,
 };
+use super::live::LiveRun;
 use super::Workers;
 use crate::clock::now_ns;
 use crate::error::Error;
@@ -49,16 +50,22 @@ impl<E: Send> Pipeline<E> {
         workers.validate()?;
         let stage_names: Vec<String> = self.stage_names().map(str::to_owned).collect();
         let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
-        let intake = Intake::new(workers.capacity);
+        let intake = Arc::new(Intake::new(workers.capacity));
+        let live = LiveRun::register(
+            Arc::clone(&intake),
+            (0..workers.count).map(worker_name),
+            &stage_names,
+        );
         let (loads, samples) = thread::scope(|scope| -> Result<_, Error> {
             let sampler = thread::Builder::new()
                 .name("queue-sampler".to_owned())
                 .spawn_scoped(scope, {
-                    let (receiver, intake) = (receiver.clone(), &intake);
+                    let (receiver, intake) = (receiver.clone(), &*intake);
                     move || sample_depth(receiver, intake, workers.sample_every)
                 })
                 .map_err(spawn_error("the queue sampler".to_owned()));
-            let handles = spawn_scoped_workers(scope, self, &receiver, &stage_names, &workers);
+            let handles =
+                spawn_scoped_workers(scope, self, &receiver, &stage_names, &workers, &live);
             drop(receiver);
             if let (Ok(_), Ok(_)) = (&sampler, &handles) {
                 feed(&sender, &intake, events, workers.arrival_rate);
@@ -87,15 +94,17 @@ fn spawn_scoped_workers<'scope, 'env, E: Send>(
     receiver: &Receiver<Envelope<E>>,
     stage_names: &[String],
     workers: &Workers,
+    live: &Arc<LiveRun>,
 ) -> Result<Vec<(thread::ScopedJoinHandle<'scope, ()>, SharedLoad)>, Error> {
     (0..workers.count)
         .map(|index| {
             let queue = receiver.clone();
+            let seat = Seat { run: Arc::clone(live), index };
             let load = new_load(index, stage_names);
             let shared = Arc::clone(&load);
             workers
                 .thread(index)
-                .spawn_scoped(scope, move || work(pipeline, &queue, &shared))
+                .spawn_scoped(scope, move || work(pipeline, &queue, &shared, &seat))
                 .map(|handle| (handle, load))
                 .map_err(spawn_error(worker_name(index)))
         })

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use super::live::{LiveRun, StopCount};
 use crate::clock::{now_ns, process_cpu_ns};
 use crate::error::Error;
 use crate::pipeline::{Halt, Pipeline};
@@ -65,6 +66,16 @@ impl Intake {
         }
     }
 
+    /// Events accepted so far.
+    pub(super) fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::Relaxed)
+    }
+
+    /// The queue's capacity.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(super) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -114,6 +125,7 @@ pub(super) fn work<E>(
     pipeline: &Pipeline<E>,
     queue: &Receiver<Envelope<E>>,
     load: &Mutex<WorkerLoad>,
+    seat: &Seat,
 ) {
     let mut stage_ns = vec![0; pipeline.len()];
     // The worker's time counts from its first event: waiting for the run to begin (the other
@@ -123,6 +135,7 @@ pub(super) fn work<E>(
         let picked_ns = now_ns();
         let started_ns = *first_picked_ns.get_or_insert(picked_ns);
         let idle_ns = if started_ns == picked_ns { 0 } else { waited_ns };
+        seat.run.picked(seat.index);
         let wait_ns = picked_ns.saturating_sub(arrived_ns);
         // The event's slice in the trace: its stages are nested inside. Sampling: only one
         // event in N goes into the trace (whole).
@@ -134,6 +147,15 @@ pub(super) fn work<E>(
             mark_stop(id, halt);
         }
         drop(slice);
+        if let Err(halt) = &result {
+            let how = match halt.error() {
+                StageError::Rejected { .. } => StopCount::Rejected,
+                _ => StopCount::Failed,
+            };
+            seat.run.stopped(halt.stage_index(), how);
+        }
+        let in_stage_ns: u64 = stage_ns.iter().sum();
+        seat.run.finished(seat.index, done_ns - picked_ns, in_stage_ns, idle_ns);
         let stopped = match result {
             // What a stage hands back is dropped under a guard too: an event whose `Drop`
             // panics must not take the worker (and the events behind it) down.
@@ -168,6 +190,12 @@ pub(super) fn work<E>(
         };
         load.record(wait_ns, &stage_ns, times, stopped);
     }
+}
+
+/// A worker's place in its run's live counters.
+pub(super) struct Seat {
+    pub(super) run: Arc<LiveRun>,
+    pub(super) index: usize,
 }
 
 /// A worker's load, shared with the pool that reads it at the end.

@@ -11,6 +11,9 @@
 
 mod concurrent;
 mod core;
+// Read only by the metrics endpoint (feature `prometheus`); the workers keep it either way.
+#[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+pub(crate) mod live;
 mod pool;
 
 use std::thread;

@@ -9,8 +9,9 @@ use crossbeam_channel::TrySendError;
 
 use super::core::{
     new_load, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name, Envelope,
-    Intake, SharedLoad,
+    Intake, Seat, SharedLoad,
 };
+use super::live::LiveRun;
 use super::Workers;
 use crate::clock::now_ns;
 use crate::error::Error;
@@ -66,6 +67,8 @@ pub struct WorkerPool<E: Send + 'static> {
     workers: Vec<(JoinHandle<()>, SharedLoad)>,
     sampler: Option<JoinHandle<Vec<(u64, usize)>>>,
     intake: Arc<Intake>,
+    /// Its live counters (registered for the metrics endpoint while the pool lives).
+    live: Arc<LiveRun>,
     stage_names: Vec<String>,
     /// Every thread started: a pool that failed to start has no run to report.
     started: bool,
@@ -84,11 +87,17 @@ impl<E: Send + 'static> WorkerPool<E> {
         let stage_names: Vec<String> = pipeline.stage_names().map(str::to_owned).collect();
         let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
         let intake = Arc::new(Intake::new(workers.capacity));
+        let live = LiveRun::register(
+            Arc::clone(&intake),
+            (0..workers.count).map(worker_name),
+            &stage_names,
+        );
         let mut pool = WorkerPool {
             sender: Some(sender),
             workers: Vec::new(),
             sampler: None,
             intake,
+            live,
             stage_names,
             started: false,
         };
@@ -100,11 +109,12 @@ impl<E: Send + 'static> WorkerPool<E> {
         pool.sampler = Some(sampler.map_err(spawn_error("the queue sampler".to_owned()))?);
         for index in 0..workers.count {
             let (pipeline, queue) = (Arc::clone(&pipeline), receiver.clone());
+            let seat = Seat { run: Arc::clone(&pool.live), index };
             let load = new_load(index, &pool.stage_names);
             let shared = Arc::clone(&load);
             let handle = workers
                 .thread(index)
-                .spawn(move || work(&pipeline, &queue, &shared))
+                .spawn(move || work(&pipeline, &queue, &shared, &seat))
                 .map_err(spawn_error(worker_name(index)))?; // dropping `pool` stops the others
             pool.workers.push((handle, load));
         }
