@@ -20,6 +20,31 @@ enum Mode {
     Sampled(u32),
     /// Statistics and a Chrome trace of every event (the native writer).
     Traced,
+    /// Statistics, with the metrics endpoint scraped every 100 ms.
+    Scraped,
+}
+
+/// GETs `/metrics` from `address` every `every` until `stop`; returns the scrapes made.
+fn scrape_every(
+    address: std::net::SocketAddr,
+    every: std::time::Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut scrapes = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+                let _ = write!(stream, "GET /metrics HTTP/1.0\r\n\r\n");
+                let mut body = Vec::new();
+                if stream.read_to_end(&mut body).is_ok() && !body.is_empty() {
+                    scrapes += 1;
+                }
+            }
+            std::thread::sleep(every);
+        }
+        scrapes
+    })
 }
 
 /// CPU time of the whole process so far (user + system, every thread: the workers, the trace
@@ -41,6 +66,7 @@ struct Figures {
     cpu_us_per_order: Vec<f64>,
     left_out: u64,
     samples: u64,
+    scrapes: u64,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -59,8 +85,14 @@ fn throughput_on_two_workers() -> Result<(), Error> {
     const ROUNDS: usize = 11;
     let pipeline = launch_day::pipeline();
     let trace = std::env::temp_dir().join(format!("launch-day-bench-{}.json", std::process::id()));
-    let modes =
-        [Mode::NotStarted, Mode::Statistics, Mode::Sampled(99), Mode::Sampled(999), Mode::Traced];
+    let modes = [
+        Mode::NotStarted,
+        Mode::Statistics,
+        Mode::Sampled(99),
+        Mode::Sampled(999),
+        Mode::Traced,
+        Mode::Scraped,
+    ];
     let mut figures: Vec<Figures> = modes.iter().map(|_| Figures::default()).collect();
     for _ in 0..ROUNDS {
         for (mode, figures) in modes.iter().zip(&mut figures) {
@@ -70,9 +102,18 @@ fn throughput_on_two_workers() -> Result<(), Error> {
                 Mode::Statistics => Some(Profiler::new().start()?),
                 Mode::Sampled(hz) => Some(Profiler::new().sample_cpu(hz).start()?),
                 Mode::Traced => Some(Profiler::new().chrome_trace(&trace).start()?),
+                Mode::Scraped => Some(Profiler::new().serve_metrics("127.0.0.1:0").start()?),
             };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let scraper = profiler.as_ref().and_then(|p| p.metrics_address()).map(|address| {
+                scrape_every(address, std::time::Duration::from_millis(100), stop.clone())
+            });
             let run =
                 pipeline.run_concurrent(launch_day::orders(ORDERS), Workers::new(2).queue(1024))?;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(scraper) = scraper {
+                figures.scrapes += scraper.join().unwrap_or(0);
+            }
             if let Some(profiler) = profiler {
                 let report = profiler.finish()?;
                 figures.left_out += report.trace.map_or(0, |t| t.spans_left_out);
@@ -93,16 +134,18 @@ fn throughput_on_two_workers() -> Result<(), Error> {
             Mode::Statistics => "recording statistics".to_owned(),
             Mode::Sampled(hz) => format!("statistics + CPU samples at {hz} Hz"),
             Mode::Traced => "statistics + every event traced".to_owned(),
+            Mode::Scraped => "statistics + metrics scraped every 100 ms".to_owned(),
         };
         let ratios = figures.throughput.iter().zip(&recording).map(|(x, r)| x / r).collect();
         let throughput = median(figures.throughput);
         println!(
             "  {label:<38} {throughput:>8.0} orders/s ({:.3} of recording), {:.2} µs of process \
-             CPU per order; {} samples, {} spans left out",
+             CPU per order; {} samples, {} spans left out, {} scrapes",
             median(ratios),
             median(figures.cpu_us_per_order),
             figures.samples,
             figures.left_out,
+            figures.scrapes,
         );
     }
     Ok(())

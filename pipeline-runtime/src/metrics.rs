@@ -38,9 +38,11 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::alloc::{self, AllocatorKind};
-use crate::durations::Durations;
+use std::collections::HashMap;
+
+use crate::durations::LatencyBuckets;
 use crate::error::Error;
-use crate::recorder::{self, CallsiteKind};
+use crate::recorder::{self, CallsiteId, CallsiteKind};
 use crate::workers::live;
 
 /// Upper bounds of the latency histograms' buckets, in seconds: 1 µs to 10 s, three per decade.
@@ -78,6 +80,7 @@ impl MetricsServer {
         let bound =
             server.server_addr().to_ip().ok_or_else(|| failed("not a TCP address".to_owned()))?;
         let server = Arc::new(server);
+        crate::durations::count_latency_buckets(true);
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SessionCollector { session, allocator }));
         let thread = std::thread::Builder::new()
@@ -98,6 +101,7 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
+        crate::durations::count_latency_buckets(false);
         self.server.unblock();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -168,19 +172,22 @@ fn gauge(mut metric: MetricEncoder<'_>, value: &f64) -> fmt::Result {
     metric.encode_gauge(value)
 }
 
-fn histogram(mut metric: MetricEncoder<'_>, durations: &Durations) -> fmt::Result {
-    let mut below = 0;
-    let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
-        .iter()
-        .map(|&bound| {
-            let at_most = durations.distribution.count_at_most((bound * 1e9) as u64);
-            let in_bucket = at_most.saturating_sub(below);
-            below = at_most.max(below);
-            (bound, in_bucket)
-        })
-        .collect();
-    let sum = durations.total_ns as f64 / 1e9;
-    metric.encode_histogram::<NoLabelSet>(sum, durations.calls, &buckets, None)
+fn histogram(mut metric: MetricEncoder<'_>, row: &Aggregate) -> fmt::Result {
+    let buckets: Vec<(f64, u64)> =
+        LATENCY_BUCKETS.iter().zip(row.buckets.0).map(|(&bound, count)| (bound, count)).collect();
+    let sum = row.total_ns as f64 / 1e9;
+    metric.encode_histogram::<NoLabelSet>(sum, row.calls, &buckets, None)
+}
+
+/// One (enclosing stage, call site)'s figures summed over the threads.
+#[derive(Default)]
+struct Aggregate {
+    calls: u64,
+    total_ns: u64,
+    panicked: u64,
+    buckets: LatencyBuckets,
+    allocations: u64,
+    bytes_allocated: u64,
 }
 
 /// Label sets must be encodable; this checks it at compile time.
@@ -188,42 +195,50 @@ const _: fn(&Labels) -> &dyn EncodeLabelSet = |labels| labels;
 
 impl Collector for SessionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let rows = recorder::collect(self.session);
-        let mut stage_rows: Vec<(Labels, &Durations)> = Vec::new();
-        let mut function_rows: Vec<(Labels, &Durations)> = Vec::new();
+        let mut rows: HashMap<(CallsiteId, CallsiteId), Aggregate> = HashMap::new();
+        recorder::visit_rows(self.session, |parent, site, stats| {
+            let row = rows.entry((parent, site)).or_default();
+            let d = &stats.durations;
+            row.calls += d.calls;
+            row.total_ns += d.total_ns;
+            row.panicked += d.panicked;
+            for (count, more) in row.buckets.0.iter_mut().zip(d.buckets.0) {
+                *count += more;
+            }
+            row.allocations += stats.mem_total.allocations;
+            row.bytes_allocated += stats.mem_total.bytes_allocated;
+        });
+        let mut stage_rows: Vec<(Labels, &Aggregate)> = Vec::new();
+        let mut function_rows: Vec<(Labels, &Aggregate)> = Vec::new();
         let mut stage_memory: Vec<(Labels, (f64, f64))> = Vec::new();
-        for row in &rows {
-            let site = recorder::lookup(row.callsite);
-            let durations = &row.stats.durations;
-            let memory = (
-                row.stats.mem_total.allocations as f64,
-                row.stats.mem_total.bytes_allocated as f64,
-            );
+        let mut sorted: Vec<(&(CallsiteId, CallsiteId), &Aggregate)> = rows.iter().collect();
+        sorted.sort_by_key(|(key, _)| **key);
+        for (&(parent, callsite), row) in sorted {
+            let site = recorder::lookup(callsite);
+            let memory = (row.allocations as f64, row.bytes_allocated as f64);
             match site.kind() {
                 CallsiteKind::Stage => {
                     let labels = vec![("stage", site.name().to_owned())];
                     if self.allocator == AllocatorKind::Counting {
                         stage_memory.push((labels.clone(), memory));
                     }
-                    stage_rows.push((labels, durations));
+                    stage_rows.push((labels, row));
                 }
                 CallsiteKind::Function => {
-                    let stage = match row.parent_stage {
+                    let stage = match parent {
                         0 => OUTSIDE.to_owned(),
                         id => recorder::lookup(id).name().to_owned(),
                     };
-                    function_rows.push((
-                        vec![("stage", stage), ("function", site.name().to_owned())],
-                        durations,
-                    ));
+                    let labels = vec![("stage", stage), ("function", site.name().to_owned())];
+                    function_rows.push((labels, row));
                 }
             }
         }
-        let calls = |rows: &[(Labels, &Durations)]| -> Vec<(Labels, f64)> {
-            rows.iter().map(|(labels, d)| (labels.clone(), d.calls as f64)).collect()
+        let calls = |rows: &[(Labels, &Aggregate)]| -> Vec<(Labels, f64)> {
+            rows.iter().map(|(labels, row)| (labels.clone(), row.calls as f64)).collect()
         };
         let panicked: Vec<(Labels, f64)> =
-            stage_rows.iter().map(|(labels, d)| (labels.clone(), d.panicked as f64)).collect();
+            stage_rows.iter().map(|(labels, row)| (labels.clone(), row.panicked as f64)).collect();
         let e = &mut encoder;
         family(
             e,

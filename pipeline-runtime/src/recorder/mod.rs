@@ -12,7 +12,7 @@ mod stack;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-#[cfg(feature = "cpu-sampling")]
+#[cfg(any(feature = "cpu-sampling", feature = "prometheus"))]
 pub(crate) use callsite::CallsiteId;
 pub(crate) use callsite::{lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
@@ -160,6 +160,16 @@ pub(crate) fn begin_session(allocator: AllocatorKind) -> u64 {
 /// Stops recording. Calls still open are not recorded.
 pub(crate) fn end_session() {
     set_mode_bit(RECORDING, false);
+}
+
+/// Calls `visit` with every thread's rows of `session`, one thread at a time and without copying
+/// them: a thread's table is locked only while its rows are visited (its owner takes that lock
+/// once per 64 calls, never per call). A row appears once per thread that recorded it.
+#[cfg(feature = "prometheus")]
+pub(crate) fn visit_rows(session: u64, mut visit: impl FnMut(CallsiteId, CallsiteId, &CallStats)) {
+    for shard in shard::all_shards() {
+        shard.visit(session, &mut visit);
+    }
 }
 
 /// All threads' rows of `session`, merged per (enclosing stage, call site).

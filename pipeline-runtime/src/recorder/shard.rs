@@ -258,6 +258,34 @@ impl Shard {
         table.stats_mut(session, parent_stage, callsite).record(measured);
     }
 
+    /// Calls `visit` with this shard's rows of `session` without copying them (the table is
+    /// locked meanwhile); calls still waiting in the buffer come as rows of one call each.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn visit(
+        &self,
+        session: u64,
+        visit: &mut dyn FnMut(CallsiteId, CallsiteId, &CallStats),
+    ) {
+        let table = self.lock();
+        if table.session == session {
+            for (parent, by_site) in table.table.iter().enumerate() {
+                for (site, stats) in by_site.iter().enumerate() {
+                    if let Some(stats) = stats {
+                        visit(parent as CallsiteId, site as CallsiteId, stats);
+                    }
+                }
+            }
+        }
+        if self.pending.session.load(Ordering::Relaxed) != session {
+            return;
+        }
+        for call in self.pending.published() {
+            let mut one = CallStats::new();
+            one.record(&call.measured);
+            visit(call.parent_stage, call.callsite, &one);
+        }
+    }
+
     /// Copies the shard's rows of `session` into `out`: the table's, plus the calls still waiting
     /// in the buffer.
     pub(crate) fn rows(&self, session: u64, out: &mut Vec<Row>) {
