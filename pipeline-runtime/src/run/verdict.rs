@@ -25,11 +25,11 @@ pub(super) fn verdict(run: &RunSummary) -> String {
     // is the work around each event (submitting it, handing it to a worker, waking workers,
     // bookkeeping), whether workers wait for it or the machine's CPU is all used.
     let (_, _, waiting) = run.worker_time_split();
-    let saturated =
-        utilisation >= SATURATED || 1.0 - waiting >= SATURATED || run.cpu_busy >= SATURATED;
+    // Busy is also "not waiting on an empty queue": handing events over counts.
+    let saturated = utilisation >= SATURATED || 1.0 - waiting >= SATURATED;
     let stage_cpu = run.stage_share_of_cpu();
     if split.queue_wait >= 0.5 && stage_cpu < 0.5 {
-        let state = if saturated {
+        let state = if saturated || run.cpu_busy >= SATURATED {
             format!(
                 "the run is saturated (the process used {} of the machine's CPU)",
                 percent(run.cpu_busy)
