@@ -99,6 +99,11 @@ fn the_endpoint_serves_the_sessions_figures_in_prometheus_text_format() {
         allocations as u64,
         report.stage("Score").unwrap().memory.unwrap().total.allocations
     );
+    let model_allocations = sample(
+        &after,
+        "pipeline_function_allocations_total{stage=\"Score\",function=\"metrics::model\"}",
+    );
+    assert_eq!(model_allocations, Some(200.0), "one vec per call: {after}");
     assert!(sample(&after, "pipeline_heap_live_bytes").is_some(), "{after}");
     // During the run: the pool's queue, workers and stopped events.
     assert!(during.contains("pipeline_queue_capacity{run="), "{during}");

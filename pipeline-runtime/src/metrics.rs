@@ -16,6 +16,7 @@
 //! | `pipeline_stage_allocations_total`, `pipeline_stage_allocated_bytes_total` | counter | `stage` |
 //! | `pipeline_function_calls_total` | counter | `stage`, `function` |
 //! | `pipeline_function_duration_seconds` | histogram | `stage`, `function` |
+//! | `pipeline_function_allocations_total`, `pipeline_function_allocated_bytes_total` | counter | `stage`, `function` |
 //! | `pipeline_stage_panicked_total` | counter | `stage` |
 //! | `pipeline_stage_rejected_total`, `pipeline_stage_failed_total` | counter | `run`, `stage` |
 //! | `pipeline_events_submitted_total` | counter | `run` |
@@ -211,6 +212,7 @@ impl Collector for SessionCollector {
         let mut stage_rows: Vec<(Labels, &Aggregate)> = Vec::new();
         let mut function_rows: Vec<(Labels, &Aggregate)> = Vec::new();
         let mut stage_memory: Vec<(Labels, (f64, f64))> = Vec::new();
+        let mut function_memory: Vec<(Labels, (f64, f64))> = Vec::new();
         let mut sorted: Vec<(&(CallsiteId, CallsiteId), &Aggregate)> = rows.iter().collect();
         sorted.sort_by_key(|(key, _)| **key);
         for (&(parent, callsite), row) in sorted {
@@ -230,6 +232,9 @@ impl Collector for SessionCollector {
                         id => recorder::lookup(id).name().to_owned(),
                     };
                     let labels = vec![("stage", stage), ("function", site.name().to_owned())];
+                    if self.allocator == AllocatorKind::Counting {
+                        function_memory.push((labels.clone(), memory));
+                    }
                     function_rows.push((labels, row));
                 }
             }
@@ -280,6 +285,26 @@ impl Collector for SessionCollector {
             e,
             "pipeline_stage_allocated_bytes",
             "Bytes allocated inside each stage's calls (nested calls included).",
+            MetricType::Counter,
+            &bytes,
+            counter,
+        )?;
+        let allocations: Vec<(Labels, f64)> =
+            function_memory.iter().map(|(labels, (n, _))| (labels.clone(), *n)).collect();
+        let bytes: Vec<(Labels, f64)> =
+            function_memory.iter().map(|(labels, (_, b))| (labels.clone(), *b)).collect();
+        family(
+            e,
+            "pipeline_function_allocations",
+            "Allocations inside each profiled function's calls, per enclosing stage.",
+            MetricType::Counter,
+            &allocations,
+            counter,
+        )?;
+        family(
+            e,
+            "pipeline_function_allocated_bytes",
+            "Bytes allocated inside each profiled function's calls, per enclosing stage.",
             MetricType::Counter,
             &bytes,
             counter,
