@@ -4,6 +4,8 @@
 //! `target/bench/launch_day.json`; later runs compare with it and exit non-zero on a regression
 //! (`BASELINE=path` to use another file; delete the file to record afresh).
 
+mod common;
+
 #[path = "../examples/launch_day.rs"]
 #[allow(dead_code)]
 mod launch_day;
@@ -30,33 +32,16 @@ fn scrape_every(
     every: std::time::Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
-    use std::io::{Read, Write};
     std::thread::spawn(move || {
         let mut scrapes = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok(mut stream) = std::net::TcpStream::connect(address) {
-                let _ = write!(stream, "GET /metrics HTTP/1.0\r\n\r\n");
-                let mut body = Vec::new();
-                if stream.read_to_end(&mut body).is_ok() && !body.is_empty() {
-                    scrapes += 1;
-                }
+            if common::http_get(address, "/metrics").is_ok_and(|body| !body.is_empty()) {
+                scrapes += 1;
             }
             std::thread::sleep(every);
         }
         scrapes
     })
-}
-
-/// CPU time of the whole process so far (user + system, every thread: the workers, the trace
-/// writer, the sampler's collector), in seconds.
-fn process_cpu_seconds() -> f64 {
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// One mode's runs: throughput and whole-process CPU per order.
@@ -67,11 +52,6 @@ struct Figures {
     left_out: u64,
     samples: u64,
     scrapes: u64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Orders per second through 2 workers flooded with 40,000 orders: profiler not started,
@@ -96,7 +76,7 @@ fn throughput_on_two_workers() -> Result<(), Error> {
     let mut figures: Vec<Figures> = modes.iter().map(|_| Figures::default()).collect();
     for _ in 0..ROUNDS {
         for (mode, figures) in modes.iter().zip(&mut figures) {
-            let cpu_before = process_cpu_seconds();
+            let cpu_before = common::process_cpu_ns();
             let profiler = match *mode {
                 Mode::NotStarted => None,
                 Mode::Statistics => Some(Profiler::new().start()?),
@@ -119,7 +99,7 @@ fn throughput_on_two_workers() -> Result<(), Error> {
                 figures.left_out += report.trace.map_or(0, |t| t.spans_left_out);
                 figures.samples += report.cpu_samples.map_or(0, |cpu| cpu.samples_taken);
             }
-            let cpu = process_cpu_seconds() - cpu_before;
+            let cpu = (common::process_cpu_ns() - cpu_before) as f64 / 1e9;
             figures.throughput.push(run.throughput_per_sec);
             figures.cpu_us_per_order.push(cpu * 1e6 / ORDERS as f64);
         }
@@ -137,12 +117,12 @@ fn throughput_on_two_workers() -> Result<(), Error> {
             Mode::Scraped => "statistics + metrics scraped every 100 ms".to_owned(),
         };
         let ratios = figures.throughput.iter().zip(&recording).map(|(x, r)| x / r).collect();
-        let throughput = median(figures.throughput);
+        let throughput = common::median(figures.throughput);
         println!(
             "  {label:<38} {throughput:>8.0} orders/s ({:.3} of recording), {:.2} µs of process \
              CPU per order; {} samples, {} spans left out, {} scrapes",
-            median(ratios),
-            median(figures.cpu_us_per_order),
+            common::median(ratios),
+            common::median(figures.cpu_us_per_order),
             figures.samples,
             figures.left_out,
             figures.scrapes,

@@ -3,8 +3,9 @@
 //!
 //! Run: `cargo bench --bench metrics_scrape`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,10 +42,7 @@ stages!(
 /// One scrape: its time and the exposition's size.
 fn scrape(address: SocketAddr) -> (Duration, usize) {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(address).expect("connect");
-    write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
-    let mut body = Vec::new();
-    stream.read_to_end(&mut body).expect("response");
+    let body = common::http_get(address, "/metrics").expect("a scrape");
     (started.elapsed(), body.len())
 }
 

@@ -74,18 +74,6 @@ impl fastrace::collector::Reporter for NullReporter {
     }
 }
 
-/// CPU time the whole process has used (all threads, user and system), in nanoseconds.
-fn process_cpu_ns() -> u64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
-}
-
 /// One case's run, in this (child) process: (CPU ns, wall ns, trace bytes, spans left out).
 fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
     let stage = Outer;
@@ -97,7 +85,7 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
         black_box(acc);
     };
     let mut left_out = 0;
-    let (cpu0, wall0) = (process_cpu_ns(), Instant::now());
+    let (cpu0, wall0) = (common::process_cpu_ns(), Instant::now());
     match case {
         "bare" => loop_calls(&|x| work(x)),
         "statistics only" => {
@@ -138,7 +126,7 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
         }
         other => panic!("unknown case {other}"),
     }
-    let (cpu, wall) = (process_cpu_ns() - cpu0, wall0.elapsed().as_nanos() as u64);
+    let (cpu, wall) = (common::process_cpu_ns() - cpu0, wall0.elapsed().as_nanos() as u64);
     let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     (cpu, wall, bytes, left_out)
 }

@@ -10,6 +10,30 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// CPU time the whole process has used (all threads, user and system), in nanoseconds: a
+/// writer's or collector's thread is part of what a user pays.
+pub fn process_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// The body of `GET path` from `address` (HTTP/1.0: the server closes when done), headers
+/// included.
+pub fn http_get(address: std::net::SocketAddr, path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
+}
+
 /// Nanoseconds per call of `call`, over `calls` calls with their results kept alive.
 ///
 /// Never inlined, so a profiler can count what runs inside it (`--toggle-collect`).

@@ -219,7 +219,7 @@ impl LatencyBuckets {
         }
     }
 
-    fn merge(&mut self, other: &LatencyBuckets) {
+    pub(crate) fn merge(&mut self, other: &LatencyBuckets) {
         for (count, more) in self.0.iter_mut().zip(other.0) {
             *count += more;
         }

@@ -203,9 +203,7 @@ impl Collector for SessionCollector {
             row.calls += d.calls;
             row.total_ns += d.total_ns;
             row.panicked += d.panicked;
-            for (count, more) in row.buckets.0.iter_mut().zip(d.buckets.0) {
-                *count += more;
-            }
+            row.buckets.merge(&d.buckets);
             row.allocations += stats.mem_total.allocations;
             row.bytes_allocated += stats.mem_total.bytes_allocated;
         });

@@ -14,11 +14,11 @@ use crate::metrics::MetricsServer;
 use crate::recorder;
 use crate::records::{self, CounterTrack};
 #[cfg(feature = "cpu-sampling")]
-use crate::report::cpu::{CpuProfile, SampleTotals};
+use crate::report::cpu::CpuProfile;
 use crate::report::{self, HeapReadings, Report};
 use crate::run;
 #[cfg(feature = "cpu-sampling")]
-use crate::sampler::{Sampler, Samples};
+use crate::sampler::Sampler;
 use crate::trace::{TraceBackend, TraceOptions, TraceSession};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
@@ -216,12 +216,7 @@ impl Profiler {
         #[cfg(feature = "cpu-sampling")]
         let sampler = match self.cpu_hz.map(Sampler::start).transpose() {
             Ok(sampler) => sampler,
-            Err(error) => {
-                recorder::end_session();
-                drop(trace);
-                RUNNING.store(false, Ordering::Release);
-                return Err(error);
-            }
+            Err(error) => return Err(abandon_start(trace, error)),
         };
         #[cfg(feature = "prometheus")]
         let metrics = match self
@@ -231,12 +226,7 @@ impl Profiler {
             .transpose()
         {
             Ok(metrics) => metrics,
-            Err(error) => {
-                recorder::end_session();
-                drop(trace);
-                RUNNING.store(false, Ordering::Release);
-                return Err(error);
-            }
+            Err(error) => return Err(abandon_start(trace, error)),
         };
         let heap_sampler = match (&trace, allocator) {
             (Some(_), AllocatorKind::Counting) => HeapSampler::start(),
@@ -272,6 +262,16 @@ pub struct ProfilingSession {
     sampler: Option<Sampler>,
     #[cfg(feature = "prometheus")]
     metrics: Option<MetricsServer>,
+}
+
+/// Undoes a start that failed after the session began: recording stops, the trace (if any) is
+/// completed, and another session may start. Returns `error`.
+#[cfg(any(feature = "cpu-sampling", feature = "prometheus"))]
+fn abandon_start(trace: Option<TraceSession>, error: Error) -> Error {
+    recorder::end_session();
+    drop(trace);
+    RUNNING.store(false, Ordering::Release);
+    error
 }
 
 /// The executable's file name, for the trace's process name.
@@ -342,7 +342,7 @@ impl ProfilingSession {
         #[cfg(feature = "cpu-sampling")]
         {
             report.cpu_samples =
-                self.sampler.as_ref().map(|sampler| cpu_profile(&sampler.samples()));
+                self.sampler.as_ref().map(|sampler| CpuProfile::from_samples(&sampler.samples()));
         }
         report
     }
@@ -384,7 +384,7 @@ impl ProfilingSession {
         report.trace = summary;
         #[cfg(feature = "cpu-sampling")]
         {
-            report.cpu_samples = samples.as_ref().map(cpu_profile);
+            report.cpu_samples = samples.as_ref().map(CpuProfile::from_samples);
         }
         traced.transpose()?;
         Ok(report)
@@ -404,25 +404,4 @@ impl Drop for ProfilingSession {
         run::forget_finished(self.session);
         RUNNING.store(false, Ordering::Release);
     }
-}
-
-/// The report's CPU section from what the sampler gathered.
-#[cfg(feature = "cpu-sampling")]
-fn cpu_profile(samples: &Samples) -> CpuProfile {
-    let totals = SampleTotals {
-        hz: samples.hz,
-        taken: samples.taken,
-        dropped: samples.dropped,
-        not_unwound: samples.not_unwound,
-        truncated: samples.truncated,
-        handler_ns: samples.handler_ns,
-        process_cpu_ns: samples.process_cpu_ns,
-    };
-    CpuProfile::from_stacks(
-        totals,
-        samples
-            .stacks
-            .iter()
-            .map(|stack| (stack.stage, stack.function, &stack.frames[..], stack.samples)),
-    )
 }

@@ -176,10 +176,7 @@ fn merge_figures(profiles: Vec<Profile>, from: MergedFrom) -> Profile {
 /// Adds `other`'s figures to `row`'s.
 fn add_row(row: &mut ProfileRow, other: &ProfileRow) {
     row.timing = add_timing(&row.timing, &other.timing);
-    let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-    };
+    let sum = super::tree::add_measured;
     row.allocations = sum(row.allocations, other.allocations);
     row.bytes_allocated = sum(row.bytes_allocated, other.bytes_allocated);
     // The standard error belongs to one input's distribution; a merged estimate has none.

@@ -41,13 +41,18 @@ impl NodeStats {
     /// Adds `other`'s figures to these (two stacks that make one row).
     pub(crate) fn merge(&mut self, other: &NodeStats) {
         self.durations.merge(&other.durations);
-        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        };
+        let sum = add_measured;
         self.allocations = sum(self.allocations, other.allocations);
         self.bytes_allocated = sum(self.bytes_allocated, other.bytes_allocated);
         self.stage_marked |= other.stage_marked;
+    }
+}
+
+/// Two counts that either side may not have measured: `None` only when neither did.
+pub(crate) fn add_measured(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
     }
 }
 

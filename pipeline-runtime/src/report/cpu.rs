@@ -1,6 +1,7 @@
 //! The report's sampled CPU section ([`CpuProfile`]): per stage, the functions the samples found
 //! running, annotated or not; the samples outside stages apart; the call paths for pictures.
 
+#[cfg(feature = "cpu-sampling")]
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -157,33 +158,15 @@ impl SampledStage {
     }
 }
 
-/// What [`CpuProfile::from_stacks`] needs besides the paths.
-#[cfg_attr(not(feature = "cpu-sampling"), allow(dead_code))]
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct SampleTotals {
-    pub(crate) hz: u32,
-    pub(crate) taken: u64,
-    pub(crate) dropped: u64,
-    pub(crate) not_unwound: u64,
-    pub(crate) truncated: u64,
-    pub(crate) handler_ns: u64,
-    pub(crate) process_cpu_ns: u64,
-}
-
-/// One path as the sampler names it: (stage, innermost profiled function, frames, samples).
-pub(crate) type NamedPath<'a> = (Option<&'a str>, Option<&'a str>, &'a [std::sync::Arc<str>], u64);
-
-#[cfg_attr(not(feature = "cpu-sampling"), allow(dead_code))]
+#[cfg(feature = "cpu-sampling")]
 impl CpuProfile {
-    /// Builds the figures from the sampler's named paths.
-    pub(crate) fn from_stacks<'a>(
-        totals: SampleTotals,
-        paths: impl IntoIterator<Item = NamedPath<'a>>,
-    ) -> CpuProfile {
+    /// Builds the figures from what the sampler gathered.
+    pub(crate) fn from_samples(taken: &crate::sampler::Samples) -> CpuProfile {
         let mut groups: HashMap<Option<&str>, Group> = HashMap::new();
         let mut stacks = Vec::new();
-        for (stage, function, frames, samples) in paths {
-            groups.entry(stage).or_default().add(stage, function, frames, samples);
+        for stack in &taken.stacks {
+            let (stage, frames, samples) = (stack.stage, &stack.frames, stack.samples);
+            groups.entry(stage).or_default().add(stage, stack.function, frames, samples);
             stacks.push(SampledStack {
                 stage: stage.unwrap_or(OUTSIDE_STAGES).to_owned(),
                 frames: frames.iter().map(|frame| frame.to_string()).collect(),
@@ -199,15 +182,15 @@ impl CpuProfile {
             .collect();
         stages.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.name.cmp(&b.name)));
         CpuProfile {
-            hz: totals.hz,
-            samples_taken: totals.taken,
+            hz: taken.hz,
+            samples_taken: taken.taken,
             samples_in_stages: kept - outside.samples,
             samples_outside_stages: outside.samples,
-            samples_dropped: totals.dropped,
-            samples_not_unwound: totals.not_unwound,
-            samples_truncated: totals.truncated,
-            process_cpu_ns: totals.process_cpu_ns,
-            sampler_cost_ns: totals.handler_ns,
+            samples_dropped: taken.dropped,
+            samples_not_unwound: taken.not_unwound,
+            samples_truncated: taken.truncated,
+            process_cpu_ns: taken.process_cpu_ns,
+            sampler_cost_ns: taken.handler_ns,
             stages,
             outside_stages: outside,
             stacks,
@@ -216,6 +199,7 @@ impl CpuProfile {
 }
 
 /// Samples of one stage while they are counted.
+#[cfg(feature = "cpu-sampling")]
 #[derive(Default)]
 struct Group {
     samples: u64,
@@ -224,6 +208,7 @@ struct Group {
     profiled: HashMap<String, u64>,
 }
 
+#[cfg(feature = "cpu-sampling")]
 impl Group {
     fn add(
         &mut self,
@@ -366,26 +351,51 @@ pub(crate) fn write(cpu: &CpuProfile, f: &mut fmt::Formatter<'_>) -> fmt::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn path(names: &[&str]) -> Vec<Arc<str>> {
-        names.iter().map(|name| Arc::from(*name)).collect()
+    #[cfg(feature = "cpu-sampling")]
+    fn path(names: &[&str]) -> Vec<std::sync::Arc<str>> {
+        names.iter().map(|name| std::sync::Arc::from(*name)).collect()
+    }
+
+    /// One path as the sampler names it: (stage, innermost profiled function, frames, samples).
+    #[cfg(feature = "cpu-sampling")]
+    type Path<'a> = (Option<&'static str>, Option<&'static str>, &'a [&'a str], u64);
+
+    /// What the sampler would hand over.
+    #[cfg(feature = "cpu-sampling")]
+    fn taken(taken: u64, dropped: u64, stacks: &[Path<'_>]) -> crate::sampler::Samples {
+        crate::sampler::Samples {
+            hz: 99,
+            taken,
+            dropped,
+            stacks: stacks
+                .iter()
+                .map(|&(stage, function, frames, samples)| crate::sampler::NamedStack {
+                    stage,
+                    function,
+                    frames: path(frames),
+                    samples,
+                })
+                .collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
+    #[cfg(feature = "cpu-sampling")]
     fn samples_split_into_stages_and_functions_and_add_up() {
-        let hot = path(&["app::Fraud::process", "app::score", "app::mix"]);
-        let cold = path(&["app::Fraud::process", "app::lookup"]);
-        let producer = path(&["app::main", "app::orders"]);
-        let totals = SampleTotals { hz: 99, taken: 103, dropped: 3, ..SampleTotals::default() };
-        let cpu = CpuProfile::from_stacks(
-            totals,
-            [
-                (Some("Fraud"), Some("app::score"), &hot[..], 80),
-                (Some("Fraud"), None, &cold[..], 15),
-                (None, None, &producer[..], 5),
+        let hot: &[&str] = &["app::Fraud::process", "app::score", "app::mix"];
+        let cold: &[&str] = &["app::Fraud::process", "app::lookup"];
+        let producer: &[&str] = &["app::main", "app::orders"];
+        let cpu = CpuProfile::from_samples(&taken(
+            103,
+            3,
+            &[
+                (Some("Fraud"), Some("app::score"), hot, 80),
+                (Some("Fraud"), None, cold, 15),
+                (None, None, producer, 5),
             ],
-        );
+        ));
         assert_eq!(cpu.samples_in_stages, 95);
         assert_eq!(cpu.samples_outside_stages, 5);
         assert_eq!(
@@ -419,12 +429,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cpu-sampling")]
     fn a_recursive_function_counts_once_per_sample_in_total() {
-        let recursive = path(&["app::walk", "app::walk", "app::walk"]);
-        let cpu = CpuProfile::from_stacks(
-            SampleTotals { taken: 4, ..SampleTotals::default() },
-            [(Some("Tree"), None, &recursive[..], 4)],
-        );
+        let recursive: &[&str] = &["app::walk", "app::walk", "app::walk"];
+        let cpu = CpuProfile::from_samples(&taken(4, 0, &[(Some("Tree"), None, recursive, 4)]));
         let walk = cpu.stage("Tree").unwrap().function("app::walk").unwrap();
         assert_eq!((walk.self_samples, walk.total_samples), (4, 4));
     }

@@ -65,6 +65,8 @@ pub(crate) struct Failure {
 pub(crate) struct WorkerTimes {
     /// From taking the event off the queue to finishing it.
     pub(crate) service_ns: u64,
+    /// Of the service time, the part inside the stages.
+    pub(crate) in_stage_ns: u64,
     /// How long the worker waited for it on an empty queue.
     pub(crate) idle_ns: u64,
     /// From the worker's start to the end of this event.
@@ -118,11 +120,11 @@ impl WorkerLoad {
         times: WorkerTimes,
         stopped: Option<Stopped>,
     ) {
-        let WorkerTimes { service_ns, idle_ns, running_ns } = times;
+        let WorkerTimes { service_ns, in_stage_ns, idle_ns, running_ns } = times;
         let end_to_end = wait_ns + service_ns;
         self.events += 1;
         self.busy_ns += service_ns;
-        self.in_stage_ns += stage_ns.iter().sum::<u64>();
+        self.in_stage_ns += in_stage_ns;
         self.idle_ns += idle_ns;
         self.running_ns = self.running_ns.max(running_ns);
         record(&mut self.latency, end_to_end);

@@ -131,6 +131,11 @@ fn below_runtime(frames: Vec<Frame>) -> Vec<Frame> {
     }
 }
 
+/// The one `Arc` for `name`.
+fn intern(interned: &mut HashMap<String, Arc<str>>, name: String) -> Arc<str> {
+    Arc::clone(interned.entry(name).or_insert_with_key(|name| Arc::from(name.as_str())))
+}
+
 /// Resolves addresses to functions, each address once.
 #[derive(Default)]
 struct Resolver {
@@ -141,7 +146,7 @@ struct Resolver {
 
 impl Resolver {
     fn intern(&mut self, name: String) -> Arc<str> {
-        Arc::clone(self.interned.entry(name).or_insert_with_key(|name| Arc::from(name.as_str())))
+        intern(&mut self.interned, name)
     }
 
     /// The functions at `address`, outermost first: the function the address is in, then the
@@ -179,9 +184,7 @@ impl Resolver {
                     } else {
                         name
                     };
-                    let name = Arc::clone(
-                        interned.entry(name).or_insert_with_key(|name| Arc::from(name.as_str())),
-                    );
+                    let name = intern(interned, name);
                     Frame { name, runtime, std }
                 })
                 .collect()

@@ -6,15 +6,15 @@ use std::thread::{self, Scope};
 use std::time::Duration;
 
 use super::core::{
-    new_load, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name, Envelope,
-    Intake, Seat, SharedLoad,
+    new_load, open, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name,
+    Envelope, Intake, Opened, Seat, SharedLoad,
 };
 use super::live::LiveRun;
 use super::Workers;
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
-use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
+use crate::queue::{QueueReceiver as Receiver, QueueSender as Sender};
 use crate::run::{RunSummary, WorkerLoad};
 
 impl<E: Send> Pipeline<E> {
@@ -47,15 +47,7 @@ impl<E: Send> Pipeline<E> {
         events: impl IntoIterator<Item = E>,
         workers: Workers,
     ) -> Result<RunSummary, Error> {
-        workers.validate()?;
-        let stage_names: Vec<String> = self.stage_names().map(str::to_owned).collect();
-        let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
-        let intake = Arc::new(Intake::new(workers.capacity));
-        let live = LiveRun::register(
-            Arc::clone(&intake),
-            (0..workers.count).map(worker_name),
-            &stage_names,
-        );
+        let Opened { stage_names, sender, receiver, intake, live } = open(self, &workers)?;
         let (loads, samples) = thread::scope(|scope| -> Result<_, Error> {
             let sampler = thread::Builder::new()
                 .name("queue-sampler".to_owned())

@@ -7,10 +7,11 @@ use std::thread;
 use std::time::Duration;
 
 use super::live::{LiveRun, StopCount};
+use super::Workers;
 use crate::clock::{now_ns, process_cpu_ns};
 use crate::error::Error;
 use crate::pipeline::{Halt, Pipeline};
-use crate::queue::QueueReceiver as Receiver;
+use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
 use crate::run::{
     self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad, WorkerTimes,
@@ -185,6 +186,7 @@ pub(super) fn work<E>(
         let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
         let times = WorkerTimes {
             service_ns: done_ns - picked_ns,
+            in_stage_ns,
             idle_ns,
             running_ns: done_ns.saturating_sub(started_ns),
         };
@@ -248,6 +250,27 @@ impl Intake {
         self.max_depth.fetch_max(self.capacity, Ordering::Relaxed);
         self.reached_capacity();
     }
+}
+
+/// What a run opens before its threads start, the same for both ways of running.
+pub(super) struct Opened<E> {
+    pub(super) stage_names: Vec<String>,
+    pub(super) sender: Sender<Envelope<E>>,
+    pub(super) receiver: Receiver<Envelope<E>>,
+    pub(super) intake: Arc<Intake>,
+    /// Registered for the metrics endpoint until the last clone drops.
+    pub(super) live: Arc<LiveRun>,
+}
+
+/// Checks the settings, then opens the queue, the intake's figures and the live counters.
+pub(super) fn open<E>(pipeline: &Pipeline<E>, workers: &Workers) -> Result<Opened<E>, Error> {
+    workers.validate()?;
+    let stage_names: Vec<String> = pipeline.stage_names().map(str::to_owned).collect();
+    let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
+    let intake = Arc::new(Intake::new(workers.capacity));
+    let live =
+        LiveRun::register(Arc::clone(&intake), (0..workers.count).map(worker_name), &stage_names);
+    Ok(Opened { stage_names, sender, receiver, intake, live })
 }
 
 /// A new worker's load for `stage_names`, shared between the worker and whoever sums up the run.

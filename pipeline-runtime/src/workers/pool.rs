@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TrySendError;
 
 use super::core::{
-    new_load, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name, Envelope,
-    Intake, Seat, SharedLoad,
+    new_load, open, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name,
+    Envelope, Intake, Opened, Seat, SharedLoad,
 };
 use super::live::LiveRun;
 use super::Workers;
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
-use crate::queue::{self, QueueSender as Sender};
+use crate::queue::QueueSender as Sender;
 use crate::run::RunSummary;
 
 /// Why [`WorkerPool::try_submit`] handed an event back.
@@ -83,15 +83,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// [`Error::InvalidConfig`] for zero workers or capacity; [`Error::Spawn`] when a thread
     /// cannot be started (the threads already started are stopped).
     pub fn start(pipeline: Arc<Pipeline<E>>, workers: Workers) -> Result<Self, Error> {
-        workers.validate()?;
-        let stage_names: Vec<String> = pipeline.stage_names().map(str::to_owned).collect();
-        let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
-        let intake = Arc::new(Intake::new(workers.capacity));
-        let live = LiveRun::register(
-            Arc::clone(&intake),
-            (0..workers.count).map(worker_name),
-            &stage_names,
-        );
+        let Opened { stage_names, sender, receiver, intake, live } = open(&pipeline, &workers)?;
         let mut pool = WorkerPool {
             sender: Some(sender),
             workers: Vec::new(),
