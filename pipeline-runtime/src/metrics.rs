@@ -52,6 +52,9 @@ pub const LATENCY_BUCKETS: [f64; 22] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How long stopping waits for a response being written.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The label of figures outside every stage.
 const OUTSIDE: &str = "(outside stages)";
 
@@ -104,8 +107,16 @@ impl Drop for MetricsServer {
     fn drop(&mut self) {
         crate::durations::count_latency_buckets(false);
         self.server.unblock();
+        // A scraper that stops reading mid-response would hold the thread in its write: the
+        // session does not wait for it past a second (the thread ends when the write does).
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            let deadline = std::time::Instant::now() + STOP_WAIT;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }

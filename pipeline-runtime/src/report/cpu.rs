@@ -42,7 +42,8 @@ pub struct CpuProfile {
     /// Of the kept samples, those with no call path (taken inside the unwinder or the dynamic
     /// loader, which the signal handler does not unwind from): charged to their stage anyway.
     pub samples_not_unwound: u64,
-    /// Of the kept samples, those whose stack was deeper than the 64 innermost frames kept.
+    /// Of the kept samples, those whose stack was deeper than the 64 innermost frames kept, or
+    /// that came after 100,000 distinct paths and kept only their innermost frame.
     pub samples_truncated: u64,
     /// CPU time of the whole process while sampling ran (getrusage, user + system).
     pub process_cpu_ns: u64,

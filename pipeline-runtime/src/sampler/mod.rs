@@ -35,29 +35,48 @@ pub(crate) const MAX_HZ: u32 = 10_000;
 /// How often the collector empties the ring.
 const COLLECT_EVERY: Duration = Duration::from_millis(10);
 
+/// Distinct call paths kept whole (about 0.5 KB each). Past this many, a new path keeps only
+/// its innermost frame, so that a long session of ever-different stacks (deep recursion of
+/// varying depth) cannot grow the collector without bound: the function's self samples stay
+/// right, its callers are counted as `truncated`.
+const MAX_DISTINCT_PATHS: usize = 100_000;
+
 /// Samples counted per distinct (marker, stack).
-#[derive(Default)]
 struct Counted {
     /// By packed marker, then by the stack's addresses (innermost first).
     stacks: HashMap<u64, HashMap<Box<[usize]>, u64>>,
     not_unwound: u64,
     truncated: u64,
+    /// Distinct paths held, and how many are kept whole.
+    paths: usize,
+    max_paths: usize,
 }
 
 impl Counted {
+    fn new(max_paths: usize) -> Self {
+        Counted { stacks: HashMap::new(), not_unwound: 0, truncated: 0, paths: 0, max_paths }
+    }
+
     fn add(&mut self, sample: &signal::SampleData) {
-        let frames = &sample.frames[..sample.len];
+        let mut frames = &sample.frames[..sample.len];
+        let mut truncated = sample.flags & signal::TRUNCATED != 0;
+        let full = self.paths >= self.max_paths;
         let per_marker = self.stacks.entry(sample.marker).or_default();
+        if full && frames.len() > 1 && !per_marker.contains_key(frames) {
+            frames = &frames[..1];
+            truncated = true;
+        }
         match per_marker.get_mut(frames) {
             Some(count) => *count += 1,
             None => {
                 per_marker.insert(frames.into(), 1);
+                self.paths += 1;
             }
         }
         if sample.flags & signal::NOT_UNWOUND != 0 {
             self.not_unwound += 1;
         }
-        if sample.flags & signal::TRUNCATED != 0 {
+        if truncated {
             self.truncated += 1;
         }
     }
@@ -116,7 +135,7 @@ impl Sampler {
             )));
         }
         let _bookkeeping = alloc::bookkeeping();
-        let counted = Arc::new(Mutex::new(Counted::default()));
+        let counted = Arc::new(Mutex::new(Counted::new(MAX_DISTINCT_PATHS)));
         let stop = Arc::new(AtomicBool::new(false));
         let collector = {
             let (counted, stop) = (Arc::clone(&counted), Arc::clone(&stop));
@@ -217,5 +236,35 @@ fn collect(counted: &Mutex<Counted>, stop: &AtomicBool) {
         std::thread::park_timeout(COLLECT_EVERY);
         let mut counted = counted.lock().unwrap_or_else(PoisonError::into_inner);
         signal::drain(|sample| counted.add(sample));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(frames: &[usize]) -> signal::SampleData {
+        let mut data = signal::SampleData {
+            marker: 1,
+            flags: 0,
+            len: frames.len(),
+            frames: [0; signal::MAX_FRAMES],
+        };
+        data.frames[..frames.len()].copy_from_slice(frames);
+        data
+    }
+
+    #[test]
+    fn past_the_distinct_path_limit_new_paths_keep_their_innermost_frame() {
+        let mut counted = Counted::new(2);
+        counted.add(&sample(&[10, 20, 30]));
+        counted.add(&sample(&[11, 20, 30]));
+        counted.add(&sample(&[10, 20, 30])); // known: still counted whole
+        counted.add(&sample(&[12, 21, 31])); // new, past the limit: its leaf only
+        let paths = &counted.stacks[&1];
+        assert_eq!(paths[&[10, 20, 30][..]], 2);
+        assert_eq!(paths[&[12][..]], 1);
+        assert_eq!(counted.truncated, 1);
+        assert_eq!(paths.values().sum::<u64>(), 4, "no sample is lost");
     }
 }
