@@ -8,20 +8,21 @@ use std::hint::black_box;
 use std::process::Command;
 
 use pipeline::bench::{Bench, Verdict};
-use pipeline::{Pipeline, Stage, StageError};
+use pipeline::{Pipeline, Stage, StageResult};
 
 struct Work(u64);
 
 impl Stage<u64> for Work {
+    type Out = u64;
     fn name(&self) -> &str {
         "Work"
     }
-    fn process(&self, event: u64) -> Result<u64, StageError> {
+    fn process(&self, event: u64) -> StageResult<u64> {
         let mut h = event ^ 0x9e37_79b9_7f4a_7c15;
         for round in 0..self.0 {
             h = black_box(h.rotate_left(5) ^ round).wrapping_mul(0x100_0000_01b3);
         }
-        Ok(h)
+        Ok(Some(h))
     }
 }
 

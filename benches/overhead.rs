@@ -162,7 +162,7 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
             "ours: #[stage], profiler not started",
             Box::new(|r| {
                 let stage = Ours(r);
-                time(|x| Stage::process(&stage, x).unwrap_or(0))
+                time(|x| Stage::process(&stage, x).ok().flatten().unwrap_or(0))
             }),
         ),
         (
@@ -170,7 +170,7 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
             Box::new(|r| {
                 let stage = Ours(r);
                 let profiler = Profiler::new().start().expect("profiler");
-                let ns = time(|x| Stage::process(&stage, x).unwrap_or(0));
+                let ns = time(|x| Stage::process(&stage, x).ok().flatten().unwrap_or(0));
                 drop(profiler);
                 ns
             }),
@@ -196,7 +196,7 @@ fn cases<'a>(dir: &'a std::path::Path) -> Vec<Case<'a>> {
                         .trace_backlog_limit(u64::MAX)
                         .start()
                         .expect("profiler");
-                    let ns = time(|x| Stage::process(&stage, x).unwrap_or(0));
+                    let ns = time(|x| Stage::process(&stage, x).ok().flatten().unwrap_or(0));
                     drop(profiler);
                     ns
                 })

@@ -10,7 +10,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use pipeline::{profiled, stage, Pipeline, Profiler, Stage, StageError, Workers};
+use pipeline::{profiled, stage, Pipeline, Profiler, Stage, StageResult, Workers};
 
 const EVENTS: u64 = 200_000;
 const ROUNDS: usize = 7;
@@ -26,11 +26,12 @@ fn kernel(event: u64) -> u64 {
 struct BareStage;
 
 impl Stage<u64> for BareStage {
+    type Out = u64;
     fn name(&self) -> &str {
         "BareStage"
     }
-    fn process(&self, event: u64) -> Result<u64, StageError> {
-        Ok(kernel(event))
+    fn process(&self, event: u64) -> StageResult<u64> {
+        Ok(Some(kernel(event)))
     }
 }
 

@@ -80,14 +80,14 @@ fn main() {
         ),
         (
             "#[stage], profiler not started",
-            Box::new(|| time(|x| Stage::process(&stage, x).unwrap_or(0))),
+            Box::new(|| time(|x| Stage::process(&stage, x).ok().flatten().unwrap_or(0))),
         ),
         ("#[profiled], profiler not started", Box::new(|| time(ours_profiled))),
         (
             "#[stage], recording",
             Box::new(|| {
                 let profiler = Profiler::new().start().expect("profiler");
-                let ns = time(|x| Stage::process(&stage, x).unwrap_or(0));
+                let ns = time(|x| Stage::process(&stage, x).ok().flatten().unwrap_or(0));
                 drop(profiler);
                 ns
             }),

@@ -90,7 +90,7 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
         "bare" => loop_calls(&|x| work(x)),
         "statistics only" => {
             let session = Profiler::new().start().unwrap();
-            loop_calls(&|x| Stage::process(&stage, x).unwrap());
+            loop_calls(&|x| Stage::process(&stage, x).unwrap().unwrap());
             black_box(session.finish().unwrap());
         }
         "ours, native writer" | "ours, tracing-chrome backend" => {
@@ -105,7 +105,7 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
                 .trace_backlog_limit(u64::MAX / 4) // every span, as tracing-chrome alone
                 .start()
                 .unwrap();
-            loop_calls(&|x| Stage::process(&stage, x).unwrap());
+            loop_calls(&|x| Stage::process(&stage, x).unwrap().unwrap());
             let report = session.finish().unwrap();
             left_out = report.trace.as_ref().map_or(0, |t| t.spans_left_out);
         }

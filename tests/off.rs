@@ -55,7 +55,7 @@ fn annotated_code_works_and_nothing_is_recorded_or_traced() {
     let subscriber = tracing_subscriber::registry().with(spans.clone());
     let profiler = Profiler::new().start().unwrap();
     tracing::subscriber::with_default(subscriber, || {
-        assert_eq!(pipeline.run(100).unwrap(), 100);
+        assert_eq!(pipeline.run(100).unwrap(), Some(100));
         assert_eq!(pipeline.run(900).unwrap_err().stage(), "fraud");
         assert_eq!(score(70), 7);
         let mut future = std::pin::pin!(later(1));

@@ -105,11 +105,12 @@ impl Slow {
 fn arrivals_above_capacity_grow_the_queue_and_queue_wait_dominates_while_a_low_rate_does_not() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(Slow);
-    // Measured in the same run: one service time, to set the rates relative to capacity.
-    let started = std::time::Instant::now();
-    pipeline.run(0).unwrap();
-    let service = started.elapsed().as_secs_f64();
-    let capacity_per_sec = 2.0 / service;
+    // Measured in the same run and on the same workers: their throughput when saturated, to
+    // set the rates relative to capacity. (One sequential call would not do: on a loaded
+    // machine the workers get less CPU than a lone call, so "30 % of capacity" was not.)
+    let saturated = pipeline.run_concurrent(0..40, Workers::new(2).queue(64)).unwrap();
+    let capacity_per_sec = saturated.throughput_per_sec;
+    let service = 2.0 / capacity_per_sec;
 
     let low = pipeline
         .run_concurrent(0..60, Workers::new(2).queue(256).arrival_rate(capacity_per_sec * 0.3))

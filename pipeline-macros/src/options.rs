@@ -1,4 +1,4 @@
-//! The options both attributes take: `name = "..."`.
+//! The options the attributes take: `name = "..."` (both), `reject_if = predicate` (`#[stage]`).
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -11,7 +11,12 @@ use crate::errors::Errors;
 #[derive(Default)]
 pub(crate) struct Options {
     pub name: Option<LitStr>,
+    /// `#[stage(reject_if = path::to::predicate)]`: which of `process`'s errors are rejections.
+    pub reject_if: Option<Expr>,
 }
+
+const REJECT_IF_VALUE: &str = "`reject_if` takes a function of the error that says whether it is a \
+     rejection: `#[stage(reject_if = MyError::is_rejection)]` with `fn is_rejection(&self) -> bool`";
 
 /// Parses `#[attr(name = "..")]`; `attr` is the attribute's name for messages.
 pub(crate) fn parse(attr: &str, args: TokenStream) -> syn::Result<Options> {
@@ -44,9 +49,25 @@ pub(crate) fn parse(attr: &str, args: TokenStream) -> syn::Result<Options> {
             (Some("name"), _) => {
                 errors.at(&meta, format!("`name` takes a value: `#[{attr}(name = \"...\")]`"))
             }
+            (Some("reject_if"), Meta::NameValue(nv)) if attr == "stage" => {
+                if options.reject_if.is_some() {
+                    errors.at(&meta, "`reject_if` is given twice; keep one");
+                } else if let Expr::Lit(_) = &nv.value {
+                    errors.at(&nv.value, REJECT_IF_VALUE);
+                } else {
+                    options.reject_if = Some(nv.value.clone());
+                }
+            }
+            (Some("reject_if"), _) if attr == "stage" => errors.at(&meta, REJECT_IF_VALUE),
             _ => errors.at(
                 meta.path(),
-                format!("unknown option for #[{attr}]; the only option is `name = \"...\"`"),
+                if attr == "stage" {
+                    "unknown option for #[stage]; the options are `name = \"...\"` and \
+                     `reject_if = predicate`"
+                        .to_owned()
+                } else {
+                    format!("unknown option for #[{attr}]; the only option is `name = \"...\"`")
+                },
             ),
         }
     }

@@ -1,4 +1,5 @@
-//! `#[stage]`: parse the inherent impl, check its `process`, emit `impl Stage<E>`.
+//! `#[stage]`: parse the inherent impl, check its `process`, emit `impl Stage<In>` with the
+//! output type and shape read from `process`'s return type.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -10,7 +11,20 @@ use crate::options;
 use crate::runtime;
 use crate::types::contains_impl_trait;
 
-const SHAPE: &str = "fn process(&self, event: E) -> E` or `-> Result<E, StageError>";
+const SHAPE: &str = "`fn process(&self, event: In) -> Out` (or `-> Option<Out>` to filter, \
+    `-> Result<Out, E>`, `-> Result<Option<Out>, E>`)";
+
+/// How `process` hands its output on, read from how its return type is written.
+enum Shape {
+    /// `-> Out`.
+    Plain,
+    /// `-> Option<Out>`: `None` filters the event out.
+    Filter,
+    /// `-> Result<Out, E>` (`error` is `E` where it is written; `io::Result<Out>` has none).
+    Result { error: Option<Type> },
+    /// `-> Result<Option<Out>, E>`.
+    FilterResult { error: Option<Type> },
+}
 
 /// The checked input: everything expansion needs.
 struct StageImpl {
@@ -19,8 +33,13 @@ struct StageImpl {
     event_ty: Type,
     /// `process`'s return type, where type errors about it should point.
     return_ty: Type,
-    /// `true` when `process` returns the event type itself rather than a `Result`.
+    /// What the stage hands on: the `Stage` impl's `Out`.
+    output_ty: Type,
+    shape: Shape,
+    reject_if: Option<syn::Expr>,
     name: String,
+    /// No `name` option and the impl is generic: each instantiation is its own row.
+    named_per_instantiation: bool,
 }
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
@@ -48,8 +67,8 @@ fn wrong_item(item: &Item) -> syn::Error {
         tokens,
         format!(
             "#[stage] goes on the inherent `impl` block of a stage type, not on {what}: \
-             write `#[stage] impl MyStage {{ fn process(&self, event: E) -> E {{ .. }} }}` \
-             (or return `Result<E, StageError>`)"
+             write `#[stage] impl MyStage {{ fn process(&self, event: In) -> Out {{ .. }} }}` \
+             (or return `Option<Out>` to filter, `Result<Out, E>` to stop events)"
         ),
     )
 }
@@ -70,7 +89,7 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
         errors.at(
             quote!(#trait_path #for_token),
             "#[stage] goes on an inherent impl (`impl MyStage { .. }`) and writes \
-             `impl Stage<E> for MyStage` itself: remove the trait and `for`",
+             `impl Stage<In> for MyStage` itself: remove the trait and `for`",
         );
         return Err(errors.finish().unwrap_err());
     }
@@ -85,18 +104,37 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
     let Some(&process_index) = processes.first() else {
         return Err(syn::Error::new_spanned(
             &item.self_ty,
-            format!("#[stage] needs a method `{SHAPE}` in this impl block"),
+            format!("#[stage] needs a method {SHAPE} in this impl block"),
         ));
     };
     let ImplItem::Fn(process) = &item.items[process_index] else { unreachable!() };
     let event_ty = check_signature(process, &mut errors);
-    // Whether `process` returns the event or a `Result` of it is the type system's call (see
-    // `StageOutput`): comparing tokens would reject an alias of the event type.
-    let return_ty = match &process.sig.output {
+    let return_ty: Type = match &process.sig.output {
         ReturnType::Type(_, ret) => (**ret).clone(),
         ReturnType::Default => syn::parse_quote!(()),
     };
+    let (shape, output_ty) = read_shape(&return_ty);
+    if contains_impl_trait(&output_ty) {
+        errors.at(
+            &output_ty,
+            "a stage's output type cannot be `impl Trait`: it becomes the `Stage` impl's `Out`; \
+             name the type",
+        );
+    }
+    if let (Some(predicate), Shape::Plain | Shape::Filter) = (&options.reject_if, &shape) {
+        errors.at(
+            predicate,
+            "`reject_if` picks which errors are rejections, but this `process` returns no \
+             `Result`: return `Result<Out, E>` or remove `reject_if`",
+        );
+    }
     errors.finish()?;
+    let generic = item
+        .generics
+        .params
+        .iter()
+        .any(|param| matches!(param, GenericParam::Type(_) | GenericParam::Const(_)));
+    let named_per_instantiation = generic && options.name.is_none();
     let name = match options.name {
         Some(name) => name.value(),
         None => type_name(&item.self_ty),
@@ -104,10 +142,54 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
     Ok(StageImpl {
         event_ty: event_ty.expect("checked above"),
         return_ty,
+        output_ty,
+        shape,
+        reject_if: options.reject_if,
         item,
         process_index,
         name,
+        named_per_instantiation,
     })
+}
+
+/// The single type argument of `ty` when it is written `Ident<T, ..>` with `Ident` its last
+/// path segment; all the type arguments.
+fn generic_arguments<'a>(ty: &'a Type, ident: &str) -> Option<Vec<&'a Type>> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let segment = path.path.segments.last()?;
+    if segment.ident != ident {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &segment.arguments else { return None };
+    let types: Vec<&Type> = arguments
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    (!types.is_empty()).then_some(types)
+}
+
+/// The shape and the output type, from how the return type is written: `Result<..>` (any path
+/// ending in `Result`: `io::Result<T>`, `anyhow::Result<T>`), `Option<..>`, or anything else,
+/// which is the output itself.
+fn read_shape(return_ty: &Type) -> (Shape, Type) {
+    if let Some(arguments) = generic_arguments(return_ty, "Result") {
+        let error = arguments.get(1).map(|error| (*error).clone());
+        return match generic_arguments(arguments[0], "Option") {
+            Some(inner) if inner.len() == 1 => (Shape::FilterResult { error }, inner[0].clone()),
+            _ => (Shape::Result { error }, arguments[0].clone()),
+        };
+    }
+    match generic_arguments(return_ty, "Option") {
+        Some(inner) if inner.len() == 1 => (Shape::Filter, inner[0].clone()),
+        _ => (Shape::Plain, return_ty.clone()),
+    }
 }
 
 /// Checks `process`'s signature; returns the event type when it could be found.
@@ -142,9 +224,6 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
             );
         }
     }
-    if let ReturnType::Default = sig.output {
-        errors.at(sig, format!("`process` must return the event: `{SHAPE}`"));
-    }
 
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
@@ -167,7 +246,7 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
             }
         }
         _ => {
-            errors.at(&sig.ident, format!("`process` needs a `&self` receiver: `{SHAPE}`"));
+            errors.at(&sig.ident, format!("`process` needs a `&self` receiver: {SHAPE}"));
             return None;
         }
     }
@@ -187,7 +266,7 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
         _ => {
             errors.push(syn::Error::new(
                 sig.paren_token.span.join(),
-                format!("`process` takes the event as its one parameter: `{SHAPE}`"),
+                format!("`process` takes the event as its one parameter: {SHAPE}"),
             ));
             None
         }
@@ -207,10 +286,62 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
     event
 }
 
-fn generate(stage: StageImpl) -> TokenStream {
-    let StageImpl { mut item, process_index, event_ty, return_ty, name } = stage;
+/// The expression turning `call` (what the user's `process` returned) into the `Stage` trait's
+/// result, spanned at the return type so that a type error about it is reported there.
+fn convert(stage: &StageImpl, call: &TokenStream) -> TokenStream {
     let private = runtime::private();
+    let span = stage.return_ty.span();
+    // `E: IntoStageError` is checked where `E` is written, so its message points at it.
+    let stop = |error: &Option<Type>| match error {
+        Some(error) => {
+            quote_spanned!(error.span()=> <#error as ::pipeline::IntoStageError>::into_stage_error)
+        }
+        None => quote!(::pipeline::IntoStageError::into_stage_error),
+    };
+    let stop_or_reject = |error: &Option<Type>, predicate: &syn::Expr| {
+        let error = error.as_ref().map_or_else(|| quote!(_), ToTokens::to_token_stream);
+        quote_spanned!(predicate.span()=> |error: #error| #private::stop_or_reject(error, #predicate))
+    };
+    match (&stage.shape, &stage.reject_if) {
+        (Shape::Plain, _) => quote_spanned!(span=> #private::passed(#call)),
+        (Shape::Filter, _) => quote_spanned!(span=> #private::passed_or_filtered(#call)),
+        (Shape::Result { error }, None) => {
+            let stop = stop(error);
+            quote_spanned!(span=> match #call {
+                ::core::result::Result::Ok(output) => ::core::result::Result::Ok(::core::option::Option::Some(output)),
+                ::core::result::Result::Err(error) => ::core::result::Result::Err(#stop(error)),
+            })
+        }
+        (Shape::FilterResult { error }, None) => {
+            let stop = stop(error);
+            quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop))
+        }
+        (Shape::Result { error }, Some(predicate)) => {
+            let stop = stop_or_reject(error, predicate);
+            quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop).map(::core::option::Option::Some))
+        }
+        (Shape::FilterResult { error }, Some(predicate)) => {
+            let stop = stop_or_reject(error, predicate);
+            quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop))
+        }
+    }
+}
+
+fn generate(stage: StageImpl) -> TokenStream {
     let inner = format_ident!("__pipeline_stage_process");
+    let call = quote!(Self::#inner(self, event));
+    let result = convert(&stage, &call);
+    let StageImpl {
+        mut item,
+        process_index,
+        event_ty,
+        return_ty,
+        output_ty,
+        name,
+        named_per_instantiation,
+        ..
+    } = stage;
+    let private = runtime::private();
 
     // The user's body moves to a hidden method; `process` stays callable as written (same
     // signature, visibility and docs), measured like the trait's, so a stage's own tests and
@@ -253,70 +384,95 @@ fn generate(stage: StageImpl) -> TokenStream {
     let name_tokens = name_lit.to_token_stream();
     let callsite = runtime::callsite_static(&name_tokens, "Stage");
     let make_span = runtime::stage_span_maker(&name_tokens);
-    let call = quote!(Self::#inner(self, event));
     let method_params = &method_generics.params;
     let method_where = &method_generics.where_clause;
-    let direct_body = if cfg!(feature = "off") {
-        call.clone()
-    } else {
-        quote! {
-            #private::run_stage_direct(Self::__pipeline_callsite(), #make_span, || #call)
-        }
-    };
+
+    // With the `off` feature the stage is still a `Stage`, but records nothing: no span, no
+    // call site, no recorder call, just the user's `process`.
+    if cfg!(feature = "off") {
+        let off_name = if named_per_instantiation {
+            quote!(#private::instantiation_name(::core::any::type_name::<Self>()))
+        } else {
+            quote!(#name_lit)
+        };
+        return quote! {
+            #item
+
+            impl #impl_generics_of_item #self_ty #where_of_item {
+                #(#user_attrs)*
+                #[inline]
+                #user_vis fn process<#method_params>(&self, event: #event_ty) -> #return_ty #method_where {
+                    #call
+                }
+            }
+
+            impl #impl_generics ::pipeline::Stage<#event_ty> for #self_ty #where_clause {
+                type Out = #output_ty;
+
+                fn name(&self) -> &str {
+                    #off_name
+                }
+
+                #[inline]
+                fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                    #result
+                }
+            }
+        };
+    }
+
     // One call site for the stage, whichever way `process` is called: a static in a hidden
-    // associated function (one static even in a generic impl, as it names no parameter).
-    let callsite_fn = if cfg!(feature = "off") {
-        quote!()
-    } else {
+    // associated function (one static even in a generic impl, as it names no parameter). A
+    // generic impl without a name derives one per instantiation from it (`Dedup<u64>`).
+    let site = if named_per_instantiation {
         quote! {
+            #private::stage_instantiation(&__PIPELINE_CALLSITE, ::core::any::type_name::<Self>)
+        }
+    } else {
+        quote!(&__PIPELINE_CALLSITE)
+    };
+    let name_body = if named_per_instantiation {
+        quote!(Self::__pipeline_callsite().name())
+    } else {
+        quote!(#name_lit)
+    };
+    quote! {
+        #item
+
+        impl #impl_generics_of_item #self_ty #where_of_item {
             #[doc(hidden)]
             #[inline(always)]
             fn __pipeline_callsite() -> &'static #private::Callsite {
                 #callsite
-                &__PIPELINE_CALLSITE
+                #site
             }
-        }
-    };
-    let inherent = quote! {
-        impl #impl_generics_of_item #self_ty #where_of_item {
-            #callsite_fn
 
             #(#user_attrs)*
             #[inline]
             #user_vis fn process<#method_params>(&self, event: #event_ty) -> #return_ty #method_where {
-                #direct_body
+                #private::run_stage_direct(Self::__pipeline_callsite(), #make_span, || #call)
             }
         }
-    };
-    // Spanned at the return type, so a mismatch is reported there.
-    let result = quote_spanned!(return_ty.span()=> <#return_ty as #private::StageOutput<#event_ty>>::into_stage_result(#call));
-
-    // With the `off` feature the stage is still a `Stage`, but records nothing: no span, no
-    // call site, no recorder call, just the user's `process`.
-    let body = if cfg!(feature = "off") {
-        result
-    } else {
-        quote! {
-            #private::run_stage(Self::__pipeline_callsite(), #make_span, || #result)
-        }
-    };
-
-    quote! {
-        #item
-
-        #inherent
 
         impl #impl_generics ::pipeline::Stage<#event_ty> for #self_ty #where_clause {
+            type Out = #output_ty;
+
             fn name(&self) -> &str {
-                #name_lit
+                #name_body
             }
 
             #[inline]
-            fn process(
+            fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                #private::run_stage(Self::__pipeline_callsite(), #make_span, || #result)
+            }
+
+            #[inline]
+            fn process_as(
                 &self,
                 event: #event_ty,
-            ) -> ::core::result::Result<#event_ty, ::pipeline::StageError> {
-                #body
+                instance: &'static #private::Callsite,
+            ) -> ::pipeline::StageResult<#output_ty> {
+                #private::run_stage(instance, #make_span, || #result)
             }
         }
     }

@@ -16,7 +16,7 @@
 //! | 4 read back | `analysis` | summaries, diffs and flame graphs of saved traces and reports |
 //! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
 //! | 2 outputs | `profiler`, `report`, `trace`, `metrics` | the session; figures as table, JSON, pprof; trace writers; live metrics for Prometheus |
-//! | 1 running | `stage`, `pipeline`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, the worker pool, a run's load figures, what the macros' expansions call |
+//! | 1 running | `stage`, `pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
 //! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors |
 #![warn(missing_docs)]
 
@@ -38,6 +38,7 @@ pub mod report;
 pub mod run;
 #[cfg(feature = "cpu-sampling")]
 mod sampler;
+mod sink;
 mod stage;
 pub mod trace;
 pub mod workers;
@@ -53,5 +54,6 @@ pub use error::Error;
 pub use pipeline::{Halt, Pipeline};
 pub use profiler::{Profiler, ProfilingSession};
 pub use report::Report;
-pub use stage::{Stage, StageError, StopKind};
+pub use sink::Sink;
+pub use stage::{IntoStageError, Stage, StageError, StageResult, StopKind};
 pub use workers::{WorkerPool, Workers};

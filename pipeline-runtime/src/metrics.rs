@@ -18,7 +18,7 @@
 //! | `pipeline_function_duration_seconds` | histogram | `stage`, `function` |
 //! | `pipeline_function_allocations_total`, `pipeline_function_allocated_bytes_total` | counter | `stage`, `function` |
 //! | `pipeline_stage_panicked_total` | counter | `stage` |
-//! | `pipeline_stage_rejected_total`, `pipeline_stage_failed_total` | counter | `run`, `stage` |
+//! | `pipeline_stage_filtered_total`, `pipeline_stage_rejected_total`, `pipeline_stage_failed_total` | counter | `run`, `stage` |
 //! | `pipeline_events_submitted_total` | counter | `run` |
 //! | `pipeline_queue_depth`, `pipeline_queue_capacity` | gauge | `run` |
 //! | `pipeline_worker_events_total` | counter | `run`, `worker` |
@@ -365,6 +365,7 @@ fn encode_runs(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let mut submitted = Vec::new();
     let mut depth = Vec::new();
     let mut capacity = Vec::new();
+    let mut filtered = Vec::new();
     let mut rejected = Vec::new();
     let mut failed = Vec::new();
     let mut events = Vec::new();
@@ -379,6 +380,7 @@ fn encode_runs(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         capacity.push((labels, run.capacity as f64));
         for stage in &run.stages {
             let labels = vec![("run", id.clone()), ("stage", stage.name.clone())];
+            filtered.push((labels.clone(), stage.filtered as f64));
             rejected.push((labels.clone(), stage.rejected as f64));
             failed.push((labels, stage.failed as f64));
         }
@@ -413,6 +415,14 @@ fn encode_runs(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         MetricType::Gauge,
         &capacity,
         gauge,
+    )?;
+    family(
+        e,
+        "pipeline_stage_filtered",
+        "Events each stage dropped as a filter (neither rejected nor failed), per running pool.",
+        MetricType::Counter,
+        &filtered,
+        counter,
     )?;
     family(
         e,

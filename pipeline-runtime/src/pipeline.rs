@@ -1,112 +1,226 @@
-//! [`Pipeline`]: stages in order, one event at a time.
+//! [`Pipeline`]: stages in order, one event at a time, each stage's output the next one's input.
 
 use std::any::Any;
+use std::error::Error as StdError;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::stage::{Stage, StageError};
+use crate::recorder::Callsite;
+use crate::stage::{Stage, StageError, StageResult};
 
-/// An ordered list of stages that every event passes through.
+/// Stages in order that every event passes through: each stage's output is the next one's
+/// input, so the types chain at compile time. A `Pipeline<In, Out>` takes `In` and hands back
+/// `Out`.
 ///
 /// ```
-/// use pipeline_runtime::{Pipeline, Stage, StageError};
+/// use pipeline_runtime::{Pipeline, Stage, StageError, StageResult};
 ///
-/// struct AddOne;
-/// impl Stage<u32> for AddOne {
-///     fn name(&self) -> &str { "AddOne" }
-///     fn process(&self, e: u32) -> Result<u32, StageError> { Ok(e + 1) }
+/// struct Parse;
+/// impl Stage<&'static str> for Parse {
+///     type Out = u32;
+///     fn name(&self) -> &str { "Parse" }
+///     fn process(&self, line: &'static str) -> StageResult<u32> {
+///         line.parse().map(Some).map_err(|_| StageError::rejected("not a number"))
+///     }
 /// }
-/// struct RejectOdd;
-/// impl Stage<u32> for RejectOdd {
-///     fn name(&self) -> &str { "RejectOdd" }
-///     fn process(&self, e: u32) -> Result<u32, StageError> {
-///         if e % 2 == 1 { Err(StageError::rejected("odd")) } else { Ok(e) }
+/// struct KeepEven;
+/// impl Stage<u32> for KeepEven {
+///     type Out = u32;
+///     fn name(&self) -> &str { "KeepEven" }
+///     fn process(&self, n: u32) -> StageResult<u32> {
+///         Ok((n % 2 == 0).then_some(n)) // `None`: filtered
 ///     }
 /// }
 ///
-/// let pipeline = Pipeline::new().stage(AddOne).stage(RejectOdd);
-/// assert_eq!(pipeline.run(1).unwrap(), 2);
-/// let halt = pipeline.run(2).unwrap_err();
-/// assert_eq!(halt.stage(), "RejectOdd");
+/// let pipeline: pipeline_runtime::Pipeline<&str, u32> = Pipeline::new().stage(Parse).stage(KeepEven);
+/// assert_eq!(pipeline.run("42").unwrap(), Some(42));
+/// assert_eq!(pipeline.run("7").unwrap(), None);
+/// let halt = pipeline.run("x").unwrap_err();
+/// assert_eq!(halt.stage(), "Parse");
 /// ```
-pub struct Pipeline<E> {
-    stages: Vec<Box<dyn Stage<E>>>,
+pub struct Pipeline<In, Out = In> {
+    names: Vec<String>,
+    chain: Chain<In, Out>,
 }
 
-impl<E> Pipeline<E> {
+/// Every stage so far, composed: one boxed call per stage per event, statically typed inside.
+type Chain<In, Out> = Box<dyn Fn(In, &mut StageTimer<'_>) -> Outcome<Out> + Send + Sync>;
+
+/// How one event's pass through the stages ended.
+pub(crate) enum Outcome<T> {
+    /// Every stage passed it on: the last one's output.
+    Passed(T),
+    /// Stage `stage_index` dropped it (`process` returned `None`).
+    Filtered {
+        /// The filter's position in the pipeline.
+        stage_index: usize,
+    },
+    /// A stage rejected or failed it.
+    Halted(Halt),
+}
+
+impl<T> Outcome<T> {
+    /// The same stop for an outcome of another type; `None` when the event passed.
+    fn stopped<U>(self) -> Result<T, Outcome<U>> {
+        match self {
+            Outcome::Passed(value) => Ok(value),
+            Outcome::Filtered { stage_index } => Err(Outcome::Filtered { stage_index }),
+            Outcome::Halted(halt) => Err(Outcome::Halted(halt)),
+        }
+    }
+}
+
+/// Times each stage into its slot and turns a panicking stage into [`StageError::Panicked`]
+/// when a worker runs the event; does neither for [`Pipeline::run`].
+pub(crate) struct StageTimer<'a> {
+    stage_ns: Option<&'a mut [u64]>,
+    started_ns: u64,
+}
+
+impl StageTimer<'_> {
+    #[inline]
+    fn call<T>(
+        &mut self,
+        index: usize,
+        name: &str,
+        process: impl FnOnce() -> StageResult<T>,
+    ) -> Outcome<T> {
+        let result = match &mut self.stage_ns {
+            None => process(),
+            Some(stage_ns) => {
+                let result =
+                    panic::catch_unwind(AssertUnwindSafe(process)).unwrap_or_else(|payload| {
+                        Err(StageError::Panicked { message: panic_message(&*payload) })
+                    });
+                let finished = crate::clock::now_ns();
+                stage_ns[index] = finished.saturating_sub(self.started_ns);
+                self.started_ns = finished;
+                result
+            }
+        };
+        match result {
+            Ok(Some(output)) => Outcome::Passed(output),
+            Ok(None) => Outcome::Filtered { stage_index: index },
+            Err(error) => {
+                Outcome::Halted(Halt { stage_index: index, stage: name.to_owned(), error })
+            }
+        }
+    }
+}
+
+impl<In: 'static> Pipeline<In> {
     /// An empty pipeline: `run` hands every event back unchanged.
     pub fn new() -> Self {
-        Pipeline { stages: Vec::new() }
+        Pipeline { names: Vec::new(), chain: Box::new(|event, _| Outcome::Passed(event)) }
     }
+}
 
-    /// Appends a stage; events reach it after every stage added before.
+impl<In: 'static, Out: 'static> Pipeline<In, Out> {
+    /// Appends a stage that takes this pipeline's output; events reach it after every stage
+    /// added before, and the pipeline now hands back what it returns.
     #[must_use]
-    pub fn stage(mut self, stage: impl Stage<E> + 'static) -> Self {
-        self.stages.push(Box::new(stage));
-        self
+    pub fn stage<S>(self, stage: S) -> Pipeline<In, S::Out>
+    where
+        S: Stage<Out> + 'static,
+        S::Out: 'static,
+    {
+        let name = stage.name().to_owned();
+        self.then(name, move |event| stage.process(event))
     }
 
+    /// Appends a stage under a name of its own, `name` in every report, trace and halt: two
+    /// instances of one stage type (`Dedup` for users, `Dedup` for orders) are then two rows.
+    ///
+    /// ```
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult};
+    ///
+    /// struct Below(u32);
+    /// impl Stage<u32> for Below {
+    ///     type Out = u32;
+    ///     fn name(&self) -> &str { "Below" }
+    ///     fn process(&self, n: u32) -> StageResult<u32> { Ok((n < self.0).then_some(n)) }
+    /// }
+    /// let pipeline = Pipeline::new().stage_named("under-100", Below(100)).stage_named("under-10", Below(10));
+    /// assert_eq!(pipeline.stage_names().collect::<Vec<_>>(), ["under-100", "under-10"]);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `name` is empty or only white space: a report row needs a name a person can read.
+    #[must_use]
+    pub fn stage_named<S>(self, name: &str, stage: S) -> Pipeline<In, S::Out>
+    where
+        S: Stage<Out> + 'static,
+        S::Out: 'static,
+    {
+        assert!(
+            !name.trim().is_empty(),
+            "Pipeline::stage_named: the name is empty; give the name reports should show"
+        );
+        let instance = Callsite::named_stage(name);
+        self.then(name.to_owned(), move |event| stage.process_as(event, instance))
+    }
+
+    fn then<Next: 'static>(
+        self,
+        name: String,
+        process: impl Fn(Out) -> StageResult<Next> + Send + Sync + 'static,
+    ) -> Pipeline<In, Next> {
+        let Pipeline { mut names, chain } = self;
+        let index = names.len();
+        names.push(name.clone());
+        Pipeline {
+            names,
+            chain: Box::new(move |event, timer| match chain(event, timer).stopped() {
+                Ok(input) => timer.call(index, &name, || process(input)),
+                Err(stopped) => stopped,
+            }),
+        }
+    }
+}
+
+impl<In, Out> Pipeline<In, Out> {
     /// The stages' names, in order.
     pub fn stage_names(&self) -> impl Iterator<Item = &str> {
-        self.stages.iter().map(|s| s.name())
+        self.names.iter().map(String::as_str)
     }
 
     /// How many stages there are.
     pub fn len(&self) -> usize {
-        self.stages.len()
+        self.names.len()
     }
 
     /// Whether there are no stages.
     pub fn is_empty(&self) -> bool {
-        self.stages.is_empty()
+        self.names.is_empty()
     }
 
-    /// Threads one event through every stage in order.
+    /// Threads one event through every stage in order: `Ok(Some(output))` when it came through,
+    /// `Ok(None)` when a filter dropped it.
     ///
     /// # Errors
     ///
     /// Stops at the first stage that rejects or fails the event, and says which one in the
     /// returned [`Halt`].
-    pub fn run(&self, event: E) -> Result<E, Halt> {
-        let mut event = event;
-        for (index, stage) in self.stages.iter().enumerate() {
-            event = stage.process(event).map_err(|error| Halt {
-                stage_index: index,
-                stage: stage.name().to_owned(),
-                error,
-            })?;
+    pub fn run(&self, event: In) -> Result<Option<Out>, Halt> {
+        match (self.chain)(event, &mut StageTimer { stage_ns: None, started_ns: 0 }) {
+            Outcome::Passed(output) => Ok(Some(output)),
+            Outcome::Filtered { .. } => Ok(None),
+            Outcome::Halted(halt) => Err(halt),
         }
-        Ok(event)
     }
-}
 
-impl<E> Pipeline<E> {
     /// [`run`](Self::run) for a worker: times each stage into `stage_ns` (one slot per stage) and
     /// turns a panicking stage into [`StageError::Panicked`] attributed to it, so one bad event
     /// cannot take its worker down.
-    pub(crate) fn run_isolated(&self, event: E, stage_ns: &mut [u64]) -> Result<E, Halt> {
-        let mut event = event;
-        let mut started = crate::clock::now_ns();
-        for (index, stage) in self.stages.iter().enumerate() {
-            let result = panic::catch_unwind(AssertUnwindSafe(|| stage.process(event)))
-                .unwrap_or_else(|payload| {
-                    Err(StageError::Panicked { message: panic_message(&*payload) })
-                });
-            let finished = crate::clock::now_ns();
-            stage_ns[index] = finished.saturating_sub(started);
-            started = finished;
-            event = result.map_err(|error| Halt {
-                stage_index: index,
-                stage: stage.name().to_owned(),
-                error,
-            })?;
-        }
-        Ok(event)
+    pub(crate) fn run_isolated(&self, event: In, stage_ns: &mut [u64]) -> Outcome<Out> {
+        let started_ns = crate::clock::now_ns();
+        (self.chain)(event, &mut StageTimer { stage_ns: Some(stage_ns), started_ns })
     }
 }
 
 /// The text of a panic's payload (`panic!("...")` gives `&str` or `String`).
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {
@@ -116,29 +230,32 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-impl<E> Default for Pipeline<E> {
+impl<In: 'static> Default for Pipeline<In> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E> fmt::Debug for Pipeline<E> {
+impl<In, Out> fmt::Debug for Pipeline<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.stage_names()).finish()
+        f.debug_list().entries(&self.names).finish()
     }
 }
 
 /// An event that did not make it through: which stage stopped it, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("stage `{stage}` stopped the event: {error}")]
+#[derive(Debug)]
 pub struct Halt {
     stage_index: usize,
     stage: String,
-    #[source]
     error: StageError,
 }
 
 impl Halt {
+    /// Stage `stage_index`, named `stage`, stopped the event with `error`.
+    pub(crate) fn new(stage_index: usize, stage: String, error: StageError) -> Self {
+        Halt { stage_index, stage, error }
+    }
+
     /// The name of the stage that stopped the event.
     pub fn stage(&self) -> &str {
         &self.stage
@@ -157,5 +274,18 @@ impl Halt {
     /// Takes the [`StageError`] out.
     pub fn into_error(self) -> StageError {
         self.error
+    }
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stage `{}` stopped the event: {}", self.stage, self.error)
+    }
+}
+
+/// Its source is the error the stage returned, when it failed with one.
+impl StdError for Halt {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.error.source().map(|source| source as &(dyn StdError + 'static))
     }
 }

@@ -9,33 +9,67 @@ pub use tracing;
 
 use crate::recorder::Mode;
 pub use crate::recorder::{AsyncCall, CallGuard, Callsite, CallsiteKind, PollGuard};
-use crate::stage::StageError;
+use crate::stage::{IntoStageError, StageError, StageResult};
 
-/// Converts what a `#[stage]`'s `process` returns into the `Stage` trait's result.
-#[diagnostic::on_unimplemented(
-    message = "`process` must return the event type `{E}` or `Result<{E}, StageError>`, not `{Self}`",
-    label = "this return type does not match the event parameter",
-    note = "write `fn process(&self, event: {E}) -> {E}` or `-> Result<{E}, pipeline::StageError>`"
-)]
-pub trait StageOutput<E> {
-    /// The stage's result.
-    fn into_stage_result(self) -> Result<E, StageError>;
+// What a `#[stage]`'s `process` returns, as the `Stage` trait's result. The macro reads the
+// shape from how the return type is written and calls the matching conversion.
+
+/// `-> Out`: the output, passed on.
+#[inline(always)]
+pub fn passed<T>(output: T) -> StageResult<T> {
+    Ok(Some(output))
 }
 
-/// A `process` that returns the event: it never fails. Whether the return type is the event is
-/// decided by the type system, so aliases and paths of the event type work.
-impl<E> StageOutput<E> for E {
-    #[inline]
-    fn into_stage_result(self) -> Result<E, StageError> {
-        Ok(self)
+/// `-> Option<Out>`: a filter; `None` drops the event as filtered.
+#[inline(always)]
+pub fn passed_or_filtered<T>(output: Option<T>) -> StageResult<T> {
+    Ok(output)
+}
+
+/// `-> Result<Out, E>`.
+#[inline(always)]
+pub fn passed_or_stopped<T, E: IntoStageError>(result: Result<T, E>) -> StageResult<T> {
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(error) => Err(error.into_stage_error()),
     }
 }
 
-impl<E, X: Into<StageError>> StageOutput<E> for Result<E, X> {
-    #[inline]
-    fn into_stage_result(self) -> Result<E, StageError> {
-        self.map_err(Into::into)
+/// `-> Result<Option<Out>, E>`.
+#[inline(always)]
+pub fn passed_filtered_or_stopped<T, E: IntoStageError>(
+    result: Result<Option<T>, E>,
+) -> StageResult<T> {
+    result.map_err(IntoStageError::into_stage_error)
+}
+
+/// `#[stage(reject_if = predicate)]`: the errors `predicate` picks are rejections (their text is
+/// the reason), the others convert as usual.
+#[inline]
+pub fn stop_or_reject<E: IntoStageError + std::fmt::Display>(
+    error: E,
+    reject_if: impl FnOnce(&E) -> bool,
+) -> StageError {
+    if reject_if(&error) {
+        StageError::rejected(crate::records::guarded_text(|| error.to_string()))
+    } else {
+        error.into_stage_error()
     }
+}
+
+/// A generic stage's name for one instantiation (`Dedup<u64>`), where nothing is recorded (the
+/// `off` build): the same name the recording build gives it.
+pub fn instantiation_name(type_name: &'static str) -> &'static str {
+    crate::recorder::interned_short_type_name(type_name)
+}
+
+/// The call site of a generic stage's instantiation: its own row (`Dedup<u64>`).
+#[inline]
+pub fn stage_instantiation(
+    generic: &'static Callsite,
+    self_type: impl FnOnce() -> &'static str,
+) -> &'static Callsite {
+    generic.for_stage_type(self_type())
 }
 
 /// Runs span bookkeeping (creating, entering, leaving a span) without attributing its
@@ -145,11 +179,11 @@ impl Drop for QuietEnteredSpan {
 /// when a subscriber may want it. The span then records the call's outcome and allocations, so
 /// trace slices carry them.
 #[inline]
-pub fn run_stage<E>(
+pub fn run_stage<T>(
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
-    process: impl FnOnce() -> Result<E, StageError>,
-) -> Result<E, StageError> {
+    process: impl FnOnce() -> StageResult<T>,
+) -> StageResult<T> {
     let mode = Mode::now();
     if mode.is_idle() {
         // The runtime switch: nothing records and no span is wanted. One relaxed load, and the
@@ -191,12 +225,12 @@ fn run_stage_direct_active<R>(
 }
 
 #[inline(never)]
-fn run_stage_active<E>(
+fn run_stage_active<T>(
     mode: Mode,
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
-    process: impl FnOnce() -> Result<E, StageError>,
-) -> Result<E, StageError> {
+    process: impl FnOnce() -> StageResult<T>,
+) -> StageResult<T> {
     if mode.wants_spans() && tracing::dispatcher::has_been_set() {
         return run_stage_in_span(mode, callsite, make_span, process);
     }
@@ -214,12 +248,12 @@ fn run_stage_active<E>(
 }
 
 #[inline(never)]
-fn run_stage_in_span<E>(
+fn run_stage_in_span<T>(
     mode: Mode,
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
-    process: impl FnOnce() -> Result<E, StageError>,
-) -> Result<E, StageError> {
+    process: impl FnOnce() -> StageResult<T>,
+) -> StageResult<T> {
     // The span first, so its cost stays out of the measurement.
     let mut span = QuietEnteredSpan::enter(mode, make_span);
     let call = mode.enter(callsite);
@@ -239,9 +273,9 @@ fn run_stage_in_span<E>(
 /// tracing-chrome a copy of the span's argument map and two strings, which made a traced call
 /// two to three times as expensive; the trace's closing `pipeline_profile` entry says which
 /// slices are stages and that allocations were measured, so missing arguments mean "ok" and 0.
-fn annotate_stage_span<E>(
+fn annotate_stage_span<T>(
     span: tracing::span::EnteredSpan,
-    result: &Result<E, StageError>,
+    result: &StageResult<T>,
     allocations: Option<crate::alloc::Counters>,
 ) {
     let _pause = crate::alloc::pause();

@@ -19,12 +19,13 @@ use crate::profiler::Profiler;
 /// A benchmark: how many samples of how many events, and how to decide.
 ///
 /// ```
-/// use pipeline_runtime::{bench::Bench, Pipeline, Stage, StageError};
+/// use pipeline_runtime::{bench::Bench, Pipeline, Stage, StageResult};
 ///
 /// struct Square;
 /// impl Stage<u64> for Square {
+///     type Out = u64;
 ///     fn name(&self) -> &str { "Square" }
-///     fn process(&self, e: u64) -> Result<u64, StageError> { Ok(e * e) }
+///     fn process(&self, e: u64) -> StageResult<u64> { Ok(Some(e * e)) }
 /// }
 /// let pipeline = Pipeline::new().stage(Square);
 /// let result = Bench::new("square").samples(10).batch(100).run(&pipeline, |i| i)?;
@@ -108,9 +109,9 @@ impl Bench {
 
     /// Times one batch of events through `pipeline`: the events are made first, outside the
     /// clock and outside the allocation count.
-    fn time_batch<E>(
+    fn time_batch<E, O>(
         &self,
-        pipeline: &Pipeline<E>,
+        pipeline: &Pipeline<E, O>,
         workload: &impl Fn(u64) -> E,
         first: u64,
     ) -> f64 {
@@ -118,9 +119,9 @@ impl Bench {
     }
 
     /// [`time_batch`](Self::time_batch), also returning the allocations the runs made.
-    fn measure_batch<E>(
+    fn measure_batch<E, O>(
         &self,
-        pipeline: &Pipeline<E>,
+        pipeline: &Pipeline<E, O>,
         workload: &impl Fn(u64) -> E,
         first: u64,
     ) -> (f64, u64) {
@@ -139,9 +140,9 @@ impl Bench {
     /// # Errors
     ///
     /// [`Error::AlreadyProfiling`] if a profiler is running (the per-stage breakdown needs one).
-    pub fn run<E>(
+    pub fn run<E, O>(
         &self,
-        pipeline: &Pipeline<E>,
+        pipeline: &Pipeline<E, O>,
         workload: impl Fn(u64) -> E,
     ) -> Result<BenchResult, Error> {
         let mut batch_ns = 0.0;
@@ -200,10 +201,10 @@ impl Bench {
     /// # Errors
     ///
     /// As [`run`](Self::run).
-    pub fn compare<E>(
+    pub fn compare<E, O>(
         &self,
-        before: &Pipeline<E>,
-        after: &Pipeline<E>,
+        before: &Pipeline<E, O>,
+        after: &Pipeline<E, O>,
         workload: impl Fn(u64) -> E,
     ) -> Result<Comparison, Error> {
         let mut rng = fastrand::Rng::with_seed(self.seed);
@@ -242,7 +243,7 @@ impl Bench {
             verdict: time_verdict(change, self.tolerance),
         }];
         if installed_allocator() == AllocatorKind::Counting {
-            let count = |pipeline: &Pipeline<E>| {
+            let count = |pipeline: &Pipeline<E, O>| {
                 self.measure_batch(pipeline, &workload, 0).1 as f64 / self.batch as f64
             };
             metrics.push(allocation_verdict(
@@ -260,9 +261,9 @@ impl Bench {
     /// # Errors
     ///
     /// As [`run`](Self::run).
-    pub fn check<E>(
+    pub fn check<E, O>(
         &self,
-        pipeline: &Pipeline<E>,
+        pipeline: &Pipeline<E, O>,
         workload: impl Fn(u64) -> E,
         baseline: &Baseline,
     ) -> Result<Comparison, Error> {

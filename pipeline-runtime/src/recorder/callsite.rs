@@ -69,14 +69,36 @@ impl Callsite {
     /// row is named `type::method`, so the same method of two types (or a trait's default
     /// method, per implementor) are two rows. One look-up without a lock for the first type a
     /// method is called on; a locked map for the others.
+    #[inline]
     pub fn for_type(&'static self, type_name: &'static str) -> &'static Callsite {
+        self.derived(type_name, |site, type_name| {
+            let method = site.name.rsplit("::").next().unwrap_or(site.name);
+            format!("{type_name}::{method}")
+        })
+    }
+
+    /// A generic stage's call site for one instantiation, `type_name` being
+    /// `std::any::type_name::<Self>()`: its row is named by the type without module paths
+    /// (`Dedup<u64>`), so two instantiations in one pipeline are two rows.
+    #[inline]
+    pub fn for_stage_type(&'static self, type_name: &'static str) -> &'static Callsite {
+        self.derived(type_name, |_, type_name| short_type_name(type_name))
+    }
+
+    /// The call site derived from this one for `type_name`, named by `name_of` once.
+    #[inline]
+    fn derived(
+        &'static self,
+        type_name: &'static str,
+        name_of: fn(&Callsite, &str) -> String,
+    ) -> &'static Callsite {
         let key = (type_name.as_ptr() as usize, type_name.len());
         if let Some(&(ptr, len, site)) = self.first_type.get() {
             if (ptr, len) == key {
                 return site;
             }
         }
-        self.typed_slow(type_name, key)
+        self.typed_slow(type_name, key, name_of)
     }
 
     #[cold]
@@ -85,6 +107,7 @@ impl Callsite {
         &'static self,
         type_name: &'static str,
         key: (usize, usize),
+        name_of: fn(&Callsite, &str) -> String,
     ) -> &'static Callsite {
         // The profiler's memory: neither the call's allocation nor the program's heap.
         let _bookkeeping = crate::alloc::bookkeeping();
@@ -95,8 +118,7 @@ impl Callsite {
             return site;
         }
         let site = *typed.by_name.entry((this, type_name.to_owned())).or_insert_with(|| {
-            let method = self.name.rsplit("::").next().unwrap_or(self.name);
-            let name: &'static str = Box::leak(format!("{type_name}::{method}").into_boxed_str());
+            let name: &'static str = Box::leak(name_of(self, type_name).into_boxed_str());
             Box::leak(Box::new(Callsite::new(
                 name,
                 self.kind,
@@ -107,6 +129,24 @@ impl Callsite {
         });
         typed.by_address.insert((this, key.0, key.1), site);
         let _ = self.first_type.set((key.0, key.1, site));
+        site
+    }
+
+    /// The call site of a stage instance named where it was added to a pipeline
+    /// (`Pipeline::stage_named`), or of a run's sink: one per name for the whole process, so
+    /// building the same pipeline again adds no memory.
+    pub fn named_stage(name: &str) -> &'static Callsite {
+        static NAMED: Mutex<Option<HashMap<String, &'static Callsite>>> = Mutex::new(None);
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let mut named = NAMED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let named = named.get_or_insert_with(HashMap::new);
+        if let Some(site) = named.get(name) {
+            return site;
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let site: &'static Callsite =
+            Box::leak(Box::new(Callsite::new(leaked, CallsiteKind::Stage, "", "", 0)));
+        named.insert(name.to_owned(), site);
         site
     }
 
@@ -166,4 +206,51 @@ pub(crate) fn stage_names() -> Vec<&'static str> {
 pub(crate) fn lookup(id: CallsiteId) -> &'static Callsite {
     let registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     registry[id as usize - 1]
+}
+
+/// [`short_type_name`], kept for the process (one copy per type).
+pub(crate) fn interned_short_type_name(type_name: &'static str) -> &'static str {
+    static NAMES: Mutex<Option<HashMap<&'static str, &'static str>>> = Mutex::new(None);
+    let _bookkeeping = crate::alloc::bookkeeping();
+    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    names
+        .get_or_insert_with(HashMap::new)
+        .entry(type_name)
+        .or_insert_with(|| Box::leak(short_type_name(type_name).into_boxed_str()))
+}
+
+/// A type's name without module paths: `app::dedup::Dedup<alloc::string::String, u64>` reads
+/// `Dedup<String, u64>`.
+pub(crate) fn short_type_name(type_name: &str) -> String {
+    let mut short = String::with_capacity(type_name.len());
+    let mut segment_start = 0;
+    for (at, c) in type_name.char_indices() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            continue;
+        }
+        push_last_segment(&mut short, &type_name[segment_start..at]);
+        short.push(c);
+        segment_start = at + c.len_utf8();
+    }
+    push_last_segment(&mut short, &type_name[segment_start..]);
+    short
+}
+
+fn push_last_segment(out: &mut String, path: &str) {
+    out.push_str(path.rsplit("::").next().unwrap_or(path));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_lose_their_module_paths_but_keep_their_arguments() {
+        assert_eq!(
+            short_type_name("app::dedup::Dedup<alloc::string::String, u64>"),
+            "Dedup<String, u64>"
+        );
+        assert_eq!(short_type_name("Limit<3>"), "Limit<3>");
+        assert_eq!(short_type_name("a::B<(c::D, [e::F; 2]), &g::H>"), "B<(D, [F; 2]), &H>");
+    }
 }

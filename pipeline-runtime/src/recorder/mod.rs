@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[cfg(any(feature = "cpu-sampling", feature = "prometheus"))]
 pub(crate) use callsite::CallsiteId;
-pub(crate) use callsite::{lookup, stage_names};
+pub(crate) use callsite::{interned_short_type_name, lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
 pub(crate) use shard::{CallStats, Row};
 pub use stack::{AsyncCall, CallGuard, PollGuard};

@@ -67,15 +67,31 @@ impl Submission {
 
 /// Why an event stopped, for its instant.
 pub(crate) enum Stop<'a> {
-    Rejected { reason: &'a str },
-    Panicked { message: &'a str },
-    Failed { error: &'a dyn std::fmt::Display },
+    /// A filter dropped it (`process` returned `None`).
+    Filtered,
+    Rejected {
+        reason: &'a str,
+    },
+    Panicked {
+        message: &'a str,
+    },
+    Failed {
+        error: &'a dyn std::fmt::Display,
+    },
 }
 
 /// Marks where event `id` was stopped by `stage`.
 pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
     if active() != 0 {
         let (marker, key, text) = match stop {
+            Stop::Filtered => {
+                super::instant(now_ns(), "filtered", || {
+                    let args =
+                        serde_json::json!({ "event": id, "stage": super::bounded_text(stage) });
+                    args.to_string()
+                });
+                return;
+            }
             Stop::Rejected { reason } => ("rejected", "reason", (*reason).to_owned()),
             Stop::Panicked { message } => ("panic", "message", (*message).to_owned()),
             Stop::Failed { error } => {
@@ -98,6 +114,9 @@ pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
     // tracing-chrome: events, with user text bounded like the native writer's.
     let stage = super::bounded_text(stage);
     match stop {
+        Stop::Filtered => {
+            tracing::info!(target: "pipeline", marker = "filtered", event = id, stage = %stage, "event filtered");
+        }
         Stop::Rejected { reason } => {
             let reason = super::bounded_text(reason);
             tracing::info!(target: "pipeline", marker = "rejected", event = id, stage = %stage, %reason, "event rejected");

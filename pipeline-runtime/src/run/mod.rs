@@ -41,12 +41,15 @@ pub(crate) fn forget_finished(session: u64) {
     FINISHED.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| *s != session);
 }
 
-/// One stage's stopped events in a run.
+/// One stage's stopped and filtered events in a run (the sink, when the run had one, is the
+/// last entry).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct StageOutcomes {
     /// The stage.
     pub name: String,
+    /// Events it dropped as a filter (`process` returned `None`): neither rejected nor failed.
+    pub filtered: u64,
     /// Events it rejected.
     pub rejected: u64,
     /// Events it failed, panics included.
@@ -156,7 +159,8 @@ pub struct WorkerUtilisation {
 
 /// The outcome of a concurrent run: counts, latency, queue and workers, and a verdict.
 ///
-/// `submitted == completed + rejected + failed + unfinished` always holds, panics included;
+/// `submitted == completed + filtered + rejected + failed + unfinished` always holds, panics
+/// included;
 /// `unfinished` is 0 unless [`WorkerPool::join_timeout`](crate::WorkerPool::join_timeout) gave up
 /// waiting.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -164,8 +168,11 @@ pub struct WorkerUtilisation {
 pub struct RunSummary {
     /// Events accepted into the queue.
     pub submitted: u64,
-    /// Events that made it through every stage.
+    /// Events that made it through every stage (and into the sink, when the run had one).
     pub completed: u64,
+    /// Events a filter dropped (a stage's `process` returned `None`): not a failure, not a
+    /// rejection.
+    pub filtered: u64,
     /// Events a stage rejected.
     pub rejected: u64,
     /// Events a stage failed on, panics included.
@@ -173,7 +180,7 @@ pub struct RunSummary {
     /// Accepted events still queued or being processed when the summary was taken: only
     /// [`WorkerPool::join_timeout`](crate::WorkerPool::join_timeout) takes one before the end.
     pub unfinished: u64,
-    /// Rejections and failures per stage, in pipeline order.
+    /// Filtered events, rejections and failures per stage, in pipeline order; the sink last.
     pub stages: Vec<StageOutcomes>,
     /// From the first submission to the last event processed.
     pub wall_time_ns: u64,
@@ -234,6 +241,7 @@ impl RunSummary {
                 total.merge(part);
             }
             for (total, part) in stages.iter_mut().zip(&worker.stages) {
+                total.filtered += part.filtered;
                 total.rejected += part.rejected;
                 total.failed += part.failed;
                 total.panicked += part.panicked;
@@ -258,14 +266,16 @@ impl RunSummary {
         let processed: u64 = workers.iter().map(|w| w.events).sum();
         let latency_stats = Latency::of(&latency);
         let latency_split = split_at(&composition, latency_stats.p99_ns, stage_names);
+        let filtered: u64 = stages.iter().map(|s| s.filtered).sum();
         let rejected: u64 = stages.iter().map(|s| s.rejected).sum();
         let failed: u64 = stages.iter().map(|s| s.failed).sum();
         let mut summary = RunSummary {
             submitted: totals.submitted,
             completed,
+            filtered,
             rejected,
             failed,
-            unfinished: totals.submitted.saturating_sub(completed + rejected + failed),
+            unfinished: totals.submitted.saturating_sub(completed + filtered + rejected + failed),
             stages,
             wall_time_ns: totals.wall_time_ns,
             throughput_per_sec: processed as f64 / (wall as f64 / 1e9),

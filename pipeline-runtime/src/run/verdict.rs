@@ -94,9 +94,14 @@ pub(super) fn verdict(run: &RunSummary) -> String {
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Filtered events are their own count, shown where a filter dropped any.
+        let filtered = match self.filtered {
+            0 => String::new(),
+            n => format!(" {n} filtered,"),
+        };
         writeln!(
             f,
-            "Load: {} events submitted, {} completed, {} rejected, {} failed, in {}",
+            "Load: {} events submitted, {} completed,{filtered} {} rejected, {} failed, in {}",
             self.submitted,
             self.completed,
             self.rejected,
@@ -161,8 +166,17 @@ impl fmt::Display for RunSummary {
             percent(idle),
             percent(self.cpu_busy)
         )?;
-        for stage in self.stages.iter().filter(|s| s.rejected + s.failed > 0) {
-            write!(f, "  {}: {} rejected, {} failed", stage.name, stage.rejected, stage.failed)?;
+        for stage in self.stages.iter().filter(|s| s.filtered + s.rejected + s.failed > 0) {
+            write!(f, "  {}:", stage.name)?;
+            if stage.filtered > 0 {
+                write!(f, " {} filtered", stage.filtered)?;
+                if stage.rejected + stage.failed > 0 {
+                    write!(f, ",")?;
+                }
+            }
+            if stage.rejected + stage.failed > 0 {
+                write!(f, " {} rejected, {} failed", stage.rejected, stage.failed)?;
+            }
             if stage.panicked > 0 {
                 write!(f, " ({} panicked)", stage.panicked)?;
             }

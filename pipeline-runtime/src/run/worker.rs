@@ -46,7 +46,7 @@ impl Composition {
 
 pub(super) const MAX_MESSAGES: usize = 10;
 
-/// How an event that did not complete was stopped.
+/// How an event that did not complete was stopped (or filtered).
 pub(crate) struct Stopped {
     pub stage_index: usize,
     pub kind: StopKind,
@@ -137,6 +137,7 @@ impl WorkerLoad {
                 match kind {
                     StopKind::Rejected => stage.rejected += 1,
                     StopKind::Failed => stage.failed += 1,
+                    StopKind::Filtered => stage.filtered += 1,
                 }
                 if let Some(Failure { panicked, message }) = failure {
                     stage.panicked += u64::from(panicked);

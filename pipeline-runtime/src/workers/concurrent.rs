@@ -6,8 +6,8 @@ use std::thread::{self, Scope};
 use std::time::Duration;
 
 use super::core::{
-    new_load, open, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name,
-    Envelope, Intake, Opened, Seat, SharedLoad,
+    new_load, open, sample_depth, slot_names, spawn_error, submit, sum_up, take_load, work,
+    worker_name, Delivery, Envelope, Intake, Opened, Seat, SharedLoad,
 };
 use super::live::LiveRun;
 use super::Workers;
@@ -16,22 +16,25 @@ use crate::error::Error;
 use crate::pipeline::Pipeline;
 use crate::queue::{QueueReceiver as Receiver, QueueSender as Sender};
 use crate::run::{RunSummary, WorkerLoad};
+use crate::sink::Sink;
 
-impl<E: Send> Pipeline<E> {
+impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     /// Runs `events` through `workers.count()` worker threads fed by a bounded queue, as a
-    /// service would, and returns when every event has been processed.
+    /// service would, and returns when every event has been processed. The outputs are
+    /// dropped: to keep them, use [`run_concurrent_into`](Self::run_concurrent_into).
     ///
     /// Each worker runs the whole pipeline per event. A panicking stage fails that event only
     /// (counted with its message); the worker goes on. If a profiler is running, the run's load
     /// section is added to its report.
     ///
     /// ```
-    /// use pipeline_runtime::{Pipeline, Stage, StageError, Workers};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, Workers};
     ///
     /// struct Double;
     /// impl Stage<u64> for Double {
+    ///     type Out = u64;
     ///     fn name(&self) -> &str { "Double" }
-    ///     fn process(&self, e: u64) -> Result<u64, StageError> { Ok(e * 2) }
+    ///     fn process(&self, e: u64) -> StageResult<u64> { Ok(Some(e * 2)) }
     /// }
     /// let run = Pipeline::new().stage(Double).run_concurrent(0..1000, Workers::new(2).queue(64))?;
     /// assert_eq!(run.completed, 1000);
@@ -44,10 +47,57 @@ impl<E: Send> Pipeline<E> {
     /// cannot be started (the run stops after draining what was queued).
     pub fn run_concurrent(
         &self,
-        events: impl IntoIterator<Item = E>,
+        events: impl IntoIterator<Item = In>,
         workers: Workers,
     ) -> Result<RunSummary, Error> {
-        let Opened { stage_names, sender, receiver, intake, live } = open(self, &workers)?;
+        self.run_on_workers(events, workers, None)
+    }
+
+    /// [`run_concurrent`](Self::run_concurrent), handing the output of every event that made it
+    /// through to `sink`, exactly once each, on the worker that ran it (see [`Sink`]): a slow
+    /// sink slows the workers instead of growing memory, and its time is its own row in the
+    /// report and slot in the run's latency split.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, Workers};
+    ///
+    /// struct Len;
+    /// impl Stage<String> for Len {
+    ///     type Out = usize;
+    ///     fn name(&self) -> &str { "Len" }
+    ///     fn process(&self, s: String) -> StageResult<usize> { Ok(Some(s.len())) }
+    /// }
+    /// let pipeline = Pipeline::new().stage(Len);
+    /// let (outputs, received) = mpsc::sync_channel(64); // bounded: a full channel waits
+    /// let reader = std::thread::spawn(move || received.iter().sum::<usize>());
+    /// let words = ["a", "bb", "ccc"].map(String::from);
+    /// let run = pipeline.run_concurrent_into(words, Workers::new(2), outputs)?;
+    /// assert_eq!((run.completed, reader.join().unwrap()), (3, 6));
+    /// # Ok::<(), pipeline_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`run_concurrent`](Self::run_concurrent).
+    pub fn run_concurrent_into(
+        &self,
+        events: impl IntoIterator<Item = In>,
+        workers: Workers,
+        sink: impl Sink<Out>,
+    ) -> Result<RunSummary, Error> {
+        self.run_on_workers(events, workers, Some(&sink))
+    }
+
+    fn run_on_workers(
+        &self,
+        events: impl IntoIterator<Item = In>,
+        workers: Workers,
+        sink: Option<&dyn Sink<Out>>,
+    ) -> Result<RunSummary, Error> {
+        let delivery = Delivery::new(sink, self.len());
+        let Opened { stage_names, sender, receiver, intake, live } =
+            open(slot_names(self, sink), &workers)?;
         let (loads, samples) = thread::scope(|scope| -> Result<_, Error> {
             let sampler = thread::Builder::new()
                 .name("queue-sampler".to_owned())
@@ -56,8 +106,14 @@ impl<E: Send> Pipeline<E> {
                     move || sample_depth(receiver, intake, workers.sample_every)
                 })
                 .map_err(spawn_error("the queue sampler".to_owned()));
-            let handles =
-                spawn_scoped_workers(scope, self, &receiver, &stage_names, &workers, &live);
+            let handles = spawn_scoped_workers(
+                scope,
+                (self, &delivery),
+                &receiver,
+                &stage_names,
+                &workers,
+                &live,
+            );
             drop(receiver);
             if let (Ok(_), Ok(_)) = (&sampler, &handles) {
                 feed(&sender, &intake, events, workers.arrival_rate);
@@ -80,14 +136,16 @@ impl<E: Send> Pipeline<E> {
     }
 }
 
-fn spawn_scoped_workers<'scope, 'env, E: Send>(
+type WorkerHandles<'scope> = Vec<(thread::ScopedJoinHandle<'scope, ()>, SharedLoad)>;
+
+fn spawn_scoped_workers<'scope, 'env, In: Send + 'static, Out: 'static>(
     scope: &'scope Scope<'scope, 'env>,
-    pipeline: &'env Pipeline<E>,
-    receiver: &Receiver<Envelope<E>>,
+    (pipeline, delivery): (&'env Pipeline<In, Out>, &'env Delivery<'env, Out>),
+    receiver: &Receiver<Envelope<In>>,
     stage_names: &[String],
     workers: &Workers,
     live: &Arc<LiveRun>,
-) -> Result<Vec<(thread::ScopedJoinHandle<'scope, ()>, SharedLoad)>, Error> {
+) -> Result<WorkerHandles<'scope>, Error> {
     (0..workers.count)
         .map(|index| {
             let queue = receiver.clone();
@@ -96,7 +154,7 @@ fn spawn_scoped_workers<'scope, 'env, E: Send>(
             let shared = Arc::clone(&load);
             workers
                 .thread(index)
-                .spawn_scoped(scope, move || work(pipeline, &queue, &shared, &seat))
+                .spawn_scoped(scope, move || work(pipeline, delivery, &queue, &shared, &seat))
                 .map(|handle| (handle, load))
                 .map_err(spawn_error(worker_name(index)))
         })
@@ -109,10 +167,10 @@ fn join_worker(handle: thread::ScopedJoinHandle<'_, ()>) -> Result<(), Error> {
 }
 
 /// Submits every event, paced at `rate` per second when given.
-fn feed<E>(
-    sender: &Sender<Envelope<E>>,
+fn feed<In>(
+    sender: &Sender<Envelope<In>>,
     intake: &Intake,
-    events: impl IntoIterator<Item = E>,
+    events: impl IntoIterator<Item = In>,
     rate: Option<f64>,
 ) {
     let interval_ns = rate.map(|rate| 1e9 / rate);

@@ -6,22 +6,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use super::live::{LiveRun, StopCount};
+use super::live::LiveRun;
 use super::Workers;
+use crate::__private::run_stage;
 use crate::clock::{now_ns, process_cpu_ns};
 use crate::error::Error;
-use crate::pipeline::{Halt, Pipeline};
+use crate::pipeline::{panic_message, Halt, Outcome, Pipeline};
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
+use crate::recorder::Callsite;
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
 use crate::run::{
     self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad, WorkerTimes,
 };
-use crate::stage::StageError;
+use crate::sink::Sink;
+use crate::stage::{StageError, StopKind};
 
 /// An event in the queue, numbered and stamped when it arrived.
-pub(super) struct Envelope<E> {
+pub(super) struct Envelope<In> {
     pub(super) id: u64,
-    pub(super) event: E,
+    pub(super) event: In,
     pub(super) arrived_ns: u64,
     /// The trace's arrow from its submission to its slice (0: not traced).
     pub(super) flow: u64,
@@ -118,17 +121,68 @@ pub(super) fn worker_name(index: usize) -> String {
     format!("worker-{index}")
 }
 
-/// One worker: pull events until the queue is closed and empty, run each through the pipeline.
-/// Each event is booked in `load` (its own lock, taken once per event and by nobody else while
-/// the worker runs), so what a worker did is never lost: not if it dies, not if `join_timeout`
-/// gives up on it.
-pub(super) fn work<E>(
-    pipeline: &Pipeline<E>,
-    queue: &Receiver<Envelope<E>>,
+/// Where a worker hands each completed event's output: a [`Sink`], measured like a stage in the
+/// slot after the pipeline's stages, or nowhere (the output is dropped, under a guard).
+pub(super) struct Delivery<'a, Out> {
+    sink: Option<(&'a (dyn Sink<Out> + 'a), &'static Callsite)>,
+    /// The sink's slot: the number of stages.
+    index: usize,
+}
+
+impl<'a, Out> Delivery<'a, Out> {
+    /// Outputs of a pipeline of `stages` stages go to `sink` (or are dropped without one).
+    pub(super) fn new(sink: Option<&'a (dyn Sink<Out> + 'a)>, stages: usize) -> Self {
+        let sink = sink.map(|sink| (sink, Callsite::named_stage(sink.name())));
+        Delivery { sink, index: stages }
+    }
+
+    /// The slots a worker times: the stages, and the sink if there is one.
+    pub(super) fn slots(&self) -> usize {
+        self.index + usize::from(self.sink.is_some())
+    }
+
+    /// Hands `output` over: to the sink (timed into its slot, a panic caught), or dropped.
+    fn deliver(&self, output: Out, stage_ns: &mut [u64]) -> Outcome<()> {
+        let Some((sink, site)) = self.sink else {
+            // What the stages hand back is dropped under a guard: an event whose `Drop` panics
+            // must not take the worker (and the events behind it) down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(output)));
+            return Outcome::Passed(());
+        };
+        let started = now_ns();
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_stage(site, tracing::Span::none, || sink.accept(output).map(Some))
+        }))
+        .unwrap_or_else(|payload| Err(StageError::Panicked { message: panic_message(&*payload) }));
+        stage_ns[self.index] = now_ns().saturating_sub(started);
+        match accepted {
+            Ok(_) => Outcome::Passed(()),
+            Err(error) => Outcome::Halted(Halt::new(self.index, site.name().to_owned(), error)),
+        }
+    }
+}
+
+/// Names of a run's slots: the pipeline's stages, then the sink's.
+pub(super) fn slot_names<In, Out>(
+    pipeline: &Pipeline<In, Out>,
+    sink: Option<&dyn Sink<Out>>,
+) -> Vec<String> {
+    let stages = pipeline.stage_names().map(str::to_owned);
+    stages.chain(sink.map(|sink| sink.name().to_owned())).collect()
+}
+
+/// One worker: pull events until the queue is closed and empty, run each through the pipeline
+/// and hand its output over. Each event is booked in `load` (its own lock, taken once per event
+/// and by nobody else while the worker runs), so what a worker did is never lost: not if it
+/// dies, not if `join_timeout` gives up on it.
+pub(super) fn work<In, Out>(
+    pipeline: &Pipeline<In, Out>,
+    delivery: &Delivery<'_, Out>,
+    queue: &Receiver<Envelope<In>>,
     load: &Mutex<WorkerLoad>,
     seat: &Seat,
 ) {
-    let mut stage_ns = vec![0; pipeline.len()];
+    let mut stage_ns = vec![0; delivery.slots()];
     // The worker's time counts from its first event: waiting for the run to begin (the other
     // threads starting, a pool with no traffic yet) is not idleness under load.
     let mut first_picked_ns = None;
@@ -142,47 +196,36 @@ pub(super) fn work<E>(
         // event in N goes into the trace (whole).
         let slice = EventSlice::begin(id, wait_ns, flow, picked_ns);
         stage_ns.fill(0);
-        let result = pipeline.run_isolated(event, &mut stage_ns);
+        let outcome = match pipeline.run_isolated(event, &mut stage_ns) {
+            Outcome::Passed(output) => delivery.deliver(output, &mut stage_ns),
+            Outcome::Filtered { stage_index } => Outcome::Filtered { stage_index },
+            Outcome::Halted(halt) => Outcome::Halted(halt),
+        };
         let done_ns = now_ns();
-        if let Err(halt) = &result {
-            mark_stop(id, halt);
+        match &outcome {
+            Outcome::Passed(()) => {}
+            Outcome::Filtered { stage_index } => {
+                records::mark_stop(
+                    id,
+                    &pipeline_stage_name(pipeline, *stage_index),
+                    &Stop::Filtered,
+                );
+            }
+            Outcome::Halted(halt) => mark_stop(id, halt),
         }
         drop(slice);
-        if let Err(halt) = &result {
-            let how = match halt.error() {
-                StageError::Rejected { .. } => StopCount::Rejected,
-                _ => StopCount::Failed,
-            };
-            seat.run.stopped(halt.stage_index(), how);
+        let stopped = match outcome {
+            Outcome::Passed(()) => None,
+            Outcome::Filtered { stage_index } => {
+                Some(Stopped { stage_index, kind: StopKind::Filtered, failure: None })
+            }
+            Outcome::Halted(halt) => Some(stopped_by(halt)),
+        };
+        if let Some(stopped) = &stopped {
+            seat.run.stopped(stopped.stage_index, stopped.kind);
         }
         let in_stage_ns: u64 = stage_ns.iter().sum();
         seat.run.finished(seat.index, done_ns - picked_ns, in_stage_ns, idle_ns);
-        let stopped = match result {
-            // What a stage hands back is dropped under a guard too: an event whose `Drop`
-            // panics must not take the worker (and the events behind it) down.
-            Ok(completed) => {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(completed)));
-                None
-            }
-            Err(halt) => {
-                let failure = match halt.error() {
-                    StageError::Rejected { .. } => None,
-                    StageError::Panicked { message } => Some(Failure {
-                        panicked: true,
-                        message: records::bounded_text(message).into_owned(),
-                    }),
-                    // Formatting the error runs the stage's own `Display`: guarded like the stage.
-                    error => Some(Failure {
-                        panicked: false,
-                        message: records::guarded_text(|| error.to_string()),
-                    }),
-                };
-                let stopped =
-                    Stopped { stage_index: halt.stage_index(), kind: halt.error().kind(), failure };
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(halt)));
-                Some(stopped)
-            }
-        };
         let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
         let times = WorkerTimes {
             service_ns: done_ns - picked_ns,
@@ -192,6 +235,28 @@ pub(super) fn work<E>(
         };
         load.record(wait_ns, &stage_ns, times, stopped);
     }
+}
+
+/// The name of stage `index` (only read when an event is filtered there).
+fn pipeline_stage_name<In, Out>(pipeline: &Pipeline<In, Out>, index: usize) -> String {
+    pipeline.stage_names().nth(index).unwrap_or("?").to_owned()
+}
+
+/// How a halted event is booked: where, how, and for failures the message (rendered under a
+/// guard, since it runs the stage's own `Display`); the halt itself is dropped under a guard.
+fn stopped_by(halt: Halt) -> Stopped {
+    let failure = match halt.error() {
+        StageError::Rejected { .. } => None,
+        StageError::Panicked { message } => {
+            Some(Failure { panicked: true, message: records::bounded_text(message).into_owned() })
+        }
+        error => {
+            Some(Failure { panicked: false, message: records::guarded_text(|| error.to_string()) })
+        }
+    };
+    let stopped = Stopped { stage_index: halt.stage_index(), kind: halt.error().kind(), failure };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(halt)));
+    stopped
 }
 
 /// A worker's place in its run's live counters.
@@ -222,8 +287,8 @@ fn mark_stop(id: u64, halt: &Halt) {
 }
 
 /// Samples the queue's depth until told to stop.
-pub(super) fn sample_depth<E>(
-    queue: Receiver<Envelope<E>>,
+pub(super) fn sample_depth<In>(
+    queue: Receiver<Envelope<In>>,
     intake: &Intake,
     every: Duration,
 ) -> Vec<(u64, usize)> {
@@ -253,20 +318,21 @@ impl Intake {
 }
 
 /// What a run opens before its threads start, the same for both ways of running.
-pub(super) struct Opened<E> {
+pub(super) struct Opened<In> {
+    /// The pipeline's stages, then the sink (if any).
     pub(super) stage_names: Vec<String>,
-    pub(super) sender: Sender<Envelope<E>>,
-    pub(super) receiver: Receiver<Envelope<E>>,
+    pub(super) sender: Sender<Envelope<In>>,
+    pub(super) receiver: Receiver<Envelope<In>>,
     pub(super) intake: Arc<Intake>,
     /// Registered for the metrics endpoint until the last clone drops.
     pub(super) live: Arc<LiveRun>,
 }
 
-/// Checks the settings, then opens the queue, the intake's figures and the live counters.
-pub(super) fn open<E>(pipeline: &Pipeline<E>, workers: &Workers) -> Result<Opened<E>, Error> {
+/// Checks the settings, then opens the queue, the intake's figures and the live counters for a
+/// run whose slots (stages, then the sink) are `stage_names`.
+pub(super) fn open<In>(stage_names: Vec<String>, workers: &Workers) -> Result<Opened<In>, Error> {
     workers.validate()?;
-    let stage_names: Vec<String> = pipeline.stage_names().map(str::to_owned).collect();
-    let (sender, receiver) = queue::bounded::<Envelope<E>>(workers.capacity);
+    let (sender, receiver) = queue::bounded::<Envelope<In>>(workers.capacity);
     let intake = Arc::new(Intake::new(workers.capacity));
     let live =
         LiveRun::register(Arc::clone(&intake), (0..workers.count).map(worker_name), &stage_names);
@@ -281,11 +347,11 @@ pub(super) fn new_load(index: usize, stage_names: &[String]) -> SharedLoad {
 /// Offers one event to the queue through `send` (blocking or not): numbers it, opens its
 /// submission slice (and the flow arrow to where it will run) in the trace, and books it once
 /// the queue took it. What `send` refused comes back as its error, with the event.
-pub(super) fn submit<E, R>(
+pub(super) fn submit<In, R>(
     intake: &Intake,
-    event: E,
+    event: In,
     arrived_ns: u64,
-    send: impl FnOnce(Envelope<E>) -> Result<usize, R>,
+    send: impl FnOnce(Envelope<In>) -> Result<usize, R>,
 ) -> Result<(), R> {
     let id = intake.next_id();
     let submission = Submission::begin(id);

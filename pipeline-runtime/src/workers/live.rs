@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::core::Intake;
+use crate::stage::StopKind;
 
 /// One running `run_concurrent` or `WorkerPool`.
 pub(crate) struct LiveRun {
@@ -35,14 +36,7 @@ struct LiveStage {
     rejected: AtomicU64,
     /// Panics included.
     failed: AtomicU64,
-}
-
-/// How an event stopped, for [`LiveRun::stopped`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StopCount {
-    Rejected,
-    /// Panics included.
-    Failed,
+    filtered: AtomicU64,
 }
 
 /// A worker's figures as a scrape reads them.
@@ -61,6 +55,7 @@ pub(crate) struct StageFigures {
     pub(crate) name: String,
     pub(crate) rejected: u64,
     pub(crate) failed: u64,
+    pub(crate) filtered: u64,
 }
 
 /// A running run's figures as a scrape reads them.
@@ -135,12 +130,13 @@ impl LiveRun {
         }
     }
 
-    /// An event stopped in stage `index`.
-    pub(crate) fn stopped(&self, index: usize, how: StopCount) {
+    /// An event stopped (or was filtered) in stage `index`.
+    pub(crate) fn stopped(&self, index: usize, how: StopKind) {
         if let Some(stage) = self.stages.get(index) {
             let counter = match how {
-                StopCount::Rejected => &stage.rejected,
-                StopCount::Failed => &stage.failed,
+                StopKind::Rejected => &stage.rejected,
+                StopKind::Failed => &stage.failed,
+                StopKind::Filtered => &stage.filtered,
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -172,6 +168,7 @@ impl LiveRun {
                     name: s.name.clone(),
                     rejected: s.rejected.load(Ordering::Relaxed),
                     failed: s.failed.load(Ordering::Relaxed),
+                    filtered: s.filtered.load(Ordering::Relaxed),
                 })
                 .collect(),
         }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TrySendError;
 
 use super::core::{
-    new_load, open, sample_depth, spawn_error, submit, sum_up, take_load, work, worker_name,
-    Envelope, Intake, Opened, Seat, SharedLoad,
+    new_load, open, sample_depth, slot_names, spawn_error, submit, sum_up, take_load, work,
+    worker_name, Delivery, Envelope, Intake, Opened, Seat, SharedLoad,
 };
 use super::live::LiveRun;
 use super::Workers;
@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueSender as Sender;
 use crate::run::RunSummary;
+use crate::sink::Sink;
 
 /// Why [`WorkerPool::try_submit`] handed an event back.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +48,13 @@ impl<E> TrySubmitError<E> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pipeline_runtime::{Pipeline, Stage, StageError, WorkerPool, Workers};
+/// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, Workers};
 ///
 /// struct Upper;
 /// impl Stage<String> for Upper {
+///     type Out = String;
 ///     fn name(&self) -> &str { "Upper" }
-///     fn process(&self, e: String) -> Result<String, StageError> { Ok(e.to_uppercase()) }
+///     fn process(&self, e: String) -> StageResult<String> { Ok(Some(e.to_uppercase())) }
 /// }
 /// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Upper)), Workers::new(2))?;
 /// for word in ["a", "b", "c"] {
@@ -62,8 +64,8 @@ impl<E> TrySubmitError<E> {
 /// assert_eq!(run.completed, 3);
 /// # Ok::<(), pipeline_runtime::Error>(())
 /// ```
-pub struct WorkerPool<E: Send + 'static> {
-    sender: Option<Sender<Envelope<E>>>,
+pub struct WorkerPool<In: Send + 'static> {
+    sender: Option<Sender<Envelope<In>>>,
     workers: Vec<(JoinHandle<()>, SharedLoad)>,
     sampler: Option<JoinHandle<Vec<(u64, usize)>>>,
     intake: Arc<Intake>,
@@ -74,16 +76,68 @@ pub struct WorkerPool<E: Send + 'static> {
     started: bool,
 }
 
-impl<E: Send + 'static> WorkerPool<E> {
+impl<In: Send + 'static> WorkerPool<In> {
     /// Starts `workers.count()` threads named `worker-0`, `worker-1`, ... (the arrival rate, if
-    /// set, is ignored: events arrive when you submit them).
+    /// set, is ignored: events arrive when you submit them). The outputs are dropped: to keep
+    /// them, use [`start_with_sink`](Self::start_with_sink).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for zero workers or capacity; [`Error::Spawn`] when a thread
     /// cannot be started (the threads already started are stopped).
-    pub fn start(pipeline: Arc<Pipeline<E>>, workers: Workers) -> Result<Self, Error> {
-        let Opened { stage_names, sender, receiver, intake, live } = open(&pipeline, &workers)?;
+    pub fn start<Out: 'static>(
+        pipeline: Arc<Pipeline<In, Out>>,
+        workers: Workers,
+    ) -> Result<Self, Error> {
+        Self::start_delivering(pipeline, workers, None)
+    }
+
+    /// [`start`](Self::start), handing the output of every event that made it through to
+    /// `sink`, exactly once each, on the worker that ran it (see [`Sink`]). With a bounded
+    /// channel as the sink, read its receiver on another thread than the one submitting: a
+    /// full channel makes the workers wait, and a full queue then makes `submit` wait.
+    ///
+    /// ```
+    /// use std::{sync::{mpsc, Arc}, thread};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, Workers};
+    ///
+    /// struct Words;
+    /// impl Stage<String> for Words {
+    ///     type Out = usize;
+    ///     fn name(&self) -> &str { "Words" }
+    ///     fn process(&self, line: String) -> StageResult<usize> {
+    ///         Ok(Some(line.split_whitespace().count()))
+    ///     }
+    /// }
+    /// let (outputs, counts) = mpsc::sync_channel(16);
+    /// let pool = WorkerPool::start_with_sink(Arc::new(Pipeline::new().stage(Words)), Workers::new(2), outputs)?;
+    /// let reader = thread::spawn(move || counts.iter().sum::<usize>());
+    /// for line in ["a b", "c d e"] {
+    ///     pool.submit(line.to_owned()).expect("open");
+    /// }
+    /// let run = pool.join()?;
+    /// assert_eq!((run.completed, reader.join().unwrap()), (2, 5));
+    /// # Ok::<(), pipeline_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_sink<Out: 'static>(
+        pipeline: Arc<Pipeline<In, Out>>,
+        workers: Workers,
+        sink: impl Sink<Out> + 'static,
+    ) -> Result<Self, Error> {
+        Self::start_delivering(pipeline, workers, Some(Arc::new(sink)))
+    }
+
+    fn start_delivering<Out: 'static>(
+        pipeline: Arc<Pipeline<In, Out>>,
+        workers: Workers,
+        sink: Option<Arc<dyn Sink<Out>>>,
+    ) -> Result<Self, Error> {
+        let Opened { stage_names, sender, receiver, intake, live } =
+            open(slot_names(&pipeline, sink.as_deref()), &workers)?;
         let mut pool = WorkerPool {
             sender: Some(sender),
             workers: Vec::new(),
@@ -100,13 +154,16 @@ impl<E: Send + 'static> WorkerPool<E> {
         });
         pool.sampler = Some(sampler.map_err(spawn_error("the queue sampler".to_owned()))?);
         for index in 0..workers.count {
-            let (pipeline, queue) = (Arc::clone(&pipeline), receiver.clone());
+            let (pipeline, sink, queue) = (Arc::clone(&pipeline), sink.clone(), receiver.clone());
             let seat = Seat { run: Arc::clone(&pool.live), index };
             let load = new_load(index, &pool.stage_names);
             let shared = Arc::clone(&load);
             let handle = workers
                 .thread(index)
-                .spawn(move || work(&pipeline, &queue, &shared, &seat))
+                .spawn(move || {
+                    let delivery = Delivery::new(sink.as_deref(), pipeline.len());
+                    work(&pipeline, &delivery, &queue, &shared, &seat);
+                })
                 .map_err(spawn_error(worker_name(index)))?; // dropping `pool` stops the others
             pool.workers.push((handle, load));
         }
@@ -119,7 +176,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// # Errors
     ///
     /// Hands the event back if the pool was closed.
-    pub fn submit(&self, event: E) -> Result<(), E> {
+    pub fn submit(&self, event: In) -> Result<(), In> {
         let Some(sender) = &self.sender else { return Err(event) };
         submit(&self.intake, event, now_ns(), |envelope| {
             sender.send(envelope).map(|()| sender.len()).map_err(|refused| refused.event)
@@ -131,7 +188,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// # Errors
     ///
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], with the event: nothing is dropped.
-    pub fn try_submit(&self, event: E) -> Result<(), TrySubmitError<E>> {
+    pub fn try_submit(&self, event: In) -> Result<(), TrySubmitError<In>> {
         let Some(sender) = &self.sender else { return Err(TrySubmitError::Closed(event)) };
         submit(&self.intake, event, now_ns(), |envelope| match sender.try_send(envelope) {
             Ok(()) => Ok(sender.len()),
@@ -168,17 +225,18 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// Like [`join`](Self::join), but waits at most `timeout` for the workers: a stage that
     /// blocks forever (a lost lock, a network call with no deadline) cannot hold the caller.
     /// The summary then accounts for what was done, and counts the accepted events still
-    /// queued or in a stage as `unfinished` (`submitted = completed + rejected + failed +
-    /// unfinished`). Workers still running are left to finish on their own.
+    /// queued or in a stage as `unfinished` (`submitted = completed + filtered + rejected +
+    /// failed + unfinished`). Workers still running are left to finish on their own.
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
-    /// use pipeline_runtime::{Pipeline, Stage, StageError, WorkerPool, Workers};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, Workers};
     ///
     /// struct Quick;
     /// impl Stage<u32> for Quick {
+    ///     type Out = u32;
     ///     fn name(&self) -> &str { "Quick" }
-    ///     fn process(&self, e: u32) -> Result<u32, StageError> { Ok(e) }
+    ///     fn process(&self, e: u32) -> StageResult<u32> { Ok(Some(e)) }
     /// }
     /// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Quick)), Workers::new(2))?;
     /// pool.submit(1).expect("open");
@@ -239,7 +297,7 @@ fn wait_until_finished<T>(handle: &JoinHandle<T>, deadline: Instant) -> bool {
     true
 }
 
-impl<E: Send + 'static> Drop for WorkerPool<E> {
+impl<In: Send + 'static> Drop for WorkerPool<In> {
     fn drop(&mut self) {
         // Drain rather than drop accepted events: close, then wait for the workers. The run
         // still reaches the session's report (`join` already took the workers if it ran).
