@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::exclusive;
+use common::{exclusive, quietly};
 use pipeline::run::RunSummary;
 use pipeline::trace::TraceBackend;
 use pipeline::{stage, Error, Pipeline, Profiler, StageError, WorkerPool, Workers};
@@ -44,14 +44,6 @@ impl FailsBadly {
 fn assert_accounted(run: &RunSummary, submitted: u64) {
     assert_eq!(run.submitted, submitted);
     assert_eq!(run.submitted, run.completed + run.rejected + run.failed, "{run:?}");
-}
-
-fn quietly<T>(f: impl FnOnce() -> T) -> T {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = f();
-    std::panic::set_hook(hook);
-    result
 }
 
 #[test]

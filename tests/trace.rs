@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{count, exclusive, load_trace, slices};
+use common::{count, exclusive, load_trace, slices, write_expectations};
 use pipeline::{
     profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
 };
@@ -55,17 +55,6 @@ fn trace_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
     std::fs::create_dir_all(&dir).expect("trace directory");
     dir
-}
-
-/// Writes the `--expect NAME=COUNT` arguments `.ci/run` passes to the Perfetto-style checker.
-fn write_expectations(trace: &Path, report: &Report) {
-    let mut lines: Vec<String> = report
-        .stages
-        .iter()
-        .map(|stage| format!("--expect={}={}", stage.name, stage.timing.calls))
-        .collect();
-    lines.push("--strict".to_owned()); // the native writer's traces have no warnings at all
-    std::fs::write(trace.with_extension("expect"), lines.join("\n")).expect("expect file");
 }
 
 fn traced_run(path: &Path, events: u64) -> Report {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::{count, exclusive, load_trace, slices};
+use common::{count, exclusive, load_trace, quietly, slices, write_expectations};
 use pipeline::{stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerPool, Workers};
 
 #[global_allocator]
@@ -113,14 +113,6 @@ fn expected(i: u64) -> Option<(u64, u64)> {
     (!(malformed || overflow || filtered || panics)).then_some((i, (i % 100) * 2))
 }
 
-fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = f();
-    std::panic::set_hook(hook);
-    result
-}
-
 fn trace_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("traces");
     std::fs::create_dir_all(&dir).expect("trace dir");
@@ -140,7 +132,7 @@ fn filtered_rejected_failed_and_completed_add_up_with_outputs_delivered_exactly_
         checksum.fetch_add(id * 1_000 + doubled, Ordering::Relaxed);
     };
     let profiler = Profiler::new().start().expect("start");
-    let run = quiet_panics(|| {
+    let run = quietly(|| {
         pipeline.run_concurrent_into((0..EVENTS).map(line), Workers::new(2).queue(32), &sink)
     })
     .expect("run");
@@ -288,10 +280,9 @@ fn a_panicking_sink_fails_that_event_only() {
         }
         delivered.fetch_add(1, Ordering::Relaxed);
     };
-    let run = quiet_panics(|| {
-        Pipeline::new().stage(Same).run_concurrent_into(0..100, Workers::new(2), &sink)
-    })
-    .expect("run");
+    let run =
+        quietly(|| Pipeline::new().stage(Same).run_concurrent_into(0..100, Workers::new(2), &sink))
+            .expect("run");
     assert_eq!((run.completed, run.failed), (75, 25));
     assert_eq!(delivered.load(Ordering::Relaxed), 75);
     assert_eq!(run.stages[1].panicked, 25);
@@ -392,13 +383,7 @@ fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() 
     let rejected: Vec<&serde_json::Value> =
         events.iter().filter(|e| e["ph"] == "i" && e["name"] == "rejected").collect();
     assert!(rejected.iter().any(|e| e["args"]["stage"] == "dedup-ids"));
-    let mut lines: Vec<String> = report
-        .stages
-        .iter()
-        .map(|stage| format!("--expect={}={}", stage.name, stage.timing.calls))
-        .collect();
-    lines.push("--strict".to_owned());
-    std::fs::write(path.with_extension("expect"), lines.join("\n")).expect("expect file");
+    write_expectations(&path, &report);
 }
 
 #[test]
@@ -430,6 +415,7 @@ fn filtered_events_are_instants_and_a_custom_errors_text_is_on_its_slice() {
     assert!(parse_outcomes.contains(&"failed: amount of tx 3 overflows"), "{parse_outcomes:?}");
     assert!(parse_outcomes.contains(&"rejected: malformed line \"x\""), "{parse_outcomes:?}");
     assert_eq!(report.stage("AtLeast").unwrap().timing.calls, 2);
+    write_expectations(&path, &report);
 }
 
 #[test]

@@ -15,17 +15,22 @@ use proc_macro::TokenStream;
 
 /// Turns the inherent `impl` block of a stage type into a measured `pipeline::Stage`.
 ///
-/// The block must define `fn process(&self, event: E)` returning `E` or
-/// `Result<E, StageError>` (any error type that converts into `StageError` works). The macro
-/// generates `impl Stage<E> for YourType` whose every call runs in a `tracing` span named after
-/// the stage and is recorded: calls, time, self time, latency percentiles.
+/// The block must define `fn process(&self, event: In)` returning `Out` (hand it on),
+/// `Option<Out>` (a filter: `None` drops the event as filtered), `Result<Out, E>` or
+/// `Result<Option<Out>, E>`, with `E` any `std::error::Error + Send + Sync + 'static` or a type
+/// that converts into `StageError`. The macro generates `impl Stage<In> for YourType` with
+/// `type Out`, whose every call runs in a `tracing` span named after the stage and is recorded:
+/// calls, time, self time, latency percentiles, allocations.
 ///
-/// Options: `#[stage(name = "fraud")]` names the stage (default: the type's name).
+/// Options: `#[stage(name = "fraud")]` names the stage (default: the type's name; a generic
+/// impl without a name is named per instantiation, `Dedup<u64>`);
+/// `#[stage(reject_if = MyError::is_rejection)]` counts the errors the predicate picks as
+/// rejections instead of failures.
 ///
 /// ```ignore
-/// #[stage(name = "fraud")]
-/// impl FraudStage {
-///     fn process(&self, order: Order) -> Result<Order, StageError> { /* ... */ }
+/// #[stage(name = "parse", reject_if = ParseError::is_malformed)]
+/// impl Parse {
+///     fn process(&self, line: String) -> Result<Tx, ParseError> { /* ... */ }
 /// }
 /// ```
 #[proc_macro_attribute]

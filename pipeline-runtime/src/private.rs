@@ -237,13 +237,16 @@ fn run_stage_active<T>(
     // No span to carry around: the guard alone, so the common case stays small.
     let mut call = mode.enter(callsite);
     let result = process();
-    match &result {
-        // The native trace's slice says how the call failed.
-        Err(error) if mode.writes_records() => {
+    // The mode (in a register) before the result (in memory): statistics alone never look at
+    // how the call ended.
+    if mode.writes_records() {
+        if let Err(error) = &result {
+            // The native trace's slice says how the call failed.
             call.end_with(Some(&|| error.to_string()));
+            return result;
         }
-        _ => drop(call),
     }
+    drop(call);
     result
 }
 

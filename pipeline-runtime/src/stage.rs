@@ -67,41 +67,31 @@ pub trait Stage<In>: Send + Sync {
     }
 }
 
-impl<In, S: Stage<In> + ?Sized> Stage<In> for Arc<S> {
-    type Out = S::Out;
+/// `Arc<S>` and `Box<S>` are stages wherever `S` is: hold a stage through an `Arc` to read its
+/// state after a run.
+macro_rules! stage_through_pointer {
+    ($($pointer:ident),*) => {$(
+        impl<In, S: Stage<In> + ?Sized> Stage<In> for $pointer<S> {
+            type Out = S::Out;
 
-    fn name(&self) -> &str {
-        (**self).name()
-    }
+            fn name(&self) -> &str {
+                (**self).name()
+            }
 
-    #[inline]
-    fn process(&self, event: In) -> StageResult<S::Out> {
-        (**self).process(event)
-    }
+            #[inline]
+            fn process(&self, event: In) -> StageResult<S::Out> {
+                (**self).process(event)
+            }
 
-    #[inline]
-    fn process_as(&self, event: In, instance: &'static Callsite) -> StageResult<S::Out> {
-        (**self).process_as(event, instance)
-    }
+            #[inline]
+            fn process_as(&self, event: In, instance: &'static Callsite) -> StageResult<S::Out> {
+                (**self).process_as(event, instance)
+            }
+        }
+    )*};
 }
 
-impl<In, S: Stage<In> + ?Sized> Stage<In> for Box<S> {
-    type Out = S::Out;
-
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-
-    #[inline]
-    fn process(&self, event: In) -> StageResult<S::Out> {
-        (**self).process(event)
-    }
-
-    #[inline]
-    fn process_as(&self, event: In, instance: &'static Callsite) -> StageResult<S::Out> {
-        (**self).process_as(event, instance)
-    }
-}
+stage_through_pointer!(Arc, Box);
 
 /// Why a stage stopped an event.
 ///

@@ -12,6 +12,29 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs `f` with the panic hook silenced: stages that panic on purpose would print a message and
+/// a backtrace per event.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = f();
+    std::panic::set_hook(hook);
+    result
+}
+
+/// Writes the `--expect NAME=COUNT` arguments `.ci/run` passes to the Perfetto-style checker
+/// beside `trace`: one per stage of `report`, and `--strict` (the native writer's traces have no
+/// warnings at all).
+pub fn write_expectations(trace: &std::path::Path, report: &pipeline::Report) {
+    let mut lines: Vec<String> = report
+        .stages
+        .iter()
+        .map(|stage| format!("--expect={}={}", stage.name, stage.timing.calls))
+        .collect();
+    lines.push("--strict".to_owned());
+    std::fs::write(trace.with_extension("expect"), lines.join("\n")).expect("expect file");
+}
+
 /// Burns CPU for `duration` (a spin, not a sleep, so it is "work").
 pub fn spin_for(duration: Duration) {
     let start = Instant::now();
