@@ -30,7 +30,17 @@ impl Score {
         if n % 10 == 0 {
             return Err(StageError::rejected("every tenth"));
         }
-        Ok(score)
+        Ok(n + score) // the model returns 4: even for even `n`
+    }
+}
+
+/// Keeps even scores: a filter, whose dropped events have a counter of their own.
+struct KeepEven;
+
+#[stage]
+impl KeepEven {
+    fn process(&self, score: u64) -> Option<u64> {
+        (score % 2 == 0).then_some(score)
     }
 }
 
@@ -62,17 +72,33 @@ fn the_endpoint_serves_the_sessions_figures_in_prometheus_text_format() {
     let _lock = common::exclusive();
     let session = Profiler::new().serve_metrics("127.0.0.1:0").start().unwrap();
     let address = session.metrics_address().expect("serving");
-    let pipeline = Arc::new(Pipeline::new().stage(Score));
+    let pipeline = Arc::new(Pipeline::new().stage(Score).stage(KeepEven));
     let pool = WorkerPool::start(Arc::clone(&pipeline), Workers::new(2).queue(16)).unwrap();
     for n in 0..200 {
         pool.submit(n).unwrap();
     }
-    // While the pool runs (all 200 accepted), the pool's series are there.
-    let during = get(address, "/metrics").unwrap();
+    // While the pool runs (all 200 accepted), the pool's series are there; once every event is
+    // processed, the filter's counter holds all it dropped (the 100 odd scores: only
+    // multiples of ten, all even, are rejected).
+    let filtered = "pipeline_stage_filtered_total{run=";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let during = loop {
+        let during = get(address, "/metrics").unwrap();
+        let dropped: f64 = during
+            .lines()
+            .filter(|line| line.starts_with(filtered) && line.contains("stage=\"KeepEven\""))
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        if dropped == 100.0 || Instant::now() > deadline {
+            assert_eq!(dropped, 100.0, "{during}");
+            break during;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let run = pool.join().unwrap();
     let after = get(address, "/metrics").unwrap();
     let report = session.report();
-    assert_eq!(run.completed + run.rejected, 200);
+    assert_eq!((run.completed, run.filtered, run.rejected), (80, 100, 20));
 
     for line in after.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let (_, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("a sample: {line}"));

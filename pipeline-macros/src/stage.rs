@@ -286,51 +286,60 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
     event
 }
 
-/// The expression turning `call` (what the user's `process` returned) into the `Stage` trait's
-/// result, spanned at the return type so that a type error about it is reported there.
-fn convert(stage: &StageImpl, call: &TokenStream) -> TokenStream {
+/// How `call` (the user's `process`) becomes the `Stage` trait's result, in two parts: `inner`,
+/// measured, keeps the value as small as the user's (a `Passed` wrapper, or
+/// `Result<_, StageError>` with the error converted), and `outer` (applied to the measured
+/// value, outside the measurement) builds the `Ok(Some(..))`. Spanned at the return type, so a
+/// type error about it is reported there.
+struct Conversion {
+    inner: TokenStream,
+    outer: fn(&TokenStream, &TokenStream) -> TokenStream,
+}
+
+fn convert(stage: &StageImpl, call: &TokenStream) -> Conversion {
     let private = runtime::private();
     let span = stage.return_ty.span();
     // `E: IntoStageError` is checked where `E` is written, so its message points at it.
-    let stop = |error: &Option<Type>| match error {
-        Some(error) => {
-            quote_spanned!(error.span()=> <#error as ::pipeline::IntoStageError>::into_stage_error)
+    let stop = match (&stage.shape, &stage.reject_if) {
+        (Shape::Result { error } | Shape::FilterResult { error }, None) => match error {
+            Some(error) => {
+                let convert = quote_spanned!(error.span()=>
+                    <#error as ::pipeline::IntoStageError>::into_stage_error);
+                quote!(|error| #convert(error))
+            }
+            None => quote!(|error| ::pipeline::IntoStageError::into_stage_error(error)),
+        },
+        (Shape::Result { error } | Shape::FilterResult { error }, Some(predicate)) => {
+            let error = error.as_ref().map_or_else(|| quote!(_), ToTokens::to_token_stream);
+            quote_spanned!(predicate.span()=>
+                |error: #error| #private::stop_or_reject(error, &#predicate))
         }
-        None => quote!(::pipeline::IntoStageError::into_stage_error),
+        (Shape::Plain | Shape::Filter, _) => quote!(),
     };
-    let stop_or_reject = |error: &Option<Type>, predicate: &syn::Expr| {
-        let error = error.as_ref().map_or_else(|| quote!(_), ToTokens::to_token_stream);
-        quote_spanned!(predicate.span()=> |error: #error| #private::stop_or_reject(error, #predicate))
-    };
-    match (&stage.shape, &stage.reject_if) {
-        (Shape::Plain, _) => quote_spanned!(span=> #private::passed(#call)),
-        (Shape::Filter, _) => quote_spanned!(span=> #private::passed_or_filtered(#call)),
-        (Shape::Result { error }, None) => {
-            let stop = stop(error);
-            quote_spanned!(span=> match #call {
-                ::core::result::Result::Ok(output) => ::core::result::Result::Ok(::core::option::Option::Some(output)),
-                ::core::result::Result::Err(error) => ::core::result::Result::Err(#stop(error)),
-            })
-        }
-        (Shape::FilterResult { error }, None) => {
-            let stop = stop(error);
-            quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop))
-        }
-        (Shape::Result { error }, Some(predicate)) => {
-            let stop = stop_or_reject(error, predicate);
-            quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop).map(::core::option::Option::Some))
-        }
-        (Shape::FilterResult { error }, Some(predicate)) => {
-            let stop = stop_or_reject(error, predicate);
-            quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop))
-        }
+    match stage.shape {
+        Shape::Plain => Conversion {
+            inner: quote_spanned!(span=> #private::Passed(#call)),
+            outer: |private, measured| quote!(#private::passed(#measured.0)),
+        },
+        Shape::Filter => Conversion {
+            inner: quote_spanned!(span=> #private::Passed::<::core::option::Option<_>>(#call)),
+            outer: |_, measured| quote!(::core::result::Result::Ok(#measured.0)),
+        },
+        Shape::Result { .. } => Conversion {
+            inner: quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop)),
+            outer: |_, measured| quote!(::core::result::Result::map(#measured, ::core::option::Option::Some)),
+        },
+        Shape::FilterResult { .. } => Conversion {
+            inner: quote_spanned!(span=> ::core::result::Result::map_err(#call, #stop)),
+            outer: |_, measured| quote!(#measured),
+        },
     }
 }
 
 fn generate(stage: StageImpl) -> TokenStream {
     let inner = format_ident!("__pipeline_stage_process");
     let call = quote!(Self::#inner(self, event));
-    let result = convert(&stage, &call);
+    let Conversion { inner: measured, outer } = convert(&stage, &call);
     let StageImpl {
         mut item,
         process_index,
@@ -390,6 +399,7 @@ fn generate(stage: StageImpl) -> TokenStream {
     // With the `off` feature the stage is still a `Stage`, but records nothing: no span, no
     // call site, no recorder call, just the user's `process`.
     if cfg!(feature = "off") {
+        let off_result = outer(&private, &measured);
         let off_name = if named_per_instantiation {
             quote!(#private::instantiation_name(::core::any::type_name::<Self>()))
         } else {
@@ -415,7 +425,7 @@ fn generate(stage: StageImpl) -> TokenStream {
 
                 #[inline]
                 fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
-                    #result
+                    #off_result
                 }
             }
         };
@@ -431,6 +441,12 @@ fn generate(stage: StageImpl) -> TokenStream {
     } else {
         quote!(&__PIPELINE_CALLSITE)
     };
+    let by_callsite = outer(
+        &private,
+        &quote!(#private::run_stage(Self::__pipeline_callsite(), #make_span, || #measured)),
+    );
+    let by_instance =
+        outer(&private, &quote!(#private::run_stage(instance, #make_span, || #measured)));
     let name_body = if named_per_instantiation {
         quote!(Self::__pipeline_callsite().name())
     } else {
@@ -463,7 +479,7 @@ fn generate(stage: StageImpl) -> TokenStream {
 
             #[inline]
             fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
-                #private::run_stage(Self::__pipeline_callsite(), #make_span, || #result)
+                #by_callsite
             }
 
             #[inline]
@@ -472,7 +488,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                 event: #event_ty,
                 instance: &'static #private::Callsite,
             ) -> ::pipeline::StageResult<#output_ty> {
-                #private::run_stage(instance, #make_span, || #result)
+                #by_instance
             }
         }
     }

@@ -12,35 +12,38 @@ pub use crate::recorder::{AsyncCall, CallGuard, Callsite, CallsiteKind, PollGuar
 use crate::stage::{IntoStageError, StageError, StageResult};
 
 // What a `#[stage]`'s `process` returns, as the `Stage` trait's result. The macro reads the
-// shape from how the return type is written and calls the matching conversion.
+// shape from how the return type is written. Inside the measured call the value stays as small
+// as the user's: a stage that cannot fail is wrapped in [`Passed`] (the same size as what it
+// returns), a fallible one becomes `Result<_, StageError>` (its error converted inside the call,
+// so the call's trace slice can say how it failed); `Ok(Some(..))` is built after the call.
 
-/// `-> Out`: the output, passed on.
-#[inline(always)]
-pub fn passed<T>(output: T) -> StageResult<T> {
-    Ok(Some(output))
+/// What a stage call returned, as the measurement sees it: whether it stopped the event.
+pub trait Ended {
+    /// The error that stopped the event, if it did.
+    fn stage_error(&self) -> Option<&StageError>;
 }
 
-/// `-> Option<Out>`: a filter; `None` drops the event as filtered.
-#[inline(always)]
-pub fn passed_or_filtered<T>(output: Option<T>) -> StageResult<T> {
-    Ok(output)
-}
+/// A call that cannot stop its event (`-> Out`, `-> Option<Out>`, or the sink's `()`).
+pub struct Passed<R>(pub R);
 
-/// `-> Result<Out, E>`.
-#[inline(always)]
-pub fn passed_or_stopped<T, E: IntoStageError>(result: Result<T, E>) -> StageResult<T> {
-    match result {
-        Ok(output) => Ok(Some(output)),
-        Err(error) => Err(error.into_stage_error()),
+impl<R> Ended for Passed<R> {
+    #[inline(always)]
+    fn stage_error(&self) -> Option<&StageError> {
+        None
     }
 }
 
-/// `-> Result<Option<Out>, E>`.
+impl<T> Ended for Result<T, StageError> {
+    #[inline(always)]
+    fn stage_error(&self) -> Option<&StageError> {
+        self.as_ref().err()
+    }
+}
+
+/// `-> Out` or `-> Result<Out, _>`, measured: the output, passed on.
 #[inline(always)]
-pub fn passed_filtered_or_stopped<T, E: IntoStageError>(
-    result: Result<Option<T>, E>,
-) -> StageResult<T> {
-    result.map_err(IntoStageError::into_stage_error)
+pub fn passed<T>(output: T) -> StageResult<T> {
+    Ok(Some(output))
 }
 
 /// `#[stage(reject_if = predicate)]`: the errors `predicate` picks are rejections (their text is
@@ -48,7 +51,7 @@ pub fn passed_filtered_or_stopped<T, E: IntoStageError>(
 #[inline]
 pub fn stop_or_reject<E: IntoStageError + std::fmt::Display>(
     error: E,
-    reject_if: impl FnOnce(&E) -> bool,
+    reject_if: &impl Fn(&E) -> bool,
 ) -> StageError {
     if reject_if(&error) {
         StageError::rejected(crate::records::guarded_text(|| error.to_string()))
@@ -179,11 +182,11 @@ impl Drop for QuietEnteredSpan {
 /// when a subscriber may want it. The span then records the call's outcome and allocations, so
 /// trace slices carry them.
 #[inline]
-pub fn run_stage<T>(
+pub fn run_stage<R: Ended>(
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
-    process: impl FnOnce() -> StageResult<T>,
-) -> StageResult<T> {
+    process: impl FnOnce() -> R,
+) -> R {
     let mode = Mode::now();
     if mode.is_idle() {
         // The runtime switch: nothing records and no span is wanted. One relaxed load, and the
@@ -225,12 +228,12 @@ fn run_stage_direct_active<R>(
 }
 
 #[inline(never)]
-fn run_stage_active<T>(
+fn run_stage_active<R: Ended>(
     mode: Mode,
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
-    process: impl FnOnce() -> StageResult<T>,
-) -> StageResult<T> {
+    process: impl FnOnce() -> R,
+) -> R {
     if mode.wants_spans() && tracing::dispatcher::has_been_set() {
         return run_stage_in_span(mode, callsite, make_span, process);
     }
@@ -240,7 +243,7 @@ fn run_stage_active<T>(
     // The mode (in a register) before the result (in memory): statistics alone never look at
     // how the call ended.
     if mode.writes_records() {
-        if let Err(error) = &result {
+        if let Some(error) = result.stage_error() {
             // The native trace's slice says how the call failed.
             call.end_with(Some(&|| error.to_string()));
             return result;
@@ -251,12 +254,12 @@ fn run_stage_active<T>(
 }
 
 #[inline(never)]
-fn run_stage_in_span<T>(
+fn run_stage_in_span<R: Ended>(
     mode: Mode,
     callsite: &'static Callsite,
     make_span: impl FnOnce() -> tracing::Span,
-    process: impl FnOnce() -> StageResult<T>,
-) -> StageResult<T> {
+    process: impl FnOnce() -> R,
+) -> R {
     // The span first, so its cost stays out of the measurement.
     let mut span = QuietEnteredSpan::enter(mode, make_span);
     let call = mode.enter(callsite);
@@ -276,13 +279,13 @@ fn run_stage_in_span<T>(
 /// tracing-chrome a copy of the span's argument map and two strings, which made a traced call
 /// two to three times as expensive; the trace's closing `pipeline_profile` entry says which
 /// slices are stages and that allocations were measured, so missing arguments mean "ok" and 0.
-fn annotate_stage_span<T>(
+fn annotate_stage_span(
     span: tracing::span::EnteredSpan,
-    result: &StageResult<T>,
+    result: &impl Ended,
     allocations: Option<crate::alloc::Counters>,
 ) {
     let _pause = crate::alloc::pause();
-    if let Err(error) = result {
+    if let Some(error) = result.stage_error() {
         // Rendered here, guarded and bounded: a panicking `Display` must not unwind through
         // the subscriber (its registry lock would be poisoned inside a destructor).
         let outcome = crate::records::guarded_text(|| error.to_string());

@@ -151,7 +151,7 @@ impl<'a, Out> Delivery<'a, Out> {
         };
         let started = now_ns();
         let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_stage(site, tracing::Span::none, || sink.accept(output).map(Some))
+            run_stage(site, tracing::Span::none, || sink.accept(output))
         }))
         .unwrap_or_else(|payload| Err(StageError::Panicked { message: panic_message(&*payload) }));
         stage_ns[self.index] = now_ns().saturating_sub(started);
