@@ -19,6 +19,11 @@ use pipeline::{stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerP
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();
 
+/// Stage calls are recorded (built without `off`, which compiles `#[stage]` to the bare code;
+/// the runtime's own figures, the run's counts, outputs, the sink's row and the trace's instants,
+/// are there either way).
+const RECORDS_STAGES: bool = !cfg!(feature = "off");
+
 /// A parsed transaction: what `Parse` makes of a text line.
 #[derive(Clone, Debug, PartialEq)]
 struct Tx {
@@ -113,10 +118,13 @@ fn expected(i: u64) -> Option<(u64, u64)> {
     (!(malformed || overflow || filtered || panics)).then_some((i, (i % 100) * 2))
 }
 
-fn trace_dir() -> PathBuf {
+/// Where the trace `name` goes: `target/tmp/traces/`, apart for the `off` build (whose traces
+/// have no stage slices, so the recording build's expectations do not apply to them).
+fn trace_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("traces");
     std::fs::create_dir_all(&dir).expect("trace dir");
-    dir
+    let build = if RECORDS_STAGES { "" } else { "-off" };
+    dir.join(format!("{name}{build}.json"))
 }
 
 #[test]
@@ -171,12 +179,17 @@ fn filtered_rejected_failed_and_completed_add_up_with_outputs_delivered_exactly_
     let want_sum: u64 = want.iter().map(|(id, doubled)| id * 1_000 + doubled).sum();
     assert_eq!(checksum.load(Ordering::Relaxed), want_sum);
 
-    // The sink is measured like a stage: a row of its own, one call per completed event.
-    assert_eq!(report.stage("sink").expect("a sink row").timing.calls, want.len() as u64);
-    assert_eq!(report.stage("AtLeast").unwrap().timing.calls, EVENTS - malformed - overflow);
     let text = run.to_string();
     assert!(text.contains(&format!("{filtered} filtered")), "{text}");
     assert!(text.contains(&format!("AtLeast: {filtered} filtered\n")), "{text}");
+
+    // The sink is measured like a stage: a row of its own, one call per completed event. (It
+    // is the runtime's call, recorded in the `off` build too; stages are not.)
+    assert_eq!(report.stage("sink").expect("a sink row").timing.calls, want.len() as u64);
+    if RECORDS_STAGES {
+        let at_least = report.stage("AtLeast").expect("a row").timing.calls;
+        assert_eq!(at_least, EVENTS - malformed - overflow);
+    }
 }
 
 #[test]
@@ -325,7 +338,7 @@ fn by_amount(tx: &Tx) -> String {
 #[test]
 fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() {
     let _lock = exclusive();
-    let path = trace_dir().join("typed.json");
+    let path = trace_path("typed");
     // Named where they are added.
     let by_id_stage = Arc::new(Dedup::new(by_id));
     let pipeline = Pipeline::new()
@@ -368,6 +381,9 @@ fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() 
     // The stage's own state, read after the runs through the Arc the pipeline shares.
     assert_eq!(by_id_stage.seen(), 30);
 
+    if !RECORDS_STAGES {
+        return;
+    }
     for (name, calls) in [("dedup-ids", 80), ("dedup-amounts", 30)] {
         let row = report.stage(name).unwrap_or_else(|| panic!("a row for {name}"));
         assert_eq!(row.timing.calls, calls, "{name}");
@@ -389,7 +405,7 @@ fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() 
 #[test]
 fn filtered_events_are_instants_and_a_custom_errors_text_is_on_its_slice() {
     let _lock = exclusive();
-    let path = trace_dir().join("typed-filtered.json");
+    let path = trace_path("typed-filtered");
     let pipeline = Pipeline::new().stage(Parse).stage(AtLeast(50));
     let profiler = Profiler::new().chrome_trace(&path).start().expect("start");
     let lines = ["1,10", "2,60", "3,overflow", "x"].map(String::from);
@@ -406,6 +422,9 @@ fn filtered_events_are_instants_and_a_custom_errors_text_is_on_its_slice() {
     let failed = instant("failed");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["args"]["error"], "failed: amount of tx 3 overflows");
+    if !RECORDS_STAGES {
+        return;
+    }
     let slices = slices(&events);
     let parse_outcomes: Vec<&str> = slices
         .iter()
