@@ -205,11 +205,8 @@ pub(super) fn work<In, Out>(
         match &outcome {
             Outcome::Passed(()) => {}
             Outcome::Filtered { stage_index } => {
-                records::mark_stop(
-                    id,
-                    &pipeline_stage_name(pipeline, *stage_index),
-                    &Stop::Filtered,
-                );
+                let stage = pipeline.stage_names().nth(*stage_index).unwrap_or_default();
+                records::mark_stop(id, stage, &Stop::Filtered);
             }
             Outcome::Halted(halt) => mark_stop(id, halt),
         }
@@ -235,11 +232,6 @@ pub(super) fn work<In, Out>(
         };
         load.record(wait_ns, &stage_ns, times, stopped);
     }
-}
-
-/// The name of stage `index` (only read when an event is filtered there).
-fn pipeline_stage_name<In, Out>(pipeline: &Pipeline<In, Out>, index: usize) -> String {
-    pipeline.stage_names().nth(index).unwrap_or("?").to_owned()
 }
 
 /// How a halted event is booked: where, how, and for failures the message (rendered under a
