@@ -135,15 +135,63 @@ fn a_baseline_round_trip_catches_a_slowdown_and_passes_the_same_code() {
 
     let same = bench.check(&fast, |i| i, &baseline).unwrap();
     assert!(!same.regressed(), "{same}");
-    assert_no_regression(&same);
+    // Outside CI the same code passes whatever the machine did; in CI it passes unless the
+    // check could not judge, which then fails, saying so.
+    assert_eq!(same.gate(false), Ok(()));
+    if same.inconclusive() {
+        let failure = same.gate(true).unwrap_err();
+        assert!(failure.contains("could not judge") && failure.contains("paired"), "{failure}");
+    } else {
+        assert_eq!(same.gate(true), Ok(()));
+    }
 
+    // A real slowdown never passes in CI: regressed, or "could not judge".
     let slow = Pipeline::new().stage(Work::<1600>);
     let slower = bench.check(&slow, |i| i, &baseline).unwrap();
     assert!(slower.regressed() || slower.inconclusive(), "{slower}");
-    let panic = std::panic::catch_unwind(|| assert_no_regression(&slower));
+    let failure = slower.gate(true).unwrap_err();
     if slower.regressed() {
-        let message = panic.unwrap_err().downcast::<String>().unwrap();
-        assert!(message.contains("REGRESSED") && message.contains("time per event"), "{message}");
+        assert!(failure.contains("REGRESSED") && failure.contains("time per event"), "{failure}");
+    }
+    // Opting in lets "could not judge" pass; a regression still fails.
+    let mut allowed = slower.clone();
+    allowed.allow_inconclusive = true;
+    assert_eq!(allowed.gate(true).is_err(), slower.regressed());
+}
+
+/// Allocates one `String` for every third event: its allocations per event depend on which
+/// events a sample holds.
+struct EventDependentAllocations;
+
+#[stage]
+impl EventDependentAllocations {
+    fn process(&self, event: u64) -> u64 {
+        if event % 3 == 0 {
+            std::hint::black_box(event.to_string());
+        }
+        Work::<200>.process(event)
+    }
+}
+
+#[test]
+fn unchanged_code_whose_allocations_depend_on_the_event_never_regresses_against_its_baseline() {
+    let _lock = exclusive();
+    let path = scratch("event-dependent.json");
+    let bench = Bench::new("event-dependent").samples(7).batch(13).warmup(1);
+    let pipeline = Pipeline::new().stage(EventDependentAllocations);
+    bench.run(&pipeline, |i| i).unwrap().save_baseline(&path).unwrap();
+    let baseline = Baseline::load(&path).unwrap();
+    let per_sample = &baseline.result.allocations_per_sample;
+    assert!(per_sample.iter().any(|a| *a != per_sample[0]), "samples differ: {per_sample:?}");
+    for _ in 0..20 {
+        // A check with more samples than the baseline (10 against 7, and more again when the
+        // time cannot be judged) feeds the baseline's events again, each set weighed once: the
+        // allocations per event are the baseline's exactly.
+        let check = bench.clone().samples(10).check(&pipeline, |i| i, &baseline).unwrap();
+        let allocations = check.metrics.iter().find(|m| m.metric == "allocations per event");
+        let allocations = allocations.expect("measured");
+        assert_eq!(allocations.verdict, Verdict::Unchanged, "{check}");
+        assert!(!check.regressed(), "{check}");
     }
 }
 

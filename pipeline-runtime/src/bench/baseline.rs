@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::runner::{BenchResult, NOISE_LIMIT, PROBE_TOLERANCE};
 use super::stats;
-use super::verdict::{allocation_verdict, time_verdict, Comparison, MetricVerdict, Verdict};
+use super::verdict::{
+    allocation_spread, allocation_verdict, time_verdict, Comparison, MetricVerdict, Verdict,
+};
 use crate::error::Error;
 
 /// The baseline file format's version; older or newer files are refused with a clear error.
@@ -216,10 +218,14 @@ impl BenchResult {
         } else {
             time_verdict(change, self.tolerance)
         };
+        // The columns are calibrated like the change: each side's median in units of the
+        // calibration workload, shown in the baseline's nanoseconds. Raw, a machine running 5 %
+        // faster today would print a 5 % gap beside "change -0.0 %".
+        let scale = stats::median(&before.calibration_ns);
         let time = MetricVerdict {
             metric: "time per event".to_owned(),
-            before: before.summary.median_ns,
-            after: self.summary.median_ns,
+            before: stats::median(&normalised(before)) * scale,
+            after: stats::median(&normalised(self)) * scale,
             change: Some(change),
             verdict,
         };
@@ -227,11 +233,21 @@ impl BenchResult {
             before.allocations_per_event,
             self.allocations_per_event,
             self.allocation_tolerance,
+            allocation_spread(&before.allocations_per_sample, &self.allocations_per_sample),
         );
+        let speed = scale / stats::median(&self.calibration_ns).max(f64::MIN_POSITIVE) - 1.0;
         Comparison {
             name: self.name.clone(),
             tolerance: self.tolerance,
             metrics: vec![time, allocations],
+            notes: vec![format!(
+                "time calibrated to the baseline's machine: its yardstick runs {:+.1} % faster \
+                 now; raw medians {:.1} ns then, {:.1} ns now",
+                speed * 100.0,
+                before.summary.median_ns,
+                self.summary.median_ns
+            )],
+            allow_inconclusive: false,
         }
     }
 }

@@ -102,6 +102,20 @@ pub(crate) fn two_thread_probe() -> f64 {
     two / one
 }
 
+/// Waits, up to about two seconds, for the two-thread probe to read within `tolerance` of
+/// `recorded` (the machine as quiet, or as busy, as when the baseline was taken); whether it had
+/// to wait.
+pub(crate) fn wait_for_probe(recorded: f64, tolerance: f64) -> bool {
+    const TRIES: u32 = 4;
+    for attempt in 0..TRIES {
+        if (two_thread_probe() / recorded - 1.0).abs() <= tolerance {
+            return attempt > 0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,4 +25,4 @@ pub use baseline::{Baseline, BASELINE_VERSION};
 pub use machine::Machine;
 pub use runner::{Bench, BenchResult};
 pub use stats::{Change, Summary};
-pub use verdict::{assert_no_regression, Comparison, MetricVerdict, Verdict};
+pub use verdict::{assert_no_regression, in_ci, Comparison, MetricVerdict, Verdict};

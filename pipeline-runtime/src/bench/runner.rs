@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::baseline::Baseline;
 use super::machine::{self, Machine};
 use super::stats::{self, Summary};
-use super::verdict::{allocation_verdict, time_verdict, Comparison, MetricVerdict};
+use super::verdict::{
+    allocation_spread, allocation_verdict, time_verdict, Comparison, MetricVerdict,
+};
 use crate::alloc::{installed_allocator, AllocatorKind, ThreadRegion};
 use crate::error::Error;
 use crate::pipeline::Pipeline;
@@ -42,7 +44,11 @@ pub struct Bench {
     tolerance: f64,
     allocation_tolerance: f64,
     seed: u64,
+    allow_inconclusive: bool,
 }
+
+/// How many times [`Bench::check`] measures before it answers "could not judge".
+const CHECK_ATTEMPTS: usize = 3;
 
 /// Calibration kernel rounds timed after each sample (about 50 µs here).
 pub(super) const CALIBRATION_ROUNDS: u64 = 20_000;
@@ -62,6 +68,7 @@ impl Bench {
             tolerance: 0.10,
             allocation_tolerance: 0.0,
             seed: 0x5eed,
+            allow_inconclusive: false,
         }
     }
 
@@ -97,6 +104,15 @@ impl Bench {
     #[must_use]
     pub fn allocation_tolerance(mut self, tolerance: f64) -> Self {
         self.allocation_tolerance = tolerance.max(0.0);
+        self
+    }
+
+    /// Lets [`assert_no_regression`](super::assert_no_regression) pass a comparison that could
+    /// not judge, in CI too (default: in CI it fails, saying why). An explicit opt-in for a
+    /// gate you would rather have silent than red.
+    #[must_use]
+    pub fn allow_inconclusive(mut self, allow: bool) -> Self {
+        self.allow_inconclusive = allow;
         self
     }
 
@@ -145,6 +161,18 @@ impl Bench {
         pipeline: &Pipeline<E, O>,
         workload: impl Fn(u64) -> E,
     ) -> Result<BenchResult, Error> {
+        self.run_cycling(pipeline, &workload, self.samples)
+    }
+
+    /// [`run`](Self::run), sample `i` timing the events of sample `i % cycle`: a rerun with more
+    /// samples feeds exactly the events the baseline saw, never others.
+    fn run_cycling<E, O>(
+        &self,
+        pipeline: &Pipeline<E, O>,
+        workload: &impl Fn(u64) -> E,
+        cycle: usize,
+    ) -> Result<BenchResult, Error> {
+        let workload = |i: u64| workload(i);
         let mut batch_ns = 0.0;
         for round in 0..self.warmup {
             batch_ns =
@@ -155,20 +183,26 @@ impl Bench {
         let measure_allocations = installed_allocator() == AllocatorKind::Counting;
         let mut per_event_ns = Vec::with_capacity(self.samples);
         let mut calibration_ns = Vec::with_capacity(self.samples);
-        let mut allocations = 0u64;
+        let mut allocations_per_sample = Vec::with_capacity(self.samples);
         for sample in 0..self.samples {
             progress.tick();
-            let first = sample as u64 * self.batch;
+            let first = (sample % cycle.max(1)) as u64 * self.batch;
             // Each sample is the faster of two batches (an interrupted batch is never the
             // faster), and likewise the calibration timed right after it.
             let (time, allocated) = self.measure_batch(pipeline, &workload, first);
-            allocations += allocated;
+            if measure_allocations {
+                allocations_per_sample.push(allocated as f64 / self.batch as f64);
+            }
             per_event_ns.push(time.min(self.time_batch(pipeline, &workload, first)));
             let calibration = machine::time_calibration(CALIBRATION_ROUNDS);
             calibration_ns.push(calibration.min(machine::time_calibration(CALIBRATION_ROUNDS)));
         }
-        let events = self.samples as u64 * self.batch;
-        let allocations_per_event = measure_allocations.then(|| allocations as f64 / events as f64);
+        // Per set of events (sample `i` timed the events of `i % cycle`), so that a run with
+        // more samples than the baseline weighs each of its sets of events once, as it did.
+        let allocations_per_sample = per_event_set(&allocations_per_sample, cycle.max(1));
+        let allocations_per_event = measure_allocations.then(|| {
+            allocations_per_sample.iter().sum::<f64>() / allocations_per_sample.len().max(1) as f64
+        });
 
         let stages = {
             let profiler = Profiler::new().start()?;
@@ -185,6 +219,7 @@ impl Bench {
             per_event_ns,
             calibration_ns,
             allocations_per_event,
+            allocations_per_sample,
             stages,
             probe_ratio,
             machine: Machine::current(),
@@ -215,44 +250,30 @@ impl Bench {
                 + self.time_batch(after, &workload, round as u64 * self.batch) * self.batch as f64;
         }
         let progress = Progress::new(&self.name, self.samples, pair_ns * 2.0);
-        let (mut before_ns, mut after_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pairs = PairedSamples::default();
         for sample in 0..self.samples {
             progress.tick();
             let first = sample as u64 * self.batch;
             // Each side twice, alternating (ABAB or BABA at random), keeping each side's faster
-            // time: a batch the scheduler interrupted is never the faster one.
-            let (mut b, mut a) = (f64::INFINITY, f64::INFINITY);
+            // time: a batch the scheduler interrupted is never the faster one. Both sides time
+            // the same events.
+            let (mut b, mut a) = ((f64::INFINITY, 0), (f64::INFINITY, 0));
             let before_first = rng.bool();
             for turn in 0..4 {
+                let faster = |(best, allocated): (f64, u64), (time, count): (f64, u64)| {
+                    (best.min(time), if turn < 2 { count } else { allocated })
+                };
                 if (turn % 2 == 0) == before_first {
-                    b = b.min(self.time_batch(before, &workload, first));
+                    b = faster(b, self.measure_batch(before, &workload, first));
                 } else {
-                    a = a.min(self.time_batch(after, &workload, first));
+                    a = faster(a, self.measure_batch(after, &workload, first));
                 }
             }
-            before_ns.push(b);
-            after_ns.push(a);
-            ratios.push(a / b);
+            let per_event = |count: u64| count as f64 / self.batch as f64;
+            pairs.push((b.0, per_event(b.1)), (a.0, per_event(a.1)));
         }
-        let change = stats::paired_ratio_change(&ratios, &mut rng);
-        let mut metrics = vec![MetricVerdict {
-            metric: "time per event".to_owned(),
-            before: stats::median(&before_ns),
-            after: stats::median(&after_ns),
-            change: Some(change),
-            verdict: time_verdict(change, self.tolerance),
-        }];
-        if installed_allocator() == AllocatorKind::Counting {
-            let count = |pipeline: &Pipeline<E, O>| {
-                self.measure_batch(pipeline, &workload, 0).1 as f64 / self.batch as f64
-            };
-            metrics.push(allocation_verdict(
-                Some(count(before)),
-                Some(count(after)),
-                self.allocation_tolerance,
-            ));
-        }
-        Ok(Comparison { name: self.name.clone(), tolerance: self.tolerance, metrics })
+        let measured = installed_allocator() == AllocatorKind::Counting;
+        Ok(pairs.judge(self, measured, &mut rng))
     }
 
     /// Runs the benchmark and compares it with `baseline`; when the time verdict is
@@ -272,12 +293,27 @@ impl Bench {
             path: std::path::PathBuf::from("(the baseline given to Bench::check)"),
             reason,
         })?;
-        let first = self.run(pipeline, &workload)?.compare(baseline);
-        if !first.inconclusive() {
-            return Ok(first);
+        // The baseline's events, batch for batch: any rerun feeds exactly those again.
+        let bench = self.clone().batch(baseline.result.batch);
+        let cycle = baseline.result.per_event_ns.len();
+        let mut comparison = bench.run_cycling(pipeline, &workload, cycle)?.compare(baseline);
+        // As a careful person would: when it cannot judge, wait for the machine to be as it was
+        // and measure again with more samples, a bounded number of times.
+        for attempt in 2..=CHECK_ATTEMPTS {
+            if !comparison.inconclusive() {
+                break;
+            }
+            let waited = machine::wait_for_probe(baseline.result.probe_ratio, PROBE_TOLERANCE);
+            let more = bench.clone().samples(bench.samples * attempt);
+            comparison = more.run_cycling(pipeline, &workload, cycle)?.compare(baseline);
+            comparison.notes.push(format!(
+                "attempt {attempt} of {CHECK_ATTEMPTS}, {} samples{}",
+                more.samples,
+                if waited { ", after waiting for the machine to settle" } else { "" }
+            ));
         }
-        let again = self.clone().samples(self.samples * 2);
-        Ok(again.run(pipeline, &workload)?.compare(baseline))
+        comparison.allow_inconclusive = self.allow_inconclusive;
+        Ok(comparison)
     }
 }
 
@@ -351,6 +387,10 @@ pub struct BenchResult {
     pub throughput_per_sec: f64,
     /// Exact allocations per event (`None` without the counting allocator).
     pub allocations_per_event: Option<f64>,
+    /// Allocations per event in each sample (empty without the counting allocator, and in
+    /// baselines written before it was recorded): how much they vary with the events.
+    #[serde(default)]
+    pub allocations_per_sample: Vec<f64>,
     /// Mean time per call of each stage, nanoseconds (from a profiled batch).
     pub stages: Vec<(String, f64)>,
     /// Two-thread probe: ~1 on an idle machine, ~2 with a core taken.
@@ -381,7 +421,7 @@ impl fmt::Display for BenchResult {
             s.mean_ns, s.median_ns, s.p99_ns, s.stddev_ns, self.throughput_per_sec
         )?;
         match self.allocations_per_event {
-            Some(n) => writeln!(f, "  allocations per event: {n:.2}")?,
+            Some(n) => writeln!(f, "  allocations per event: {n:.4}")?,
             None => writeln!(
                 f,
                 "  allocations per event: not measured (install pipeline::CountingAllocator)"
@@ -392,4 +432,79 @@ impl fmt::Display for BenchResult {
         }
         Ok(())
     }
+}
+
+/// Both sides' samples of a same-run comparison, in pairs: (time per event, allocations per
+/// event) each.
+#[derive(Default)]
+pub(super) struct PairedSamples {
+    before_ns: Vec<f64>,
+    after_ns: Vec<f64>,
+    before_allocations: Vec<f64>,
+    after_allocations: Vec<f64>,
+}
+
+impl PairedSamples {
+    /// Adds one pair, both sides having timed the same events.
+    pub(super) fn push(&mut self, before: (f64, f64), after: (f64, f64)) {
+        self.before_ns.push(before.0);
+        self.after_ns.push(after.0);
+        self.before_allocations.push(before.1);
+        self.after_allocations.push(after.1);
+    }
+
+    /// Decides: time on the median of the per-pair ratios with a bootstrap interval;
+    /// allocations (when `allocations_measured`) on their means, within their own spread.
+    pub(super) fn judge(
+        &self,
+        bench: &Bench,
+        allocations_measured: bool,
+        rng: &mut fastrand::Rng,
+    ) -> Comparison {
+        let ratios: Vec<f64> =
+            self.after_ns.iter().zip(&self.before_ns).map(|(a, b)| a / b).collect();
+        let change = stats::paired_ratio_change(&ratios, rng);
+        let before = stats::median(&self.before_ns);
+        let mut metrics = vec![MetricVerdict {
+            metric: "time per event".to_owned(),
+            before,
+            // The after column is the before column moved by the change, so the two columns
+            // and the change always agree (the change is the median of the pairs' ratios, not
+            // the ratio of the two medians).
+            after: before * (1.0 + change.estimate),
+            change: Some(change),
+            verdict: time_verdict(change, bench.tolerance),
+        }];
+        if allocations_measured {
+            let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+            metrics.push(allocation_verdict(
+                Some(mean(&self.before_allocations)),
+                Some(mean(&self.after_allocations)),
+                bench.allocation_tolerance,
+                allocation_spread(&self.before_allocations, &self.after_allocations),
+            ));
+        }
+        Comparison {
+            name: bench.name.clone(),
+            tolerance: bench.tolerance,
+            metrics,
+            notes: vec![
+                "time: after = before × (1 + change), the change being the median of the \
+                 per-pair ratios"
+                    .to_owned(),
+            ],
+            allow_inconclusive: bench.allow_inconclusive,
+        }
+    }
+}
+
+/// The mean of `values[i]`, `values[i + cycle]`, ... for each `i` below `cycle`: one value per
+/// set of events.
+fn per_event_set(values: &[f64], cycle: usize) -> Vec<f64> {
+    (0..cycle.min(values.len()))
+        .map(|set| {
+            let same: Vec<f64> = values.iter().skip(set).step_by(cycle).copied().collect();
+            same.iter().sum::<f64>() / same.len() as f64
+        })
+        .collect()
 }

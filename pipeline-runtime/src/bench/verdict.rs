@@ -48,6 +48,14 @@ pub struct Comparison {
     pub tolerance: f64,
     /// One verdict per metric.
     pub metrics: Vec<MetricVerdict>,
+    /// How the figures were taken, when a reader needs it to read the table (calibration,
+    /// attempts).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Whether [`assert_no_regression`] lets an inconclusive comparison pass in CI
+    /// ([`Bench::allow_inconclusive`](super::Bench::allow_inconclusive)).
+    #[serde(default)]
+    pub allow_inconclusive: bool,
 }
 
 impl Comparison {
@@ -67,17 +75,58 @@ impl Comparison {
     }
 }
 
-/// Panics, printing the comparison as a table, if any metric regressed. For `#[test]`s.
+/// Panics, printing the comparison as a table, if any metric regressed. For `#[test]`s and CI.
 ///
-/// An inconclusive comparison does not fail: it prints why, so a noisy machine cannot fail a
-/// build at random.
+/// A comparison that could not judge is never silent. In CI (the `CI` environment variable set,
+/// as every CI service sets it) it fails, saying why and what to do, unless the benchmark opted
+/// in with [`Bench::allow_inconclusive`](super::Bench::allow_inconclusive); elsewhere it prints
+/// the same message and passes. [`Comparison::gate`] is the same decision without the panic.
 pub fn assert_no_regression(comparison: &Comparison) {
-    if comparison.regressed() {
-        panic!("performance regression\n{comparison}");
+    if let Err(failure) = comparison.gate(in_ci()) {
+        panic!("{failure}");
     }
-    if comparison.inconclusive() {
-        eprintln!("performance comparison inconclusive (not failing)\n{comparison}");
+}
+
+impl Comparison {
+    /// The gate's decision: `Err` with the message to fail with when a metric regressed, or
+    /// when the comparison could not judge and runs `in_ci` without
+    /// [`allow_inconclusive`](super::Bench::allow_inconclusive). Outside CI a comparison that
+    /// could not judge passes, and says so on stderr.
+    ///
+    /// # Errors
+    ///
+    /// The failure's message: the comparison's table, and for "could not judge" what to do.
+    pub fn gate(&self, in_ci: bool) -> Result<(), String> {
+        if self.regressed() {
+            return Err(format!("performance regression\n{self}"));
+        }
+        if !self.inconclusive() {
+            return Ok(());
+        }
+        let advice = "Both sides timed in one run cannot be told apart by a busy machine: gate \
+                      with `Bench::compare` (old and new pipelines in one process) or \
+                      `pipeline-prof paired OLD NEW` (two builds of one benchmark, interleaved). \
+                      Or rerun on a quiet machine, or let this pass with \
+                      `Bench::allow_inconclusive(true)`.";
+        if self.allow_inconclusive {
+            eprintln!("performance comparison could not judge (allowed by the benchmark)\n{self}");
+            Ok(())
+        } else if in_ci {
+            Err(format!("performance comparison could not judge, and in CI that fails\n{self}{advice}"))
+        } else {
+            eprintln!(
+                "\n*** performance comparison could NOT judge (passing outside CI; in CI this \
+                 fails) ***\n{self}{advice}\n"
+            );
+            Ok(())
+        }
     }
+}
+
+/// Whether this runs in CI, as [`assert_no_regression`] decides it: the `CI` environment
+/// variable is set to anything but empty, `0` or `false`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
 }
 
 impl fmt::Display for Comparison {
@@ -106,11 +155,16 @@ impl fmt::Display for Comparison {
                 Verdict::Regressed => "REGRESSED".to_owned(),
                 Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
             };
+            // Allocation counts need their digits: 5.8265 against 5.8270 decides a verdict.
+            let digits = if m.metric.starts_with("allocations") { 4 } else { 1 };
             writeln!(
                 f,
-                "  {:<24}{:>14.1}{:>14.1}{change:>26}  {verdict}",
+                "  {:<24}{:>14.digits$}{:>14.digits$}{change:>26}  {verdict}",
                 m.metric, m.before, m.after
             )?;
+        }
+        for note in &self.notes {
+            writeln!(f, "  ({note})")?;
         }
         Ok(())
     }
@@ -127,15 +181,19 @@ pub(super) fn time_verdict(change: Change, tolerance: f64) -> Verdict {
     }
 }
 
-/// Decides allocations per event: exact counts, so any change beyond `tolerance` counts.
+/// Decides allocations per event. Counts are exact, so where every sample of the same events
+/// allocated alike (`spread` 0) any change beyond `tolerance` counts; where they vary from
+/// sample to sample (allocations that depend on the event, or on state), a change must also
+/// exceed `spread`, the noise those samples show.
 pub(super) fn allocation_verdict(
     before: Option<f64>,
     after: Option<f64>,
     tolerance: f64,
+    spread: f64,
 ) -> MetricVerdict {
     let verdict = match (before, after) {
-        (Some(b), Some(a)) if a > b * (1.0 + tolerance) + 1e-9 => Verdict::Regressed,
-        (Some(b), Some(a)) if a < b * (1.0 - tolerance) - 1e-9 => Verdict::Improved,
+        (Some(b), Some(a)) if a > b * (1.0 + tolerance) + spread + 1e-9 => Verdict::Regressed,
+        (Some(b), Some(a)) if a < b * (1.0 - tolerance) - spread - 1e-9 => Verdict::Improved,
         (Some(_), Some(_)) => Verdict::Unchanged,
         _ => Verdict::Inconclusive(
             "allocations were not measured on both sides: install pipeline::CountingAllocator"
@@ -149,4 +207,19 @@ pub(super) fn allocation_verdict(
         change: None,
         verdict,
     }
+}
+
+/// The noise in allocations per event between samples: three standard errors of the samples'
+/// mean, the larger of the two sides (0 where every sample allocated the same).
+pub(super) fn allocation_spread(before: &[f64], after: &[f64]) -> f64 {
+    let standard_error = |values: &[f64]| {
+        if values.len() < 2 {
+            return 0.0;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (variance / n).sqrt()
+    };
+    3.0 * standard_error(before).max(standard_error(after))
 }
