@@ -143,6 +143,7 @@ fn a_baseline_round_trip_catches_a_slowdown_and_passes_the_same_code() {
         assert!(failure.contains("could not judge") && failure.contains("paired"), "{failure}");
     } else {
         assert_eq!(same.gate(true), Ok(()));
+        assert_no_regression(&same);
     }
 
     // A real slowdown never passes in CI: regressed, or "could not judge".

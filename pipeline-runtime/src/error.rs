@@ -75,6 +75,15 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// A benchmark build given to a paired comparison (`Bench::paired`, `pipeline-prof
+    /// paired`) could not be run or did not answer as a benchmark built with `Bench::main` does.
+    #[error("paired benchmark: `{program}` {reason}")]
+    PairedBench {
+        /// The program, as it was started.
+        program: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
     /// A file could not be written.
     #[error("cannot write the {what} to `{}`: {source}", path.display())]
     Write {

@@ -17,12 +17,14 @@
 
 mod baseline;
 mod machine;
+mod paired;
 mod runner;
 mod stats;
 mod verdict;
 
 pub use baseline::{Baseline, BASELINE_VERSION};
 pub use machine::Machine;
+pub use paired::SERVE_ENV;
 pub use runner::{Bench, BenchResult};
 pub use stats::{Change, Summary};
 pub use verdict::{assert_no_regression, in_ci, Comparison, MetricVerdict, Verdict};

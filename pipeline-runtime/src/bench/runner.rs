@@ -37,14 +37,14 @@ use crate::profiler::Profiler;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Bench {
-    name: String,
-    samples: usize,
-    batch: u64,
-    warmup: usize,
-    tolerance: f64,
-    allocation_tolerance: f64,
-    seed: u64,
-    allow_inconclusive: bool,
+    pub(super) name: String,
+    pub(super) samples: usize,
+    pub(super) batch: u64,
+    pub(super) warmup: usize,
+    pub(super) tolerance: f64,
+    pub(super) allocation_tolerance: f64,
+    pub(super) seed: u64,
+    pub(super) allow_inconclusive: bool,
 }
 
 /// How many times [`Bench::check`] measures before it answers "could not judge".
@@ -135,7 +135,7 @@ impl Bench {
     }
 
     /// [`time_batch`](Self::time_batch), also returning the allocations the runs made.
-    fn measure_batch<E, O>(
+    pub(super) fn measure_batch<E, O>(
         &self,
         pipeline: &Pipeline<E, O>,
         workload: &impl Fn(u64) -> E,
@@ -488,11 +488,9 @@ impl PairedSamples {
             name: bench.name.clone(),
             tolerance: bench.tolerance,
             metrics,
-            notes: vec![
-                "time: after = before × (1 + change), the change being the median of the \
+            notes: vec!["time: after = before × (1 + change), the change being the median of the \
                  per-pair ratios"
-                    .to_owned(),
-            ],
+                .to_owned()],
             allow_inconclusive: bench.allow_inconclusive,
         }
     }

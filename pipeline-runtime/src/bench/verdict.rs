@@ -112,7 +112,9 @@ impl Comparison {
             eprintln!("performance comparison could not judge (allowed by the benchmark)\n{self}");
             Ok(())
         } else if in_ci {
-            Err(format!("performance comparison could not judge, and in CI that fails\n{self}{advice}"))
+            Err(format!(
+                "performance comparison could not judge, and in CI that fails\n{self}{advice}"
+            ))
         } else {
             eprintln!(
                 "\n*** performance comparison could NOT judge (passing outside CI; in CI this \
