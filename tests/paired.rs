@@ -89,3 +89,49 @@ fn builds_that_are_not_benchmarks_or_disagree_are_clear_errors() {
     let error = quick(0).paired(build(1000), other).unwrap_err();
     assert!(error.to_string().contains("same benchmark"), "{error}");
 }
+
+/// A "build" as a file `pipeline-prof paired` can run: a script starting this test binary as the
+/// benchmark doing `rounds` rounds per event.
+fn build_script(name: &str, rounds: u64) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("paired");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    let exe = std::env::current_exe().expect("test binary");
+    let script = format!(
+        "#!/bin/sh\nWORK_ROUNDS={rounds} exec '{}' serve_work --exact --nocapture --test-threads=1\n",
+        exe.display()
+    );
+    std::fs::write(&path, script).expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn pipeline_prof_paired_exits_1_on_a_slower_build_and_0_on_the_same_one() {
+    let _lock = exclusive();
+    let prof = env!("CARGO_BIN_EXE_pipeline-prof");
+    let (old, same, slower) =
+        (build_script("old", 1000), build_script("same", 1000), build_script("slower", 1300));
+    let run = |after: &std::path::Path| {
+        Command::new(prof)
+            .args(["paired", "--samples", "15", "--tolerance", "5"])
+            .arg(&old)
+            .arg(after)
+            .output()
+            .expect("pipeline-prof runs")
+    };
+    let caught = run(&slower);
+    let table = String::from_utf8_lossy(&caught.stdout);
+    assert_eq!(caught.status.code(), Some(1), "{table}");
+    assert!(table.contains("REGRESSED"), "{table}");
+    let passed = run(&same);
+    let table = String::from_utf8_lossy(&passed.stdout);
+    assert_eq!(passed.status.code(), Some(0), "{table}");
+    assert!(table.contains("unchanged"), "{table}");
+    // Not a benchmark: a clear error, exit status 2.
+    let wrong = Command::new(prof).args(["paired", "/bin/true"]).arg(&old).output().expect("runs");
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{message}");
+    assert!(message.contains("Bench::main"), "{message}");
+}

@@ -1,14 +1,16 @@
 //! `pipeline-prof`: summarise a Chrome trace or a saved report (or several, from several
 //! processes, merged), compare two runs, draw a flame graph. The logic lives in [`pipeline::analysis`]; this is its command line.
 //!
-//! Exit status: 0 on success, 1 when `diff --fail-on-regression` found a regression, 2 when an
-//! input cannot be read (or the command line is wrong).
+//! Exit status: 0 on success, 1 when `diff --fail-on-regression` or `paired` found a regression
+//! (or `paired` could not judge, in CI), 2 when an input cannot be read (or the command line is
+//! wrong).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pipeline::analysis::{Profile, ProfileDiff, ProfileSource};
+use pipeline::bench::Bench;
 
 /// Read what a profiled pipeline wrote: Chrome traces (`Profiler::chrome_trace`, or any
 /// tracing-chrome program) and reports saved with `Report::write_json`.
@@ -51,6 +53,37 @@ enum Command {
         /// differ by up to 5 % for stages of tens of µs, up to 30 % for rows of a few µs).
         #[arg(long, value_name = "PCT", value_parser = percent, default_value = "10")]
         noise: f64,
+        /// Print the comparison as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two builds of one benchmark (the old code's and the new code's), interleaved in
+    /// one run: the CI gate. Each is a benchmark binary whose `main` calls `Bench::main`; both
+    /// are fed the same batches of events in alternation and judged on the paired ratios.
+    ///
+    /// Exit status 1 when a metric regressed, and, in CI (`CI` set), when the comparison could
+    /// not judge (unless --allow-inconclusive).
+    Paired {
+        /// The old build's benchmark binary (e.g. `target/release/deps/fraud-<hash>` of the
+        /// base commit).
+        before: PathBuf,
+        /// The new build's benchmark binary.
+        after: PathBuf,
+        /// Pairs of batches to time (each side twice per pair).
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+        /// Warm-up batches per side.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// A slowdown beyond PCT percent (and beyond the noise) regresses.
+        #[arg(long, value_name = "PCT", value_parser = percent, default_value = "10")]
+        tolerance: f64,
+        /// More allocations per event than PCT percent regresses (default 0: any more).
+        #[arg(long, value_name = "PCT", value_parser = percent, default_value = "0")]
+        allocation_tolerance: f64,
+        /// Let a comparison that could not judge pass in CI too.
+        #[arg(long)]
+        allow_inconclusive: bool,
         /// Print the comparison as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -180,6 +213,35 @@ fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
                     }
                     return Ok(ExitCode::from(1));
                 }
+            }
+        }
+        Command::Paired {
+            before,
+            after,
+            samples,
+            warmup,
+            tolerance,
+            allocation_tolerance,
+            allow_inconclusive,
+            json,
+        } => {
+            let bench = Bench::new("paired")
+                .samples(samples)
+                .warmup(warmup)
+                .tolerance(tolerance)
+                .allocation_tolerance(allocation_tolerance)
+                .allow_inconclusive(allow_inconclusive);
+            let comparison = bench
+                .paired(std::process::Command::new(&before), std::process::Command::new(&after))?;
+            if json {
+                emit(&comparison.to_json())?;
+            } else {
+                emit(&comparison)?;
+            }
+            if let Err(failure) = comparison.gate(pipeline::bench::in_ci()) {
+                let first = failure.lines().next().unwrap_or_default();
+                eprintln!("pipeline-prof: {first}");
+                return Ok(ExitCode::from(1));
             }
         }
         #[cfg(feature = "flamegraph")]

@@ -61,6 +61,8 @@ pub(crate) struct EventArgs {
     pub allocations_measured: Option<bool>,
     /// On the closing `pipeline_profile` metadata entry: records the writer left out.
     pub records_left_out: Option<Count>,
+    /// On the closing `pipeline_profile` metadata entry: the writing clock's resolution.
+    pub timer_resolution_ns: Option<Count>,
     /// On a slice the trace's end cut short (the call was still running).
     pub unfinished: Option<bool>,
     /// Other arguments whose values are numbers (or numeric strings): a counter's series.
@@ -88,6 +90,9 @@ impl<'de> Deserialize<'de> for EventArgs {
                             args.allocations_measured = map.next_value()?;
                         }
                         ArgKey::RecordsLeftOut => args.records_left_out = Some(map.next_value()?),
+                        ArgKey::TimerResolutionNs => {
+                            args.timer_resolution_ns = Some(map.next_value()?);
+                        }
                         ArgKey::Unfinished => args.unfinished = map.next_value()?,
                         ArgKey::Skipped => {
                             map.next_value::<IgnoredAny>()?;
@@ -118,6 +123,7 @@ enum ArgKey {
     Stages,
     AllocationsMeasured,
     RecordsLeftOut,
+    TimerResolutionNs,
     Unfinished,
     /// Known and not needed (the event slices' ids, process and thread names).
     Skipped,
@@ -141,6 +147,7 @@ impl<'de> Deserialize<'de> for ArgKey {
                     "stages" => ArgKey::Stages,
                     "allocations_measured" => ArgKey::AllocationsMeasured,
                     "records_left_out" => ArgKey::RecordsLeftOut,
+                    "timer_resolution_ns" => ArgKey::TimerResolutionNs,
                     "unfinished" => ArgKey::Unfinished,
                     "id" | "name" | "event" | "stage" | "writer" => ArgKey::Skipped,
                     other => ArgKey::Other(other.to_owned()),

@@ -17,6 +17,10 @@ use crate::report::Timing;
 /// up to 30 %. 10 % keeps the large rows honest; raise it to compare tiny rows.
 pub const DEFAULT_NOISE_FLOOR: f64 = 0.10;
 
+/// A row whose median is under this many steps of the clock is tiny: its medians are read in
+/// a few steps, and identical runs move them by a few (see [`ProfileDiff`]).
+pub const TINY_ROW_STEPS: u64 = 30;
+
 /// How one row changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,6 +71,10 @@ pub struct RowChange {
     /// Self time the change added (negative: saved) over the after run's calls: the change in
     /// self time per call times the after run's calls. What the rows are sorted by.
     pub impact_ns: i64,
+    /// How far the median could move and still count as noise, nanoseconds: the largest of
+    /// the noise floor's share of the median, two standard errors, and the timer's floor.
+    #[serde(default)]
+    pub noise_band_ns: u64,
     /// Whether the median call changed beyond the noise.
     pub verdict: Verdict,
 }
@@ -97,11 +105,14 @@ fn relative(before: u64, after: u64) -> Option<f64> {
 
 /// The change between two profiles, largest impact first.
 ///
-/// A row's median counts as changed only when it moved by more than both the noise floor (a
-/// fraction, [`DEFAULT_NOISE_FLOOR`] by default: run-to-run variation a single pair of runs
-/// cannot measure) and twice the combined standard error of the two medians (estimated from
-/// each row's call count and the spread between its p50 and p90: few calls, or widely spread
-/// ones, make a wider band).
+/// A row's median counts as changed only when it moved by more than all of: the noise floor
+/// (a fraction, [`DEFAULT_NOISE_FLOOR`] by default: run-to-run variation a single pair of runs
+/// cannot measure); twice the combined standard error of the two medians (estimated from each
+/// row's call count and the spread of its calls: few calls, or widely spread ones, make a wider
+/// band); and the timer's floor. That floor is one step of the clock (as the row's durations
+/// show it); for a tiny row, whose median is under [`TINY_ROW_STEPS`] steps, it is three steps
+/// or the row's own spread between p50 and p90, whichever is larger: identical runs of stages
+/// of ~100 ns move their medians by a few steps, which is no change at all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ProfileDiff {
@@ -172,6 +183,7 @@ fn change(before: Option<&ProfileRow>, after: Option<&ProfileRow>, noise_floor: 
         r.and_then(|r| r.allocations.map(|a| a as f64 / r.timing.calls.max(1) as f64))
     };
     let (b, a) = (before.map(|r| r.timing), after.map(|r| r.timing));
+    let mut noise_band_ns = 0;
     let (impact_ns, verdict) = match (b, a) {
         (Some(b), Some(a)) => {
             let (b_row, a_row) = (before.expect("has before"), after.expect("has after"));
@@ -179,7 +191,9 @@ fn change(before: Option<&ProfileRow>, after: Option<&ProfileRow>, noise_floor: 
             let impact = (self_per_call(&a) - self_per_call(&b)) * a.calls as f64;
             let moved = a.p50_ns as f64 - b.p50_ns as f64;
             let band = (noise_floor * b.p50_ns as f64)
-                .max(2.0 * standard_error_of_median(b_row).hypot(standard_error_of_median(a_row)));
+                .max(2.0 * standard_error_of_median(b_row).hypot(standard_error_of_median(a_row)))
+                .max(timer_floor_ns(b_row, a_row));
+            noise_band_ns = band.round() as u64;
             let verdict = if moved.abs() <= band {
                 Verdict::WithinNoise
             } else if moved > 0.0 {
@@ -202,8 +216,22 @@ fn change(before: Option<&ProfileRow>, after: Option<&ProfileRow>, noise_floor: 
         allocations_per_call_before: per_call(before),
         allocations_per_call_after: per_call(after),
         impact_ns,
+        noise_band_ns,
         verdict,
     }
+}
+
+/// The floor the clock sets on reading a change of the median, nanoseconds (0 where the
+/// profiles do not say the clock's step: saved reports).
+fn timer_floor_ns(before: &ProfileRow, after: &ProfileRow) -> f64 {
+    let Some(step) = before.timer_resolution_ns.max(after.timer_resolution_ns) else {
+        return 0.0;
+    };
+    if before.timing.p50_ns >= TINY_ROW_STEPS * step {
+        return step as f64;
+    }
+    let spread = |row: &ProfileRow| row.timing.p90_ns.saturating_sub(row.timing.p50_ns);
+    (3 * step).max(spread(before).min(spread(after))) as f64
 }
 
 fn signed_duration(ns: i64) -> String {
@@ -225,6 +253,7 @@ impl fmt::Display for ProfileDiff {
             "p50 after",
             "p50 Δ",
             "p99 Δ",
+            "noise ±",
             "allocs/call",
             "verdict",
         ];
@@ -256,6 +285,7 @@ impl fmt::Display for ProfileDiff {
                 p50(c.after),
                 signed_percent(c.p50_change()),
                 signed_percent(c.p99_change()),
+                if c.noise_band_ns > 0 { duration_ns(c.noise_band_ns) } else { String::new() },
                 allocs,
                 c.verdict.to_string(),
             ]);
@@ -268,7 +298,9 @@ impl fmt::Display for ProfileDiff {
         writeln!(
             f,
             "Changes, largest impact first (self time Δ: own time per call, after − before, \
-             times the calls after; noise: medians within {:.0} % or two standard errors)",
+             times the calls after; noise ±: how far a median may move and be no change, the \
+             largest of {:.0} % of it, two standard errors, and the clock's floor: one step, or \
+             for medians under {TINY_ROW_STEPS} steps three steps or the row's p50-p90 spread)",
             self.noise_floor * 100.0
         )?;
         writeln!(f, "{table}")?;
@@ -313,6 +345,7 @@ mod tests {
             allocations: None,
             bytes_allocated: None,
             p50_standard_error_ns: None,
+            timer_resolution_ns: None,
         }
     }
 
@@ -338,6 +371,27 @@ mod tests {
         let before = profile(vec![row("A", 4, 1000, 9000)]);
         let after = profile(vec![row("A", 4, 1500, 9500)]);
         assert_eq!(ProfileDiff::between(&before, &after).changes[0].verdict, Verdict::WithinNoise);
+    }
+
+    #[test]
+    fn a_tiny_row_moving_a_few_clock_steps_is_noise_and_a_doubling_is_not() {
+        let traced = |p50, p90| ProfileRow {
+            p50_standard_error_ns: Some(0.5),
+            timer_resolution_ns: Some(10),
+            ..row("Tiny", 20_000, p50, p90)
+        };
+        let (before, after) = (profile(vec![traced(120, 170)]), profile(vec![traced(150, 190)]));
+        let diff = ProfileDiff::between(&before, &after);
+        assert_eq!(diff.changes[0].verdict, Verdict::WithinNoise, "{diff}");
+        assert_eq!(diff.changes[0].noise_band_ns, 40, "the spread: 190 - 150");
+        let doubled = profile(vec![traced(240, 300)]);
+        let diff = ProfileDiff::between(&before, &doubled);
+        assert_eq!(diff.changes[0].verdict, Verdict::Slower, "{diff}");
+        // A large row keeps the 10 % floor: one step of the clock is nothing to it.
+        let big =
+            |p50| ProfileRow { timer_resolution_ns: Some(10), ..row("Big", 20_000, p50, p50) };
+        let diff = ProfileDiff::between(&profile(vec![big(10_000)]), &profile(vec![big(11_500)]));
+        assert_eq!(diff.changes[0].verdict, Verdict::Slower, "{diff}");
     }
 
     #[test]

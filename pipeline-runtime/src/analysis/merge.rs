@@ -78,6 +78,8 @@ fn describe(path: &Path, input: &Input) -> ProfileInput {
 /// Two traces' parts as one: rows with the same stage and name merged (distributions exactly),
 /// stacks added, event figures merged.
 fn merge_parts(mut into: TraceParts, from: TraceParts) -> TraceParts {
+    // Merged traces' medians are read no finer than the coarsest of their clocks.
+    into.timer_resolution_ns = into.timer_resolution_ns.max(from.timer_resolution_ns);
     let mut index: HashMap<(RowKind, Option<String>, String), usize> = into
         .merged
         .iter()
@@ -181,6 +183,7 @@ fn add_row(row: &mut ProfileRow, other: &ProfileRow) {
     row.bytes_allocated = sum(row.bytes_allocated, other.bytes_allocated);
     // The standard error belongs to one input's distribution; a merged estimate has none.
     row.p50_standard_error_ns = None;
+    row.timer_resolution_ns = row.timer_resolution_ns.max(other.timer_resolution_ns);
 }
 
 /// Two rows' timings as one: counts and totals added, extremes kept, percentiles weighted by

@@ -51,6 +51,10 @@ pub struct ProfileRow {
     /// duration (a trace): how far the median could move by chance alone.
     #[serde(default)]
     pub p50_standard_error_ns: Option<f64>,
+    /// The resolution of the clock that timed the row's calls, where the trace declares it
+    /// (traces this toolkit writes): a median cannot be read finer.
+    #[serde(default)]
+    pub timer_resolution_ns: Option<u64>,
 }
 
 impl ProfileRow {
@@ -290,6 +294,7 @@ impl Profile {
                     allocations: memory.map(|m| m.total.allocations),
                     bytes_allocated: memory.map(|m| m.total.bytes_allocated),
                     p50_standard_error_ns: None,
+                    timer_resolution_ns: None,
                 }
             };
         let function_row = |stage: Option<&str>, f: &FunctionStats| {
@@ -332,7 +337,7 @@ impl Profile {
         parts: TraceParts,
         source: impl FnOnce(TraceRead) -> ProfileSource,
     ) -> Profile {
-        let TraceParts { merged, stacks, events, read } = parts;
+        let TraceParts { merged, stacks, events, read, timer_resolution_ns } = parts;
         let events = (!events.latency.is_empty()).then(|| EventFigures {
             events: events.latency.len(),
             latency_p50_ns: events.latency.value_at_quantile(0.5),
@@ -340,7 +345,11 @@ impl Profile {
             queue_wait_p50_ns: events.queue_wait.value_at_quantile(0.5),
             queue_wait_p99_ns: events.queue_wait.value_at_quantile(0.99),
         });
-        Profile { source: source(read), rows: order(merged), stacks, events }
+        let mut rows = order(merged);
+        for row in &mut rows {
+            row.timer_resolution_ns = timer_resolution_ns;
+        }
+        Profile { source: source(read), rows, stacks, events }
     }
 }
 
@@ -357,6 +366,8 @@ pub(super) struct TraceParts {
     pub(super) stacks: Vec<FoldedStack>,
     pub(super) events: super::tree::EventFigures,
     pub(super) read: TraceRead,
+    /// The writing clock's resolution, where the trace declares it.
+    pub(super) timer_resolution_ns: Option<u64>,
 }
 
 impl TraceParts {
@@ -420,7 +431,8 @@ impl TraceParts {
             latency: tree.events.latency.clone(),
             queue_wait: tree.events.queue_wait.clone(),
         };
-        TraceParts { merged, stacks, events, read }
+        let timer_resolution_ns = tree.declared.as_ref().and_then(|d| d.timer_resolution_ns);
+        TraceParts { merged, stacks, events, read, timer_resolution_ns }
     }
 }
 
@@ -451,6 +463,7 @@ impl Merged {
             allocations: s.allocations,
             bytes_allocated: s.bytes_allocated,
             p50_standard_error_ns: Some(median_standard_error(&s.durations.distribution)),
+            timer_resolution_ns: None, // the trace's, set for every row
         }
     }
 }

@@ -147,6 +147,8 @@ pub(crate) struct Declared {
     pub stages: HashSet<String>,
     /// Allocations were measured: a stage slice without allocation arguments allocated nothing.
     pub allocations_measured: bool,
+    /// The writing clock's resolution (the smallest step between two readings).
+    pub timer_resolution_ns: Option<u64>,
 }
 
 /// The call tree being built as events stream in.
@@ -227,6 +229,7 @@ impl CallTree {
                 self.declared = Some(Declared {
                     stages: args.stages.unwrap_or_default().into_iter().collect(),
                     allocations_measured: args.allocations_measured.unwrap_or(false),
+                    timer_resolution_ns: args.timer_resolution_ns.and_then(|c| c.0),
                 });
             }
             "C" => {

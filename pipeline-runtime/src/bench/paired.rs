@@ -31,6 +31,11 @@ impl Bench {
     /// result; started by [`Bench::paired`] or `pipeline-prof paired`, serves timed batches to
     /// it instead.
     ///
+    /// Given `--against OLD` (`cargo bench --bench fraud -- --against path/to/old/fraud-<hash>`),
+    /// it is the CI gate itself: this build paired with the old build `OLD`, the table printed,
+    /// and the process exits with status 1 when [`Comparison::gate`](super::Comparison::gate)
+    /// fails (a regression, or in CI a comparison that could not judge).
+    ///
     /// ```no_run
     /// // benches/fraud.rs, with `harness = false` for it in Cargo.toml
     /// use pipeline_runtime::{bench::Bench, Pipeline, Stage, StageResult};
@@ -57,8 +62,28 @@ impl Bench {
         if std::env::var_os(SERVE_ENV).is_some() {
             return self.serve(pipeline, &workload);
         }
-        if std::env::args().any(|arg| arg == "--test") {
+        let args: Vec<String> = std::env::args().collect();
+        if args.iter().any(|arg| arg == "--test") {
             return Ok(()); // `cargo test --benches`: nothing to time
+        }
+        if let Some(at) = args.iter().position(|arg| arg == "--against") {
+            let Some(old) = args.get(at + 1) else {
+                return Err(Error::PairedBench {
+                    program: args[0].clone(),
+                    reason: "`--against` needs the old build's benchmark binary after it".into(),
+                });
+            };
+            let this = std::env::current_exe().map_err(|error| Error::PairedBench {
+                program: args[0].clone(),
+                reason: format!("cannot find its own binary to pair with `{old}`: {error}"),
+            })?;
+            let comparison = self.paired(Command::new(old), Command::new(this))?;
+            println!("{comparison}");
+            if let Err(failure) = comparison.gate(super::in_ci()) {
+                eprintln!("{}", failure.lines().next().unwrap_or_default());
+                std::process::exit(1);
+            }
+            return Ok(());
         }
         println!("{}", self.run(pipeline, workload)?);
         Ok(())

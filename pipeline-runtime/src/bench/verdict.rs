@@ -69,6 +69,11 @@ impl Comparison {
         self.metrics.iter().any(|m| matches!(m.verdict, Verdict::Inconclusive(_)))
     }
 
+    /// The comparison as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("comparisons serialise")
+    }
+
     /// The verdict on `metric`.
     pub fn verdict(&self, metric: &str) -> Option<&Verdict> {
         self.metrics.iter().find(|m| m.metric == metric).map(|m| &m.verdict)

@@ -281,6 +281,7 @@ impl Writer {
                 "stages": stage_names,
                 "allocations_measured": self.allocations_measured,
                 "records_left_out": left_out,
+                "timer_resolution_ns": crate::clock::resolution_ns(),
                 "writer": "pipeline native",
             }
         });
