@@ -41,6 +41,18 @@ pub(crate) fn resolution_ns() -> u64 {
     })
 }
 
+/// The whole machine's CPU time so far, every process's: (busy, total) in the system's ticks,
+/// from `/proc/stat` (Linux); `None` where the system does not say.
+pub(crate) fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((total.saturating_sub(idle), total))
+}
+
 /// CPU time of the whole process so far (user + system, every thread), in nanoseconds.
 pub(crate) fn process_cpu_ns() -> u64 {
     // SAFETY: `getrusage` fills the zeroed struct.

@@ -101,7 +101,8 @@ fn merge_parts(mut into: TraceParts, from: TraceParts) -> TraceParts {
         }
     }
     into.stacks = add_stacks(std::mem::take(&mut into.stacks), from.stacks);
-    let _ = into.events.latency.add(&from.events.latency);
+    let _ = into.events.processing.add(&from.events.processing);
+    let _ = into.events.end_to_end.add(&from.events.end_to_end);
     let _ = into.events.queue_wait.add(&from.events.queue_wait);
     into
 }

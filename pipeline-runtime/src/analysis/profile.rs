@@ -83,14 +83,19 @@ pub struct FoldedStack {
 pub struct EventFigures {
     /// Events traced.
     pub events: u64,
-    /// Median time from a worker taking the event to its last stage ending.
-    pub latency_p50_ns: u64,
-    /// 99th percentile of that time.
-    pub latency_p99_ns: u64,
+    /// Median end-to-end latency, queue wait plus processing (as in a run's summary), of the
+    /// events whose slice says how long they waited; `None` when none does.
+    pub end_to_end_p50_ns: Option<u64>,
+    /// 99th percentile of the end-to-end latency.
+    pub end_to_end_p99_ns: Option<u64>,
     /// Median time the event waited in the queue first.
     pub queue_wait_p50_ns: u64,
     /// 99th percentile of the queue wait.
     pub queue_wait_p99_ns: u64,
+    /// Median processing time: from a worker taking the event to its last stage ending.
+    pub processing_p50_ns: u64,
+    /// 99th percentile of the processing time.
+    pub processing_p99_ns: u64,
 }
 
 /// What reading a trace found besides the slices it used.
@@ -338,12 +343,15 @@ impl Profile {
         source: impl FnOnce(TraceRead) -> ProfileSource,
     ) -> Profile {
         let TraceParts { merged, stacks, events, read, timer_resolution_ns } = parts;
-        let events = (!events.latency.is_empty()).then(|| EventFigures {
-            events: events.latency.len(),
-            latency_p50_ns: events.latency.value_at_quantile(0.5),
-            latency_p99_ns: events.latency.value_at_quantile(0.99),
+        let waited = !events.end_to_end.is_empty();
+        let events = (!events.processing.is_empty()).then(|| EventFigures {
+            events: events.processing.len(),
+            end_to_end_p50_ns: waited.then(|| events.end_to_end.value_at_quantile(0.5)),
+            end_to_end_p99_ns: waited.then(|| events.end_to_end.value_at_quantile(0.99)),
             queue_wait_p50_ns: events.queue_wait.value_at_quantile(0.5),
             queue_wait_p99_ns: events.queue_wait.value_at_quantile(0.99),
+            processing_p50_ns: events.processing.value_at_quantile(0.5),
+            processing_p99_ns: events.processing.value_at_quantile(0.99),
         });
         let mut rows = order(merged);
         for row in &mut rows {
@@ -354,6 +362,8 @@ impl Profile {
 }
 
 /// One file read: a trace's parts, or a saved report's profile.
+// One per input file, moved a few times and never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Input {
     Trace(TraceParts),
     Report(Profile),
@@ -428,8 +438,9 @@ impl TraceParts {
             })
             .collect();
         let events = super::tree::EventFigures {
-            latency: tree.events.latency.clone(),
+            processing: tree.events.processing.clone(),
             queue_wait: tree.events.queue_wait.clone(),
+            end_to_end: tree.events.end_to_end.clone(),
         };
         let timer_resolution_ns = tree.declared.as_ref().and_then(|d| d.timer_resolution_ns);
         TraceParts { merged, stacks, events, read, timer_resolution_ns }

@@ -151,15 +151,23 @@ impl fmt::Display for Profile {
             write!(f, ".")?;
         }
         if let Some(events) = &self.events {
+            // "End-to-end" means what it means in a run's summary: queue wait plus processing.
+            write!(f, "\nEvents: {} traced; ", events.events)?;
+            if let (Some(p50), Some(p99)) = (events.end_to_end_p50_ns, events.end_to_end_p99_ns) {
+                write!(
+                    f,
+                    "end-to-end latency p50 {}, p99 {}: ",
+                    duration_ns(p50),
+                    duration_ns(p99)
+                )?;
+            }
             write!(
                 f,
-                "\nEvents: {} traced; end-to-end p50 {}, p99 {}; queue wait before that p50 {}, \
-                 p99 {}.",
-                events.events,
-                duration_ns(events.latency_p50_ns),
-                duration_ns(events.latency_p99_ns),
+                "queue wait p50 {}, p99 {}, then processing p50 {}, p99 {}.",
                 duration_ns(events.queue_wait_p50_ns),
                 duration_ns(events.queue_wait_p99_ns),
+                duration_ns(events.processing_p50_ns),
+                duration_ns(events.processing_p99_ns),
             )?;
         }
         if with_memory && self.rows.iter().any(|r| r.kind == RowKind::Stage) {

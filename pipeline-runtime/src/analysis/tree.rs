@@ -133,10 +133,14 @@ pub struct TraceExtras {
     pub records_left_out: Option<u64>,
 }
 
-/// End-to-end figures of the per-event slices a worker pool writes.
+/// Figures of the per-event slices a worker pool writes.
 pub(crate) struct EventFigures {
-    pub latency: Histogram<u64>,
+    /// From a worker taking the event to its last stage ending (the event slice).
+    pub processing: Histogram<u64>,
+    /// How long the event waited in the queue first.
     pub queue_wait: Histogram<u64>,
+    /// Queue wait plus processing, for events whose slice says how long they waited.
+    pub end_to_end: Histogram<u64>,
 }
 
 /// What the trace's closing `pipeline_profile` metadata entry declares (traces this toolkit
@@ -204,7 +208,11 @@ impl CallTree {
             instant_index: HashMap::new(),
             counter_index: HashMap::new(),
             counts: SliceCounts::default(),
-            events: EventFigures { latency: histogram(), queue_wait: histogram() },
+            events: EventFigures {
+                processing: histogram(),
+                queue_wait: histogram(),
+                end_to_end: histogram(),
+            },
             declared: None,
             extras: TraceExtras::default(),
         }
@@ -483,9 +491,11 @@ impl CallTree {
     fn close(&mut self, open: Open, duration: u64, args: Option<super::chrome::EventArgs>) {
         self.counts.slices += 1;
         let Some(node) = open.node else {
-            record(&mut self.events.latency, duration);
+            record(&mut self.events.processing, duration);
             if let Some(wait_us) = open.queue_wait_us {
-                record(&mut self.events.queue_wait, wait_us.saturating_mul(1000));
+                let wait_ns = wait_us.saturating_mul(1000);
+                record(&mut self.events.queue_wait, wait_ns);
+                record(&mut self.events.end_to_end, wait_ns.saturating_add(duration));
             }
             return;
         };
@@ -553,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn per_event_slices_are_not_frames_but_give_latency_and_queue_wait() {
+    fn per_event_slices_are_not_frames_but_give_processing_queue_wait_and_end_to_end() {
         let t = tree(
             r#"[{"ph":"B","cat":"pipeline","name":"event","args":{"queue_wait_us":"7"},"tid":1,"ts":0},
                 {"ph":"B","name":"S","tid":1,"ts":1},
@@ -562,9 +572,10 @@ mod tests {
         );
         assert_eq!(t.path(1), ["S"]);
         assert_eq!(t.nodes.len(), 2);
-        assert_eq!(t.events.latency.len(), 1);
-        assert!(t.events.latency.equivalent(t.events.latency.max(), 4_000));
+        assert_eq!(t.events.processing.len(), 1);
+        assert!(t.events.processing.equivalent(t.events.processing.max(), 4_000));
         assert!(t.events.queue_wait.equivalent(t.events.queue_wait.max(), 7_000));
+        assert!(t.events.end_to_end.equivalent(t.events.end_to_end.max(), 11_000));
     }
 
     #[test]

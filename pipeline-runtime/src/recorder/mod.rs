@@ -172,6 +172,23 @@ pub(crate) fn visit_rows(session: u64, mut visit: impl FnMut(CallsiteId, Callsit
     }
 }
 
+/// Each `#[stage]`'s total time in `session` (every thread's calls), by name: what the report's
+/// table shares out.
+pub(crate) fn stage_totals(session: u64) -> Vec<(&'static str, u64)> {
+    let mut totals: Vec<(&'static str, u64)> = Vec::new();
+    for row in collect(session) {
+        let site = lookup(row.callsite);
+        if site.kind() != CallsiteKind::Stage {
+            continue;
+        }
+        match totals.iter_mut().find(|(name, _)| *name == site.name()) {
+            Some((_, total)) => *total += row.stats.durations.total_ns,
+            None => totals.push((site.name(), row.stats.durations.total_ns)),
+        }
+    }
+    totals
+}
+
 /// All threads' rows of `session`, merged per (enclosing stage, call site).
 pub(crate) fn collect(session: u64) -> Vec<Row> {
     let mut per_thread = Vec::new();

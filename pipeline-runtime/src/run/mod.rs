@@ -194,6 +194,10 @@ pub struct RunSummary {
     pub queue_wait: Latency,
     /// What the slowest events' latency was made of.
     pub latency_split: LatencySplit,
+    /// Each stage's share of the time in stages over the whole run, in pipeline order: the
+    /// shares the report's table gives (from the recorded calls) when a profiler recorded the
+    /// run, the run's own timing of each stage otherwise. The verdict quotes these.
+    pub stage_time_share: Vec<(String, f64)>,
     /// The queue's depth over the run.
     pub queue: QueueStats,
     /// Each worker's load.
@@ -204,6 +208,10 @@ pub struct RunSummary {
     /// `process_cpu_ns` over what the machine's cores could give in the run's wall time: near
     /// 1 the machine has no CPU to spare, whatever the workers' own busy time says.
     pub cpu_busy: f64,
+    /// The whole machine's CPU use during the run, every process's (Linux: `/proc/stat`): near
+    /// 1 no core was idle, even where this process used little of them. `None` where the
+    /// system does not say.
+    pub machine_cpu_busy: Option<f64>,
     /// The bottleneck, in plain words.
     pub verdict: String,
 }
@@ -211,6 +219,7 @@ pub struct RunSummary {
 /// Run-wide figures gathered outside the workers.
 pub(crate) struct RunTotals {
     pub process_cpu_ns: u64,
+    pub machine_cpu_busy: Option<f64>,
     pub submitted: u64,
     pub wall_time_ns: u64,
     pub feed_time_ns: u64,
@@ -263,6 +272,7 @@ impl RunSummary {
                 idle_ns: worker.idle_ns,
             });
         }
+        let stage_time_share = stage_time_share(&composition, stage_names);
         let processed: u64 = workers.iter().map(|w| w.events).sum();
         let latency_stats = Latency::of(&latency);
         let latency_split = split_at(&composition, latency_stats.p99_ns, stage_names);
@@ -284,10 +294,12 @@ impl RunSummary {
             latency: latency_stats,
             queue_wait: Latency::of(&wait),
             latency_split,
+            stage_time_share,
             queue: totals.queue,
             workers: utilisation,
             process_cpu_ns: totals.process_cpu_ns,
             cpu_busy: totals.process_cpu_ns as f64 / (wall as f64 * cores() as f64),
+            machine_cpu_busy: totals.machine_cpu_busy,
             verdict: String::new(),
         };
         summary.verdict = verdict::verdict(&summary);
@@ -321,8 +333,42 @@ impl RunSummary {
 }
 
 /// The CPU cores this process may use.
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Each stage's share of the time in stages: the report's shares when a session records (so a
+/// verdict and the table quote the same figure), the run's own per-stage totals otherwise.
+fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<(String, f64)> {
+    let recorded = if recorder::is_enabled() {
+        recorder::stage_totals(recorder::current_session())
+    } else {
+        Vec::new()
+    };
+    let all_recorded: u64 = recorded.iter().map(|(_, total)| total).sum();
+    let mut run_totals = vec![0u64; stage_names.len()];
+    for bucket in composition {
+        for (total, ns) in run_totals.iter_mut().zip(&bucket.stage_ns) {
+            *total += ns;
+        }
+    }
+    let all_run = run_totals.iter().sum::<u64>().max(1) as f64;
+    let recorded_total =
+        |name: &String| recorded.iter().find(|(stage, _)| stage == name).map(|(_, total)| *total);
+    // The table's figures only when it has every stage of the run (a hand-written stage is not
+    // recorded): shares of two different wholes would not add up.
+    let from_table = all_recorded > 0 && stage_names.iter().all(|n| recorded_total(n).is_some());
+    stage_names
+        .iter()
+        .zip(&run_totals)
+        .map(|(name, run_total)| {
+            let share = match recorded_total(name) {
+                Some(total) if from_table => total as f64 / all_recorded as f64,
+                _ => *run_total as f64 / all_run,
+            };
+            (name.clone(), share)
+        })
+        .collect()
 }
 
 /// Averages the composition of the events in the buckets at or above `p99_ns`'s bucket.

@@ -9,31 +9,39 @@ use crate::format::{duration_ns, percent};
 /// Workers this busy (busy time over wall time) cannot absorb more arrivals.
 const SATURATED: f64 = 0.8;
 
-/// The bottleneck in plain words: saturated workers (queue wait dominates) or one stage.
+/// The bottleneck in plain words: per-event overhead, a CPU-bound machine, saturated workers
+/// with cores to spare, bursts, or one stage to speed up. It knows the machine: more workers are
+/// advised only while cores are idle, and the shares it quotes are the report table's.
 pub(super) fn verdict(run: &RunSummary) -> String {
     let split = &run.latency_split;
-    let heaviest = split.stages.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    let heaviest = run.stage_time_share.iter().max_by(|a, b| a.1.total_cmp(&b.1));
     let stage_part: f64 = split.stages.iter().map(|(_, share)| share).sum();
     let (stage, share_of_stages) = match heaviest {
-        Some((name, share)) if stage_part > 0.0 => (name.as_str(), share / stage_part),
+        Some((name, share)) if stage_part > 0.0 => (name.as_str(), *share),
         _ => return "No events were processed.".to_owned(),
     };
     let utilisation = run.mean_utilisation();
+    let (_, _, waiting) = run.worker_time_split();
     // Busy is "not waiting on an empty queue": time handing events over counts, so per-event
     // overhead does not pass for spare capacity when stages are tiny.
-    // Tiny stages: when the stages take a small part of the process's CPU, what limits the run
-    // is the work around each event (submitting it, handing it to a worker, waking workers,
-    // bookkeeping), whether workers wait for it or the machine's CPU is all used.
-    let (_, _, waiting) = run.worker_time_split();
-    // Busy is also "not waiting on an empty queue": handing events over counts.
     let saturated = utilisation >= SATURATED || 1.0 - waiting >= SATURATED;
+    // The machine's CPU all used: more threads only take turns on the same cores.
+    let cpu_bound = run.cpu_busy >= SATURATED;
+    let cores = super::cores();
+    let machine = format!(
+        "the process used {} of {cores} core{}",
+        percent(run.cpu_busy),
+        if cores == 1 { "" } else { "s" }
+    );
+    // Idle cores: neither this process nor another uses them all.
+    let machine_busy = run.machine_cpu_busy.filter(|busy| *busy >= SATURATED);
     let stage_cpu = run.stage_share_of_cpu();
     if split.queue_wait >= 0.5 && stage_cpu < 0.5 {
-        let state = if saturated || run.cpu_busy >= SATURATED {
-            format!(
-                "the run is saturated (the process used {} of the machine's CPU)",
-                percent(run.cpu_busy)
-            )
+        // Tiny stages: what limits the run is the work around each event (submitting it,
+        // handing it to a worker, waking workers, bookkeeping), whether workers wait for it or
+        // the machine's CPU is all used.
+        let state = if saturated || cpu_bound {
+            format!("the run is saturated ({machine})")
         } else {
             format!(
                 "the workers spend {} of their time waiting to be handed an event",
@@ -52,11 +60,43 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             run.workers.len(),
         );
     }
+    if split.queue_wait >= 0.5 && cpu_bound {
+        let workers = run.workers.len();
+        let crowded = if workers > cores {
+            format!(" ({workers} workers already take turns on {cores} cores)")
+        } else {
+            String::new()
+        };
+        return format!(
+            "CPU-bound: {machine}, and queue wait is {} of p99 latency. More workers cannot help \
+             on this machine{crowded}: speed up {stage}, which takes {} of the time in stages, \
+             or run on more cores. Arrivals ({:.0}/s) exceed what it processes ({:.0}/s).",
+            percent(split.queue_wait),
+            percent(share_of_stages),
+            run.arrival_rate_per_sec,
+            run.throughput_per_sec,
+        );
+    }
+    if let (true, Some(busy)) = (split.queue_wait >= 0.5, machine_busy) {
+        return format!(
+            "Queue wait dominates: {} of p99 latency is waiting, and the workers are {} busy, but \
+             no core was idle: the machine's CPU was {} used and {machine}; other processes take \
+             the rest. More workers cannot help while they do: speed up {stage}, which takes {} \
+             of the time in stages, or give the process its cores. Arrivals ({:.0}/s) exceed \
+             what it processes ({:.0}/s).",
+            percent(split.queue_wait),
+            percent(utilisation),
+            percent(busy),
+            percent(share_of_stages),
+            run.arrival_rate_per_sec,
+            run.throughput_per_sec,
+        );
+    }
     if split.queue_wait >= 0.5 && !saturated {
         return format!(
-            "Queue wait is {} of p99 latency, but the workers are only {} busy: events arrive in \
-             bursts (or workers were descheduled) and the queue absorbs them; capacity is not \
-             the problem. In stages, {stage} takes {} of the time.",
+            "Queue wait is {} of p99 latency, but the workers are only {} busy and {machine}: \
+             events arrive in bursts (or workers were descheduled) and the queue absorbs them; \
+             capacity is not the problem. In stages, {stage} takes {} of the time.",
             percent(split.queue_wait),
             percent(utilisation),
             percent(share_of_stages),
@@ -65,8 +105,9 @@ pub(super) fn verdict(run: &RunSummary) -> String {
     if split.queue_wait >= 0.5 {
         format!(
             "Queue wait dominates: {} of p99 latency is waiting, and the workers are {} busy, so \
-             they are saturated: arrivals ({:.0}/s) exceed what {} workers can process \
-             ({:.0}/s). Add workers, or speed up {stage}, which takes {} of the time in stages.",
+             they are saturated while cores are idle ({machine}): arrivals ({:.0}/s) exceed what \
+             {} workers can process ({:.0}/s). Add workers, or speed up {stage}, which takes {} \
+             of the time in stages.",
             percent(split.queue_wait),
             percent(utilisation),
             run.arrival_rate_per_sec,
@@ -74,21 +115,33 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             run.throughput_per_sec,
             percent(share_of_stages),
         )
-    } else if share_of_stages >= 0.5 {
-        format!(
-            "{stage} dominates: {} of the time in stages at p99 ({} of p99 latency); queue wait \
-             is {} of p99 latency, so the queue keeps up. Optimise {stage}.",
-            percent(share_of_stages),
-            percent(split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1)),
-            percent(split.queue_wait),
-        )
     } else {
-        format!(
-            "No single bottleneck: queue wait is {} of p99 latency and the largest stage, {stage}, \
-             takes {} of the time in stages.",
-            percent(split.queue_wait),
-            percent(share_of_stages),
-        )
+        // The cores all used: say so, since more workers would only take turns on them.
+        let cpu_note = match (cpu_bound, machine_busy) {
+            (true, _) => format!(" CPU-bound: {machine}, so more workers would not help."),
+            (false, Some(busy)) => format!(
+                " The machine has no idle core (its CPU {} used, {machine}), so more workers \
+                 would not help.",
+                percent(busy)
+            ),
+            (false, None) => String::new(),
+        };
+        if share_of_stages >= 0.5 {
+            format!(
+                "{stage} dominates: {} of the time in stages ({} of p99 latency); queue wait is \
+                 {} of p99 latency, so the queue keeps up. Optimise {stage}.{cpu_note}",
+                percent(share_of_stages),
+                percent(split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1)),
+                percent(split.queue_wait),
+            )
+        } else {
+            format!(
+                "No single bottleneck: queue wait is {} of p99 latency and the largest stage, \
+                 {stage}, takes {} of the time in stages.{cpu_note}",
+                percent(split.queue_wait),
+                percent(share_of_stages),
+            )
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::live::LiveRun;
 use super::Workers;
 use crate::__private::run_stage;
-use crate::clock::{now_ns, process_cpu_ns};
+use crate::clock::{machine_cpu_ticks, now_ns, process_cpu_ns};
 use crate::error::Error;
 use crate::pipeline::{panic_message, Halt, Outcome, Pipeline};
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
@@ -35,6 +35,8 @@ pub(super) struct Intake {
     started_ns: u64,
     /// The process's CPU time when the run began.
     cpu_at_start_ns: u64,
+    /// The whole machine's CPU ticks (busy, total) when the run began, where the system says.
+    machine_at_start: Option<(u64, u64)>,
     capacity: usize,
     submitted: AtomicU64,
     next_id: AtomicU64,
@@ -50,6 +52,7 @@ impl Intake {
         Intake {
             started_ns: now_ns(),
             cpu_at_start_ns: process_cpu_ns(),
+            machine_at_start: machine_cpu_ticks(),
             capacity,
             submitted: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
@@ -101,6 +104,12 @@ impl Intake {
             submitted: self.submitted.load(Ordering::Relaxed),
             wall_time_ns,
             process_cpu_ns: process_cpu_ns().saturating_sub(self.cpu_at_start_ns),
+            machine_cpu_busy: self.machine_at_start.zip(machine_cpu_ticks()).and_then(
+                |((busy_then, total_then), (busy, total))| {
+                    let elapsed = total.saturating_sub(total_then);
+                    (elapsed > 0).then(|| busy.saturating_sub(busy_then) as f64 / elapsed as f64)
+                },
+            ),
             feed_time_ns,
             queue: QueueStats {
                 capacity: self.capacity,
