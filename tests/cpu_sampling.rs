@@ -273,3 +273,40 @@ fn the_programs_own_sigprof_handler_is_put_back() {
     // Default before: ignored after, so that a signal still pending cannot end the process.
     assert_eq!(sigprof_handler(), libc::SIG_IGN);
 }
+
+/// The user's model: it spends its time in libm's cosine.
+#[inline(never)]
+fn risk_model(x: f64) -> f64 {
+    let mut acc = 0.0;
+    for i in 0..2_000 {
+        acc += black_box(x + f64::from(i)).cos().sin().exp();
+    }
+    acc
+}
+
+struct Risk;
+
+#[stage]
+impl Risk {
+    fn process(&self, n: u64) -> u64 {
+        risk_model(n as f64) as u64
+    }
+}
+
+#[test]
+fn a_hot_spot_inside_libm_is_named_by_the_users_function_that_called_it() {
+    let _serial = serial();
+    let profiler = Profiler::new().sample_cpu(999).start().unwrap();
+    let events = if cfg!(debug_assertions) { 4_000 } else { 8_000 };
+    Pipeline::new().stage(Risk).run_concurrent(0..events, Workers::new(2)).unwrap();
+    let report = profiler.finish().unwrap();
+    let cpu = report.cpu_samples.as_ref().expect("sampled");
+    let stage = cpu.stage("Risk").expect("samples in the stage");
+    let hot = stage.hot_spot().expect("a hot spot");
+    assert!(hot.function.ends_with("risk_model"), "{hot:?}\n{report}");
+    let inside = hot.inside.as_ref().unwrap_or_else(|| panic!("in libm: {:?}", stage.hot_spots));
+    assert!(inside.library.starts_with("libm"), "{hot:?}");
+    assert!(inside.samples * 2 >= hot.samples, "most of its time in libm: {hot:?}");
+    let verdict = report.verdict();
+    assert!(verdict.contains("risk_model (in libm"), "{verdict}");
+}

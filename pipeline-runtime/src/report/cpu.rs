@@ -76,6 +76,49 @@ pub struct SampledStage {
     /// Samples per innermost `#[profiled]` function running when they were taken (the stage's
     /// own code when none), most first.
     pub profiled_functions: Vec<SampleCount>,
+    /// Where the stage's CPU went in the program's own code: samples per innermost function of
+    /// the program (not a library's), with the library function they were in when they were
+    /// in one (`risk_model` in libm's `do_cos`), most first (at most [`HOT_FUNCTIONS_KEPT`]).
+    pub hot_spots: Vec<HotSpot>,
+}
+
+/// Samples charged to the nearest function of the program's own code on their path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct HotSpot {
+    /// The innermost function of the program's own code.
+    pub function: String,
+    /// Samples in it or in a library it called.
+    pub samples: u64,
+    /// `samples` as a fraction of the stage's samples.
+    pub share: f64,
+    /// The library it spent the most of those samples in, if any.
+    pub inside: Option<Inside>,
+}
+
+/// The library a hot spot spent its samples in.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Inside {
+    /// The shared object's short name (`libm`) or the crate's.
+    pub library: String,
+    /// Its function with the most of those samples.
+    pub function: String,
+    /// The hot spot's samples inside this library.
+    pub samples: u64,
+}
+
+impl fmt::Display for HotSpot {
+    /// `risk_model (in libm's do_cos)` when most of its samples were in the library, else
+    /// `risk_model`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inside {
+            Some(inside) if inside.samples * 2 >= self.samples => {
+                write!(f, "{} (in {}'s {})", self.function, inside.library, inside.function)
+            }
+            _ => f.write_str(&self.function),
+        }
+    }
 }
 
 /// A function the samples found inside a stage.
@@ -147,6 +190,12 @@ impl SampledStage {
         self.functions.first()
     }
 
+    /// The program's own function the most samples were in or below (a library function it
+    /// called counts for it): what to speed up, named by code the reader owns.
+    pub fn hot_spot(&self) -> Option<&HotSpot> {
+        self.hot_spots.first()
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&SampledFunction> {
         self.functions.iter().find(|function| function.name == name)
@@ -167,7 +216,16 @@ impl CpuProfile {
         let mut stacks = Vec::new();
         for stack in &taken.stacks {
             let (stage, frames, samples) = (stack.stage, &stack.frames, stack.samples);
-            groups.entry(stage).or_default().add(stage, stack.function, frames, samples);
+            let group = groups.entry(stage).or_default();
+            group.add(stage, stack.function, frames, samples);
+            if let Some((own, library)) = &stack.own {
+                let spot = group.hot_spots.entry(frames[*own].to_string()).or_default();
+                spot.0 += samples;
+                if let (Some(library), Some(function)) = (library, frames.last()) {
+                    let key = (library.to_string(), function.to_string());
+                    *spot.1.entry(key).or_default() += samples;
+                }
+            }
             stacks.push(SampledStack {
                 stage: stage.unwrap_or(OUTSIDE_STAGES).to_owned(),
                 frames: frames.iter().map(|frame| frame.to_string()).collect(),
@@ -199,6 +257,10 @@ impl CpuProfile {
     }
 }
 
+/// (library, its function) → samples.
+#[cfg(feature = "cpu-sampling")]
+type InLibraries = HashMap<(String, String), u64>;
+
 /// Samples of one stage while they are counted.
 #[cfg(feature = "cpu-sampling")]
 #[derive(Default)]
@@ -207,6 +269,8 @@ struct Group {
     /// name → (self, total)
     functions: HashMap<String, (u64, u64)>,
     profiled: HashMap<String, u64>,
+    /// own function → (samples, samples per library function it called)
+    hot_spots: HashMap<String, (u64, InLibraries)>,
 }
 
 #[cfg(feature = "cpu-sampling")]
@@ -263,6 +327,29 @@ impl Group {
             .map(|(name, samples)| SampleCount { name, samples })
             .collect();
         profiled_functions.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.name.cmp(&b.name)));
+        let mut hot_spots: Vec<HotSpot> = self
+            .hot_spots
+            .into_iter()
+            .map(|(function, (samples, in_libraries))| {
+                let mut per_library: HashMap<String, u64> = HashMap::new();
+                for ((library, _), n) in &in_libraries {
+                    *per_library.entry(library.clone()).or_default() += n;
+                }
+                let top = per_library.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+                let inside = top.map(|(library, library_samples)| {
+                    let function = in_libraries
+                        .iter()
+                        .filter(|((l, _), _)| *l == library)
+                        .max_by(|a, b| a.1.cmp(b.1).then((b.0).1.cmp(&(a.0).1)))
+                        .map(|((_, f), _)| f.clone())
+                        .unwrap_or_default();
+                    Inside { library, function, samples: library_samples }
+                });
+                HotSpot { function, samples, share: share(samples), inside }
+            })
+            .collect();
+        hot_spots.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
+        hot_spots.truncate(HOT_FUNCTIONS_KEPT);
         SampledStage {
             name: name.to_owned(),
             samples: self.samples,
@@ -273,6 +360,7 @@ impl Group {
             },
             functions,
             profiled_functions,
+            hot_spots,
         }
     }
 }
@@ -376,6 +464,7 @@ mod tests {
                     function,
                     frames: path(frames),
                     samples,
+                    own: (!frames.is_empty()).then(|| (frames.len() - 1, None)),
                 })
                 .collect(),
             ..Default::default()

@@ -143,11 +143,12 @@ impl Report {
             ));
         }
         let sampled = self.cpu_samples.as_ref().and_then(|cpu| cpu.stage(&stage.name));
-        if let Some((sampled, hot)) = sampled.and_then(|s| Some((s, s.hottest_function()?))) {
+        // Named by the program's own code (a library function it spends its time in after it):
+        // "risk_model (in libm's do_cos)", not libm's function alone.
+        if let Some((sampled, hot)) = sampled.and_then(|s| Some((s, s.hot_spot()?))) {
             verdict.push_str(&format!(
-                "; its CPU samples find {} on the CPU most ({} of {} samples)",
-                hot.name,
-                crate::format::percent(hot.self_share),
+                "; its CPU samples find {hot} on the CPU most ({} of {} samples)",
+                crate::format::percent(hot.share),
                 sampled.samples,
             ));
         }

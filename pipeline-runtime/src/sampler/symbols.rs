@@ -29,15 +29,23 @@ pub(crate) struct NamedStack {
     /// frames (the worker loop, `Stage::process`'s wrapper), at the user's code.
     pub(crate) frames: Vec<Arc<str>>,
     pub(crate) samples: u64,
+    /// Where the path's own code ends: the index in `frames` of the innermost function that is
+    /// not a library's (a shared library such as libm, or another crate), and when the path ends
+    /// in a library, that library's name (`libm`). A sample in libm's `do_cos` called from the
+    /// user's `risk_model` is `risk_model`'s time, spent in libm.
+    pub(crate) own: OwnEnd,
 }
 
 /// A named path's identity: (stage, innermost profiled function, frames).
 type PathKey = (Option<&'static str>, Option<&'static str>, Vec<Arc<str>>);
 
+/// Where a path's own code ends (see [`NamedStack::own`]).
+type OwnEnd = Option<(usize, Option<Arc<str>>)>;
+
 /// Names every (marker, addresses innermost first, count) and merges paths that read the same.
 pub(crate) fn name<'a>(raw: impl Iterator<Item = (Marker, &'a [usize], u64)>) -> Vec<NamedStack> {
     let mut resolver = Resolver::default();
-    let mut merged: HashMap<PathKey, u64> = HashMap::new();
+    let mut merged: HashMap<PathKey, (u64, OwnEnd)> = HashMap::new();
     for (marker, addresses, count) in raw {
         let mut frames: Vec<Frame> = Vec::new();
         for (depth, &address) in addresses.iter().enumerate().rev() {
@@ -50,19 +58,28 @@ pub(crate) fn name<'a>(raw: impl Iterator<Item = (Marker, &'a [usize], u64)>) ->
         if stage.is_some() {
             frames = below_runtime(frames);
         }
-        let mut names: Vec<Arc<str>> =
-            without_std_library(frames).into_iter().map(|frame| frame.name).collect();
+        let frames = without_std_library(frames);
+        let own = own_code_end(&frames);
+        let mut names: Vec<Arc<str>> = frames.into_iter().map(|frame| frame.name).collect();
         if let Some(stage) = stage {
             // An inlined copy of the stage's body has only its short debug-info name.
             for name in names.iter_mut().filter(|name| &***name == INLINED_STAGE_BODY) {
                 *name = resolver.intern(format!("{stage}::process"));
             }
         }
-        *merged.entry((stage, callsite_name(marker.function), names)).or_default() += count;
+        let entry = merged.entry((stage, callsite_name(marker.function), names)).or_default();
+        entry.0 += count;
+        entry.1 = own;
     }
     let mut stacks: Vec<NamedStack> = merged
         .into_iter()
-        .map(|((stage, function, frames), samples)| NamedStack { stage, function, frames, samples })
+        .map(|((stage, function, frames), (samples, own))| NamedStack {
+            stage,
+            function,
+            frames,
+            samples,
+            own,
+        })
         .collect();
     stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
     stacks
@@ -80,6 +97,63 @@ struct Frame {
     runtime: bool,
     /// The standard library's (core, alloc, std).
     std: bool,
+    /// A library's, not the program's own: the shared object's short name (`libm`) for code
+    /// without source lines, or the crate's name for another crate's source.
+    library: Option<Arc<str>>,
+}
+
+/// The innermost frame of the program's own code, and the library the path ends in if it does.
+fn own_code_end(frames: &[Frame]) -> OwnEnd {
+    let own = frames.iter().rposition(|frame| frame.library.is_none())?;
+    let library = frames.last().and_then(|frame| frame.library.clone());
+    Some((own, library))
+}
+
+/// Whose code a frame is when it is not the program's own: the shared object the address lies
+/// in (`libm` for `libm.so.6`) unless that is the program itself, or the crate of a source file
+/// in the cargo registry (`/.cargo/registry/src/<index>/<crate>-<version>/`).
+fn library_of(address: usize, file: Option<&Path>) -> Option<String> {
+    // The shared object first: libm's code can carry source lines of its own (glibc's inline
+    // helpers), and is still not the program's.
+    shared_object_of(address).or_else(|| file.and_then(crate_of_registry_file))
+}
+
+fn crate_of_registry_file(file: &Path) -> Option<String> {
+    let text = file.to_string_lossy();
+    let (_, rest) = text.split_once("/.cargo/registry/src/")?;
+    let package = rest.split('/').nth(1)?;
+    // `backtrace-0.3.76` → `backtrace`: the name is everything before the version.
+    let name = match package.rfind('-') {
+        Some(at) if package[at + 1..].starts_with(|c: char| c.is_ascii_digit()) => &package[..at],
+        _ => package,
+    };
+    Some(name.to_owned())
+}
+
+#[cfg(target_os = "linux")]
+fn shared_object_of(address: usize) -> Option<String> {
+    // SAFETY: `dladdr` only reads the loader's tables and fills `info`; the name it returns
+    // lives as long as the object stays loaded, and is copied at once.
+    let path = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(address as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null()
+        {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned()
+    };
+    let object = Path::new(&path);
+    let program = std::env::current_exe().ok().and_then(|exe| exe.canonicalize().ok());
+    if path.is_empty() || object.canonicalize().ok() == program {
+        return None; // the program itself
+    }
+    let name = object.file_name()?.to_string_lossy();
+    Some(name.split('.').next().unwrap_or(&name).to_owned())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn shared_object_of(_: usize) -> Option<String> {
+    None
 }
 
 /// Whether a function is the toolkit's own code: by its path, or for an inlined function
@@ -124,7 +198,7 @@ fn without_std_library(mut frames: Vec<Frame>) -> Vec<Frame> {
 fn below_runtime(frames: Vec<Frame>) -> Vec<Frame> {
     match frames.iter().rposition(|frame| frame.runtime) {
         Some(last) if last + 1 == frames.len() => {
-            vec![Frame { name: Arc::from(RUNTIME_FRAME), runtime: true, std: false }]
+            vec![Frame { name: Arc::from(RUNTIME_FRAME), runtime: true, std: false, library: None }]
         }
         Some(last) => frames[last + 1..].to_vec(),
         None => frames,
@@ -178,6 +252,11 @@ impl Resolver {
                 .map(|(name, file)| {
                     let runtime = is_runtime(&name, file.as_deref());
                     let std = is_std_library(&name, file.as_deref());
+                    let library = if runtime || std {
+                        None
+                    } else {
+                        library_of(address, file.as_deref()).map(|l| intern(interned, l))
+                    };
                     // The toolkit's inlined functions say whose they are.
                     let name = if runtime && !name.contains("::") {
                         format!("pipeline_runtime::{name}")
@@ -185,7 +264,7 @@ impl Resolver {
                         name
                     };
                     let name = intern(interned, name);
-                    Frame { name, runtime, std }
+                    Frame { name, runtime, std, library }
                 })
                 .collect()
         })
@@ -203,6 +282,7 @@ mod tests {
                 name: Arc::from(*name),
                 runtime: is_runtime(name, None),
                 std: is_std_library(name, None),
+                library: name.starts_with("libm:").then(|| Arc::from("libm")),
             })
             .collect()
     }
@@ -250,6 +330,17 @@ mod tests {
         assert_eq!(without_std_library(path), frames(&["app::score", "app::mix"]));
         let only_std = frames(&["std::rt::lang_start", "std::thread::sleep"]);
         assert_eq!(without_std_library(only_std), frames(&["std::thread::sleep"]));
+    }
+
+    #[test]
+    fn a_path_ending_in_a_library_is_its_callers_own_code_spent_there() {
+        let path = frames(&["app::Fraud::process", "app::risk_model", "libm:do_cos"]);
+        assert_eq!(own_code_end(&path), Some((1, Some(Arc::from("libm")))));
+        assert_eq!(own_code_end(&path[..2]), Some((1, None)));
+        let registry =
+            Path::new("/root/.cargo/registry/src/index.crates.io-1/hashbrown-0.15.2/src/map.rs");
+        assert_eq!(crate_of_registry_file(registry).as_deref(), Some("hashbrown"));
+        assert_eq!(crate_of_registry_file(Path::new("/work/app/src/lib.rs")), None);
     }
 
     #[test]
