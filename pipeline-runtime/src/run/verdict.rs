@@ -35,6 +35,21 @@ pub(super) fn verdict(run: &RunSummary) -> String {
     );
     // Idle cores: neither this process nor another uses them all.
     let machine_busy = run.machine_cpu_busy.filter(|busy| *busy >= SATURATED);
+    // Work piles up: the queue filled, its backlog grew, or arrivals outran the workers. A
+    // busy CPU with a queue that keeps up is no capacity problem (a trace writer's thread can
+    // make normal traffic use most of the CPU).
+    let backlog = if run.queue.first_full_at_ns.is_some() {
+        Some(format!("the queue filled up ({} events)", run.queue.capacity))
+    } else if run.queue.trend == Some(Trend::Growing)
+        || run.arrival_rate_per_sec > run.throughput_per_sec * 1.05
+    {
+        Some(format!(
+            "arrivals ({:.0}/s) exceed what it processes ({:.0}/s)",
+            run.arrival_rate_per_sec, run.throughput_per_sec
+        ))
+    } else {
+        None
+    };
     let stage_cpu = run.stage_share_of_cpu();
     if split.queue_wait >= 0.5 && stage_cpu < 0.5 {
         // Tiny stages: what limits the run is the work around each event (submitting it,
@@ -60,7 +75,7 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             run.workers.len(),
         );
     }
-    if split.queue_wait >= 0.5 && cpu_bound {
+    if let (true, true, Some(backlog)) = (split.queue_wait >= 0.5, cpu_bound, &backlog) {
         let workers = run.workers.len();
         let crowded = if workers > cores {
             format!(" ({workers} workers already take turns on {cores} cores)")
@@ -68,28 +83,23 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             String::new()
         };
         return format!(
-            "CPU-bound: {machine}, and queue wait is {} of p99 latency. More workers cannot help \
-             on this machine{crowded}: speed up {stage}, which takes {} of the time in stages, \
-             or run on more cores. Arrivals ({:.0}/s) exceed what it processes ({:.0}/s).",
+            "CPU-bound: {machine}, queue wait is {} of p99 latency and {backlog}. More workers \
+             cannot help on this machine{crowded}: speed up {stage}, which takes {} of the time \
+             in stages, or run on more cores.",
             percent(split.queue_wait),
             percent(share_of_stages),
-            run.arrival_rate_per_sec,
-            run.throughput_per_sec,
         );
     }
-    if let (true, Some(busy)) = (split.queue_wait >= 0.5, machine_busy) {
+    if let (true, Some(busy), Some(backlog)) = (split.queue_wait >= 0.5, machine_busy, &backlog) {
         return format!(
-            "Queue wait dominates: {} of p99 latency is waiting, and the workers are {} busy, but \
-             no core was idle: the machine's CPU was {} used and {machine}; other processes take \
-             the rest. More workers cannot help while they do: speed up {stage}, which takes {} \
-             of the time in stages, or give the process its cores. Arrivals ({:.0}/s) exceed \
-             what it processes ({:.0}/s).",
+            "Queue wait dominates: {} of p99 latency is waiting and {backlog}, and the workers \
+             are {} busy, but no core was idle: the machine's CPU was {} used and {machine}; \
+             other processes take the rest. More workers cannot help while they do: speed up \
+             {stage}, which takes {} of the time in stages, or give the process its cores.",
             percent(split.queue_wait),
             percent(utilisation),
             percent(busy),
             percent(share_of_stages),
-            run.arrival_rate_per_sec,
-            run.throughput_per_sec,
         );
     }
     if split.queue_wait >= 0.5 && !saturated {
