@@ -21,7 +21,7 @@ mod tree;
 use std::path::Path;
 
 pub use chrome::TraceStop;
-pub use diff::{ProfileDiff, RowChange, Verdict, DEFAULT_NOISE_FLOOR};
+pub use diff::{ProfileDiff, RowChange, Verdict, DEFAULT_NOISE_FLOOR, TINY_ROW_STEPS};
 pub use profile::{
     EventFigures, FoldedStack, MergedFrom, Profile, ProfileInput, ProfileRow, ProfileSource,
     RowKind, TraceRead,
