@@ -133,49 +133,82 @@ impl Bench {
     /// [`Error::PairedBench`] when a build cannot be started, does not answer as a benchmark
     /// (it does not call `Bench::main`), dies, or names another benchmark or batch than the
     /// other.
-    pub fn paired(&self, before: Command, after: Command) -> Result<super::Comparison, Error> {
-        let mut before = Served::start(before)?;
-        let mut after = Served::start(after)?;
-        if (before.name.as_str(), before.batch) != (after.name.as_str(), after.batch) {
-            return Err(after.error(format!(
-                "serves benchmark `{}` with batches of {}, and the other build `{}` with batches \
-                 of {}: pair two builds of the same benchmark",
-                after.name, after.batch, before.name, before.batch
-            )));
+    pub fn paired(
+        &self,
+        mut before: Command,
+        mut after: Command,
+    ) -> Result<super::Comparison, Error> {
+        for command in [&mut before, &mut after] {
+            same_cpu_and_layout(command);
         }
-        let bench = Bench { name: before.name.clone(), batch: before.batch, ..self.clone() };
-        for round in 0..bench.warmup as u64 {
-            before.batch(round * bench.batch)?;
-            after.batch(round * bench.batch)?;
-        }
-        let mut rng = fastrand::Rng::with_seed(bench.seed);
+        let mut rng = fastrand::Rng::with_seed(self.seed);
         let mut pairs = PairedSamples::default();
         let mut measured = true;
-        for sample in 0..bench.samples as u64 {
-            let first = sample * bench.batch;
-            let (mut b, mut a) = ((f64::INFINITY, 0.0), (f64::INFINITY, 0.0));
-            let before_first = rng.bool();
-            for turn in 0..4 {
-                let (side, best) = if (turn % 2 == 0) == before_first {
-                    (&mut before, &mut b)
-                } else {
-                    (&mut after, &mut a)
-                };
-                let (ns, allocations) = side.batch(first)?;
-                measured &= allocations >= 0.0;
-                *best = (best.0.min(ns), allocations);
+        let mut bench: Option<Bench> = None;
+        let mut programs = (String::new(), String::new());
+        // The samples are spread over several launches of each build: a process's memory
+        // layout can make it run a few percent faster or slower all its life, identical code
+        // or not, and only other launches tell that apart from the code.
+        let launches = LAUNCHES.min(self.samples.max(1));
+        for launch in 0..launches {
+            let samples = self.samples / launches + usize::from(launch < self.samples % launches);
+            // Started in alternating order, so neither build is always the first.
+            let (mut old, mut new) = if launch % 2 == 0 {
+                let old = Served::start(&mut before)?;
+                (old, Served::start(&mut after)?)
+            } else {
+                let new = Served::start(&mut after)?;
+                (Served::start(&mut before)?, new)
+            };
+            if (old.name.as_str(), old.batch) != (new.name.as_str(), new.batch) {
+                return Err(new.error(format!(
+                    "serves benchmark `{}` with batches of {}, and the other build `{}` with \
+                     batches of {}: pair two builds of the same benchmark",
+                    new.name, new.batch, old.name, old.batch
+                )));
             }
-            pairs.push(b, a);
+            let bench = bench.get_or_insert_with(|| Bench {
+                name: old.name.clone(),
+                batch: old.batch,
+                ..self.clone()
+            });
+            for round in 0..bench.warmup as u64 {
+                old.batch(round * bench.batch)?;
+                new.batch(round * bench.batch)?;
+            }
+            for sample in 0..samples as u64 {
+                let first = sample * bench.batch;
+                let (mut b, mut a) = ((f64::INFINITY, 0.0), (f64::INFINITY, 0.0));
+                let old_first = rng.bool();
+                for turn in 0..4 {
+                    let (side, best) = if (turn % 2 == 0) == old_first {
+                        (&mut old, &mut b)
+                    } else {
+                        (&mut new, &mut a)
+                    };
+                    let (ns, allocations) = side.batch(first)?;
+                    measured &= allocations >= 0.0;
+                    *best = (best.0.min(ns), allocations);
+                }
+                pairs.push(b, a);
+            }
+            old.quit();
+            new.quit();
+            programs = (old.program.clone(), new.program.clone());
         }
-        before.quit();
-        after.quit();
+        let bench = bench.expect("at least one launch");
         let mut comparison = pairs.judge(&bench, measured, &mut rng);
-        comparison
-            .notes
-            .push(format!("two builds, paired: `{}` against `{}`", before.program, after.program));
+        comparison.notes.push(format!(
+            "two builds, paired over {launches} launches of each: `{}` against `{}`",
+            programs.0, programs.1
+        ));
         Ok(comparison)
     }
 }
+
+/// How many times each build is started in a paired comparison (the samples are spread over
+/// the launches).
+const LAUNCHES: usize = 3;
 
 /// One build, serving batches.
 struct Served {
@@ -188,10 +221,9 @@ struct Served {
 }
 
 impl Served {
-    fn start(mut command: Command) -> Result<Self, Error> {
+    fn start(command: &mut Command) -> Result<Self, Error> {
         let program = format!("{:?}", command.get_program());
         let program = program.trim_matches('"').to_owned();
-        same_cpu_for_both(&mut command);
         let mut child = command
             .env(SERVE_ENV, "1")
             .stdin(Stdio::piped())
@@ -284,13 +316,15 @@ impl Drop for Served {
     }
 }
 
-/// Pins the build to one CPU, the same for both builds. Two identical processes left to the
-/// scheduler settle on different cores, and on a shared machine (a VM's vCPUs, cores another
-/// process uses) cores are not alike: identical builds then read up to 15 % apart, every run.
-/// The builds never run at once, so sharing one core costs nothing, and each pair of batches
-/// then meets the same core.
+/// Pins the build to one CPU, the same for both builds, and turns off address-space
+/// randomisation for it. Two identical processes left to the scheduler settle on different
+/// cores, and on a shared machine (a VM's vCPUs, cores another process uses) cores are not
+/// alike: identical builds then read up to 15 % apart, every run. The builds never run at once,
+/// so sharing one core costs nothing, and each pair of batches then meets the same core. A
+/// randomised layout (where the stack and heap land) can move a process's speed by a few
+/// percent for its whole life; without it, identical builds lay out alike.
 #[cfg(target_os = "linux")]
-fn same_cpu_for_both(command: &mut Command) {
+fn same_cpu_and_layout(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     // The last CPU this process may use (read before the fork, so the child only sets it).
     // SAFETY: `sched_getaffinity` writes into the set it is given, of the size given.
@@ -301,20 +335,25 @@ fn same_cpu_for_both(command: &mut Command) {
         }
         (0..libc::CPU_SETSIZE as usize).rev().find(|&cpu| libc::CPU_ISSET(cpu, &allowed))
     };
-    let Some(cpu) = cpu else { return };
-    // SAFETY: between fork and exec the closure only calls `sched_setaffinity`, a system call
-    // (async-signal-safe), on a set built on its own stack; it does not allocate.
+    // SAFETY: between fork and exec the closure only makes system calls (async-signal-safe),
+    // on values built on its own stack; it does not allocate.
     unsafe {
         command.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            // Best effort: a build that cannot be pinned still runs.
-            let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            if let Some(cpu) = cpu {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                // Best effort: a build that cannot be pinned still runs.
+                let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            let current = libc::personality(0xffff_ffff);
+            if current != -1 {
+                let _ = libc::personality((current | libc::ADDR_NO_RANDOMIZE) as libc::c_ulong);
+            }
             Ok(())
         });
     }
 }
 
-/// Elsewhere the scheduler places the builds.
+/// Elsewhere the scheduler places the builds and lays them out.
 #[cfg(not(target_os = "linux"))]
-fn same_cpu_for_both(_: &mut Command) {}
+fn same_cpu_and_layout(_: &mut Command) {}
