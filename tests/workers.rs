@@ -310,7 +310,11 @@ fn more_workers_than_cores_on_a_cpu_bound_run_are_told_that_more_workers_cannot_
             assert!(run.verdict.contains("more workers would not help"), "{}", run.verdict);
         }
     }
-    // The share the verdict quotes is the one the report's table shows.
+    // The share the verdict quotes is the one the report's table shows (the `off` build records
+    // no stage, so it has no table; its verdict quotes the run's own timing).
+    if cfg!(feature = "off") {
+        return;
+    }
     let burn = report.stage("Burn").expect("recorded");
     let table_share = format!("{:.1} %", burn.share_of_stage_time * 100.0);
     assert!(run.verdict.contains("Burn"), "{}", run.verdict);
