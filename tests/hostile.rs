@@ -76,7 +76,7 @@ const CHILD: &str = "PIPELINE_HOSTILE_CHILD";
 /// deadline. Returns its exit status (None: it had to be killed) and its output.
 fn child(name: &str, case: &str, deadline: Duration) -> (Option<i32>, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD, case)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -101,6 +101,7 @@ fn child(name: &str, case: &str, deadline: Duration) -> (Option<i32>, String) {
 
 /// Run as a child by the test below, once per trace backend.
 #[test]
+#[ignore = "a child process of another test, which runs it with --ignored"]
 fn child_fails_badly_while_tracing() {
     let Ok(case) = std::env::var(CHILD) else { return };
     let backend = match case.as_str() {
@@ -136,6 +137,7 @@ fn a_panicking_display_while_tracing_neither_aborts_nor_loses_the_failure() {
 
 /// Run as a child by the test below: worker threads the system cannot create.
 #[test]
+#[ignore = "a child process of another test, which runs it with --ignored"]
 fn child_cannot_spawn_workers() {
     let Ok(case) = std::env::var(CHILD) else { return };
     // No system gives a worker a 1 PiB stack: spawning the first worker fails.

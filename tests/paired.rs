@@ -33,6 +33,7 @@ impl Work {
 
 /// The benchmark binary's `main`, when this test binary is started as one.
 #[test]
+#[ignore = "a child process of the tests below, which run it with --ignored"]
 fn serve_work() {
     if std::env::var_os(SERVE_ENV).is_none() {
         return; // an ordinary test run: nothing to serve
@@ -46,7 +47,7 @@ fn serve_work() {
 fn build(rounds: u64) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("test binary"));
     command
-        .args(["serve_work", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["serve_work", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("WORK_ROUNDS", rounds.to_string());
     command
 }
@@ -99,7 +100,8 @@ fn build_script(name: &str, rounds: u64) -> std::path::PathBuf {
     let path = dir.join(name);
     let exe = std::env::current_exe().expect("test binary");
     let script = format!(
-        "#!/bin/sh\nWORK_ROUNDS={rounds} exec '{}' serve_work --exact --nocapture --test-threads=1\n",
+        "#!/bin/sh\nWORK_ROUNDS={rounds} exec '{}' serve_work --exact --ignored --nocapture \
+         --test-threads=1\n",
         exe.display()
     );
     std::fs::write(&path, script).expect("script");

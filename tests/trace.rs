@@ -225,6 +225,7 @@ const CHILD: &str = "PIPELINE_TRACE_PANIC_CHILD";
 
 /// Run as a child process by the test below: starts tracing, records, then panics on main.
 #[test]
+#[ignore = "a child process of another test, which runs it with --ignored"]
 fn child_that_panics_mid_run() {
     let Ok(path) = std::env::var(CHILD) else { return };
     let pipeline = Pipeline::new().stage(Enrich);
@@ -243,7 +244,7 @@ fn a_panic_mid_run_still_leaves_a_trace_with_what_was_recorded() {
     let path = trace_dir().join("panicked.json");
     let _ = std::fs::remove_file(&path);
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_that_panics_mid_run", "--nocapture"])
+        .args(["--exact", "child_that_panics_mid_run", "--ignored", "--nocapture"])
         .env(CHILD, &path)
         .output()
         .expect("run the child");
@@ -258,6 +259,7 @@ const EXIT_CHILD: &str = "PIPELINE_TRACE_EXIT_CHILD";
 /// Run as a child process by the test below: starts tracing, records on two threads, then exits
 /// the process without `finish`.
 #[test]
+#[ignore = "a child process of another test, which runs it with --ignored"]
 fn child_that_exits_without_finish() {
     let Ok(path) = std::env::var(EXIT_CHILD) else { return };
     let pipeline = Pipeline::new().stage(Enrich);
@@ -276,7 +278,7 @@ fn a_process_that_exits_without_finish_still_leaves_a_complete_trace() {
     let path = trace_dir().join("exited.json");
     let _ = std::fs::remove_file(&path);
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_that_exits_without_finish", "--nocapture"])
+        .args(["--exact", "child_that_exits_without_finish", "--ignored", "--nocapture"])
         .env(EXIT_CHILD, &path)
         .output()
         .expect("run the child");
