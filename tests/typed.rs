@@ -488,3 +488,32 @@ fn a_stage_error_is_a_std_error_through_halt_and_box() {
     let rejected = pipeline.run("nope".to_owned()).unwrap_err();
     assert!(matches!(rejected.error(), StageError::Rejected { .. }));
 }
+
+/// Turns every event away with a fixed reason.
+struct TurnAway;
+
+#[stage]
+impl TurnAway {
+    fn process(&self, _: u64) -> Result<u64, StageError> {
+        Err(StageError::rejected("closed"))
+    }
+}
+
+#[test]
+fn a_rejected_event_allocates_nothing_for_its_halt() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage_named("turn-away", TurnAway);
+    let rejections = |pipeline: &Pipeline<u64>| {
+        let _ = pipeline.run(0); // anything the first call sets up once
+        let region = pipeline::alloc::ThreadRegion::new();
+        for event in 0..100 {
+            let halt = pipeline.run(event).unwrap_err();
+            assert_eq!(halt.stage(), "turn-away");
+        }
+        region.change().allocations
+    };
+    assert_eq!(rejections(&pipeline), 0, "not profiled");
+    let profiler = Profiler::new().start().expect("start");
+    assert_eq!(rejections(&pipeline), 0, "recorded: the user's figures show no allocation");
+    profiler.finish().expect("finish");
+}

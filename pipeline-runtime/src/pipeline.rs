@@ -4,6 +4,7 @@ use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use crate::recorder::Callsite;
 use crate::stage::{Stage, StageError, StageResult};
@@ -39,7 +40,8 @@ use crate::stage::{Stage, StageError, StageResult};
 /// assert_eq!(halt.stage(), "Parse");
 /// ```
 pub struct Pipeline<In, Out = In> {
-    names: Vec<String>,
+    /// Shared with each stage's halts: stopping an event copies no name.
+    names: Vec<Arc<str>>,
     chain: Chain<In, Out>,
 }
 
@@ -82,7 +84,7 @@ impl StageTimer<'_> {
     fn call<T>(
         &mut self,
         index: usize,
-        name: &str,
+        name: &Arc<str>,
         process: impl FnOnce() -> StageResult<T>,
     ) -> Outcome<T> {
         let result = match &mut self.stage_ns {
@@ -102,7 +104,7 @@ impl StageTimer<'_> {
             Ok(Some(output)) => Outcome::Passed(output),
             Ok(None) => Outcome::Filtered { stage_index: index },
             Err(error) => {
-                Outcome::Halted(Halt { stage_index: index, stage: name.to_owned(), error })
+                Outcome::Halted(Halt { stage_index: index, stage: Arc::clone(name), error })
             }
         }
     }
@@ -124,7 +126,7 @@ impl<In: 'static, Out: 'static> Pipeline<In, Out> {
         S: Stage<Out> + 'static,
         S::Out: 'static,
     {
-        let name = stage.name().to_owned();
+        let name = Arc::from(stage.name());
         self.then(name, move |event| stage.process(event))
     }
 
@@ -158,17 +160,17 @@ impl<In: 'static, Out: 'static> Pipeline<In, Out> {
             "Pipeline::stage_named: the name is empty; give the name reports should show"
         );
         let instance = Callsite::named_stage(name);
-        self.then(name.to_owned(), move |event| stage.process_as(event, instance))
+        self.then(Arc::from(name), move |event| stage.process_as(event, instance))
     }
 
     fn then<Next: 'static>(
         self,
-        name: String,
+        name: Arc<str>,
         process: impl Fn(Out) -> StageResult<Next> + Send + Sync + 'static,
     ) -> Pipeline<In, Next> {
         let Pipeline { mut names, chain } = self;
         let index = names.len();
-        names.push(name.clone());
+        names.push(Arc::clone(&name));
         Pipeline {
             names,
             chain: Box::new(move |event, timer| match chain(event, timer).stopped() {
@@ -182,7 +184,7 @@ impl<In: 'static, Out: 'static> Pipeline<In, Out> {
 impl<In, Out> Pipeline<In, Out> {
     /// The stages' names, in order.
     pub fn stage_names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(String::as_str)
+        self.names.iter().map(|name| &**name)
     }
 
     /// How many stages there are.
@@ -246,13 +248,14 @@ impl<In, Out> fmt::Debug for Pipeline<In, Out> {
 #[derive(Debug)]
 pub struct Halt {
     stage_index: usize,
-    stage: String,
+    /// The pipeline's own copy of the name, shared: a halt allocates nothing for it.
+    stage: Arc<str>,
     error: StageError,
 }
 
 impl Halt {
     /// Stage `stage_index`, named `stage`, stopped the event with `error`.
-    pub(crate) fn new(stage_index: usize, stage: String, error: StageError) -> Self {
+    pub(crate) fn new(stage_index: usize, stage: Arc<str>, error: StageError) -> Self {
         Halt { stage_index, stage, error }
     }
 

@@ -133,7 +133,8 @@ pub(super) fn worker_name(index: usize) -> String {
 /// Where a worker hands each completed event's output: a [`Sink`], measured like a stage in the
 /// slot after the pipeline's stages, or nowhere (the output is dropped, under a guard).
 pub(super) struct Delivery<'a, Out> {
-    sink: Option<(&'a (dyn Sink<Out> + 'a), &'static Callsite)>,
+    /// The sink, its call site, and its name for halts.
+    sink: Option<(&'a (dyn Sink<Out> + 'a), &'static Callsite, Arc<str>)>,
     /// The sink's slot: the number of stages.
     index: usize,
 }
@@ -141,7 +142,8 @@ pub(super) struct Delivery<'a, Out> {
 impl<'a, Out> Delivery<'a, Out> {
     /// Outputs of a pipeline of `stages` stages go to `sink` (or are dropped without one).
     pub(super) fn new(sink: Option<&'a (dyn Sink<Out> + 'a)>, stages: usize) -> Self {
-        let sink = sink.map(|sink| (sink, Callsite::named_stage(sink.name())));
+        let sink =
+            sink.map(|sink| (sink, Callsite::named_stage(sink.name()), Arc::from(sink.name())));
         Delivery { sink, index: stages }
     }
 
@@ -152,7 +154,7 @@ impl<'a, Out> Delivery<'a, Out> {
 
     /// Hands `output` over: to the sink (timed into its slot, a panic caught), or dropped.
     fn deliver(&self, output: Out, stage_ns: &mut [u64]) -> Outcome<()> {
-        let Some((sink, site)) = self.sink else {
+        let Some((sink, site, name)) = &self.sink else {
             // What the stages hand back is dropped under a guard: an event whose `Drop` panics
             // must not take the worker (and the events behind it) down.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(output)));
@@ -166,7 +168,7 @@ impl<'a, Out> Delivery<'a, Out> {
         stage_ns[self.index] = now_ns().saturating_sub(started);
         match accepted {
             Ok(_) => Outcome::Passed(()),
-            Err(error) => Outcome::Halted(Halt::new(self.index, site.name().to_owned(), error)),
+            Err(error) => Outcome::Halted(Halt::new(self.index, Arc::clone(name), error)),
         }
     }
 }
