@@ -90,6 +90,10 @@ impl Baseline {
     }
 }
 
+/// How far the calibration workload's speed may move from the baseline's before a comparison
+/// cannot judge (25 %: a different CPU, or a frequency governor, not a busy moment).
+const SPEED_TOLERANCE: f64 = 0.25;
+
 /// The largest file [`Baseline::load`] reads.
 const MAX_BASELINE_BYTES: u64 = 16 << 20;
 
@@ -201,11 +205,25 @@ impl BenchResult {
         let change = stats::median_ratio_change(&normalised(before), &normalised(self), &mut rng);
         let probe_moved = (self.probe_ratio / before.probe_ratio - 1.0).abs() > PROBE_TOLERANCE;
         let too_noisy = change.high - change.low > NOISE_LIMIT * self.tolerance;
+        // How much faster the yardstick runs now than then. Calibration bridges a few percent;
+        // past that the yardstick and the workload need not move alike (a CI run saw the
+        // yardstick 48 % faster and the workload 18 % faster: calibrated, a false +19 %).
+        let scale = stats::median(&before.calibration_ns);
+        let speed = scale / stats::median(&self.calibration_ns).max(f64::MIN_POSITIVE) - 1.0;
         let verdict = if probe_moved {
             Verdict::Inconclusive(format!(
                 "the machine is not as it was when the baseline was recorded (two-thread probe {:.2} now, \
                  {:.2} then: another process holds a core, or did then); rerun on a quiet machine",
                 self.probe_ratio, before.probe_ratio
+            ))
+        } else if speed.abs() > SPEED_TOLERANCE {
+            Verdict::Inconclusive(format!(
+                "the machine runs {:.0} % {} than when the baseline was recorded (its \
+                 calibration workload): too far for calibration to compare the two; rerun where \
+                 the baseline was recorded, record a new one here, or compare two builds in one \
+                 run (`pipeline-prof paired`)",
+                speed.abs() * 100.0,
+                if speed > 0.0 { "faster" } else { "slower" }
             ))
         } else if too_noisy {
             Verdict::Inconclusive(format!(
@@ -221,7 +239,6 @@ impl BenchResult {
         // The columns are calibrated like the change: each side's median in units of the
         // calibration workload, shown in the baseline's nanoseconds. Raw, a machine running 5 %
         // faster today would print a 5 % gap beside "change -0.0 %".
-        let scale = stats::median(&before.calibration_ns);
         let time = MetricVerdict {
             metric: "time per event".to_owned(),
             before: stats::median(&normalised(before)) * scale,
@@ -235,7 +252,6 @@ impl BenchResult {
             self.allocation_tolerance,
             allocation_spread(&before.allocations_per_sample, &self.allocations_per_sample),
         );
-        let speed = scale / stats::median(&self.calibration_ns).max(f64::MIN_POSITIVE) - 1.0;
         Comparison {
             name: self.name.clone(),
             tolerance: self.tolerance,
