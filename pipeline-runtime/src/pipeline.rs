@@ -62,8 +62,9 @@ pub(crate) enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
-    /// The same stop for an outcome of another type; `None` when the event passed.
-    fn stopped<U>(self) -> Result<T, Outcome<U>> {
+    /// `Ok` with the output when the event passed; otherwise the same stop as an outcome of
+    /// another type (what follows a stop never runs, whatever it would have made).
+    pub(crate) fn stopped<U>(self) -> Result<T, Outcome<U>> {
         match self {
             Outcome::Passed(value) => Ok(value),
             Outcome::Filtered { stage_index } => Err(Outcome::Filtered { stage_index }),

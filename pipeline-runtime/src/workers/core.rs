@@ -207,10 +207,9 @@ pub(super) fn work<In, Out>(
         // event in N goes into the trace (whole).
         let slice = EventSlice::begin(id, wait_ns, flow, picked_ns);
         stage_ns.fill(0);
-        let outcome = match pipeline.run_isolated(event, &mut stage_ns) {
-            Outcome::Passed(output) => delivery.deliver(output, &mut stage_ns),
-            Outcome::Filtered { stage_index } => Outcome::Filtered { stage_index },
-            Outcome::Halted(halt) => Outcome::Halted(halt),
+        let outcome = match pipeline.run_isolated(event, &mut stage_ns).stopped() {
+            Ok(output) => delivery.deliver(output, &mut stage_ns),
+            Err(stop) => stop,
         };
         let done_ns = now_ns();
         match &outcome {
