@@ -1,12 +1,20 @@
 //! Per-thread storage of call statistics.
 //!
-//! Each thread owns one [`Shard`]; only that thread writes to it. A completed call is appended to
-//! the shard's small buffer of [`PendingCalls`] with plain stores and one release store of its
-//! length: no lock, no read-modify-write. Every [`PENDING_CAPACITY`] calls the owner takes the
-//! shard's (uncontended) lock and folds the buffer into its statistics table. A report takes the
-//! same lock and reads the table *and* the published part of the buffer, so it misses no call.
+//! Each recording thread holds one [`Shard`] through an [`OwnedShard`] (a `!Send` claim, so only
+//! that thread writes to it). A completed call is appended to the shard's small buffer of
+//! [`PendingCalls`] with plain stores and one release store of its length: no lock, no
+//! read-modify-write. Every [`PENDING_CAPACITY`] calls the owner takes the shard's (uncontended)
+//! lock and folds the buffer into its statistics table. A report takes the same lock and reads
+//! the table *and* the published part of the buffer, so it misses no call.
+//!
+//! When a thread ends it folds its buffer into the table and gives the shard back
+//! ([`OwnedShard::release`]); the next thread to record takes it over and adds its calls to the
+//! same table. Figures of ended threads stay readable, and the number of shards is the most
+//! threads that ever recorded *at once*, not the number that ever recorded: a service that
+//! retires a million threads keeps as many shards as it ran threads side by side.
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -206,9 +214,15 @@ impl Shard {
 
     /// Records one completed call of the owner thread: an append to the buffer, or every
     /// [`PENDING_CAPACITY`] calls (and when the session changes) a fold of the buffer into the
-    /// table. Call only from the thread that owns the shard.
+    /// table.
+    ///
+    /// # Safety
+    ///
+    /// Only the thread that owns the shard may call this, and never while another call of it
+    /// runs: the buffer's entries are written without a lock. [`OwnedShard`] is how the owner
+    /// proves it.
     #[inline]
-    pub(crate) fn record(
+    unsafe fn record(
         &self,
         session: u64,
         parent_stage: CallsiteId,
@@ -240,6 +254,14 @@ impl Shard {
     ) {
         // The table's rows and histograms are the profiler's own memory, not the program's.
         let _bookkeeping = crate::alloc::bookkeeping();
+        let mut table = self.fold_pending();
+        self.pending.session.store(session, Ordering::Relaxed);
+        table.stats_mut(session, parent_stage, callsite).record(measured);
+    }
+
+    /// Folds the buffered calls into the table and empties the buffer; returns the table, still
+    /// locked. Only the owner calls this (it resets the buffer's length).
+    fn fold_pending(&self) -> MutexGuard<'_, ShardData> {
         let mut table = self.lock();
         let pending_session = self.pending.session.load(Ordering::Relaxed);
         let mut calls = self.pending.published().peekable();
@@ -254,8 +276,7 @@ impl Shard {
             }
         }
         self.pending.len.store(0, Ordering::Relaxed);
-        self.pending.session.store(session, Ordering::Relaxed);
-        table.stats_mut(session, parent_stage, callsite).record(measured);
+        table
     }
 
     /// Calls `visit` with this shard's rows of `session` without copying them (the table is
@@ -316,23 +337,84 @@ impl Shard {
     }
 }
 
-/// Every thread's shard. Never shrinks: a report must still read the figures of threads that
-/// have ended, so shards live as long as the process.
-static SHARDS: Mutex<Vec<&'static Shard>> = Mutex::new(Vec::new());
-
-/// Creates and registers the calling thread's shard.
-pub(crate) fn register_current_thread() -> &'static Shard {
-    let shard: &'static Shard = Box::leak(Box::new(Shard {
-        table: Mutex::new(ShardData::default()),
-        pending: PendingCalls::new(),
-    }));
-    SHARDS.lock().unwrap_or_else(PoisonError::into_inner).push(shard);
-    shard
+/// A thread's claim on a shard: while it exists, only the thread holding it records into the
+/// shard. It is `!Send` (and `!Sync`), so it cannot reach another thread; [`OwnedShard::claim`]
+/// hands out each shard to one claim at a time.
+pub(crate) struct OwnedShard {
+    shard: &'static Shard,
+    /// Ties the claim to the thread that made it.
+    _owner_thread: PhantomData<*const ()>,
 }
 
-/// Every shard registered so far, including those of threads that have ended.
+impl OwnedShard {
+    /// A shard for the calling thread: one given back by a thread that ended, or a new one.
+    pub(crate) fn claim() -> OwnedShard {
+        let mut registry = registry();
+        let shard = match registry.released.pop() {
+            Some(shard) => shard,
+            None => {
+                let shard: &'static Shard = Box::leak(Box::new(Shard {
+                    table: Mutex::new(ShardData::default()),
+                    pending: PendingCalls::new(),
+                }));
+                registry.all.push(shard);
+                shard
+            }
+        };
+        // The registry's lock orders this claim after the release that gave the shard back, so
+        // the previous owner's writes to the buffer are visible here.
+        OwnedShard { shard, _owner_thread: PhantomData }
+    }
+
+    /// Records one completed call of this thread (see [`Shard::record`]).
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        session: u64,
+        parent_stage: CallsiteId,
+        callsite: CallsiteId,
+        measured: &Measured,
+    ) {
+        // SAFETY: this claim is the shard's only one and never leaves the thread that made it
+        // (`!Send`, `!Sync`), so the caller is the owner; `record` does not call back into
+        // recording, so no other call of it runs meanwhile on this thread.
+        unsafe { self.shard.record(session, parent_stage, callsite, measured) }
+    }
+
+    /// Folds the calls still buffered into the shard's table and gives the shard back for
+    /// another thread to take over: for a thread that is ending. Its figures stay in the table,
+    /// readable by reports as before.
+    pub(crate) fn release(self) {
+        let _bookkeeping = crate::alloc::bookkeeping();
+        drop(self.shard.fold_pending());
+        registry().released.push(self.shard);
+    }
+}
+
+/// Every shard, and those no thread holds now.
+struct Registry {
+    /// Every shard made. Never shrinks: shards given back hold the figures of threads that
+    /// ended, which reports still read.
+    all: Vec<&'static Shard>,
+    /// Shards given back by threads that ended, for the next thread that records.
+    released: Vec<&'static Shard>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { all: Vec::new(), released: Vec::new() });
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every shard made so far: those of running threads and those given back.
 pub(crate) fn all_shards() -> Vec<&'static Shard> {
-    SHARDS.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    registry().all.clone()
+}
+
+/// How many shards exist (for tests and figures).
+#[cfg(test)]
+pub(crate) fn shard_count() -> usize {
+    registry().all.len()
 }
 
 #[cfg(test)]
@@ -343,11 +425,13 @@ mod tests {
         Measured { total_ns, self_ns: total_ns, memory: None, end: Default::default() }
     }
 
-    fn new_shard() -> &'static Shard {
-        Box::leak(Box::new(Shard {
+    /// A shard of the test's own, outside the registry, with its owner's claim.
+    fn new_shard() -> (&'static Shard, OwnedShard) {
+        let shard: &'static Shard = Box::leak(Box::new(Shard {
             table: Mutex::new(ShardData::default()),
             pending: PendingCalls::new(),
-        }))
+        }));
+        (shard, OwnedShard { shard, _owner_thread: PhantomData })
     }
 
     fn calls_of(shard: &Shard, session: u64) -> (u64, u64) {
@@ -360,10 +444,10 @@ mod tests {
 
     #[test]
     fn a_report_sees_folded_and_still_buffered_calls() {
-        let shard = new_shard();
+        let (shard, owner) = new_shard();
         // 150 calls: two folds of the buffer and 20 calls still waiting in it.
         for n in 1..=150 {
-            shard.record(1, 0, 1, &call(n));
+            owner.record(1, 0, 1, &call(n));
         }
         assert_eq!(calls_of(shard, 1), (150, 150 * 151 / 2));
         let mut rows = Vec::new();
@@ -375,13 +459,13 @@ mod tests {
 
     #[test]
     fn interleaved_call_sites_keep_their_own_figures_across_folds() {
-        let shard = new_shard();
+        let (shard, owner) = new_shard();
         // Runs of one site and switches between sites, across several folds of the buffer.
         for _ in 0..50 {
-            shard.record(1, 0, 1, &call(1));
-            shard.record(1, 0, 1, &call(1));
-            shard.record(1, 1, 2, &call(10));
-            shard.record(1, 0, 1, &call(1));
+            owner.record(1, 0, 1, &call(1));
+            owner.record(1, 0, 1, &call(1));
+            owner.record(1, 1, 2, &call(10));
+            owner.record(1, 0, 1, &call(1));
         }
         let mut rows = Vec::new();
         shard.rows(1, &mut rows);
@@ -397,11 +481,11 @@ mod tests {
 
     #[test]
     fn a_new_session_forgets_the_previous_ones_calls() {
-        let shard = new_shard();
+        let (shard, owner) = new_shard();
         for _ in 0..10 {
-            shard.record(1, 0, 1, &call(5));
+            owner.record(1, 0, 1, &call(5));
         }
-        shard.record(2, 0, 1, &call(7));
+        owner.record(2, 0, 1, &call(7));
         assert_eq!(calls_of(shard, 1), (0, 0));
         assert_eq!(calls_of(shard, 2), (1, 7));
     }
@@ -409,12 +493,14 @@ mod tests {
     #[test]
     fn a_reader_on_another_thread_never_sees_a_call_twice_or_a_torn_one() {
         const CALLS: u64 = 200_000;
-        let shard = new_shard();
+        let (shard, _) = new_shard();
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             scope.spawn(|| {
+                // The claim is made on the recording thread: it cannot be sent there.
+                let owner = OwnedShard { shard, _owner_thread: PhantomData };
                 for _ in 0..CALLS {
-                    shard.record(1, 0, 1, &call(3));
+                    owner.record(1, 0, 1, &call(3));
                 }
                 done.store(true, Ordering::Release);
             });
@@ -427,5 +513,27 @@ mod tests {
             }
         });
         assert_eq!(calls_of(shard, 1), (CALLS, 3 * CALLS));
+    }
+
+    #[test]
+    fn a_shard_given_back_keeps_its_figures_and_serves_the_next_thread() {
+        let session = 9_000;
+        let before = shard_count();
+        // Threads one after another: each records, ends, and gives its shard back.
+        for _ in 0..20 {
+            std::thread::spawn(move || {
+                let owner = OwnedShard::claim();
+                for _ in 0..10 {
+                    owner.record(session, 0, 1, &call(2));
+                }
+                owner.release();
+            })
+            .join()
+            .unwrap();
+        }
+        let calls: u64 = all_shards().iter().map(|shard| calls_of(shard, session).0).sum();
+        assert_eq!(calls, 200, "every ended thread's calls are still read");
+        // Other tests of this binary claim shards at the same time (at most one each).
+        assert!(shard_count() - before <= 8, "20 threads, one at a time, reuse shards");
     }
 }

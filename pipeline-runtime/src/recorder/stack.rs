@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
 use super::callsite::{Callsite, CallsiteId, CallsiteKind};
-use super::shard::{self, Measured, MeasuredMemory, Shard};
+use super::shard::{Measured, MeasuredMemory, OwnedShard};
 use super::{current_session, is_enabled, Mode};
 use crate::alloc::{self, Counters};
 use crate::clock::now_ns;
@@ -51,16 +51,24 @@ struct Closed {
 struct ThreadState {
     /// Freed by [`ThreadExit`] when the thread ends.
     stack: ManuallyDrop<Vec<Frame>>,
-    /// Registered on the thread's first recorded call; the registry keeps shards for the life
-    /// of the process.
-    shard: Option<&'static Shard>,
+    /// Claimed on the thread's first recorded call, given back when the thread ends.
+    shard: Option<OwnedShard>,
     /// Nanoseconds this thread has waited for the trace writer (a full trace buffer).
     waited_ns: u64,
+    /// [`ThreadExit`] ran: the thread is ending and its shard was given back.
+    exited: bool,
 }
 
 thread_local! {
     static STATE: RefCell<ThreadState> =
-        const { RefCell::new(ThreadState { stack: ManuallyDrop::new(Vec::new()), shard: None, waited_ns: 0 }) };
+        const {
+            RefCell::new(ThreadState {
+                stack: ManuallyDrop::new(Vec::new()),
+                shard: None,
+                waited_ns: 0,
+                exited: false,
+            })
+        };
     /// Touched once per thread (when its stack first grows), so that its destructor runs when
     /// the thread ends.
     static EXIT: ThreadExit = const { ThreadExit };
@@ -72,9 +80,17 @@ struct ThreadExit;
 impl Drop for ThreadExit {
     fn drop(&mut self) {
         let _ = STATE.try_with(|state| {
-            let stack = std::mem::take(&mut *state.borrow_mut().stack);
+            let Ok(mut state) = state.try_borrow_mut() else { return };
+            state.exited = true;
+            let stack = std::mem::take(&mut *state.stack);
+            let shard = state.shard.take();
+            drop(state);
             let _bookkeeping = alloc::bookkeeping();
             drop(stack);
+            // Its calls are folded into the shard's table, which the next thread takes over.
+            if let Some(shard) = shard {
+                shard.release();
+            }
         });
         // Last, so that freeing the stack is in it: the thread's pending live-bytes change must
         // not be lost.
@@ -93,9 +109,11 @@ fn grow(stack: &mut Vec<Frame>) {
 
 #[cold]
 #[inline(never)]
-fn register_shard() -> &'static Shard {
+fn claim_shard() -> OwnedShard {
     let _bookkeeping = alloc::bookkeeping();
-    shard::register_current_thread()
+    // Registered here too (not only when the stack grows), so the shard is given back.
+    let _ = EXIT.try_with(|_| ());
+    OwnedShard::claim()
 }
 
 impl ThreadState {
@@ -197,8 +215,31 @@ impl ThreadState {
         if session != current_session() {
             return; // the call began in an earlier profiling session
         }
-        let shard = *self.shard.get_or_insert_with(register_shard);
+        match &self.shard {
+            Some(shard) => shard.record(session, parent, site, measured),
+            None => self.record_unclaimed(session, parent, site, measured),
+        }
+    }
+
+    /// The thread's first recorded call claims a shard. A call recorded while the thread is
+    /// being torn down (after [`ThreadExit`] gave its shard back, from another thread-local's
+    /// destructor) takes a shard just for that call.
+    #[cold]
+    #[inline(never)]
+    fn record_unclaimed(
+        &mut self,
+        session: u64,
+        parent: CallsiteId,
+        site: CallsiteId,
+        measured: &Measured,
+    ) {
+        let shard = claim_shard();
         shard.record(session, parent, site, measured);
+        if self.exited {
+            shard.release();
+        } else {
+            self.shard = Some(shard);
+        }
     }
 }
 

@@ -122,6 +122,8 @@ impl Drop for ThreadExit {
             let Ok(mut buffer) = buffer.try_borrow_mut() else { return };
             let chunk = buffer.chunk.take();
             if let Some(slot) = buffer.slot.take() {
+                // The queue's memory is the profiler's (the writer frees it as such).
+                let _bookkeeping = crate::alloc::bookkeeping();
                 let mut state = slot.lock();
                 state.current = None;
                 if let Some(chunk) = chunk {
@@ -311,6 +313,7 @@ impl ThreadBuffer {
         let Some(chunk) = self.chunk.take() else { return };
         self.len = 0;
         if let Some(slot) = &self.slot {
+            let _bookkeeping = crate::alloc::bookkeeping();
             let mut state = slot.lock();
             state.current = None;
             state.full.push_back(chunk);
@@ -387,6 +390,9 @@ pub(crate) trait Reader {
     fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>);
     /// `slot`'s records, in the order the thread wrote them, all of trace `generation`.
     fn records(&mut self, slot: &SlotInfo, generation: u32, records: &[Record]);
+    /// `slot`'s thread has ended and every record and text of it was handed over: nothing more
+    /// comes from it, so what the reader keeps for it can go.
+    fn ended(&mut self, slot: &SlotInfo);
 }
 
 /// Hands every record published so far to `reader`, thread by thread, each thread's in order;
@@ -434,11 +440,20 @@ pub(crate) fn drain(reader: &mut dyn Reader) {
             finished.push(slot.info.id);
         }
     }
-    if !finished.is_empty() {
-        let mut all = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
-        all.retain(|slot| {
-            let state = slot.lock();
-            !(finished.contains(&slot.info.id) && state.full.is_empty() && state.texts.is_empty())
-        });
+    if finished.is_empty() {
+        return;
+    }
+    let mut removed = Vec::new();
+    SLOTS.lock().unwrap_or_else(PoisonError::into_inner).retain(|slot| {
+        let state = slot.lock();
+        let gone =
+            finished.contains(&slot.info.id) && state.full.is_empty() && state.texts.is_empty();
+        if gone {
+            removed.push(Arc::clone(slot));
+        }
+        !gone
+    });
+    for slot in removed {
+        reader.ended(&slot.info);
     }
 }

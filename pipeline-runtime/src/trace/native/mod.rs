@@ -337,6 +337,19 @@ impl Reader for Writer {
         self.thread(slot).texts.extend(texts);
     }
 
+    fn ended(&mut self, slot: &SlotInfo) {
+        let pid = self.pid;
+        let Writer { threads, out, written, .. } = self;
+        let Some(thread) = threads.get_mut(&slot.id) else { return };
+        // A thread ends outside any call: its slices are all closed, and what waits is written
+        // now. A view with a slice still open (the thread ended inside a call) stays for
+        // `finish` to close it as unfinished.
+        if thread.open.is_empty() {
+            thread.flush(pid, out, written);
+            threads.remove(&slot.id);
+        }
+    }
+
     fn records(&mut self, slot: &SlotInfo, generation: u32, batch: &[Record]) {
         let current = generation == self.generation && self.generation != 0;
         let pid = self.pid;
