@@ -5,11 +5,11 @@ use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use super::pool::{self, Chunk};
-use super::{active, count_left_out, Record, Token, CHUNK_RECORDS};
+use super::pool::{self, Chunk, Request};
+use super::{active, count_left_out, Record, Token};
 
 /// Who a slot's records come from.
 #[derive(Debug)]
@@ -71,6 +71,24 @@ fn wake_writer() {
     condvar.notify_one();
 }
 
+/// The trace writer's work, done on the calling thread if the writer is not at it (set by the
+/// writer when it starts).
+static HELP_WRITER: OnceLock<fn()> = OnceLock::new();
+
+/// Lets threads that wait for chunks do `help` (drain and write what waits) themselves: the
+/// writer thread gets no CPU while hundreds of busy threads take it all.
+pub(crate) fn set_writer_help(help: fn()) {
+    let _ = HELP_WRITER.set(help);
+}
+
+/// Wakes the writer and, if it is not at work, does its work on this thread.
+fn help_writer() {
+    wake_writer();
+    if let Some(help) = HELP_WRITER.get() {
+        help();
+    }
+}
+
 /// Blocks the writer until a chunk fills or `timeout` passes.
 pub(crate) fn wait_for_chunks(timeout: Duration) {
     let (count, condvar) = &WAKE;
@@ -87,6 +105,11 @@ pub(super) struct ThreadBuffer {
     chunk: Option<NonNull<Chunk>>,
     /// Records in `chunk` (the owner's copy of its published length).
     len: usize,
+    /// Records `chunk` holds (0 without one).
+    capacity: usize,
+    /// Records the thread's last chunk of this trace held (0: it had none yet): the next is
+    /// asked twice as big.
+    grown_to: usize,
     /// Begins written in this generation whose ends are still to come: room is kept for them.
     open: usize,
     generation: u32,
@@ -104,6 +127,8 @@ thread_local! {
             slot: None,
             chunk: None,
             len: 0,
+            capacity: 0,
+            grown_to: 0,
             open: 0,
             generation: 0,
             sampled: true,
@@ -131,6 +156,7 @@ impl Drop for ThreadExit {
                     pool::sent();
                 }
                 state.ended = true;
+                pool::thread_ended();
             }
         });
         wake_writer();
@@ -272,7 +298,7 @@ impl ThreadBuffer {
         if generation != self.generation {
             self.start_generation(generation);
         }
-        if self.chunk.is_some() && self.len + records + self.open <= CHUNK_RECORDS {
+        if self.len + records + self.open <= self.capacity {
             return true;
         }
         self.next_chunk(records)
@@ -281,8 +307,10 @@ impl ThreadBuffer {
     #[inline]
     fn push(&mut self, record: Record) {
         let chunk = self.chunk.expect("room_for made sure of a chunk");
-        // SAFETY: this thread owns `chunk` until it hands it to the slot's `full` queue.
-        unsafe { chunk.as_ref() }.push(self.len, record);
+        // SAFETY: this thread took `chunk` from the pool and owns it until it hands it to the
+        // slot's `full` queue; `room_for` made sure `len` is below its capacity, and `len` is
+        // its published length.
+        unsafe { chunk.as_ref().push(self.len, record) };
         self.len += 1;
     }
 
@@ -305,6 +333,7 @@ impl ThreadBuffer {
     fn start_generation(&mut self, generation: u32) {
         self.generation = generation;
         self.open = 0;
+        self.grown_to = 0;
         self.retire_chunk();
     }
 
@@ -312,6 +341,7 @@ impl ThreadBuffer {
     fn retire_chunk(&mut self) {
         let Some(chunk) = self.chunk.take() else { return };
         self.len = 0;
+        self.capacity = 0;
         if let Some(slot) = &self.slot {
             let _bookkeeping = crate::alloc::bookkeeping();
             let mut state = slot.lock();
@@ -325,15 +355,24 @@ impl ThreadBuffer {
     #[cold]
     #[inline(never)]
     fn next_chunk(&mut self, records: usize) -> bool {
-        if self.open + records > CHUNK_RECORDS {
+        let Some(request) = Request::after(self.grown_to, self.open + records) else {
             return false; // nested deeper than a chunk holds
+        };
+        if self.open == 0 {
+            // No end is owed room in the current chunk: it goes to the writer now, so a wait
+            // below is for chunks on their way back (this one at least). Kept instead, threads
+            // that all hold full chunks would wait for each other.
+            self.retire_chunk();
         }
-        let (chunk, waited_ns) = pool::take_waiting(self.generation, wake_writer);
+        let (chunk, waited_ns) = pool::take_waiting(self.generation, request, help_writer);
         self.waited_ns += waited_ns;
         let Some(chunk) = chunk else { return false };
         let slot = self.slot.get_or_insert_with(register).clone();
         let previous = self.chunk.replace(chunk);
         self.len = 0;
+        // SAFETY: just taken from the pool: this thread owns it.
+        self.capacity = unsafe { chunk.as_ref() }.capacity();
+        self.grown_to = self.capacity;
         {
             let _bookkeeping = crate::alloc::bookkeeping();
             let mut state = slot.lock();
@@ -366,6 +405,7 @@ fn register() -> Arc<Slot> {
         }),
     });
     SLOTS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&slot));
+    pool::thread_started();
     slot
 }
 
@@ -433,9 +473,7 @@ pub(crate) fn drain(reader: &mut dyn Reader) {
             reader.records(&slot.info, generation, records);
         }
         drop(state);
-        for chunk in full {
-            pool::give_back(chunk);
-        }
+        pool::give_back(full);
         if ended {
             finished.push(slot.info.id);
         }

@@ -7,8 +7,10 @@
 //! woken; the writer also reads the published part of a chunk still being filled, so a quiet
 //! thread's records reach the file too.
 //!
-//! Memory is bounded: chunks come from a pool of at most [`start`]'s limit. When a thread needs a
-//! new chunk and none is free, the spans it begins are left out whole and counted
+//! Memory is bounded: chunks come from a pool that holds at most [`start`]'s limit of records in
+//! all. A thread's first chunk is small and each next one twice as big (see [`pool`]), so
+//! hundreds of threads that write a little each share the budget with the few that write a lot.
+//! When a thread needs a new chunk and none can be had, the spans it begins are left out whole and counted
 //! ([`left_out`]); an end is never left out once its begin was written, because every written
 //! begin reserves room for its end in the chunk that holds it.
 //!
@@ -21,7 +23,7 @@ mod pool;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub(crate) use buffer::{drain, wait_for_chunks, Reader, SlotInfo};
+pub(crate) use buffer::{drain, set_writer_help, wait_for_chunks, Reader, SlotInfo};
 pub(crate) use marks::{counter as mark_counter, queue_full, set_counter_sink, stop as mark_stop};
 pub(crate) use marks::{EventSlice, Stop, Submission};
 
@@ -112,10 +114,10 @@ pub(crate) fn active() -> u32 {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Starts recording a new trace whose chunks come from a pool of at most `chunk_limit` chunks of
-/// [`CHUNK_RECORDS`] records. Returns its generation.
-pub(crate) fn start(chunk_limit: usize, sample_every: u64) -> u32 {
-    pool::set_limit(chunk_limit.max(1));
+/// Starts recording a new trace whose chunks together hold at most `record_limit` records.
+/// Returns its generation.
+pub(crate) fn start(record_limit: usize, sample_every: u64) -> u32 {
+    pool::set_limit(record_limit);
     SAMPLE_EVERY.store(sample_every.max(1), Ordering::Relaxed);
     let generation = LAST_GENERATION.fetch_add(1, Ordering::AcqRel).wrapping_add(1).max(1);
     ACTIVE.store(generation, Ordering::Release);
@@ -136,8 +138,6 @@ fn count_left_out() {
     LEFT_OUT.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Records a chunk holds.
-pub(crate) const CHUNK_RECORDS: usize = 2048;
 
 /// Whether the worker's event number `id` goes into the trace (`Profiler::sample`).
 #[inline]

@@ -8,7 +8,32 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Record, CHUNK_RECORDS};
+use super::Record;
+
+/// Records the smallest chunk holds: what a thread takes first. A thread that fills its chunk
+/// takes one twice as big next, up to [`MAX_CHUNK_RECORDS`]; so 512 threads that each write a
+/// few records hold 512 small chunks (1.3 MB), not 512 of the largest (42 MB), and the pool's
+/// budget goes to the threads that write the most.
+pub(crate) const MIN_CHUNK_RECORDS: usize = 64;
+/// Records the largest chunk holds.
+pub(crate) const MAX_CHUNK_RECORDS: usize = 2048;
+/// Chunk sizes: `MIN_CHUNK_RECORDS << class` for class `0..CLASSES`.
+const CLASSES: usize = (MAX_CHUNK_RECORDS / MIN_CHUNK_RECORDS).trailing_zeros() as usize + 1;
+
+/// The size class of chunks of `records` records (`records` is one of the sizes).
+fn class_of(records: usize) -> usize {
+    (records / MIN_CHUNK_RECORDS).trailing_zeros() as usize
+}
+
+/// Records a chunk of `class` holds.
+fn class_records(class: usize) -> usize {
+    MIN_CHUNK_RECORDS << class
+}
+
+/// The smallest class whose chunks hold `records` records; `None` past the largest.
+pub(crate) fn class_for(records: usize) -> Option<usize> {
+    (0..CLASSES).find(|&class| class_records(class) >= records)
+}
 
 /// A block of records. Its owning thread writes records above `len` and then publishes them with
 /// a release store of `len`; readers only read below `len`, where records never change again.
@@ -28,8 +53,8 @@ unsafe impl Sync for Chunk {}
 unsafe impl Send for Chunk {}
 
 impl Chunk {
-    fn new() -> Self {
-        let records = (0..CHUNK_RECORDS).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+    fn new(records: usize) -> Self {
+        let records = (0..records).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
         Chunk {
             records,
             len: AtomicUsize::new(0),
@@ -38,14 +63,25 @@ impl Chunk {
         }
     }
 
-    /// Writes `record` at `index` and publishes it. Only the owning thread calls this, with
-    /// `index` equal to the published length.
+    /// Records it holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Writes `record` at `index` and publishes it.
+    ///
+    /// # Safety
+    ///
+    /// Only the chunk's owning thread (the one that took it from the pool, until it hands it to
+    /// its slot) may call this, with `index` equal to the published length and below
+    /// [`Chunk::capacity`]: the slot is written without a lock, and readers rely on nothing
+    /// below the published length changing.
     #[inline]
-    pub(crate) fn push(&self, index: usize, record: Record) {
+    pub(crate) unsafe fn push(&self, index: usize, record: Record) {
         debug_assert_eq!(index, self.len.load(Ordering::Relaxed));
-        // SAFETY: `index < CHUNK_RECORDS` (callers check room), the slot is above `len` so no
-        // reader looks at it, and only the owner writes.
-        unsafe { (*self.records[index].get()).write(record) };
+        // SAFETY: the caller guarantees `index` is in bounds, above the published length (no
+        // reader looks at it) and that it alone writes.
+        unsafe { (*self.records.get_unchecked(index).get()).write(record) };
         self.len.store(index + 1, Ordering::Release);
     }
 
@@ -61,30 +97,93 @@ impl Chunk {
 }
 
 struct Pool {
-    free: Vec<NonNull<Chunk>>,
+    /// Free chunks by size class.
+    free: [Vec<NonNull<Chunk>>; CLASSES],
+    /// Records in all chunks that exist (free, in threads' hands, or on their way back).
     allocated: usize,
+    /// The most records all chunks together may hold, besides the threads' reserve.
     limit: usize,
+    /// Threads that write records now (they have a slot and have not ended).
+    threads: usize,
     /// Chunks handed to the writer (in slots' queues or being read): they will come back.
     in_flight: usize,
     /// Threads waiting for chunks to come back.
     waiters: usize,
+    /// Chunks given back so far: a waiting thread that sees it move knows the writer works.
+    returned: u64,
 }
 
 impl Pool {
-    /// Whether a waiting thread should go on: enough chunks are free that it will not be back
-    /// waiting at once (a quarter of the pool: one wait per many chunks, not one per chunk), or
-    /// no more will come back.
-    fn can_resume(&self) -> bool {
-        let enough = (self.limit / 4).max(1);
-        self.allocated < self.limit || self.free.len() >= enough || self.in_flight == 0
+    /// Every running thread's right to one smallest chunk beyond the shared budget: chunks of
+    /// threads that went quiet come back only when those threads fill them, which may be never,
+    /// so a budget shared by need alone could leave a thread with nowhere to write. With the
+    /// reserve, a thread that holds no chunk always finds one; the reserve is 2.5 KiB per
+    /// running thread, and a thread that outruns the writer still waits for it (the reserve is
+    /// one chunk per thread, not one per chunk handed over).
+    fn reserve(&self) -> usize {
+        self.threads.saturating_mul(MIN_CHUNK_RECORDS)
+    }
+
+    /// Frees spare chunks (largest first) until `records` more fit within `ceiling`; false if
+    /// they cannot be made to fit.
+    fn room_within(&mut self, records: usize, ceiling: usize) -> bool {
+        while self.allocated + records > ceiling {
+            let Some(spare) = self.free.iter_mut().rev().find_map(Vec::pop) else { return false };
+            // SAFETY: a free chunk: nobody else points at it.
+            self.allocated -= unsafe { spare.as_ref() }.capacity();
+            free(spare);
+        }
+        true
+    }
+
+    /// A new chunk of `class`.
+    fn make(&mut self, class: usize) -> NonNull<Chunk> {
+        let records = class_records(class);
+        self.allocated += records;
+        // The profiler's memory: neither the call's allocation nor the program's heap.
+        let _bookkeeping = crate::alloc::bookkeeping();
+        NonNull::from(Box::leak(Box::new(Chunk::new(records))))
+    }
+
+    /// A chunk for `request`, in this order: a free one of the class it wants, or of a bigger
+    /// class; a new one of the class it wants, within the budget (spare chunks of other sizes
+    /// freed to make room); a free one of a smaller class it can use; a new one of a smaller
+    /// class, down to the smallest it can use, within the budget; the smallest, from the
+    /// threads' reserve. `None` when all of these fail.
+    fn take(&mut self, request: Request) -> Option<NonNull<Chunk>> {
+        let Request { wanted, min_class } = request;
+        if let Some(chunk) = (wanted..CLASSES).find_map(|class| self.free[class].pop()) {
+            return Some(chunk);
+        }
+        let limit = self.limit;
+        if self.room_within(class_records(wanted), limit) {
+            return Some(self.make(wanted));
+        }
+        if let Some(chunk) = (min_class..wanted).rev().find_map(|class| self.free[class].pop()) {
+            return Some(chunk);
+        }
+        if let Some(class) =
+            (min_class..wanted).rev().find(|&class| self.room_within(class_records(class), limit))
+        {
+            return Some(self.make(class));
+        }
+        let ceiling = limit.saturating_add(self.reserve());
+        (min_class == 0 && self.room_within(MIN_CHUNK_RECORDS, ceiling)).then(|| self.make(0))
     }
 }
 
 // SAFETY: the pool owns the chunks in `free` (nobody else points at them).
 unsafe impl Send for Pool {}
 
-static POOL: Mutex<Pool> =
-    Mutex::new(Pool { free: Vec::new(), allocated: 0, limit: 1, in_flight: 0, waiters: 0 });
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    free: [const { Vec::new() }; CLASSES],
+    allocated: 0,
+    limit: MIN_CHUNK_RECORDS,
+    threads: 0,
+    in_flight: 0,
+    waiters: 0,
+    returned: 0,
+});
 /// Signalled when a chunk comes back.
 static RETURNED: Condvar = Condvar::new();
 /// A thread waited [`STALL_TIMEOUT`] and no chunk came back: the writer is stuck (a stalled
@@ -98,103 +197,158 @@ fn pool() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sets how many chunks may exist at once (chunks beyond it are freed as they come back).
-pub(super) fn set_limit(limit: usize) {
+/// Sets how many records all chunks together may hold (at least one smallest chunk); spare
+/// chunks beyond it are freed now, chunks in use as they come back.
+pub(super) fn set_limit(records: usize) {
     let mut pool = pool();
-    pool.limit = limit;
+    pool.limit = records.max(MIN_CHUNK_RECORDS);
     while pool.allocated > pool.limit {
-        let Some(chunk) = pool.free.pop() else { break };
-        pool.allocated -= 1;
+        let Some(chunk) = pool.free.iter_mut().rev().find_map(Vec::pop) else { break };
+        // SAFETY: a free chunk: nobody else points at it.
+        pool.allocated -= unsafe { chunk.as_ref() }.capacity();
         free(chunk);
     }
 }
 
-/// An empty chunk for `generation`, or `None` when the pool is at its limit and none is free.
-pub(super) fn take(generation: u32) -> Option<NonNull<Chunk>> {
+/// What size of chunk a thread asks for: `wanted` (a size class) if the budget allows, or a
+/// smaller one down to `min_class` (the smallest that holds what the thread must write next).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Request {
+    pub(super) wanted: usize,
+    pub(super) min_class: usize,
+}
+
+impl Request {
+    /// The request of a thread whose last chunk held `last` records (0: it had none yet), and
+    /// that needs room for `needed` records in the next.
+    pub(super) fn after(last: usize, needed: usize) -> Option<Request> {
+        let min_class = class_for(needed)?;
+        let grown = if last == 0 { 0 } else { (class_of(last) + 1).min(CLASSES - 1) };
+        Some(Request { wanted: grown.max(min_class), min_class })
+    }
+}
+
+/// A thread began writing records (it has a slot): it may draw on the reserve.
+pub(super) fn thread_started() {
+    pool().threads += 1;
+}
+
+/// A thread that wrote records ended.
+pub(super) fn thread_ended() {
     let mut pool = pool();
-    let chunk = match pool.free.pop() {
-        Some(chunk) => chunk,
-        None if pool.allocated < pool.limit => {
-            pool.allocated += 1;
-            drop(pool);
-            // The profiler's memory: neither the call's allocation nor the program's heap.
-            let _bookkeeping = crate::alloc::bookkeeping();
-            NonNull::from(Box::leak(Box::new(Chunk::new())))
-        }
-        None => return None,
-    };
+    pool.threads = pool.threads.saturating_sub(1);
+}
+
+/// An empty chunk for `generation` as `request` asks, or `None` when the pool's budget is spent
+/// and no chunk big enough is free.
+pub(super) fn take(generation: u32, request: Request) -> Option<NonNull<Chunk>> {
+    let chunk = pool().take(request)?;
+    Some(prepared(chunk, generation))
+}
+
+/// `chunk`, emptied, for `generation`.
+fn prepared(chunk: NonNull<Chunk>, generation: u32) -> NonNull<Chunk> {
     // SAFETY: the chunk came from the pool or was just made: nobody else points at it.
     let chunk_ref = unsafe { chunk.as_ref() };
     chunk_ref.len.store(0, Ordering::Relaxed);
     chunk_ref.drained.store(0, Ordering::Relaxed);
     chunk_ref.generation.store(generation, Ordering::Relaxed);
-    Some(chunk)
+    chunk
 }
 
-/// An empty chunk for `generation`, waiting (up to [`STALL_TIMEOUT`]) for the writer to give one
-/// back when the pool is at its limit: a thread that makes spans faster than they can be written
-/// is slowed to the writer's pace rather than losing them. Waits only while chunks are on their
-/// way back, and not at all once the writer is known to be stalled. Also returns how long it
-/// waited, in nanoseconds.
-pub(super) fn take_waiting(generation: u32, wake: impl Fn()) -> (Option<NonNull<Chunk>>, u64) {
-    if let Some(chunk) = take(generation) {
+/// An empty chunk for `generation`, waiting for the writer to give one back when the pool is at
+/// its limit (until no chunk at all came back for [`STALL_TIMEOUT`]), and calling `help` meanwhile (the writer's work, done on
+/// this thread when the writer is not at it): a thread that makes spans faster than they can be
+/// written is slowed to the writer's pace rather than losing them. Waits only while chunks are
+/// on their way back, and not at all once the writer is known to be stalled. Also returns how
+/// long it waited, in nanoseconds.
+pub(super) fn take_waiting(
+    generation: u32,
+    request: Request,
+    help: impl Fn(),
+) -> (Option<NonNull<Chunk>>, u64) {
+    if let Some(chunk) = take(generation, request) {
         return (Some(chunk), 0);
     }
     if STALLED.load(Ordering::Relaxed) {
         return (None, 0);
     }
     let started = Instant::now();
-    let chunk = wait_for_chunk(generation, wake, started + STALL_TIMEOUT);
+    let chunk = wait_for_chunk(generation, request, help);
     (chunk, started.elapsed().as_nanos() as u64)
 }
 
-fn wait_for_chunk(generation: u32, wake: impl Fn(), deadline: Instant) -> Option<NonNull<Chunk>> {
-    let mut pool = pool();
+fn wait_for_chunk(generation: u32, request: Request, help: impl Fn()) -> Option<NonNull<Chunk>> {
+    // The writer is stalled when no chunk at all comes back for `STALL_TIMEOUT`; chunks that
+    // come back and go to other threads first only make this one wait longer.
+    let mut deadline = Instant::now() + STALL_TIMEOUT;
+    let mut returned = pool().returned;
     loop {
-        if pool.free.is_empty() && pool.allocated >= pool.limit && pool.in_flight == 0 {
+        let mut pool = pool();
+        if let Some(chunk) = pool.take(request) {
+            drop(pool);
+            return Some(prepared(chunk, generation));
+        }
+        if pool.in_flight == 0 {
             return None; // every chunk is some thread's current one: none will come back
         }
-        if pool.can_resume() {
+        drop(pool);
+        // The writer may be starved of CPU by the very threads waiting for it: a waiting thread
+        // drains and writes itself when the writer is not at it.
+        help();
+        let mut pool = self::pool();
+        if let Some(chunk) = pool.take(request) {
             drop(pool);
-            if let Some(chunk) = take(generation) {
-                return Some(chunk);
-            }
-            pool = self::pool();
-            if pool.free.is_empty() && pool.allocated >= pool.limit && pool.in_flight == 0 {
-                return None;
-            }
+            return Some(prepared(chunk, generation));
         }
-        wake();
+        if pool.returned != returned {
+            returned = pool.returned;
+            deadline = Instant::now() + STALL_TIMEOUT;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             STALLED.store(true, Ordering::Relaxed);
             return None;
         }
+        // Woken when chunks come back; back to helping soon if they do not.
         pool.waiters += 1;
-        pool = RETURNED.wait_timeout(pool, left).unwrap_or_else(PoisonError::into_inner).0;
+        let nap = left.min(HELP_AGAIN);
+        pool = RETURNED.wait_timeout(pool, nap).unwrap_or_else(PoisonError::into_inner).0;
         pool.waiters -= 1;
     }
 }
+
+/// How long a waiting thread sleeps before it tries to help the writer again.
+const HELP_AGAIN: Duration = Duration::from_millis(1);
 
 /// A chunk was handed to the writer: it will come back.
 pub(super) fn sent() {
     pool().in_flight += 1;
 }
 
-/// Gives back a chunk nobody points at any more.
-pub(super) fn give_back(chunk: NonNull<Chunk>) {
-    STALLED.store(false, Ordering::Relaxed);
+/// Gives back chunks nobody points at any more (the writer read them), and wakes the threads
+/// waiting for one.
+pub(super) fn give_back(chunks: impl IntoIterator<Item = NonNull<Chunk>>) {
     let mut pool = pool();
-    pool.in_flight = pool.in_flight.saturating_sub(1);
-    if pool.allocated > pool.limit {
-        pool.allocated -= 1;
-        drop(pool);
-        free(chunk);
-        return;
+    let mut returned = false;
+    for chunk in chunks {
+        returned = true;
+        pool.in_flight = pool.in_flight.saturating_sub(1);
+        pool.returned += 1;
+        // SAFETY: given back: nobody else points at it.
+        let records = unsafe { chunk.as_ref() }.capacity();
+        if pool.allocated > pool.limit {
+            pool.allocated -= records;
+            free(chunk);
+        } else {
+            pool.free[class_of(records)].push(chunk);
+        }
     }
-    pool.free.push(chunk);
-    if pool.waiters > 0 && pool.can_resume() {
-        RETURNED.notify_all();
+    if returned {
+        STALLED.store(false, Ordering::Relaxed);
+        if pool.waiters > 0 {
+            RETURNED.notify_all();
+        }
     }
 }
 
@@ -204,7 +358,7 @@ fn free(chunk: NonNull<Chunk>) {
     drop(unsafe { Box::from_raw(chunk.as_ptr()) });
 }
 
-/// Chunks that exist now (free or in use), for tests and figures.
+/// Records in the chunks that exist now (free or in use), for tests and figures.
 #[cfg(test)]
 pub(super) fn allocated() -> usize {
     pool().allocated
@@ -214,23 +368,127 @@ pub(super) fn allocated() -> usize {
 mod tests {
     use super::*;
 
+    /// The pool is process-wide: its tests take turns.
+    static TURN: Mutex<()> = Mutex::new(());
+
+    fn records_of(chunk: NonNull<Chunk>) -> usize {
+        // SAFETY: a chunk the test holds.
+        unsafe { chunk.as_ref() }.capacity()
+    }
+
+    /// Frees every spare chunk; the earlier tests gave back all theirs.
+    fn start_empty() {
+        set_limit(0);
+        let mut pool = pool();
+        while let Some(chunk) = pool.free.iter_mut().find_map(Vec::pop) {
+            // SAFETY: a free chunk.
+            pool.allocated -= unsafe { chunk.as_ref() }.capacity();
+            free(chunk);
+        }
+        assert_eq!(pool.allocated, 0, "an earlier test kept a chunk");
+    }
+
+    fn smallest_first(needed: usize) -> Request {
+        Request::after(0, needed).expect("fits a chunk")
+    }
+
     #[test]
     fn the_pool_never_holds_more_than_its_limit_and_reuses_what_comes_back() {
-        set_limit(2);
-        let taken: Vec<_> = std::iter::from_fn(|| take(7)).take(10).collect();
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        start_empty();
+        set_limit(2 * MIN_CHUNK_RECORDS);
+        let taken: Vec<_> =
+            std::iter::from_fn(|| take(7, smallest_first(1))).take(10).collect();
         assert_eq!(taken.len(), 2, "no chunk past the limit");
-        assert_eq!(allocated(), 2);
-        assert!(take(7).is_none());
-        for chunk in taken {
-            give_back(chunk);
-        }
-        let again = take(8).expect("a chunk came back");
+        assert_eq!(allocated(), 2 * MIN_CHUNK_RECORDS);
+        assert!(take(7, smallest_first(1)).is_none());
+        give_back(taken);
+        let again = take(8, smallest_first(1)).expect("a chunk came back");
         // SAFETY: just taken; nobody else points at it.
         let chunk = unsafe { again.as_ref() };
         assert_eq!(chunk.len.load(Ordering::Relaxed), 0, "handed out empty");
         assert_eq!(chunk.generation.load(Ordering::Relaxed), 8);
-        give_back(again);
-        set_limit(1);
-        assert!(allocated() <= 1, "a lower limit frees what is spare");
+        give_back([again]);
+        set_limit(MIN_CHUNK_RECORDS);
+        assert!(allocated() <= MIN_CHUNK_RECORDS, "a lower limit frees what is spare");
+    }
+
+    #[test]
+    fn a_thread_starts_small_and_grows_while_the_budget_lasts() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        start_empty();
+        set_limit(MAX_CHUNK_RECORDS + MIN_CHUNK_RECORDS);
+        let first = take(1, smallest_first(2)).unwrap();
+        assert_eq!(records_of(first), MIN_CHUNK_RECORDS, "a thread's first chunk is the smallest");
+        let mut last = records_of(first);
+        let mut held = vec![first];
+        while last < MAX_CHUNK_RECORDS {
+            let request = Request::after(last, 2).unwrap();
+            give_back([held.pop().unwrap()]);
+            let next = take(1, request).unwrap();
+            assert_eq!(records_of(next), 2 * last, "each next chunk is twice as big");
+            last = records_of(next);
+            held.push(next);
+        }
+        assert_eq!(Request::after(last, 2).unwrap().wanted, CLASSES - 1, "up to the largest");
+        // The largest chunk in use: what is left of the budget still gives another thread a
+        // small chunk rather than none.
+        let other = take(1, smallest_first(2)).expect("a small chunk within what is left");
+        assert_eq!(records_of(other), MIN_CHUNK_RECORDS);
+        assert!(allocated() <= MAX_CHUNK_RECORDS + MIN_CHUNK_RECORDS);
+        give_back([other]);
+        give_back([held.pop().unwrap()]);
+    }
+
+    #[test]
+    fn a_thread_nested_deep_gets_a_chunk_with_room_for_its_ends_or_none() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        start_empty();
+        set_limit(4 * MAX_CHUNK_RECORDS);
+        let request = Request::after(0, 300).unwrap();
+        let chunk = take(1, request).unwrap();
+        assert!(records_of(chunk) >= 300, "room for the open slices' ends");
+        give_back([chunk]);
+        assert!(Request::after(0, MAX_CHUNK_RECORDS + 1).is_none(), "deeper than any chunk");
+    }
+
+    #[test]
+    fn spare_chunks_of_another_size_make_room_for_the_size_asked() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        start_empty();
+        set_limit(MAX_CHUNK_RECORDS);
+        let small: Vec<_> = std::iter::from_fn(|| take(1, smallest_first(1)))
+            .take(MAX_CHUNK_RECORDS / MIN_CHUNK_RECORDS)
+            .collect();
+        assert_eq!(allocated(), MAX_CHUNK_RECORDS, "the budget is spent on small chunks");
+        give_back(small);
+        let big = take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1 })
+            .expect("the spare small chunks are freed for a big one");
+        assert_eq!(records_of(big), MAX_CHUNK_RECORDS);
+        assert_eq!(allocated(), MAX_CHUNK_RECORDS);
+        give_back([big]);
+    }
+
+    #[test]
+    fn a_thread_holding_no_chunk_finds_one_in_the_reserve_and_the_reserve_is_bounded() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        start_empty();
+        set_limit(MAX_CHUNK_RECORDS);
+        for _ in 0..3 {
+            thread_started();
+        }
+        // Quiet threads hold the whole budget in big chunks.
+        let hogs = take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1 }).unwrap();
+        // A thread with none still gets the smallest chunk, one per running thread at most.
+        let reserved: Vec<_> = std::iter::from_fn(|| take(1, smallest_first(1))).take(10).collect();
+        assert_eq!(reserved.len(), 3, "one smallest chunk per running thread beyond the budget");
+        assert_eq!(allocated(), MAX_CHUNK_RECORDS + 3 * MIN_CHUNK_RECORDS);
+        assert!(take(1, Request { wanted: 1, min_class: 1 }).is_none(), "the reserve is smallest");
+        give_back(reserved);
+        assert!(allocated() <= MAX_CHUNK_RECORDS, "chunks past the budget are freed as they return");
+        give_back([hogs]);
+        for _ in 0..3 {
+            thread_ended();
+        }
     }
 }

@@ -183,14 +183,12 @@ impl TraceSession {
                 // The program's own spans join the trace through the layer when it can be had.
                 let _ = install_subscriber();
                 let records = options.backlog_limit.unwrap_or(NATIVE_BUFFER_RECORDS);
-                let chunks = usize::try_from(records.div_ceil(records::CHUNK_RECORDS as u64))
-                    .unwrap_or(usize::MAX)
-                    .max(1);
+                let records = usize::try_from(records).unwrap_or(usize::MAX);
                 let trace = native::NativeTrace::start(
                     file,
                     path,
                     options.process_name,
-                    chunks,
+                    records,
                     sample_every,
                 )
                 .map_err(write_error)?;

@@ -151,9 +151,24 @@ fn writer() -> MutexGuard<'static, Writer> {
     writer.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The writer's work on a thread that waits for a chunk, unless the writer (or another such
+/// thread) is at it: drains what waits and writes it out.
+fn help_write() {
+    let Some(writer) = WRITER.get() else { return };
+    let mut writer = match writer.try_lock() {
+        Ok(writer) => writer,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    let _bookkeeping = crate::alloc::bookkeeping();
+    records::drain(&mut *writer);
+    writer.write_out(false);
+}
+
 /// The writer thread: reads records as chunks fill (and every [`POLL`]), writes them out, and
 /// gives the chunks back to the pool. Between traces it reads and discards, so chunks come back.
 fn spawn_writer_thread() {
+    records::set_writer_help(help_write);
     let spawned =
         std::thread::Builder::new().name("pipeline-trace-writer".to_owned()).spawn(|| {
             // All of this thread's memory is the profiler's.
@@ -215,7 +230,7 @@ impl NativeTrace {
         file: File,
         path: &Path,
         process_name: &str,
-        chunk_limit: usize,
+        record_limit: usize,
         sample_every: u64,
     ) -> Result<Self, io::Error> {
         let _bookkeeping = crate::alloc::bookkeeping();
@@ -244,7 +259,7 @@ impl NativeTrace {
             return Err(error);
         }
         writer.left_out_at_start = records::left_out();
-        writer.generation = records::start(chunk_limit, sample_every);
+        writer.generation = records::start(record_limit, sample_every);
         crate::recorder::set_trace_records(true);
         finish_at_exit_once();
         Ok(NativeTrace { path: path.to_owned() })
