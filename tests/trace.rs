@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{count, exclusive, load_trace, slices, write_expectations};
+use common::{count, exclusive, load_trace, quietly, slices, write_expectations};
 use pipeline::{
     profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
 };
@@ -324,29 +324,83 @@ fn sampling_traces_one_event_in_n_while_statistics_cover_all() {
 }
 
 #[test]
-fn a_writer_that_falls_behind_costs_spans_not_memory_and_the_trace_stays_well_formed() {
+fn a_tiny_trace_budget_slows_threads_to_the_writer_and_loses_no_span() {
     let _lock = exclusive();
     let path = trace_dir().join("bounded.json");
     let pipeline = Pipeline::new().stage(Enrich).stage(Check);
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
     let profiler = Profiler::new().chrome_trace(&path).trace_backlog_limit(20).start().unwrap();
-    let run = pipeline.run_concurrent(1..=2_000, Workers::new(2));
+    let run = quietly(|| pipeline.run_concurrent(1..=2_000, Workers::new(2)));
     let report = profiler.finish().unwrap();
-    std::panic::set_hook(hook);
     run.unwrap();
 
-    let left_out = report.trace.as_ref().unwrap().spans_left_out;
-    assert!(left_out > 0, "a backlog limit of 20 entries must leave spans out");
-    assert_eq!(report.stage("Enrich").unwrap().timing.calls, 2_000, "statistics are complete");
-    assert!(report.to_string().contains("spans left out because the trace writer fell behind"));
-    // Whole spans are left out: every slice that is there ended, and nests (`slices` checks),
-    // and the trace itself says how many records were left out.
-    let events = load(&path);
-    let kept = slices(&events);
-    assert!(count(&kept, "Enrich") < 2_000, "some were left out");
-    assert_eq!(declared_left_out(&events), left_out);
+    assert_eq!(report.trace.as_ref().unwrap().spans_left_out, 0, "threads waited for the writer");
+    let kept = slices(&load(&path));
+    assert_eq!(count(&kept, "Enrich"), 2_000);
+    assert_eq!(count(&kept, "event"), 2_000);
     let _ = std::fs::remove_file(&path);
+}
+
+/// A writer stuck on its file (a stalled disk, here a pipe nobody reads for a while) costs
+/// spans, not memory and not the program's progress: after a second without any chunk coming
+/// back, threads leave whole spans out instead of waiting; the statistics stay complete, and
+/// once the file moves again the trace is finished, well formed, and says what it left out.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stalled_writer_costs_whole_spans_not_progress_and_the_trace_says_so() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::time::{Duration, Instant};
+
+    let _lock = exclusive();
+    let path = trace_dir().join("stalled.fifo");
+    let _ = std::fs::remove_file(&path);
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo runs");
+    assert!(made.success());
+    // The reading end is open (so the trace's file opens) but not read: writes block once the
+    // pipe's buffer is full.
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&path)
+        .expect("reading end");
+    let pipeline = Pipeline::new().stage(Enrich).stage(Check);
+    let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
+    let started = Instant::now();
+    let mut events = 0;
+    while started.elapsed() < Duration::from_millis(2_500) {
+        quietly(|| pipeline.run_concurrent(0..2_000, Workers::new(2))).expect("run");
+        events += 2_000;
+    }
+    // The disk comes back: everything written since is read.
+    let drained = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut buffer = [0u8; 1 << 16];
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => return text,
+                Ok(n) => text.extend_from_slice(&buffer[..n]),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(error) => panic!("reading the trace: {error}"),
+            }
+        }
+    });
+    let report = profiler.finish().expect("finish");
+    let text = drained.join().expect("reader");
+    let _ = std::fs::remove_file(&path);
+
+    let left_out = report.trace.as_ref().unwrap().spans_left_out;
+    assert!(left_out > 0, "a writer stuck for over a second must cost spans");
+    assert_eq!(report.stage("Enrich").unwrap().timing.calls, events, "statistics are complete");
+    assert!(report.to_string().contains("spans left out because the trace writer fell behind"));
+    // Whole spans are left out: every slice that is there ended and nests (`slices` checks),
+    // and the trace itself says how many records were left out.
+    let events_in_trace: Vec<Value> = serde_json::from_slice(&text).expect("one JSON array");
+    let kept = slices(&events_in_trace);
+    assert!(count(&kept, "Enrich") < events, "some were left out");
+    assert_eq!(declared_left_out(&events_in_trace), left_out);
 }
 
 fn write_expectations_for(trace: &Path, counts: &[(&str, u64)]) {

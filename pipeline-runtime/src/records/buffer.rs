@@ -363,10 +363,40 @@ impl ThreadBuffer {
             // below is for chunks on their way back (this one at least). Kept instead, threads
             // that all hold full chunks would wait for each other.
             self.retire_chunk();
+        } else if self.open + records <= self.capacity {
+            // Ends are owed room in the current chunk, so it stays until another is had. If none
+            // can be had at once, this thread does the writer's work, and a chunk the writer has
+            // read to its end is written again from its start.
+            let started = std::time::Instant::now();
+            let done = loop {
+                if let Some(chunk) = pool::take(self.generation, request) {
+                    self.install(chunk);
+                    break true;
+                }
+                help_writer();
+                if self.recycle_in_place() {
+                    break true;
+                }
+                if pool::stalled() || started.elapsed() > pool::STALL_TIMEOUT {
+                    pool::mark_stalled();
+                    break false;
+                }
+                // The writer is reading (its lock is taken): this chunk is read soon.
+                std::thread::yield_now();
+            };
+            self.waited_ns += started.elapsed().as_nanos() as u64;
+            return done;
         }
         let (chunk, waited_ns) = pool::take_waiting(self.generation, request, help_writer);
         self.waited_ns += waited_ns;
         let Some(chunk) = chunk else { return false };
+        self.install(chunk);
+        true
+    }
+
+    /// Makes `chunk` (just taken from the pool) the current one; the previous one, if any, goes
+    /// to the writer.
+    fn install(&mut self, chunk: NonNull<Chunk>) {
         let slot = self.slot.get_or_insert_with(register).clone();
         let previous = self.chunk.replace(chunk);
         self.len = 0;
@@ -385,6 +415,22 @@ impl ThreadBuffer {
         if previous.is_some() {
             wake_writer();
         }
+    }
+
+    /// Empties the current chunk in place if the writer has read every record in it: the
+    /// writer reads a thread's current chunk only under its slot's lock, held here, and from
+    /// `drained` on, which starts again at 0 with the chunk. False when records are unread.
+    fn recycle_in_place(&mut self) -> bool {
+        let (Some(chunk), Some(slot)) = (self.chunk, &self.slot) else { return false };
+        let _state = slot.lock();
+        // SAFETY: the thread's current chunk, which it owns.
+        let chunk_ref = unsafe { chunk.as_ref() };
+        if chunk_ref.drained.load(Ordering::Relaxed) != self.len {
+            return false;
+        }
+        chunk_ref.drained.store(0, Ordering::Relaxed);
+        chunk_ref.len.store(0, Ordering::Release);
+        self.len = 0;
         true
     }
 }

@@ -193,6 +193,16 @@ static STALLED: AtomicBool = AtomicBool::new(false);
 /// How long a thread waits for the writer to give a chunk back before it leaves spans out.
 pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Whether the writer is known to be stuck: threads leave spans out rather than wait.
+pub(super) fn stalled() -> bool {
+    STALLED.load(Ordering::Relaxed)
+}
+
+/// The writer made no progress for [`STALL_TIMEOUT`] while a thread waited on it.
+pub(super) fn mark_stalled() {
+    STALLED.store(true, Ordering::Relaxed);
+}
+
 fn pool() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
