@@ -48,7 +48,11 @@ fn run(mode: Mode, threads: usize) {
     while done < threads {
         std::thread::scope(|scope| {
             for _ in 0..8 {
-                scope.spawn(|| (0..10).for_each(|n| drop(work(n))));
+                scope.spawn(|| {
+                    (0..10).for_each(|n| {
+                        std::hint::black_box(work(n));
+                    })
+                });
             }
         });
         done += 8;

@@ -54,7 +54,11 @@ fn churn(threads: usize, at_once: usize, calls: u64) {
     for _ in 0..threads / at_once {
         std::thread::scope(|scope| {
             for _ in 0..at_once {
-                scope.spawn(|| (0..calls).for_each(|n| drop(work(n))));
+                scope.spawn(|| {
+                    (0..calls).for_each(|n| {
+                        std::hint::black_box(work(n));
+                    })
+                });
             }
         });
     }

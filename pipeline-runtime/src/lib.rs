@@ -19,6 +19,9 @@
 //! | 1 running | `stage`, `pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
 //! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors |
 #![warn(missing_docs)]
+// Every `unsafe` block says why it is sound, and an `unsafe fn`'s body is not one big unsafe block:
+// each operation that needs the caller's promise is marked and justified on its own.
+#![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 pub mod alloc;
 pub mod analysis;

@@ -338,7 +338,9 @@ fn watch_exit(counters: &ThreadCounters) {
         if let Some(key) = *key {
             // SAFETY: `key` was created above. The value is only a non-null marker (the
             // destructor runs for non-null values) and is never dereferenced.
-            unsafe { libc::pthread_setspecific(key, std::ptr::NonNull::<u8>::dangling().as_ptr().cast()) };
+            unsafe {
+                libc::pthread_setspecific(key, std::ptr::NonNull::<u8>::dangling().as_ptr().cast())
+            };
         }
     }
 }

@@ -138,7 +138,6 @@ fn count_left_out() {
     LEFT_OUT.fetch_add(1, Ordering::Relaxed);
 }
 
-
 /// Whether the worker's event number `id` goes into the trace (`Profiler::sample`).
 #[inline]
 pub(crate) fn samples_event(id: u64) -> bool {

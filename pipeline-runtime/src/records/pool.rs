@@ -50,6 +50,9 @@ pub(crate) struct Chunk {
 // SAFETY: the owner writes only the slot at `len` before publishing it; everything below `len` is
 // read-only and readable from any thread once published (acquire load of `len`).
 unsafe impl Sync for Chunk {}
+// SAFETY: a chunk holds plain `Copy` records and atomics; whichever thread owns it may write it
+// (`push`'s contract), and ownership moves between threads only through the pool's and slots'
+// locks.
 unsafe impl Send for Chunk {}
 
 impl Chunk {
@@ -407,8 +410,7 @@ mod tests {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
         set_limit(2 * MIN_CHUNK_RECORDS);
-        let taken: Vec<_> =
-            std::iter::from_fn(|| take(7, smallest_first(1))).take(10).collect();
+        let taken: Vec<_> = std::iter::from_fn(|| take(7, smallest_first(1))).take(10).collect();
         assert_eq!(taken.len(), 2, "no chunk past the limit");
         assert_eq!(allocated(), 2 * MIN_CHUNK_RECORDS);
         assert!(take(7, smallest_first(1)).is_none());
@@ -495,7 +497,10 @@ mod tests {
         assert_eq!(allocated(), MAX_CHUNK_RECORDS + 3 * MIN_CHUNK_RECORDS);
         assert!(take(1, Request { wanted: 1, min_class: 1 }).is_none(), "the reserve is smallest");
         give_back(reserved);
-        assert!(allocated() <= MAX_CHUNK_RECORDS, "chunks past the budget are freed as they return");
+        assert!(
+            allocated() <= MAX_CHUNK_RECORDS,
+            "chunks past the budget are freed as they return"
+        );
         give_back([hogs]);
         for _ in 0..3 {
             thread_ended();

@@ -1,7 +1,8 @@
 //! Live figures for Prometheus (feature `prometheus`): while a session records, an HTTP endpoint
 //! serves every stage's and function's calls, latency histogram and allocations, each running
 //! pool's stopped events, queue depth and worker time, and the heap, in Prometheus's text format
-//! (encoded by `prometheus-client`, served by `tiny_http`).
+//! (encoded by `prometheus-client`, served by [`http`]'s single-threaded server, which bounds
+//! connections, request size and time whatever clients do).
 //!
 //! A scrape reads what the recorder and the pools keep anyway: the recorder's per-thread tables
 //! (each locked only while it is copied; a worker takes its own table's lock once per 64 calls,
@@ -28,10 +29,10 @@
 //! Counters start from zero with each profiling session (Prometheus's `rate()` reads that as a
 //! reset); a pool's series exist while the pool runs.
 
+mod http;
+
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
@@ -52,22 +53,17 @@ pub const LATENCY_BUCKETS: [f64; 22] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How long stopping waits for a response being written.
-const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The label of figures outside every stage.
 const OUTSIDE: &str = "(outside stages)";
 
 /// The metrics endpoint of a running session; stops when dropped.
 pub(crate) struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    address: SocketAddr,
-    thread: Option<JoinHandle<()>>,
+    server: http::Server,
 }
 
 impl fmt::Debug for MetricsServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsServer").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("MetricsServer").field("address", &self.address()).finish_non_exhaustive()
     }
 }
 
@@ -79,73 +75,52 @@ impl MetricsServer {
         session: u64,
         allocator: AllocatorKind,
     ) -> Result<Self, Error> {
-        let failed = |reason: String| Error::Metrics { address: address.to_owned(), reason };
-        let server = tiny_http::Server::http(address).map_err(|error| failed(error.to_string()))?;
-        let bound =
-            server.server_addr().to_ip().ok_or_else(|| failed("not a TCP address".to_owned()))?;
-        let server = Arc::new(server);
-        crate::durations::count_latency_buckets(true);
+        let failed = |error: std::io::Error| Error::Metrics {
+            address: address.to_owned(),
+            reason: error.to_string(),
+        };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SessionCollector { session, allocator }));
-        let thread = std::thread::Builder::new()
-            .name("metrics".to_owned())
-            .spawn({
-                let server = Arc::clone(&server);
-                move || serve(&server, &registry)
-            })
-            .map_err(|error| failed(format!("cannot start its thread: {error}")))?;
-        Ok(MetricsServer { server, address: bound, thread: Some(thread) })
+        let server = http::Server::start(address, "metrics", move |path| answer(&registry, path))
+            .map_err(failed)?;
+        crate::durations::count_latency_buckets(true);
+        Ok(MetricsServer { server })
     }
 
     /// The address it listens on.
     pub(crate) fn address(&self) -> SocketAddr {
-        self.address
+        self.server.address()
     }
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         crate::durations::count_latency_buckets(false);
-        self.server.unblock();
-        // A scraper that stops reading mid-response would hold the thread in its write: the
-        // session does not wait for it past a second (the thread ends when the write does).
-        if let Some(thread) = self.thread.take() {
-            let deadline = std::time::Instant::now() + STOP_WAIT;
-            while !thread.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 
-/// Answers requests until the server is unblocked.
-fn serve(server: &tiny_http::Server, registry: &Registry) {
-    // The endpoint's own allocations are the profiler's, not the program's.
-    let _bookkeeping = alloc::bookkeeping();
-    for request in server.incoming_requests() {
-        let path = request.url().split('?').next().unwrap_or("");
-        let response = if path == "/metrics" {
-            let mut body = String::new();
-            match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
-                Ok(()) => tiny_http::Response::from_string(body).with_header(header(
-                    "Content-Type",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )),
-                Err(_) => tiny_http::Response::from_string("encoding failed").with_status_code(500),
-            }
-        } else {
-            tiny_http::Response::from_string("pipeline: the metrics are at /metrics\n")
-                .with_status_code(404)
+/// The answer to a `GET` of `path`.
+fn answer(registry: &Registry, path: &str) -> http::Response {
+    if path != "/metrics" {
+        return http::Response {
+            status: 404,
+            content_type: "text/plain; charset=utf-8",
+            body: "pipeline: the metrics are at /metrics\n".to_owned(),
         };
-        let _ = request.respond(response);
     }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid static header")
+    let mut body = String::new();
+    match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
+        Ok(()) => http::Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body,
+        },
+        Err(_) => http::Response {
+            status: 500,
+            content_type: "text/plain; charset=utf-8",
+            body: "encoding failed\n".to_owned(),
+        },
+    }
 }
 
 /// Reads the session's figures at each scrape.
