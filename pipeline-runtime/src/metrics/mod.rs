@@ -1,7 +1,7 @@
 //! Live figures for Prometheus (feature `prometheus`): while a session records, an HTTP endpoint
 //! serves every stage's and function's calls, latency histogram and allocations, each running
 //! pool's stopped events, queue depth and worker time, and the heap, in Prometheus's text format
-//! (encoded by `prometheus-client`, served by [`http`]'s single-threaded server, which bounds
+//! (encoded by `prometheus-client`, served by a single-threaded server of its own, which bounds
 //! connections, request size and time whatever clients do).
 //!
 //! A scrape reads what the recorder and the pools keep anyway: the recorder's per-thread tables
