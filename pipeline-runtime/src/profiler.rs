@@ -102,13 +102,15 @@ impl Profiler {
         self
     }
 
-    /// How many trace records may wait for the trace writer before new spans are left out of
-    /// the trace (default [`crate::trace::NATIVE_BUFFER_RECORDS`], 5 MiB, for the native writer;
-    /// [`crate::trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory a
-    /// trace can take. The native writer makes a thread that outruns it wait (left out of the
-    /// calls' figures) and leaves spans out only when it is stalled or the limit is too small
-    /// for the threads' buffers; tracing-chrome leaves spans out past its limit. Whole spans are
-    /// left out, the report says how many, and statistics stay complete.
+    /// How many trace records may wait for the trace writer (default
+    /// [`crate::trace::NATIVE_BUFFER_RECORDS`], 5 MiB, for the native writer;
+    /// [`crate::trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory
+    /// a trace can take. The native writer makes a thread that outruns it wait (and do the
+    /// writer's work while it waits; left out of the calls' figures), lets each running thread
+    /// hold one small buffer (2.5 KiB) beyond the limit so that none is ever without one, and
+    /// leaves spans out only when the writer is stalled for a second (a stuck disk);
+    /// tracing-chrome leaves spans out past its limit. Whole spans are left out, the report says
+    /// how many, and statistics stay complete.
     pub fn trace_backlog_limit(mut self, entries: u64) -> Self {
         self.backlog_limit = Some(entries);
         self

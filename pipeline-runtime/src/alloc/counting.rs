@@ -65,9 +65,12 @@ pub(super) struct ThreadCounters {
     /// While set, allocations are the profiler's own long-lived tables: left out of the
     /// program's live heap. Set only where those tables are allocated *and* freed.
     owned: Cell<bool>,
-    /// The thread's pending live-bytes change will be flushed when it ends ([`watch_exit`]).
-    exit_watched: Cell<bool>,
 }
+
+/// What a thread's `pending_live` starts at: so far below any real change that the thread's
+/// first allocation takes the flush path, which then arranges for the thread's last change to be
+/// flushed when it ends ([`watch_exit`]), at no cost to the allocations after it.
+const NOT_WATCHED: isize = isize::MIN / 2;
 
 thread_local! {
     pub(super) static COUNTERS: ThreadCounters = const {
@@ -78,10 +81,9 @@ thread_local! {
             bytes_allocated: Cell::new(0),
             bytes_freed: Cell::new(0),
             bytes_reallocated: Cell::new(0),
-            pending_live: Cell::new(0),
+            pending_live: Cell::new(NOT_WATCHED),
             paused: Cell::new(false),
             owned: Cell::new(false),
-            exit_watched: Cell::new(false),
         }
     };
 }
@@ -101,9 +103,6 @@ fn add(cell: &Cell<u64>, n: u64) {
 
 #[inline(always)]
 fn change_live(counters: &ThreadCounters, delta: isize) {
-    if !counters.exit_watched.get() {
-        watch_exit(counters);
-    }
     if counters.owned.get() {
         PROFILER_OWN.fetch_add(delta, Ordering::Relaxed);
     }
@@ -117,7 +116,12 @@ fn change_live(counters: &ThreadCounters, delta: isize) {
 }
 
 #[inline(never)]
-fn publish(delta: isize) {
+fn publish(mut delta: isize) {
+    if delta < NOT_WATCHED / 2 {
+        // The thread's first change: `pending_live` still held its starting value.
+        delta = delta.wrapping_sub(NOT_WATCHED);
+        watch_exit();
+    }
     let live = LIVE.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
     PEAK.fetch_max(live - PROFILER_OWN.load(Ordering::Relaxed), Ordering::Relaxed);
 }
@@ -318,8 +322,7 @@ impl Drop for BookkeepingGuard {
 /// allocator (glibc keeps key values in the thread's own descriptor).
 #[cold]
 #[inline(never)]
-fn watch_exit(counters: &ThreadCounters) {
-    counters.exit_watched.set(true);
+fn watch_exit() {
     #[cfg(unix)]
     {
         use std::sync::OnceLock;
