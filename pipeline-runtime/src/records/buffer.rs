@@ -107,8 +107,8 @@ pub(super) struct ThreadBuffer {
     len: usize,
     /// Records `chunk` holds (0 without one).
     capacity: usize,
-    /// Records the thread's last chunk of this trace held (0: it had none yet): the next is
-    /// asked twice as big.
+    /// Records the biggest chunk the thread held in this trace (0: none yet): the next is asked
+    /// twice as big.
     grown_to: usize,
     /// Begins written in this generation whose ends are still to come: room is kept for them.
     open: usize,
@@ -402,7 +402,8 @@ impl ThreadBuffer {
         self.len = 0;
         // SAFETY: just taken from the pool: this thread owns it.
         self.capacity = unsafe { chunk.as_ref() }.capacity();
-        self.grown_to = self.capacity;
+        // A smaller chunk (the budget was short) does not start the growth over.
+        self.grown_to = self.grown_to.max(self.capacity);
         {
             let _bookkeeping = crate::alloc::bookkeeping();
             let mut state = slot.lock();

@@ -120,11 +120,25 @@ impl Pool {
     /// Every running thread's right to one smallest chunk beyond the shared budget: chunks of
     /// threads that went quiet come back only when those threads fill them, which may be never,
     /// so a budget shared by need alone could leave a thread with nowhere to write. With the
-    /// reserve, a thread that holds no chunk always finds one; the reserve is 2.5 KiB per
-    /// running thread, and a thread that outruns the writer still waits for it (the reserve is
-    /// one chunk per thread, not one per chunk handed over).
+    /// reserve, a thread that holds no chunk finds one; the reserve is 2.5 KiB per running
+    /// thread, and a thread that outruns the writer still waits for it (chunks on their way to
+    /// the writer count against the reserve too).
     fn reserve(&self) -> usize {
         self.threads.saturating_mul(MIN_CHUNK_RECORDS)
+    }
+
+    /// Records in free chunks.
+    fn free_records(&self) -> usize {
+        self.free.iter().enumerate().map(|(class, free)| free.len() * class_records(class)).sum()
+    }
+
+    /// Whether a waiting thread should try again: a quarter of the budget is free (one wait per
+    /// many chunks, not one per chunk: a thread and the writer taking turns chunk by chunk cost
+    /// ~500 context switches and twice the CPU per run), or nothing more will come back.
+    fn can_resume(&self) -> bool {
+        self.free_records() >= self.limit / 4
+            || self.allocated + MIN_CHUNK_RECORDS <= self.limit
+            || self.in_flight == 0
     }
 
     /// Frees spare chunks (largest first) until `records` more fit within `ceiling`; false if
@@ -298,9 +312,11 @@ fn wait_for_chunk(generation: u32, request: Request, help: impl Fn()) -> Option<
     let mut returned = pool().returned;
     loop {
         let mut pool = pool();
-        if let Some(chunk) = pool.take(request) {
-            drop(pool);
-            return Some(prepared(chunk, generation));
+        if pool.can_resume() {
+            if let Some(chunk) = pool.take(request) {
+                drop(pool);
+                return Some(prepared(chunk, generation));
+            }
         }
         if pool.in_flight == 0 {
             return None; // every chunk is some thread's current one: none will come back
@@ -310,9 +326,11 @@ fn wait_for_chunk(generation: u32, request: Request, help: impl Fn()) -> Option<
         // drains and writes itself when the writer is not at it.
         help();
         let mut pool = self::pool();
-        if let Some(chunk) = pool.take(request) {
-            drop(pool);
-            return Some(prepared(chunk, generation));
+        if pool.can_resume() {
+            if let Some(chunk) = pool.take(request) {
+                drop(pool);
+                return Some(prepared(chunk, generation));
+            }
         }
         if pool.returned != returned {
             returned = pool.returned;
@@ -331,8 +349,9 @@ fn wait_for_chunk(generation: u32, request: Request, help: impl Fn()) -> Option<
     }
 }
 
-/// How long a waiting thread sleeps before it tries to help the writer again.
-const HELP_AGAIN: Duration = Duration::from_millis(1);
+/// How long a waiting thread sleeps before it tries to help the writer again (when the writer
+/// is at work, it wakes the thread as soon as enough chunks came back).
+const HELP_AGAIN: Duration = Duration::from_millis(5);
 
 /// A chunk was handed to the writer: it will come back.
 pub(super) fn sent() {
@@ -359,7 +378,7 @@ pub(super) fn give_back(chunks: impl IntoIterator<Item = NonNull<Chunk>>) {
     }
     if returned {
         STALLED.store(false, Ordering::Relaxed);
-        if pool.waiters > 0 {
+        if pool.waiters > 0 && pool.can_resume() {
             RETURNED.notify_all();
         }
     }
@@ -495,7 +514,8 @@ mod tests {
         let reserved: Vec<_> = std::iter::from_fn(|| take(1, smallest_first(1))).take(10).collect();
         assert_eq!(reserved.len(), 3, "one smallest chunk per running thread beyond the budget");
         assert_eq!(allocated(), MAX_CHUNK_RECORDS + 3 * MIN_CHUNK_RECORDS);
-        assert!(take(1, Request { wanted: 1, min_class: 1 }).is_none(), "the reserve is smallest");
+        let bigger = Request { wanted: 1, min_class: 1 };
+        assert!(take(1, bigger).is_none(), "the reserve holds smallest chunks");
         give_back(reserved);
         assert!(
             allocated() <= MAX_CHUNK_RECORDS,
