@@ -184,7 +184,11 @@ fn a_stage_that_briefly_holds_10_mb_moves_the_peak_by_at_least_that_much() {
         summary.peak_during_run.unwrap(),
         summary.live_at_end.unwrap(),
     );
-    assert!(peak >= start + 10 * 1024 * 1024, "peak {peak} vs live at start {start}");
+    // Live bytes are exact to within 64 KiB per thread (each thread batches its change): a
+    // thread of an earlier test that ends during the run hands over its batch then, which moved
+    // the peak 24 bytes short of start + 10 MiB in 2 of 20 loaded runs.
+    let batch = 64 * 1024;
+    assert!(peak + batch >= start + 10 * 1024 * 1024, "peak {peak} vs live at start {start}");
     assert!(end < start + 1024 * 1024, "the 10 MB were freed: end {end}, start {start}");
     let memory = report.stage("Spike").unwrap().memory.unwrap();
     assert_eq!(memory.total.bytes_allocated, 10 * 1024 * 1024);
