@@ -45,7 +45,8 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    fn plain(status: u16, body: &str) -> Response {
+    /// A plain-text answer.
+    pub(crate) fn plain(status: u16, body: &str) -> Response {
         Response { status, content_type: "text/plain; charset=utf-8", body: body.to_owned() }
     }
 

@@ -102,11 +102,7 @@ impl Drop for MetricsServer {
 /// The answer to a `GET` of `path`.
 fn answer(registry: &Registry, path: &str) -> http::Response {
     if path != "/metrics" {
-        return http::Response {
-            status: 404,
-            content_type: "text/plain; charset=utf-8",
-            body: "pipeline: the metrics are at /metrics\n".to_owned(),
-        };
+        return http::Response::plain(404, "pipeline: the metrics are at /metrics\n");
     }
     let mut body = String::new();
     match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
@@ -115,11 +111,7 @@ fn answer(registry: &Registry, path: &str) -> http::Response {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body,
         },
-        Err(_) => http::Response {
-            status: 500,
-            content_type: "text/plain; charset=utf-8",
-            body: "encoding failed\n".to_owned(),
-        },
+        Err(_) => http::Response::plain(500, "encoding failed\n"),
     }
 }
 
