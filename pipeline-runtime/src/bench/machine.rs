@@ -80,6 +80,67 @@ pub(crate) fn time_calibration(rounds: u64) -> f64 {
     started.elapsed().as_nanos() as f64
 }
 
+/// Involuntary context switches of the calling thread so far: how often the scheduler took its
+/// core away from it. `None` where the system does not count them per thread.
+pub(crate) fn preemptions() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_THREAD fills it for the calling
+        // thread and touches nothing else.
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) } == 0 {
+            // SAFETY: getrusage returned 0, so it wrote the whole struct (zeroed before anyway).
+            let usage = unsafe { usage.assume_init() };
+            return u64::try_from(usage.ru_nivcsw).ok();
+        }
+    }
+    None
+}
+
+/// Most timings [`fastest_uninterrupted`] takes of one thing.
+const MOST_TRIES: u32 = 6;
+
+/// The fastest of at least two timings of `time`, taking more (up to [`MOST_TRIES`]) while the
+/// scheduler preempted every one so far; the fastest uninterrupted one if any was.
+///
+/// "An interrupted batch is never the faster" fails when both are interrupted: on a core shared
+/// with a busy process the thread runs in slices about a millisecond long, so a batch that long
+/// is often cut in two and a short yardstick is not. Timing both until each ran uninterrupted
+/// measures both at the machine's speed, not at the scheduler's whim.
+pub(crate) fn fastest_uninterrupted(mut time: impl FnMut() -> f64) -> f64 {
+    let (mut fastest, mut fastest_whole) = (f64::INFINITY, f64::INFINITY);
+    for tries in 1..=MOST_TRIES {
+        let before = preemptions();
+        let ns = time();
+        let preempted = matches!((before, preemptions()), (Some(a), Some(b)) if b > a);
+        fastest = fastest.min(ns);
+        if !preempted {
+            fastest_whole = fastest_whole.min(ns);
+        }
+        if tries >= 2 && fastest_whole.is_finite() {
+            break;
+        }
+    }
+    if fastest_whole.is_finite() {
+        fastest_whole
+    } else {
+        fastest
+    }
+}
+
+/// Calls of the calibration kernel one yardstick reading takes the fastest of.
+const YARDSTICK_CALLS: u64 = 8;
+
+/// Nanoseconds `rounds` of the calibration kernel take on this thread at the machine's speed:
+/// the fastest of [`YARDSTICK_CALLS`] calls of an eighth each, times eight. A call the scheduler
+/// interrupted is never the fastest, and short calls are rarely interrupted at all.
+pub(crate) fn time_yardstick(rounds: u64) -> f64 {
+    let per_call = (rounds / YARDSTICK_CALLS).max(1);
+    let fastest =
+        (0..YARDSTICK_CALLS).map(|_| time_calibration(per_call)).fold(f64::INFINITY, f64::min);
+    fastest * YARDSTICK_CALLS as f64
+}
+
 const PROBE_ROUNDS: u64 = 400_000;
 
 /// How much slower the kernel runs on two threads at once than on one: about 1 on an idle

@@ -7,8 +7,9 @@
 //!   order, decided on the median of the per-pair ratios with a bootstrap interval. Whatever
 //!   the machine is doing affects both sides of each pair alike. Use it to verify an
 //!   optimisation, or to gate a change against the code it replaces.
-//! - [`BenchResult::compare`] against a stored [`Baseline`]: each sample is divided by a fixed
-//!   calibration workload timed right after it (so a slower or faster machine cancels out), and
+//! - [`BenchResult::compare`] against a stored [`Baseline`]: each run's times are divided by the
+//!   fastest a fixed calibration workload, timed after each sample, ran in that run (so a
+//!   slower or faster machine cancels out), batches the scheduler interrupted are retaken, and
 //!   a two-thread probe recorded with the baseline tells whether a core is now taken by
 //!   something else; if so the answer is [`Verdict::Inconclusive`], never a false alarm.
 //!
