@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use pipeline::{profiled, stage, Pipeline, Profiler, Stage, StageError};
+use pipeline::{profiled, stage, AsyncPipeline, AsyncStage, Pipeline, Profiler, Stage, StageError};
 use tracing_subscriber::layer::SubscriberExt;
 
 struct Fraud {
@@ -30,6 +30,15 @@ fn score(amount: u64) -> u64 {
 #[profiled]
 async fn later(x: u64) -> u64 {
     x + 1
+}
+
+struct Lookup;
+
+#[stage]
+impl Lookup {
+    async fn process(&self, amount: u64) -> Option<u64> {
+        Some(later(amount).await)
+    }
 }
 
 #[derive(Clone, Default)]
@@ -62,7 +71,12 @@ fn annotated_code_works_and_nothing_is_recorded_or_traced() {
         let waker = std::task::Waker::noop();
         let poll = future.as_mut().poll(&mut std::task::Context::from_waker(waker));
         assert_eq!(poll, std::task::Poll::Ready(2));
+        let lookup = AsyncPipeline::new().stage_async(Lookup);
+        let mut run = std::pin::pin!(lookup.run(41));
+        let poll = run.as_mut().poll(&mut std::task::Context::from_waker(waker));
+        assert!(matches!(poll, std::task::Poll::Ready(Ok(Some(42)))));
     });
+    assert_eq!(AsyncStage::<u64>::name(&Lookup), "Lookup");
     let report = profiler.finish().unwrap();
 
     assert!(report.stages.is_empty(), "nothing recorded: {report}");

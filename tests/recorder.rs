@@ -198,8 +198,13 @@ fn async_functions_are_timed_from_first_poll_to_completion_inside_their_stage() 
     assert_eq!(fetch.timing.calls, 3, "one call per future, however many polls");
     let helper = stage.function("recorder::helper").unwrap();
     assert_eq!(helper.timing.calls, 3);
-    // helper runs inside fetch_score's last poll: it is fetch_score's child.
-    assert_eq!(fetch.timing.self_ns + helper.timing.total_ns, fetch.timing.total_ns);
+    // helper runs inside fetch_score's last poll: it is fetch_score's child. Between polls
+    // fetch_score waits: neither its self time nor anybody's.
+    assert_eq!(
+        fetch.timing.self_ns + helper.timing.total_ns + fetch.timing.waiting_ns,
+        fetch.timing.total_ns
+    );
+    assert!(fetch.timing.waiting_ns > 0, "it awaited 4 times: {:?}", fetch.timing);
     assert!(fetch.timing.total_ns <= stage.timing.total_ns);
 }
 

@@ -22,6 +22,11 @@ use proc_macro::TokenStream;
 /// `type Out`, whose every call runs in a `tracing` span named after the stage and is recorded:
 /// calls, time, self time, latency percentiles, allocations.
 ///
+/// An `async fn process` (same shapes) makes a `pipeline::AsyncStage` instead, for an
+/// `AsyncPipeline` (`.stage_async(..)`): each call is measured from its first poll to its
+/// completion, wherever its polls run, as wall time, busy time (the sum of its polls) and the
+/// allocations its polls made; its future must be `Send`.
+///
 /// Options: `#[stage(name = "fraud")]` names the stage (default: the type's name; a generic
 /// impl without a name is named per instantiation, `Dedup<u64>`);
 /// `#[stage(reject_if = MyError::is_rejection)]` counts the errors the predicate picks as

@@ -1,5 +1,6 @@
-//! `#[stage]`: parse the inherent impl, check its `process`, emit `impl Stage<In>` with the
-//! output type and shape read from `process`'s return type.
+//! `#[stage]`: parse the inherent impl, check its `process`, emit `impl Stage<In>` (or
+//! `impl AsyncStage<In>` for an `async fn process`) with the output type and shape read from
+//! `process`'s return type.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -40,6 +41,8 @@ struct StageImpl {
     name: String,
     /// No `name` option and the impl is generic: each instantiation is its own row.
     named_per_instantiation: bool,
+    /// `async fn process`: the impl is an `AsyncStage`, measured across awaits.
+    is_async: bool,
 }
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
@@ -139,7 +142,9 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
         Some(name) => name.value(),
         None => type_name(&item.self_ty),
     };
+    let is_async = process.sig.asyncness.is_some();
     Ok(StageImpl {
+        is_async,
         event_ty: event_ty.expect("checked above"),
         return_ty,
         output_ty,
@@ -200,13 +205,6 @@ fn check_signature(process: &ImplItemFn, errors: &mut Errors) -> Option<Type> {
     }
     if let Some(token) = &sig.constness {
         errors.at(token, "a stage's `process` cannot be `const`: remove `const`");
-    }
-    if let Some(token) = &sig.asyncness {
-        errors.at(
-            token,
-            "a stage's `process` cannot be `async`: make it synchronous and call #[profiled] \
-             async functions from it if it must wait",
-        );
     }
     if let Some(token) = &sig.unsafety {
         errors
@@ -338,7 +336,11 @@ fn convert(stage: &StageImpl, call: &TokenStream) -> Conversion {
 
 fn generate(stage: StageImpl) -> TokenStream {
     let inner = format_ident!("__pipeline_stage_process");
-    let call = quote!(Self::#inner(self, event));
+    let call = if stage.is_async {
+        quote!(Self::#inner(self, event).await)
+    } else {
+        quote!(Self::#inner(self, event))
+    };
     let Conversion { inner: measured, outer } = convert(&stage, &call);
     let StageImpl {
         mut item,
@@ -348,6 +350,7 @@ fn generate(stage: StageImpl) -> TokenStream {
         output_ty,
         name,
         named_per_instantiation,
+        is_async,
         ..
     } = stage;
     let private = runtime::private();
@@ -405,6 +408,32 @@ fn generate(stage: StageImpl) -> TokenStream {
         } else {
             quote!(#name_lit)
         };
+        if is_async {
+            return quote! {
+                #item
+
+                impl #impl_generics_of_item #self_ty #where_of_item {
+                    #(#user_attrs)*
+                    #[inline]
+                    #user_vis async fn process<#method_params>(&self, event: #event_ty) -> #return_ty #method_where {
+                        #call
+                    }
+                }
+
+                impl #impl_generics ::pipeline::AsyncStage<#event_ty> for #self_ty #where_clause {
+                    type Out = #output_ty;
+
+                    fn name(&self) -> &str {
+                        #off_name
+                    }
+
+                    #[inline]
+                    async fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                        #off_result
+                    }
+                }
+            };
+        }
         return quote! {
             #item
 
@@ -452,6 +481,63 @@ fn generate(stage: StageImpl) -> TokenStream {
     } else {
         quote!(#name_lit)
     };
+    if is_async {
+        // Each call is a future measured from its first poll to its completion, wherever its
+        // polls run: busy and wall time, allocations per poll, nested calls under the stage.
+        let measure = |site: TokenStream| {
+            outer(
+                &private,
+                &quote!(#private::profile_future(
+                    #site,
+                    #private::QuietSpan::new(#make_span),
+                    async move { #measured },
+                ).await),
+            )
+        };
+        let by_callsite = measure(quote!(Self::__pipeline_callsite()));
+        let by_instance = measure(quote!(instance));
+        return quote! {
+            #item
+
+            impl #impl_generics_of_item #self_ty #where_of_item {
+                #[doc(hidden)]
+                #[inline(always)]
+                fn __pipeline_callsite() -> &'static #private::Callsite {
+                    #callsite
+                    #site
+                }
+
+                #(#user_attrs)*
+                #user_vis async fn process<#method_params>(&self, event: #event_ty) -> #return_ty #method_where {
+                    #private::profile_future(
+                        Self::__pipeline_callsite(),
+                        #private::QuietSpan::new(#make_span),
+                        Self::#inner(self, event),
+                    ).await
+                }
+            }
+
+            impl #impl_generics ::pipeline::AsyncStage<#event_ty> for #self_ty #where_clause {
+                type Out = #output_ty;
+
+                fn name(&self) -> &str {
+                    #name_body
+                }
+
+                async fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                    #by_callsite
+                }
+
+                async fn process_as(
+                    &self,
+                    event: #event_ty,
+                    instance: &'static #private::Callsite,
+                ) -> ::pipeline::StageResult<#output_ty> {
+                    #by_instance
+                }
+            }
+        };
+    }
     quote! {
         #item
 

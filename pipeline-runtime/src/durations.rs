@@ -20,8 +20,13 @@ pub struct Timing {
     pub calls: u64,
     /// Sum of every call's duration.
     pub total_ns: u64,
-    /// `total_ns` minus the time spent inside nested instrumented calls.
+    /// The time the calls were busy (`total_ns` less `waiting_ns`) minus the busy time of nested
+    /// instrumented calls: an `async` call that only awaits has almost none.
     pub self_ns: u64,
+    /// Of `total_ns`, the time `async` calls spent waiting between polls (awaiting I/O, a
+    /// timer, a lock, another task): not holding a thread. Always 0 for synchronous calls.
+    #[serde(default)]
+    pub waiting_ns: u64,
     /// Shortest call.
     pub min_ns: u64,
     /// Longest call.
@@ -54,6 +59,22 @@ impl Timing {
     /// Time spent in the calls themselves, not in nested instrumented calls.
     pub fn self_time(&self) -> Duration {
         Duration::from_nanos(self.self_ns)
+    }
+
+    /// Time the calls held a thread: the total less the time `async` calls spent waiting
+    /// between polls (for synchronous calls, the total).
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns())
+    }
+
+    /// [`busy`](Self::busy) in nanoseconds.
+    pub fn busy_ns(&self) -> u64 {
+        self.total_ns.saturating_sub(self.waiting_ns)
+    }
+
+    /// Time `async` calls spent waiting between polls (0 for synchronous calls).
+    pub fn waiting(&self) -> Duration {
+        Duration::from_nanos(self.waiting_ns)
     }
 
     /// Mean duration of a call.
@@ -236,6 +257,8 @@ pub(crate) struct Durations {
     pub cancelled: u64,
     pub total_ns: u64,
     pub self_ns: u64,
+    /// Of `total_ns`, the time `async` calls waited between polls.
+    pub waiting_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
     /// Distribution of each call's total time, in nanoseconds.
@@ -253,6 +276,7 @@ impl Durations {
             cancelled: 0,
             total_ns: 0,
             self_ns: 0,
+            waiting_ns: 0,
             min_ns: u64::MAX,
             max_ns: 0,
             distribution: Distribution::Exact(Vec::new()),
@@ -291,6 +315,7 @@ impl Durations {
         self.cancelled += other.cancelled;
         self.total_ns += other.total_ns;
         self.self_ns += other.self_ns;
+        self.waiting_ns += other.waiting_ns;
         self.min_ns = self.min_ns.min(other.min_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
         self.distribution.merge(&other.distribution);
@@ -305,6 +330,7 @@ impl Durations {
             calls: self.calls,
             total_ns: self.total_ns,
             self_ns: self.self_ns,
+            waiting_ns: self.waiting_ns,
             min_ns: if self.calls == 0 { 0 } else { self.min_ns },
             max_ns: self.max_ns,
             mean_ns: self.total_ns.checked_div(self.calls).unwrap_or(0),

@@ -69,11 +69,20 @@ pub(crate) fn per_call(value: f64) -> String {
 /// Rules above and below the table and under the header; none between rows (comfy-table preset).
 pub(crate) const STYLE: &str = "  ── ──      ──    ";
 
-pub(crate) const TIME_HEADER: [&str; 9] =
-    ["stage / function", "calls", "total", "self", "mean", "p50", "p99", "max", "share"];
+/// The timing table's columns; with `busy` (some call was `async` and waited) a `busy` column
+/// after `total`: the time the calls held a thread, where `total` is what their callers waited.
+pub(crate) fn time_header(busy: bool) -> Vec<&'static str> {
+    let mut header =
+        vec!["stage / function", "calls", "total", "self", "mean", "p50", "p99", "max", "share"];
+    if busy {
+        header.insert(3, "busy");
+    }
+    header
+}
 
-pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> {
-    vec![
+/// One row of the timing table ([`time_header`]).
+pub(crate) fn timing_cells(name: String, t: &Timing, share: f64, busy: bool) -> Vec<String> {
+    let mut cells = vec![
         name,
         calls_cell(t),
         duration_ns(t.total_ns),
@@ -83,7 +92,11 @@ pub(crate) fn timing_cells(name: String, t: &Timing, share: f64) -> Vec<String> 
         duration_ns(t.p99_ns),
         duration_ns(t.max_ns),
         percent(share),
-    ]
+    ];
+    if busy {
+        cells.insert(3, duration_ns(t.busy_ns()));
+    }
+    cells
 }
 
 /// The calls, with how many a panic ended or (async) were dropped before completing:

@@ -16,7 +16,7 @@
 //! | 4 read back | `analysis` | summaries, diffs and flame graphs of saved traces and reports |
 //! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
 //! | 2 outputs | `profiler`, `report`, `trace`, `metrics` | the session; figures as table, JSON, pprof; trace writers; live metrics for Prometheus |
-//! | 1 running | `stage`, `pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
+//! | 1 running | `stage`, `pipeline`, `async_pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, `AsyncPipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
 //! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors |
 #![warn(missing_docs)]
 // Every `unsafe` block says why it is sound, and an `unsafe fn`'s body is not one big unsafe block:
@@ -25,6 +25,7 @@
 
 pub mod alloc;
 pub mod analysis;
+mod async_pipeline;
 pub mod bench;
 mod clock;
 mod durations;
@@ -53,10 +54,11 @@ pub mod __private;
 // The crate root holds what the quick start uses; the figures live in their modules
 // (`report`, `run`, `alloc`, `trace`, `bench`, `analysis`).
 pub use alloc::CountingAllocator;
+pub use async_pipeline::AsyncPipeline;
 pub use error::Error;
 pub use pipeline::{Halt, Pipeline};
 pub use profiler::{Profiler, ProfilingSession};
 pub use report::Report;
 pub use sink::Sink;
-pub use stage::{IntoStageError, Stage, StageError, StageResult, StopKind};
+pub use stage::{AsyncStage, IntoStageError, Stage, StageError, StageResult, StopKind};
 pub use workers::{WorkerPool, Workers};

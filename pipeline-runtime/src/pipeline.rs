@@ -62,6 +62,18 @@ pub(crate) enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    /// What stage `index`, named `name`, returning `result` did to the event.
+    #[inline]
+    pub(crate) fn of(index: usize, name: &Arc<str>, result: StageResult<T>) -> Outcome<T> {
+        match result {
+            Ok(Some(output)) => Outcome::Passed(output),
+            Ok(None) => Outcome::Filtered { stage_index: index },
+            Err(error) => {
+                Outcome::Halted(Halt { stage_index: index, stage: Arc::clone(name), error })
+            }
+        }
+    }
+
     /// `Ok` with the output when the event passed; otherwise the same stop as an outcome of
     /// another type (what follows a stop never runs, whatever it would have made).
     pub(crate) fn stopped<U>(self) -> Result<T, Outcome<U>> {
@@ -101,13 +113,7 @@ impl StageTimer<'_> {
                 result
             }
         };
-        match result {
-            Ok(Some(output)) => Outcome::Passed(output),
-            Ok(None) => Outcome::Filtered { stage_index: index },
-            Err(error) => {
-                Outcome::Halted(Halt { stage_index: index, stage: Arc::clone(name), error })
-            }
-        }
+        Outcome::of(index, name, result)
     }
 }
 

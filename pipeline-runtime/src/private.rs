@@ -417,6 +417,26 @@ impl<F: Future> Future for Profiled<F> {
     }
 }
 
+/// Runs `future` to completion on the calling thread (parking between polls): for doc examples
+/// of async stages, which cannot depend on an async runtime.
+pub fn block_on_for_doc<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
 /// Whether the calling thread is inside the CPU sampler's signal handler (for the test that
 /// checks the handler never allocates).
 #[cfg(feature = "cpu-sampling")]

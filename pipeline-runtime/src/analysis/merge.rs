@@ -202,6 +202,7 @@ pub(super) fn add_timing(a: &Timing, b: &Timing) -> Timing {
     timing.calls = calls;
     timing.total_ns = a.total_ns + b.total_ns;
     timing.self_ns = a.self_ns + b.self_ns;
+    timing.waiting_ns = a.waiting_ns + b.waiting_ns;
     timing.min_ns = match (a.calls, b.calls) {
         (0, _) => b.min_ns,
         (_, 0) => a.min_ns,

@@ -5,7 +5,7 @@ use std::fmt;
 use comfy_table::{CellAlignment, Table};
 
 use super::profile::{Profile, ProfileSource, RowKind};
-use crate::format::{bytes, duration_ns, per_call, percent, timing_cells, STYLE, TIME_HEADER};
+use crate::format::{bytes, duration_ns, per_call, percent, time_header, timing_cells, STYLE};
 
 /// Rows the printed table shows (a trace with per-request span names can have 100,000).
 const MAX_TABLE_ROWS: usize = 200;
@@ -90,7 +90,8 @@ impl fmt::Display for Profile {
             return write!(f, "No stage or function slices.");
         }
         let with_memory = self.rows.iter().any(|row| row.allocations.is_some());
-        let mut header: Vec<&str> = TIME_HEADER.to_vec();
+        let with_busy = self.rows.iter().any(|row| row.timing.waiting_ns > 0);
+        let mut header = time_header(with_busy);
         if with_memory {
             header.extend(["allocs/call", "bytes/call"]);
         }
@@ -109,7 +110,7 @@ impl fmt::Display for Profile {
                     format!("  └ {}", row.name)
                 }
             };
-            let mut cells = timing_cells(name, &row.timing, row.share);
+            let mut cells = timing_cells(name, &row.timing, row.share, with_busy);
             if with_memory {
                 let calls = row.timing.calls.max(1) as f64;
                 let per = |count: Option<u64>| count.map(|c| per_call(c as f64 / calls));

@@ -27,6 +27,8 @@ use crate::durations::Durations;
 pub(crate) struct Measured {
     pub total_ns: u64,
     pub self_ns: u64,
+    /// Of `total_ns`, the time an `async` call waited between polls (0 for synchronous calls).
+    pub waiting_ns: u64,
     /// `None` when the call allocated nothing (the common case for hot functions, which then
     /// skip all allocation arithmetic).
     pub memory: Option<MeasuredMemory>,
@@ -74,12 +76,13 @@ impl CallStats {
     /// instructions).
     #[inline(always)]
     pub(crate) fn record(&mut self, measured: &Measured) {
-        let Measured { total_ns, self_ns, memory, end } = *measured;
+        let Measured { total_ns, self_ns, waiting_ns, memory, end } = *measured;
         if let Some(memory) = memory {
             self.mem_total.add(memory.total);
             self.mem_self.add(memory.self_only);
         }
         self.durations.record(total_ns, self_ns);
+        self.durations.waiting_ns += waiting_ns;
         self.durations.ended(end);
     }
 
@@ -422,7 +425,7 @@ mod tests {
     use super::*;
 
     fn call(total_ns: u64) -> Measured {
-        Measured { total_ns, self_ns: total_ns, memory: None, end: Default::default() }
+        Measured { total_ns, self_ns: total_ns, ..Default::default() }
     }
 
     /// A shard of the test's own, outside the registry, with its owner's claim.

@@ -317,6 +317,7 @@ fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> 
             let measured = Measured {
                 total_ns,
                 self_ns: total_ns.saturating_sub(frame.child_ns),
+                waiting_ns: 0,
                 memory: MeasuredMemory::new(mem, frame.child_mem),
                 end,
             };
@@ -343,6 +344,9 @@ fn panicked() -> String {
 pub struct AsyncCall {
     /// Set on the first poll: (session, parent stage, first poll time).
     started: Option<(u64, CallsiteId, u64)>,
+    /// The time its polls took (waits for the trace writer left out): the thread time it held.
+    busy_ns: u64,
+    /// The busy time of nested instrumented calls made during its polls.
     child_ns: u64,
     /// Allocations during its polls, nested calls included.
     mem: Counters,
@@ -407,7 +411,8 @@ impl PollGuard<'_> {
         let call = &mut *self.call;
         let _ = STATE.try_with(|state| {
             let mut state = state.borrow_mut();
-            let Some(Closed { frame, end_ns, mem, .. }) = state.pop(depth) else { return };
+            let Some(Closed { frame, end_ns, elapsed_ns, mem }) = state.pop(depth) else { return };
+            call.busy_ns += elapsed_ns;
             call.child_ns += frame.child_ns;
             call.mem.add(mem);
             call.child_mem.add(frame.child_mem);
@@ -439,9 +444,14 @@ impl AsyncCall {
             return;
         };
         let total_ns = end_ns.saturating_sub(first_poll_ns);
+        // Busy time is never more than the call's time (a poll's clock and the first poll's
+        // start are the same clock, but a dropped call ends at the drop).
+        let busy_ns = self.busy_ns.min(total_ns);
         let measured = Measured {
             total_ns,
-            self_ns: total_ns.saturating_sub(self.child_ns),
+            // What it did itself while it held a thread: waiting is nobody's self time.
+            self_ns: busy_ns.saturating_sub(self.child_ns),
+            waiting_ns: total_ns - busy_ns,
             memory: MeasuredMemory::new(self.mem, self.child_mem),
             end,
         };

@@ -153,7 +153,38 @@ impl Report {
             ));
         }
         verdict.push('.');
+        if let Some(waiting) = self.waiting_verdict(stage) {
+            verdict.push(' ');
+            verdict.push_str(&waiting);
+        }
         verdict
+    }
+
+    /// When the slowest stage is slow because it awaits: how much of its time was waiting, and
+    /// which stage holds a thread the longest instead (where more CPU or less work would help).
+    fn waiting_verdict(&self, slowest: &StageStats) -> Option<String> {
+        let timing = &slowest.timing;
+        if timing.waiting_ns * 2 < timing.total_ns {
+            return None; // mostly busy: the figures above say it
+        }
+        let mut text = format!(
+            "{} of {}'s time is waiting between polls (awaiting I/O, timers or other tasks, \
+             not using a CPU): its latency is what it waits for",
+            crate::format::percent(timing.waiting_ns as f64 / timing.total_ns.max(1) as f64),
+            slowest.name,
+        );
+        let busiest = self.stages.iter().max_by_key(|stage| stage.timing.busy_ns());
+        if let Some(busiest) = busiest.filter(|busiest| busiest.name != slowest.name) {
+            text.push_str(&format!(
+                "; the busiest stage is {} ({} busy per call on average)",
+                busiest.name,
+                crate::format::duration_ns(
+                    busiest.timing.busy_ns().checked_div(busiest.timing.calls).unwrap_or(0)
+                ),
+            ));
+        }
+        text.push('.');
+        Some(text)
     }
 }
 

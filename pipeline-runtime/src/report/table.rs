@@ -6,7 +6,7 @@ use comfy_table::{CellAlignment, Table};
 
 use super::{MemoryStats, MemorySummary, Report};
 use crate::alloc::AllocatorKind;
-use crate::format::{bytes, duration_ns, per_call, signed_bytes, timing_cells, STYLE, TIME_HEADER};
+use crate::format::{bytes, duration_ns, per_call, signed_bytes, time_header, timing_cells, STYLE};
 
 const MEMORY_HEADER: [&str; 7] = [
     "stage / function",
@@ -71,10 +71,13 @@ fn rows_table<T>(
 }
 
 pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let with_busy = report.stages.iter().any(|stage| {
+        stage.timing.waiting_ns > 0 || stage.functions.iter().any(|f| f.timing.waiting_ns > 0)
+    }) || report.outside_stages.iter().any(|f| f.timing.waiting_ns > 0);
     let time = rows_table(
         report,
-        &TIME_HEADER,
-        timing_cells,
+        &time_header(with_busy),
+        |name, timing, share| timing_cells(name, timing, share, with_busy),
         |s| Some(&s.timing),
         |func| Some(&func.timing),
     );
