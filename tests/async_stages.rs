@@ -309,3 +309,100 @@ fn async_stages_have_every_shape_sync_stages_have_and_named_instances() {
     assert_eq!(report.stage("Validate").unwrap().timing.calls, 4);
     assert!(report.stage("KeepEven").is_none(), "a named instance is its own row only");
 }
+
+/// Fails event 8 by panicking and rejects multiples of 5, after an await.
+struct Picky;
+
+#[stage]
+impl Picky {
+    async fn process(&self, event: u64) -> Result<u64, StageError> {
+        yield_now().await;
+        match event {
+            8 => panic!("eight"),
+            e if e % 5 == 0 => Err(StageError::rejected("a multiple of five")),
+            e => Ok(e),
+        }
+    }
+}
+
+#[test]
+fn worker_tasks_account_for_every_event_and_a_panic_fails_only_its_own() {
+    let _lock = exclusive();
+    const EVENTS: u64 = 1_000;
+    let pipeline = std::sync::Arc::new(
+        AsyncPipeline::new().stage_async(Enrich).stage_async(KeepEven).stage_async(Picky),
+    );
+    let runtime = runtime(2);
+    let mut run = None;
+    let report = quietly(|| {
+        profile_on(&runtime, async {
+            let workers = pipeline::Workers::new(8).queue(32);
+            run = Some(pipeline.run_concurrent(0..EVENTS, workers).await.expect("a run"));
+        })
+    });
+    let run = run.unwrap();
+    // (e + 1) * 1 after Enrich, even ones kept: Enrich hands on e + 1, so odd events pass.
+    let kept = (0..EVENTS).filter(|e| (e + 1) % 2 == 0).count() as u64;
+    let rejected = (0..EVENTS).filter(|e| (e + 1) % 2 == 0 && (e + 1) % 5 == 0).count() as u64;
+    assert_eq!(run.submitted, EVENTS);
+    assert_eq!(run.filtered, EVENTS - kept, "{run}");
+    assert_eq!(run.rejected, rejected, "{run}");
+    assert_eq!(run.failed, 1, "event 7 becomes 8 and panics: {run}");
+    assert_eq!(run.completed, kept - rejected - 1, "{run}");
+    assert_eq!(
+        run.submitted,
+        run.completed + run.filtered + run.rejected + run.failed + run.unfinished
+    );
+    assert_eq!(run.workers.len(), 8);
+    assert!(run.queue.max_depth <= 32, "the queue is bounded: {run}");
+    let picky = report.stage("Picky").unwrap();
+    assert_eq!((picky.timing.calls, picky.timing.panicked), (kept, 1), "{report}");
+    assert_eq!(report.stage("Enrich").unwrap().timing.calls, EVENTS);
+    assert!(!report.runs.is_empty(), "the run is in the report: {report}");
+}
+
+/// Holds each event 2 ms (a timer): the queue fills behind one worker.
+struct Slow;
+
+#[stage]
+impl Slow {
+    async fn process(&self, event: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        event
+    }
+}
+
+#[test]
+fn submit_waits_while_the_queue_is_full_and_try_submit_hands_the_event_back() {
+    let _lock = exclusive();
+    let pipeline = std::sync::Arc::new(AsyncPipeline::new().stage_async(Slow));
+    let runtime = runtime(2);
+    runtime.block_on(async {
+        let pool = pipeline::AsyncWorkerPool::start(pipeline, pipeline::Workers::new(1).queue(4))
+            .expect("inside a runtime");
+        let mut handed_back = 0;
+        for event in 0..40 {
+            assert!(pool.queue_len() <= 4, "never more than the capacity queued");
+            if event % 2 == 0 {
+                pool.submit(event).await.expect("open");
+            } else if let Err(refused) = pool.try_submit(event) {
+                assert_eq!(refused.into_event(), event, "the event comes back untouched");
+                handed_back += 1;
+            }
+        }
+        assert!(handed_back > 0, "a full queue refuses try_submit");
+        let run = pool.finish().await.expect("a run");
+        assert_eq!(run.submitted, 40 - handed_back);
+        assert_eq!(run.completed, run.submitted);
+        assert!(run.queue.first_full_at_ns.is_some(), "{run}");
+    });
+}
+
+#[test]
+fn the_pool_outside_a_runtime_is_a_clear_error() {
+    let pipeline = std::sync::Arc::new(AsyncPipeline::new().stage_async(Slow));
+    let error = pipeline::AsyncWorkerPool::start(pipeline, pipeline::Workers::new(1))
+        .err()
+        .expect("no runtime here");
+    assert!(error.to_string().contains("tokio runtime"), "{error}");
+}

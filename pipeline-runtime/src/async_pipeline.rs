@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::pipeline::{Halt, Outcome};
+use crate::pipeline::{panic_message, Halt, Outcome};
 use crate::recorder::Callsite;
-use crate::stage::{AsyncStage, Stage, StageResult};
+use crate::stage::{AsyncStage, Stage, StageError, StageResult};
 
 /// Stages in order that every event passes through, like a [`Pipeline`](crate::Pipeline), where
 /// some stages are `async` ([`AsyncStage`]: an `async fn process` under `#[stage]`). Sync and
@@ -48,7 +48,9 @@ type OutcomeFuture<'a, Out> = Pin<Box<dyn Future<Output = Outcome<Out>> + Send +
 
 /// Every stage so far, composed: one boxed future per stage per event, typed inside.
 trait Steps<In, Out>: Send + Sync {
-    fn run<'a>(&'a self, event: In) -> OutcomeFuture<'a, Out>
+    /// Runs the event through; with `stage_ns` (a worker's run), times each stage's call into
+    /// its slot and turns a panicking stage into [`StageError::Panicked`] attributed to it.
+    fn run<'a>(&'a self, event: In, stage_ns: Option<&'a mut [u64]>) -> OutcomeFuture<'a, Out>
     where
         In: 'a;
 }
@@ -57,7 +59,7 @@ trait Steps<In, Out>: Send + Sync {
 struct NoStages;
 
 impl<In: Send> Steps<In, In> for NoStages {
-    fn run<'a>(&'a self, event: In) -> OutcomeFuture<'a, In>
+    fn run<'a>(&'a self, event: In, _: Option<&'a mut [u64]>) -> OutcomeFuture<'a, In>
     where
         In: 'a,
     {
@@ -119,15 +121,29 @@ impl<In: Send, Mid: Send, S: Step<Mid>> Steps<In, S::Out> for Then<In, Mid, S>
 where
     S::Out: Send,
 {
-    fn run<'a>(&'a self, event: In) -> OutcomeFuture<'a, S::Out>
+    fn run<'a>(
+        &'a self,
+        event: In,
+        mut stage_ns: Option<&'a mut [u64]>,
+    ) -> OutcomeFuture<'a, S::Out>
     where
         In: 'a,
     {
         Box::pin(async move {
-            match self.before.run(event).await.stopped() {
-                Ok(input) => Outcome::of(self.index, &self.name, self.step.call(input).await),
-                Err(stopped) => stopped,
-            }
+            let input = match self.before.run(event, stage_ns.as_deref_mut()).await.stopped() {
+                Ok(input) => input,
+                Err(stopped) => return stopped,
+            };
+            let result = match stage_ns {
+                None => self.step.call(input).await,
+                Some(stage_ns) => {
+                    let started_ns = crate::clock::now_ns();
+                    let result = CatchUnwind(std::pin::pin!(self.step.call(input))).await;
+                    stage_ns[self.index] = crate::clock::now_ns().saturating_sub(started_ns);
+                    result
+                }
+            };
+            Outcome::of(self.index, &self.name, result)
         })
     }
 }
@@ -245,11 +261,41 @@ impl<In, Out> AsyncPipeline<In, Out> {
     /// Stops at the first stage that rejects or fails the event, and says which one in the
     /// returned [`Halt`].
     pub async fn run(&self, event: In) -> Result<Option<Out>, Halt> {
-        match self.steps.run(event).await {
+        match self.steps.run(event, None).await {
             Outcome::Passed(output) => Ok(Some(output)),
             Outcome::Filtered { .. } => Ok(None),
             Outcome::Halted(halt) => Err(halt),
         }
+    }
+
+    /// [`run`](Self::run) for a worker: times each stage's call into `stage_ns` (one slot per
+    /// stage: its wall time, first poll to completion) and turns a panicking stage into
+    /// [`StageError::Panicked`] attributed to it, so one bad event cannot take its worker down.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) async fn run_isolated(&self, event: In, stage_ns: &mut [u64]) -> Outcome<Out> {
+        self.steps.run(event, Some(stage_ns)).await
+    }
+}
+
+/// A stage call's future whose panics become [`StageError::Panicked`]: each poll runs under
+/// `catch_unwind`, and a poll that panicked is never polled again.
+struct CatchUnwind<F>(F);
+
+impl<T, F: Future<Output = StageResult<T>> + Unpin> Future for CatchUnwind<F> {
+    type Output = StageResult<T>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        // The future is dropped after a panic, never polled again: unwind safety holds.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(inner).poll(cx)))
+            .unwrap_or_else(|payload| {
+                std::task::Poll::Ready(Err(StageError::Panicked {
+                    message: panic_message(&*payload),
+                }))
+            })
     }
 }
 

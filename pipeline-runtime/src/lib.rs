@@ -61,4 +61,6 @@ pub use profiler::{Profiler, ProfilingSession};
 pub use report::Report;
 pub use sink::Sink;
 pub use stage::{AsyncStage, IntoStageError, Stage, StageError, StageResult, StopKind};
+#[cfg(feature = "tokio")]
+pub use workers::AsyncWorkerPool;
 pub use workers::{WorkerPool, Workers};

@@ -103,7 +103,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
                 .name("queue-sampler".to_owned())
                 .spawn_scoped(scope, {
                     let (receiver, intake) = (receiver.clone(), &*intake);
-                    move || sample_depth(receiver, intake, workers.sample_every)
+                    move || sample_depth(|| receiver.len(), intake, workers.sample_every)
                 })
                 .map_err(spawn_error("the queue sampler".to_owned()));
             let handles = spawn_scoped_workers(

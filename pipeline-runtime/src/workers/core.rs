@@ -153,7 +153,7 @@ impl<'a, Out> Delivery<'a, Out> {
     }
 
     /// Hands `output` over: to the sink (timed into its slot, a panic caught), or dropped.
-    fn deliver(&self, output: Out, stage_ns: &mut [u64]) -> Outcome<()> {
+    pub(super) fn deliver(&self, output: Out, stage_ns: &mut [u64]) -> Outcome<()> {
         let Some((sink, site, name)) = &self.sink else {
             // What the stages hand back is dropped under a guard: an event whose `Drop` panics
             // must not take the worker (and the events behind it) down.
@@ -194,54 +194,102 @@ pub(super) fn work<In, Out>(
     seat: &Seat,
 ) {
     let mut stage_ns = vec![0; delivery.slots()];
-    // The worker's time counts from its first event: waiting for the run to begin (the other
-    // threads starting, a pool with no traffic yet) is not idleness under load.
-    let mut first_picked_ns = None;
+    let mut clock = WorkerClock::default();
     while let Some((Envelope { id, event, arrived_ns, flow }, waited_ns)) = queue.next() {
-        let picked_ns = now_ns();
-        let started_ns = *first_picked_ns.get_or_insert(picked_ns);
-        let idle_ns = if started_ns == picked_ns { 0 } else { waited_ns };
-        seat.run.picked(seat.index);
-        let wait_ns = picked_ns.saturating_sub(arrived_ns);
+        let picked = clock.picked(seat, arrived_ns, waited_ns);
         // The event's slice in the trace: its stages are nested inside. Sampling: only one
         // event in N goes into the trace (whole).
-        let slice = EventSlice::begin(id, wait_ns, flow, picked_ns);
+        let slice = EventSlice::begin(id, picked.wait_ns, flow, picked.at_ns);
         stage_ns.fill(0);
         let outcome = match pipeline.run_isolated(event, &mut stage_ns).stopped() {
             Ok(output) => delivery.deliver(output, &mut stage_ns),
             Err(stop) => stop,
         };
         let done_ns = now_ns();
-        match &outcome {
-            Outcome::Passed(()) => {}
-            Outcome::Filtered { stage_index } => {
-                let stage = pipeline.stage_names().nth(*stage_index).unwrap_or_default();
-                records::mark_stop(id, stage, &Stop::Filtered);
-            }
-            Outcome::Halted(halt) => mark_stop(id, halt),
-        }
+        mark_outcome(id, &outcome, pipeline.stage_names());
         drop(slice);
-        let stopped = match outcome {
-            Outcome::Passed(()) => None,
-            Outcome::Filtered { stage_index } => {
-                Some(Stopped { stage_index, kind: StopKind::Filtered, failure: None })
-            }
-            Outcome::Halted(halt) => Some(stopped_by(halt)),
-        };
-        if let Some(stopped) = &stopped {
-            seat.run.stopped(stopped.stage_index, stopped.kind);
-        }
-        let in_stage_ns: u64 = stage_ns.iter().sum();
-        seat.run.finished(seat.index, done_ns - picked_ns, in_stage_ns, idle_ns);
-        let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
-        let times = WorkerTimes {
-            service_ns: done_ns - picked_ns,
-            in_stage_ns,
-            idle_ns,
-            running_ns: done_ns.saturating_sub(started_ns),
-        };
-        load.record(wait_ns, &stage_ns, times, stopped);
+        book(outcome, &picked, done_ns, &stage_ns, load, seat);
     }
+}
+
+/// A worker's clock: its time counts from its first event, since waiting for the run to begin
+/// (the other threads starting, a pool with no traffic yet) is not idleness under load.
+#[derive(Default)]
+pub(super) struct WorkerClock {
+    first_picked_ns: Option<u64>,
+}
+
+/// An event a worker just took from the queue.
+pub(super) struct Picked {
+    /// When the worker took it.
+    pub(super) at_ns: u64,
+    /// How long it waited in the queue.
+    pub(super) wait_ns: u64,
+    /// How long the worker waited for it on an empty queue (0 for its first event).
+    idle_ns: u64,
+    /// When the worker took its first event.
+    started_ns: u64,
+}
+
+impl WorkerClock {
+    /// Worker `seat` took an event that arrived at `arrived_ns`, after waiting `waited_ns` on an
+    /// empty queue.
+    pub(super) fn picked(&mut self, seat: &Seat, arrived_ns: u64, waited_ns: u64) -> Picked {
+        let at_ns = now_ns();
+        let started_ns = *self.first_picked_ns.get_or_insert(at_ns);
+        let idle_ns = if started_ns == at_ns { 0 } else { waited_ns };
+        seat.run.picked(seat.index);
+        Picked { at_ns, wait_ns: at_ns.saturating_sub(arrived_ns), idle_ns, started_ns }
+    }
+}
+
+/// An instant event in the trace where event `id` was stopped (none when it passed).
+pub(super) fn mark_outcome<'a>(
+    id: u64,
+    outcome: &Outcome<()>,
+    mut stage_names: impl Iterator<Item = &'a str>,
+) {
+    match outcome {
+        Outcome::Passed(()) => {}
+        Outcome::Filtered { stage_index } => {
+            let stage = stage_names.nth(*stage_index).unwrap_or_default();
+            records::mark_stop(id, stage, &Stop::Filtered);
+        }
+        Outcome::Halted(halt) => mark_stop(id, halt),
+    }
+}
+
+/// Books a processed event into the worker's load and the run's live counters: how it ended,
+/// its queue wait, each slot's time in `stage_ns`, the worker's time.
+pub(super) fn book(
+    outcome: Outcome<()>,
+    picked: &Picked,
+    done_ns: u64,
+    stage_ns: &[u64],
+    load: &Mutex<WorkerLoad>,
+    seat: &Seat,
+) {
+    let stopped = match outcome {
+        Outcome::Passed(()) => None,
+        Outcome::Filtered { stage_index } => {
+            Some(Stopped { stage_index, kind: StopKind::Filtered, failure: None })
+        }
+        Outcome::Halted(halt) => Some(stopped_by(halt)),
+    };
+    if let Some(stopped) = &stopped {
+        seat.run.stopped(stopped.stage_index, stopped.kind);
+    }
+    let in_stage_ns: u64 = stage_ns.iter().sum();
+    let service_ns = done_ns.saturating_sub(picked.at_ns);
+    seat.run.finished(seat.index, service_ns, in_stage_ns, picked.idle_ns);
+    let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
+    let times = WorkerTimes {
+        service_ns,
+        in_stage_ns,
+        idle_ns: picked.idle_ns,
+        running_ns: done_ns.saturating_sub(picked.started_ns),
+    };
+    load.record(picked.wait_ns, stage_ns, times, stopped);
 }
 
 /// How a halted event is booked: where, how, and for failures the message (rendered under a
@@ -288,15 +336,15 @@ fn mark_stop(id: u64, halt: &Halt) {
     records::mark_stop(id, halt.stage(), &stop);
 }
 
-/// Samples the queue's depth until told to stop.
-pub(super) fn sample_depth<In>(
-    queue: Receiver<Envelope<In>>,
+/// Samples the queue's depth (`depth()` reads it) until told to stop.
+pub(super) fn sample_depth(
+    depth: impl Fn() -> usize,
     intake: &Intake,
     every: Duration,
 ) -> Vec<(u64, usize)> {
     let mut samples = Vec::new();
     while !intake.stop_sampling.load(Ordering::Relaxed) {
-        let depth = queue.len();
+        let depth = depth();
         samples.push((now_ns().saturating_sub(intake.started_ns), depth));
         records::mark_counter(CounterTrack::QueueDepth, depth as f64);
         thread::sleep(every);
@@ -333,12 +381,22 @@ pub(super) struct Opened<In> {
 /// Checks the settings, then opens the queue, the intake's figures and the live counters for a
 /// run whose slots (stages, then the sink) are `stage_names`.
 pub(super) fn open<In>(stage_names: Vec<String>, workers: &Workers) -> Result<Opened<In>, Error> {
-    workers.validate()?;
+    let (intake, live) = open_run(&stage_names, workers)?;
     let (sender, receiver) = queue::bounded::<Envelope<In>>(workers.capacity);
+    Ok(Opened { stage_names, sender, receiver, intake, live })
+}
+
+/// Checks the settings, then opens a run's intake figures and live counters (the queue is the
+/// caller's: a thread pool's or an async one's).
+pub(super) fn open_run(
+    stage_names: &[String],
+    workers: &Workers,
+) -> Result<(Arc<Intake>, Arc<LiveRun>), Error> {
+    workers.validate()?;
     let intake = Arc::new(Intake::new(workers.capacity));
     let live =
-        LiveRun::register(Arc::clone(&intake), (0..workers.count).map(worker_name), &stage_names);
-    Ok(Opened { stage_names, sender, receiver, intake, live })
+        LiveRun::register(Arc::clone(&intake), (0..workers.count).map(worker_name), stage_names);
+    Ok((intake, live))
 }
 
 /// A new worker's load for `stage_names`, shared between the worker and whoever sums up the run.

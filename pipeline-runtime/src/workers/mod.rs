@@ -7,8 +7,12 @@
 //!   event, the worker loop, the queue sampler, summing up a run;
 //! - `concurrent`: [`Pipeline::run_concurrent`](crate::Pipeline::run_concurrent), a finite batch
 //!   on scoped threads;
-//! - `pool`: [`WorkerPool`], a long-running pool fed by `submit`.
+//! - `pool`: [`WorkerPool`], a long-running pool fed by `submit`;
+//! - `async_pool` (feature `tokio`): `AsyncWorkerPool` and `AsyncPipeline::run_concurrent`,
+//!   worker tasks on the caller's tokio runtime.
 
+#[cfg(feature = "tokio")]
+mod async_pool;
 mod concurrent;
 mod core;
 // Read only by the metrics endpoint (feature `prometheus`); the workers keep it either way.
@@ -22,6 +26,8 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::queue;
 
+#[cfg(feature = "tokio")]
+pub use async_pool::AsyncWorkerPool;
 pub use pool::{TrySubmitError, WorkerPool};
 
 /// How many workers, how deep a queue, and how fast events arrive.

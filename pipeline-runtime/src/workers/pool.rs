@@ -150,7 +150,7 @@ impl<In: Send + 'static> WorkerPool<In> {
         let sampler = thread::Builder::new().name("queue-sampler".to_owned()).spawn({
             let (receiver, intake, every) =
                 (receiver.clone(), Arc::clone(&pool.intake), workers.sample_every);
-            move || sample_depth(receiver, &intake, every)
+            move || sample_depth(|| receiver.len(), &intake, every)
         });
         pool.sampler = Some(sampler.map_err(spawn_error("the queue sampler".to_owned()))?);
         for index in 0..workers.count {
