@@ -406,3 +406,90 @@ fn the_pool_outside_a_runtime_is_a_clear_error() {
         .expect("no runtime here");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
 }
+
+fn trace_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
+    std::fs::create_dir_all(&dir).expect("trace directory");
+    dir
+}
+
+#[test]
+fn the_trace_draws_each_event_as_an_async_slice_with_its_stages_polls_and_flow() {
+    use common::{load_trace, slices, write_expectations, Slice};
+    let _lock = exclusive();
+    const EVENTS: u64 = 300;
+    let path = trace_dir().join("async_workers.json");
+    // Enrich hands on e + 1; KeepEven drops the odd ones; Score doubles; Picky panics on 8 and
+    // rejects multiples of 5.
+    let pipeline = std::sync::Arc::new(
+        AsyncPipeline::new()
+            .stage_async(Enrich)
+            .stage_async(KeepEven)
+            .stage(Score)
+            .stage_async(Picky),
+    );
+    let runtime = runtime(2);
+    let profiler = Profiler::new().name("async-trace").chrome_trace(&path).start().expect("start");
+    let run = quietly(|| {
+        runtime.block_on(pipeline.run_concurrent(0..EVENTS, pipeline::Workers::new(8).queue(16)))
+    })
+    .expect("a run");
+    let report = profiler.finish().expect("finish writes the trace");
+    write_expectations(&path, &report);
+    assert_eq!(run.failed, 1, "{run}");
+
+    let slices = slices(&load_trace(&path));
+    fn named<'a>(slices: &'a [Slice], name: &'a str) -> impl Iterator<Item = &'a Slice> {
+        slices.iter().filter(move |s| s.name == name)
+    }
+    let named = |name: &'static str| named(&slices, name);
+    let on_event_track = |s: &Slice| s.is_async && s.cat.as_deref() == Some("pipeline");
+    let events: Vec<&Slice> = named("event").filter(|s| on_event_track(s)).collect();
+    assert_eq!(events.len() as u64, EVENTS, "one async slice per event");
+    let mut ids: Vec<u64> = events.iter().map(|s| s.args["id"].as_u64().expect("id")).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..EVENTS).collect::<Vec<_>>(), "every event once");
+    // The arrow from each submission reaches its event's slice.
+    let submits: std::collections::HashSet<u64> =
+        named("submit").filter_map(|s| s.flow_out).collect();
+    let linked = events.iter().filter(|e| e.flow_in.is_some_and(|f| submits.contains(&f)));
+    assert_eq!(linked.count() as u64, EVENTS, "a flow from submit to every event");
+
+    // The async stages nest in their event, on its track, with how each call ended.
+    for (stage, calls) in
+        [("Enrich", EVENTS), ("KeepEven", EVENTS), ("Picky", run.submitted - run.filtered)]
+    {
+        let drawn: Vec<&Slice> = named(stage).collect();
+        assert_eq!(drawn.len() as u64, calls, "{stage}: one slice per call");
+        for slice in &drawn {
+            assert!(on_event_track(slice), "{stage} is on its event's track: {slice:?}");
+            assert_eq!(slice.parents, ["event"], "{stage} nests in its event");
+        }
+    }
+    let flagged =
+        |stage: &'static str, flag: &str| named(stage).filter(|s| s.args[flag] == true).count();
+    assert_eq!(flagged("KeepEven", "filtered") as u64, run.filtered);
+    assert_eq!(flagged("Picky", "rejected") as u64, run.rejected);
+    assert_eq!(flagged("Picky", "panicked"), 1);
+
+    // Polls are drawn on the worker threads; the synchronous stage runs inside one of them.
+    let polls: Vec<&Slice> = named("poll").collect();
+    assert!(polls.len() as u64 >= EVENTS, "{} polls", polls.len());
+    assert!(polls.iter().all(|p| !p.is_async && p.args["event"].is_u64()));
+    let scores: Vec<&Slice> = named("Score").collect();
+    assert_eq!(scores.len() as u64, run.submitted - run.filtered);
+    assert!(scores
+        .iter()
+        .all(|s| !s.is_async && s.parents.last().map(String::as_str) == Some("poll")));
+    // `fetch`, awaited inside Enrich, is an async slice of its own.
+    assert_eq!(named("async_stages::fetch").filter(|s| s.is_async).count() as u64, EVENTS);
+
+    // `pipeline-prof summary` reads it like a thread pool's trace.
+    let profile = pipeline::analysis::Profile::read(&path).expect("the trace reads");
+    for stage in ["Enrich", "KeepEven", "Score", "Picky"] {
+        let row = profile.row(None, stage).unwrap_or_else(|| panic!("{stage} in {profile}"));
+        assert_eq!(row.timing.calls, report.stage(stage).unwrap().timing.calls, "{stage}");
+    }
+    let figures = profile.events.as_ref().expect("per-event figures");
+    assert_eq!(figures.events, EVENTS, "{profile}");
+}

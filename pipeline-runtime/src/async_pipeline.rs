@@ -5,8 +5,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::clock::now_ns;
 use crate::pipeline::{panic_message, Halt, Outcome};
 use crate::recorder::Callsite;
+use crate::records::{self, AsyncOutcome, AsyncSlice};
 use crate::stage::{AsyncStage, Stage, StageError, StageResult};
 
 /// Stages in order that every event passes through, like a [`Pipeline`](crate::Pipeline), where
@@ -46,11 +48,55 @@ pub struct AsyncPipeline<In, Out = In> {
 /// A future of an event's outcome, borrowing the pipeline's stages.
 type OutcomeFuture<'a, Out> = Pin<Box<dyn Future<Output = Outcome<Out>> + Send + 'a>>;
 
+/// What a worker's run measures of each stage's call, one slot per stage: its wall time (first
+/// poll to completion: what the event waited for it) and its busy time (the sum of its polls:
+/// what it held a thread).
+/// Of the time between its polls, `ready_ns` is how long it was woken and waiting to be polled
+/// again (runnable, with every runtime thread busy), as the runner measured it.
+#[derive(Debug, Default)]
+pub(crate) struct StageClocks {
+    pub(crate) wall_ns: Vec<u64>,
+    pub(crate) busy_ns: Vec<u64>,
+    pub(crate) ready_ns: Vec<u64>,
+}
+
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the async runner
+impl StageClocks {
+    /// Clocks for `slots` stages (and a sink), all zero.
+    pub(crate) fn new(slots: usize) -> Self {
+        StageClocks { wall_ns: vec![0; slots], busy_ns: vec![0; slots], ready_ns: vec![0; slots] }
+    }
+
+    /// Zeroes every slot for the next event.
+    pub(crate) fn clear(&mut self) {
+        self.wall_ns.fill(0);
+        self.busy_ns.fill(0);
+        self.ready_ns.fill(0);
+    }
+}
+
+thread_local! {
+    /// How long the event being polled on this thread waited, woken, for this poll.
+    static POLL_DELAY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Says how long the event about to be polled on this thread was woken before this poll (its
+/// runner measures it); the stage being polled takes it as its own.
+#[cfg(feature = "tokio")]
+pub(crate) fn set_poll_delay(ns: u64) {
+    let _ = POLL_DELAY.try_with(|delay| delay.set(ns));
+}
+
+fn take_poll_delay() -> u64 {
+    POLL_DELAY.try_with(|delay| delay.replace(0)).unwrap_or(0)
+}
+
 /// Every stage so far, composed: one boxed future per stage per event, typed inside.
 trait Steps<In, Out>: Send + Sync {
-    /// Runs the event through; with `stage_ns` (a worker's run), times each stage's call into
-    /// its slot and turns a panicking stage into [`StageError::Panicked`] attributed to it.
-    fn run<'a>(&'a self, event: In, stage_ns: Option<&'a mut [u64]>) -> OutcomeFuture<'a, Out>
+    /// Runs the event through; with `clocks` (a worker's run), times each stage's call into
+    /// its slot, draws it on the traced event's track, and turns a panicking stage into
+    /// [`StageError::Panicked`] attributed to it.
+    fn run<'a>(&'a self, event: In, clocks: Option<&'a mut StageClocks>) -> OutcomeFuture<'a, Out>
     where
         In: 'a;
 }
@@ -59,7 +105,7 @@ trait Steps<In, Out>: Send + Sync {
 struct NoStages;
 
 impl<In: Send> Steps<In, In> for NoStages {
-    fn run<'a>(&'a self, event: In, _: Option<&'a mut [u64]>) -> OutcomeFuture<'a, In>
+    fn run<'a>(&'a self, event: In, _: Option<&'a mut StageClocks>) -> OutcomeFuture<'a, In>
     where
         In: 'a,
     {
@@ -72,12 +118,17 @@ struct Then<In, Mid, Step> {
     before: Box<dyn Steps<In, Mid>>,
     index: usize,
     name: Arc<str>,
+    /// The name as the trace writes it.
+    trace_name: &'static str,
     step: Step,
 }
 
 /// A stage as [`Then`] calls it: sync or async, by name or as a named instance.
 trait Step<In>: Send + Sync {
     type Out;
+    /// Whether a traced event's track shows its calls. Async stages only: a synchronous call
+    /// runs within one poll, and is drawn on the thread that ran it, inside that poll's slice.
+    const ON_EVENT_TRACK: bool;
     fn call(&self, event: In) -> impl Future<Output = StageResult<Self::Out>> + Send;
 }
 
@@ -87,17 +138,23 @@ struct SyncStep<S> {
     instance: Option<&'static Callsite>,
 }
 
-impl<In, S: Stage<In>> Step<In> for SyncStep<S>
+impl<In: Send, S: Stage<In>> Step<In> for SyncStep<S>
 where
     S::Out: Send,
 {
     type Out = S::Out;
+    const ON_EVENT_TRACK: bool = false;
     fn call(&self, event: In) -> impl Future<Output = StageResult<S::Out>> + Send {
-        let result = match self.instance {
-            None => self.stage.process(event),
-            Some(instance) => self.stage.process_as(event, instance),
-        };
-        std::future::ready(result)
+        // The call runs when the future is first polled (not when it is made), so the poll's
+        // time (its busy time) holds it.
+        let mut event = Some(event);
+        std::future::poll_fn(move |_| {
+            let event = event.take().expect("a ready future is not polled again");
+            std::task::Poll::Ready(match self.instance {
+                None => self.stage.process(event),
+                Some(instance) => self.stage.process_as(event, instance),
+            })
+        })
     }
 }
 
@@ -109,6 +166,7 @@ struct AsyncStep<S> {
 
 impl<In: Send, S: AsyncStage<In>> Step<In> for AsyncStep<S> {
     type Out = S::Out;
+    const ON_EVENT_TRACK: bool = true;
     async fn call(&self, event: In) -> StageResult<S::Out> {
         match self.instance {
             None => self.stage.process(event).await,
@@ -124,22 +182,29 @@ where
     fn run<'a>(
         &'a self,
         event: In,
-        mut stage_ns: Option<&'a mut [u64]>,
+        mut clocks: Option<&'a mut StageClocks>,
     ) -> OutcomeFuture<'a, S::Out>
     where
         In: 'a,
     {
         Box::pin(async move {
-            let input = match self.before.run(event, stage_ns.as_deref_mut()).await.stopped() {
+            let input = match self.before.run(event, clocks.as_deref_mut()).await.stopped() {
                 Ok(input) => input,
                 Err(stopped) => return stopped,
             };
-            let result = match stage_ns {
+            let result = match clocks {
                 None => self.step.call(input).await,
-                Some(stage_ns) => {
-                    let started_ns = crate::clock::now_ns();
-                    let result = CatchUnwind(std::pin::pin!(self.step.call(input))).await;
-                    stage_ns[self.index] = crate::clock::now_ns().saturating_sub(started_ns);
+                Some(clocks) => {
+                    let started_ns = now_ns();
+                    let slice = StageSlice::begin(started_ns, self.trace_name, S::ON_EVENT_TRACK);
+                    let future = std::pin::pin!(self.step.call(input));
+                    let mut call = Polled { future, busy_ns: 0, ready_ns: 0 };
+                    let result = (&mut call).await;
+                    let ended_ns = now_ns();
+                    slice.end(ended_ns, &result);
+                    clocks.wall_ns[self.index] = ended_ns.saturating_sub(started_ns);
+                    clocks.busy_ns[self.index] = call.busy_ns;
+                    clocks.ready_ns[self.index] = call.ready_ns;
                     result
                 }
             };
@@ -224,7 +289,9 @@ impl<In: Send + 'static, Out: Send + 'static> AsyncPipeline<In, Out> {
         let AsyncPipeline { mut names, steps } = self;
         let index = names.len();
         names.push(Arc::clone(&name));
-        AsyncPipeline { names, steps: Box::new(Then { before: steps, index, name, step }) }
+        let trace_name = Callsite::named_stage(&name).name();
+        let then = Then { before: steps, index, name, trace_name, step };
+        AsyncPipeline { names, steps: Box::new(then) }
     }
 }
 
@@ -268,34 +335,79 @@ impl<In, Out> AsyncPipeline<In, Out> {
         }
     }
 
-    /// [`run`](Self::run) for a worker: times each stage's call into `stage_ns` (one slot per
-    /// stage: its wall time, first poll to completion) and turns a panicking stage into
+    /// [`run`](Self::run) for a worker: times each stage's call into `clocks` (wall and busy),
+    /// draws it on the traced event's track, and turns a panicking stage into
     /// [`StageError::Panicked`] attributed to it, so one bad event cannot take its worker down.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) async fn run_isolated(&self, event: In, stage_ns: &mut [u64]) -> Outcome<Out> {
-        self.steps.run(event, Some(stage_ns)).await
+    pub(crate) async fn run_isolated(&self, event: In, clocks: &mut StageClocks) -> Outcome<Out> {
+        self.steps.run(event, Some(clocks)).await
     }
 }
 
-/// A stage call's future whose panics become [`StageError::Panicked`]: each poll runs under
-/// `catch_unwind`, and a poll that panicked is never polled again.
-struct CatchUnwind<F>(F);
+/// A stage call's future, measured: the time its polls take adds up to its busy time, the
+/// delays before them (see [`set_poll_delay`]) to its ready time, and its panics become
+/// [`StageError::Panicked`] (each poll runs under `catch_unwind`, and a poll that panicked is
+/// never polled again).
+struct Polled<F> {
+    future: F,
+    busy_ns: u64,
+    ready_ns: u64,
+}
 
-impl<T, F: Future<Output = StageResult<T>> + Unpin> Future for CatchUnwind<F> {
+impl<T, F: Future<Output = StageResult<T>> + Unpin> Future for Polled<F> {
     type Output = StageResult<T>;
 
     fn poll(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let inner = &mut self.0;
+        let started_ns = now_ns();
+        self.ready_ns += take_poll_delay();
+        let future = &mut self.future;
         // The future is dropped after a panic, never polled again: unwind safety holds.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(inner).poll(cx)))
-            .unwrap_or_else(|payload| {
-                std::task::Poll::Ready(Err(StageError::Panicked {
-                    message: panic_message(&*payload),
-                }))
-            })
+        let poll =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(future).poll(cx)))
+                .unwrap_or_else(|payload| {
+                    std::task::Poll::Ready(Err(StageError::Panicked {
+                        message: panic_message(&*payload),
+                    }))
+                });
+        self.busy_ns += now_ns().saturating_sub(started_ns);
+        poll
+    }
+}
+
+/// A stage's slice on the track of the traced async event it runs for (nothing outside one),
+/// ended with how the call ended; a call dropped before it completed ends as cancelled.
+struct StageSlice {
+    slice: Option<(AsyncSlice, &'static str)>,
+}
+
+impl StageSlice {
+    fn begin(ts: u64, name: &'static str, drawn: bool) -> Self {
+        let slice = drawn.then(|| records::begin_stage_in_event(ts, name)).flatten();
+        StageSlice { slice: slice.map(|slice| (slice, name)) }
+    }
+
+    fn end<T>(mut self, ts: u64, result: &StageResult<T>) {
+        let outcome = match result {
+            Ok(Some(_)) => AsyncOutcome::Completed,
+            Ok(None) => AsyncOutcome::Filtered,
+            Err(StageError::Rejected { .. }) => AsyncOutcome::Rejected,
+            Err(StageError::Panicked { .. }) => AsyncOutcome::Panicked,
+            Err(_) => AsyncOutcome::Failed,
+        };
+        if let Some((slice, name)) = self.slice.take() {
+            records::end_async(slice, ts, name, outcome);
+        }
+    }
+}
+
+impl Drop for StageSlice {
+    fn drop(&mut self) {
+        if let Some((slice, name)) = self.slice.take() {
+            records::end_async(slice, now_ns(), name, AsyncOutcome::Cancelled);
+        }
     }
 }
 

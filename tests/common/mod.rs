@@ -80,7 +80,7 @@ pub struct Slice {
     pub cat: Option<String>,
     pub ts: f64,
     pub dur: f64,
-    /// Slices enclosing it on its thread (0: top level). Async slices have depth 0.
+    /// Slices enclosing it on its thread (0: top level), or on its async track.
     pub depth: usize,
     /// The names of the enclosing slices, outermost first.
     pub parents: Vec<String>,
@@ -99,7 +99,8 @@ pub fn load_trace(path: &std::path::Path) -> Vec<serde_json::Value> {
         .expect("the trace is one valid JSON array")
 }
 
-/// Every slice of `events`: `X` slices nest by time per thread, `B`/`E` by order, `b`/`e` by id.
+/// Every slice of `events`: `X` slices nest by time per thread, `B`/`E` by order, `b`/`e` by
+/// category and id (an async track: its slices nest, and must end innermost first).
 /// Panics on what Perfetto would flag: an `E` without a begin, a slice that never ends, a
 /// complete slice that overlaps its parent's end.
 pub fn slices(events: &[serde_json::Value]) -> Vec<Slice> {
@@ -121,6 +122,7 @@ pub fn slices(events: &[serde_json::Value]) -> Vec<Slice> {
     let mut out = Vec::new();
     let mut stacks: std::collections::HashMap<u64, Vec<(usize, f64)>> = Default::default();
     let mut asyncs: std::collections::HashMap<(String, u64), usize> = Default::default();
+    let mut async_tracks: std::collections::HashMap<(String, u64), Vec<usize>> = Default::default();
     for e in sorted {
         let tid = e["tid"].as_u64().expect("numeric tid");
         let ts = e["ts"].as_f64().unwrap();
@@ -178,8 +180,11 @@ pub fn slices(events: &[serde_json::Value]) -> Vec<Slice> {
                 }
             }
             "b" => {
-                out.push(slice(0, Vec::new(), f64::NAN, true));
                 let id = e["id"].as_u64().expect("numeric async id");
+                let track = async_tracks.entry((e["cat"].to_string(), id)).or_default();
+                let parents = track.iter().map(|i| out[*i].name.clone()).collect();
+                out.push(slice(track.len(), parents, f64::NAN, true));
+                track.push(out.len() - 1);
                 assert!(asyncs.insert((e["name"].to_string(), id), out.len() - 1).is_none());
             }
             "e" => {
@@ -187,7 +192,14 @@ pub fn slices(events: &[serde_json::Value]) -> Vec<Slice> {
                 let index = asyncs
                     .remove(&(e["name"].to_string(), id))
                     .unwrap_or_else(|| panic!("async end without a begin: {e}"));
+                let track = async_tracks.get_mut(&(e["cat"].to_string(), id)).expect("its track");
+                assert_eq!(track.pop(), Some(index), "async slices end innermost first: {e}");
                 out[index].dur = ts - out[index].ts;
+                if let Some(args) = e["args"].as_object() {
+                    for (k, v) in args {
+                        out[index].args[k] = v.clone();
+                    }
+                }
             }
             _ => unreachable!(),
         }

@@ -78,8 +78,10 @@ struct Open {
 
 /// An async slice begun and not yet ended.
 struct OpenAsync {
-    node: usize,
+    /// The call-tree node, or `None` for an async event's slice (not a frame).
+    node: Option<usize>,
     start_us: f64,
+    queue_wait_us: Option<u64>,
 }
 
 /// Counts of what the trace held besides complete slices.
@@ -387,10 +389,16 @@ impl CallTree {
         self.close_complete(track, ts);
         let open = self.open.get(&track);
         let parent = open.and_then(|s| s.iter().rev().find_map(|o| o.node)).unwrap_or(ROOT);
-        let name = event.name.as_deref().unwrap_or("(unnamed)");
-        let node = self.child(parent, name);
+        // An async worker's event: its figures, not a frame (its stages nest on its track).
+        let (node, queue_wait_us) = if is_event_slice(&event) {
+            (None, event.args.as_ref().and_then(|a| a.queue_wait_us).and_then(|c| c.0))
+        } else {
+            let name = event.name.as_deref().unwrap_or("(unnamed)");
+            (Some(self.child(parent, name)), None)
+        };
         let key = (event.pid, event.cat, id);
-        self.open_async.entry(key).or_default().push(OpenAsync { node, start_us: ts });
+        let open = OpenAsync { node, start_us: ts, queue_wait_us };
+        self.open_async.entry(key).or_default().push(open);
     }
 
     fn end_async(&mut self, event: TraceEvent) {
@@ -406,7 +414,10 @@ impl CallTree {
         };
         let found = match event.name.as_deref() {
             None => stack.len().checked_sub(1),
-            Some(name) => stack.iter().rposition(|open| nodes[open.node].name == name),
+            Some(name) => stack.iter().rposition(|open| match open.node {
+                Some(node) => nodes[node].name == name,
+                None => is_event_slice(&event),
+            }),
         };
         let Some(position) = found else {
             self.counts.unmatched_ends += 1;
@@ -422,10 +433,10 @@ impl CallTree {
         }
         let duration = duration_ns(open.start_us, ts);
         let slot = Open {
-            node: Some(open.node),
+            node: open.node,
             start_us: open.start_us,
             child_ns: 0,
-            queue_wait_us: None,
+            queue_wait_us: open.queue_wait_us,
             complete: None,
         };
         self.close(slot, duration, event.args);

@@ -189,6 +189,25 @@ pub(crate) fn stage_totals(session: u64) -> Vec<(&'static str, u64)> {
     totals
 }
 
+/// Each `#[stage]`'s busy time in `session` (its calls' time less what async calls awaited), by
+/// name: what the report's `busy` column shares out.
+pub(crate) fn stage_busy_totals(session: u64) -> Vec<(&'static str, u64)> {
+    let mut totals: Vec<(&'static str, u64)> = Vec::new();
+    for row in collect(session) {
+        let site = lookup(row.callsite);
+        if site.kind() != CallsiteKind::Stage {
+            continue;
+        }
+        let durations = &row.stats.durations;
+        let busy = durations.total_ns.saturating_sub(durations.waiting_ns);
+        match totals.iter_mut().find(|(name, _)| *name == site.name()) {
+            Some((_, total)) => *total += busy,
+            None => totals.push((site.name(), busy)),
+        }
+    }
+    totals
+}
+
 /// All threads' rows of `session`, merged per (enclosing stage, call site).
 pub(crate) fn collect(session: u64) -> Vec<Row> {
     let mut per_thread = Vec::new();

@@ -388,7 +388,11 @@ impl AsyncCall {
         if self.started.is_none() {
             self.started = Some((session, parent, start));
             self.callsite = Some(callsite);
-            if Mode::now().writes_records() {
+            // A stage of a traced async event is drawn on the event's track by its pipeline
+            // (with its outcome); other calls get a track of their own.
+            let drawn_by_pipeline =
+                callsite.kind() == CallsiteKind::Stage && records::event_track() != 0;
+            if Mode::now().writes_records() && !drawn_by_pipeline {
                 let name = callsite.name();
                 self.trace = records::begin_async(start, name).map(|slice| (slice, name));
             }

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use super::CounterTrack;
 use super::{active, begin_event, end_slice, is_sampled, samples_event, set_sampled, Token};
+#[cfg(feature = "tokio")]
+use super::{begin_event_async, begin_poll, end_event_async, next_flow_id, set_event_track};
 use crate::clock::now_ns;
 
 /// The slice of one event a worker processes; its stages nest inside. Ends when dropped.
@@ -38,6 +40,89 @@ impl Drop for EventSlice {
     fn drop(&mut self) {
         end_slice(self.token, now_ns(), 0, 0, None);
         drop(self.span.take());
+        set_sampled(self.was_sampled);
+    }
+}
+
+/// The slice of one event an async worker processes: an async slice (the event's future moves
+/// between threads and waits between polls) on a track of its own where its stages nest, ended
+/// when dropped. Each poll of the event's future runs under [`AsyncEventSlice::poll`], which
+/// draws the poll on the polling thread's track and makes the event's sampling decision hold for
+/// whatever that poll does.
+#[cfg(feature = "tokio")]
+pub(crate) struct AsyncEventSlice {
+    id: u64,
+    /// Its track in the trace (0: not traced).
+    track: u64,
+    generation: u32,
+    /// Per-event sampling's decision for this event.
+    traced: bool,
+    /// Its `tracing` span, when the program asked for spans (tracing-chrome, `emit_spans`).
+    span: Option<tracing::Span>,
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncEventSlice {
+    /// Begins the slice of event `id` (picked off the queue at `picked_ns`, after `wait_ns` in
+    /// it; `flow` is its submission's arrow, 0 for none, and becomes the track's id).
+    pub(crate) fn begin(id: u64, wait_ns: u64, flow: u64, picked_ns: u64) -> Self {
+        let generation = active();
+        let traced = samples_event(id);
+        let mut track = 0;
+        if generation != 0 && traced {
+            let candidate = if flow != 0 { flow } else { next_flow_id() };
+            if begin_event_async(picked_ns, id, wait_ns, candidate, flow != 0) {
+                track = candidate;
+            }
+        }
+        let span = (generation == 0 && traced && crate::recorder::wants_spans()).then(
+            || tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000),
+        );
+        AsyncEventSlice { id, track, generation, traced, span }
+    }
+
+    /// Runs one poll of the event's future (`poll`) on this thread: drawn as a `poll` slice on
+    /// the thread's track, with the event's stages nesting on its own track.
+    pub(crate) fn poll<T>(&self, poll: impl FnOnce() -> T) -> T {
+        let _polling = self.enter(true);
+        poll()
+    }
+
+    /// Makes what this thread does next belong to the event (traced or not, its stages on its
+    /// track) until the guard drops; `draw` also draws it as a poll on the thread's track.
+    pub(crate) fn enter(&self, draw: bool) -> EnteredEvent<'_> {
+        let was_sampled = set_sampled(self.traced);
+        let was_track = set_event_track(self.track);
+        let token =
+            if draw && self.track != 0 { begin_poll(now_ns(), self.id) } else { Token::NONE };
+        let span = self.span.as_ref().map(tracing::Span::enter);
+        EnteredEvent { token, was_sampled, was_track, _span: span }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for AsyncEventSlice {
+    fn drop(&mut self) {
+        if self.track != 0 && active() == self.generation {
+            end_event_async(now_ns(), self.track);
+        }
+    }
+}
+
+/// What [`AsyncEventSlice::enter`] changed on this thread, put back when dropped.
+#[cfg(feature = "tokio")]
+pub(crate) struct EnteredEvent<'a> {
+    token: Token,
+    was_sampled: bool,
+    was_track: u64,
+    _span: Option<tracing::span::Entered<'a>>,
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for EnteredEvent<'_> {
+    fn drop(&mut self) {
+        end_slice(self.token, now_ns(), 0, 0, None);
+        set_event_track(self.was_track);
         set_sampled(self.was_sampled);
     }
 }

@@ -24,6 +24,8 @@ mod pool;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub(crate) use buffer::{drain, set_writer_help, wait_for_chunks, Reader, SlotInfo};
+#[cfg(feature = "tokio")]
+pub(crate) use marks::AsyncEventSlice;
 pub(crate) use marks::{counter as mark_counter, queue_full, set_counter_sink, stop as mark_stop};
 pub(crate) use marks::{EventSlice, Stop, Submission};
 
@@ -60,12 +62,32 @@ impl CounterTrack {
 /// How an async call's slice ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AsyncOutcome {
-    /// The future completed.
+    /// The future completed (a stage handed its event on).
     Completed,
+    /// A stage completed and dropped its event (a filter).
+    Filtered,
+    /// A stage completed and rejected its event.
+    Rejected,
+    /// A stage completed with an error.
+    Failed,
     /// A poll panicked.
     Panicked,
     /// The future was dropped before it completed.
     Cancelled,
+}
+
+impl AsyncOutcome {
+    /// The word the trace shows for an outcome other than completing (none for that).
+    pub(crate) fn note(self) -> Option<&'static str> {
+        match self {
+            AsyncOutcome::Completed => None,
+            AsyncOutcome::Filtered => Some("filtered"),
+            AsyncOutcome::Rejected => Some("rejected"),
+            AsyncOutcome::Failed => Some("failed"),
+            AsyncOutcome::Panicked => Some("panicked"),
+            AsyncOutcome::Cancelled => Some("cancelled"),
+        }
+    }
 }
 
 /// One fixed-size trace record. Timestamps are [`crate::clock::now_ns`] readings.
@@ -84,10 +106,23 @@ pub(crate) enum Record {
     Instant { ts: u64, marker: &'static str },
     /// A counter sample.
     Counter { ts: u64, track: CounterTrack, value: f64 },
-    /// An async call's first poll: its own slice begins (it may end on another thread).
-    AsyncBegin { ts: u64, name: &'static str, id: u64 },
+    /// An async call's first poll: its slice begins (it may end on another thread). On its
+    /// own track (`id`), or `in_event` on the track of the event it is a stage of.
+    AsyncBegin { ts: u64, name: &'static str, id: u64, in_event: bool },
     /// An async call ended.
-    AsyncEnd { ts: u64, name: &'static str, id: u64, outcome: AsyncOutcome },
+    AsyncEnd { ts: u64, name: &'static str, id: u64, outcome: AsyncOutcome, in_event: bool },
+    /// An async worker took an event off the queue: the event's async slice (on track `track`,
+    /// where its stages nest) began; `flow` says whether its submission's arrow (also `track`)
+    /// ends there.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // made by the async runner
+    EventAsyncBegin { ts: u64, id: u64, wait_ns: u64, track: u64, flow: bool },
+    /// An async event's slice ended.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // made by the async runner
+    EventAsyncEnd { ts: u64, track: u64 },
+    /// A worker thread began polling the future of async event `id` (a thread slice that ends
+    /// with an [`Record::End`] when the poll returns).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // made by the async runner
+    PollBegin { ts: u64, id: u64 },
 }
 
 impl Record {
@@ -257,17 +292,32 @@ pub(crate) fn counter(ts: u64, track: CounterTrack, value: f64) {
 pub(crate) struct AsyncSlice {
     generation: u32,
     id: u64,
+    in_event: bool,
 }
 
-/// Writes the begin of an async call's slice.
+/// Writes the begin of an async call's slice, on a track of its own.
 pub(crate) fn begin_async(ts: u64, name: &'static str) -> Option<AsyncSlice> {
+    let id = NEXT_ASYNC.fetch_add(1, Ordering::Relaxed);
+    begin_async_on(ts, name, id, false)
+}
+
+/// Writes the begin of a stage's slice on the track of the async event being polled (see
+/// [`event_track`]); nothing outside a traced event.
+pub(crate) fn begin_stage_in_event(ts: u64, name: &'static str) -> Option<AsyncSlice> {
+    match event_track() {
+        0 => None,
+        track => begin_async_on(ts, name, track, true),
+    }
+}
+
+fn begin_async_on(ts: u64, name: &'static str, id: u64, in_event: bool) -> Option<AsyncSlice> {
     let generation = active();
     if generation == 0 || !is_sampled() {
         return None;
     }
-    let id = NEXT_ASYNC.fetch_add(1, Ordering::Relaxed);
-    let written = buffer::with(|buffer| buffer.single(Record::AsyncBegin { ts, name, id }, None));
-    written.then_some(AsyncSlice { generation, id })
+    let record = Record::AsyncBegin { ts, name, id, in_event };
+    let written = buffer::with(|buffer| buffer.single(record, None));
+    written.then_some(AsyncSlice { generation, id, in_event })
 }
 
 /// Writes the end of an async call's slice (on whichever thread it ended).
@@ -275,8 +325,46 @@ pub(crate) fn end_async(slice: AsyncSlice, ts: u64, name: &'static str, outcome:
     if active() != slice.generation {
         return; // that trace is over; its writer closed the slice
     }
-    let record = Record::AsyncEnd { ts, name, id: slice.id, outcome };
+    let record = Record::AsyncEnd { ts, name, id: slice.id, outcome, in_event: slice.in_event };
     buffer::with(|buffer| buffer.single(record, None));
+}
+
+thread_local! {
+    /// The track of the async event whose future this thread is polling (0: none).
+    static EVENT_TRACK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The track of the traced async event this thread is polling now, 0 when none: its stages'
+/// slices go there, nested in the event's.
+#[inline]
+pub(crate) fn event_track() -> u64 {
+    EVENT_TRACK.try_with(std::cell::Cell::get).unwrap_or(0)
+}
+
+/// Sets [`event_track`] for what this thread does next; returns the previous value.
+#[cfg(feature = "tokio")]
+pub(crate) fn set_event_track(track: u64) -> u64 {
+    EVENT_TRACK.try_with(|cell| cell.replace(track)).unwrap_or(0)
+}
+
+/// Writes the begin of an async event's slice on `track` (`flow`: its submission's arrow ends
+/// there, under the same id).
+#[cfg(feature = "tokio")]
+pub(crate) fn begin_event_async(ts: u64, id: u64, wait_ns: u64, track: u64, flow: bool) -> bool {
+    let record = Record::EventAsyncBegin { ts, id, wait_ns, track, flow };
+    buffer::with(|buffer| buffer.single(record, None))
+}
+
+/// Writes the end of an async event's slice.
+#[cfg(feature = "tokio")]
+pub(crate) fn end_event_async(ts: u64, track: u64) {
+    buffer::with(|buffer| buffer.single(Record::EventAsyncEnd { ts, track }, None));
+}
+
+/// Writes the begin of a poll of async event `id`'s future on this thread; [`end_slice`] ends it.
+#[cfg(feature = "tokio")]
+pub(crate) fn begin_poll(ts: u64, id: u64) -> Token {
+    buffer::with(|buffer| buffer.begin(Record::PollBegin { ts, id }))
 }
 
 thread_local! {

@@ -168,8 +168,9 @@ impl Report {
             return None; // mostly busy: the figures above say it
         }
         let mut text = format!(
-            "{} of {}'s time is waiting between polls (awaiting I/O, timers or other tasks, \
-             not using a CPU): its latency is what it waits for",
+            "{} of {}'s time is waiting between polls (awaiting I/O, timers or other tasks, or \
+             woken and waiting for a runtime thread; not using a CPU): its latency is what it \
+             waits for",
             crate::format::percent(timing.waiting_ns as f64 / timing.total_ns.max(1) as f64),
             slowest.name,
         );

@@ -14,7 +14,7 @@ mod verdict;
 mod worker;
 
 use worker::{bucket_of, count_message, Composition, BUCKETS};
-pub(crate) use worker::{Failure, Stopped, WorkerLoad, WorkerTimes};
+pub(crate) use worker::{Failure, SlotTimes, Stopped, WorkerLoad, WorkerTimes};
 
 /// Concurrent runs that finished while a profiling session recorded, with that session's id:
 /// how a run reaches the session's report without the worker pool knowing of the profiler.
@@ -135,6 +135,32 @@ pub struct QueueStats {
     pub trend_per_sec: f64,
 }
 
+/// Where one stage's time in a run went, summed over its calls (the run's own clock, with or
+/// without a profiling session): wall time, and for async stages the part that held a thread
+/// and the part spent woken, waiting for a runtime thread to poll it again.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct StageTime {
+    /// The stage (or the sink).
+    pub name: String,
+    /// From each call's start (its first poll) to its end: what events waited for it.
+    pub wall_ns: u64,
+    /// The time its calls held a thread: all of `wall_ns` for a synchronous stage; for an async
+    /// one, the sum of its polls.
+    pub busy_ns: u64,
+    /// Of the rest (between polls), the time its calls had been woken and waited to be polled
+    /// again: runnable, but every runtime thread was busy. The remainder is what they awaited
+    /// (I/O, timers, other tasks). 0 for synchronous stages.
+    pub ready_ns: u64,
+}
+
+impl StageTime {
+    /// The time between polls spent awaiting something (not runnable): wall − busy − ready.
+    pub fn awaiting_ns(&self) -> u64 {
+        self.wall_ns.saturating_sub(self.busy_ns).saturating_sub(self.ready_ns)
+    }
+}
+
 /// One worker thread's share of the run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -149,6 +175,9 @@ pub struct WorkerUtilisation {
     pub utilisation: f64,
     /// Of the time it ran, the part inside the stages.
     pub in_stage_ns: u64,
+    /// Of `in_stage_ns`, the time its stages held a thread: all of it for synchronous stages;
+    /// for async stages, the sum of their polls (not the time they awaited).
+    pub in_stage_busy_ns: u64,
     /// Of the time it ran, the part handing events over: taking them off the queue, the
     /// toolkit's bookkeeping around each event, being descheduled between them. With stages of
     /// a few hundred nanoseconds this is the limit, not the stages.
@@ -198,6 +227,14 @@ pub struct RunSummary {
     /// shares the report's table gives (from the recorded calls) when a profiler recorded the
     /// run, the run's own timing of each stage otherwise. The verdict quotes these.
     pub stage_time_share: Vec<(String, f64)>,
+    /// Each stage's share of the busy time in stages (the time its calls held a thread), in
+    /// pipeline order: the same as `stage_time_share` for synchronous stages; for async ones,
+    /// what they used of the CPU rather than what they waited for. The verdict names the stage
+    /// to make cheaper from these.
+    pub stage_busy_share: Vec<(String, f64)>,
+    /// Where each stage's time went (wall, busy, woken waiting for a thread), in pipeline
+    /// order; the sink last.
+    pub stage_times: Vec<StageTime>,
     /// The queue's depth over the run.
     pub queue: QueueStats,
     /// Each worker's load.
@@ -265,6 +302,7 @@ impl RunSummary {
                 busy_ns: worker.busy_ns,
                 utilisation: worker.busy_ns as f64 / wall as f64,
                 in_stage_ns: worker.in_stage_ns,
+                in_stage_busy_ns: worker.in_stage_busy_ns,
                 handoff_ns: worker
                     .running_ns
                     .saturating_sub(worker.in_stage_ns)
@@ -273,6 +311,19 @@ impl RunSummary {
             });
         }
         let stage_time_share = stage_time_share(&composition, stage_names);
+        let mut stage_times: Vec<StageTime> = stage_names
+            .iter()
+            .map(|name| StageTime { name: name.clone(), ..StageTime::default() })
+            .collect();
+        for worker in &workers {
+            for (sum, part) in stage_times.iter_mut().zip(&worker.stage_times) {
+                sum.wall_ns += part.wall_ns;
+                sum.busy_ns += part.busy_ns;
+                sum.ready_ns += part.ready_ns;
+            }
+        }
+        let stage_busy_ns: Vec<u64> = stage_times.iter().map(|time| time.busy_ns).collect();
+        let stage_busy_share = stage_busy_share(&stage_busy_ns, stage_names);
         let processed: u64 = workers.iter().map(|w| w.events).sum();
         let latency_stats = Latency::of(&latency);
         let latency_split = split_at(&composition, latency_stats.p99_ns, stage_names);
@@ -295,6 +346,8 @@ impl RunSummary {
             queue_wait: Latency::of(&wait),
             latency_split,
             stage_time_share,
+            stage_busy_share,
+            stage_times,
             queue: totals.queue,
             workers: utilisation,
             process_cpu_ns: totals.process_cpu_ns,
@@ -307,9 +360,10 @@ impl RunSummary {
     }
 
     /// The fraction of the process's CPU during the run that went into the stages (the rest is
-    /// submitting events, handing them over, waking workers, the toolkit's bookkeeping).
+    /// submitting events, handing them over, waking workers, the toolkit's bookkeeping): their
+    /// busy time, so async stages' awaiting counts for nothing.
     pub fn stage_share_of_cpu(&self) -> f64 {
-        let in_stage: u64 = self.workers.iter().map(|w| w.in_stage_ns).sum();
+        let in_stage: u64 = self.workers.iter().map(|w| w.in_stage_busy_ns).sum();
         (in_stage as f64 / self.process_cpu_ns.max(1) as f64).min(1.0)
     }
 
@@ -361,6 +415,32 @@ fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<
     stage_names
         .iter()
         .zip(&run_totals)
+        .map(|(name, run_total)| {
+            let share = match recorded_total(name) {
+                Some(total) if from_table => total as f64 / all_recorded as f64,
+                _ => *run_total as f64 / all_run,
+            };
+            (name.clone(), share)
+        })
+        .collect()
+}
+
+/// Each stage's share of the stages' busy time: the report's busy figures when a session records
+/// every stage of the run (so the verdict quotes the table), the run's own otherwise.
+fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<(String, f64)> {
+    let recorded = if recorder::is_enabled() {
+        recorder::stage_busy_totals(recorder::current_session())
+    } else {
+        Vec::new()
+    };
+    let recorded_total =
+        |name: &String| recorded.iter().find(|(stage, _)| stage == name).map(|(_, total)| *total);
+    let all_recorded: u64 = recorded.iter().map(|(_, total)| total).sum();
+    let from_table = all_recorded > 0 && stage_names.iter().all(|n| recorded_total(n).is_some());
+    let all_run = run_busy_ns.iter().sum::<u64>().max(1) as f64;
+    stage_names
+        .iter()
+        .zip(run_busy_ns)
         .map(|(name, run_total)| {
             let share = match recorded_total(name) {
                 Some(total) if from_table => total as f64 / all_recorded as f64,

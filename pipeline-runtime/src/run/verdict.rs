@@ -20,6 +20,13 @@ pub(super) fn verdict(run: &RunSummary) -> String {
         Some((name, share)) if stage_part > 0.0 => (name.as_str(), *share),
         _ => return "No events were processed.".to_owned(),
     };
+    // The stage to make cheaper: the one that held threads the longest. It is `stage` unless
+    // async stages waited between polls (a stage slow because it awaits is no CPU hot spot).
+    let (cpu_stage, cpu_share) = run
+        .stage_busy_share
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or((stage, share_of_stages), |(name, share)| (name.as_str(), *share));
     let utilisation = run.mean_utilisation();
     let (_, _, waiting) = run.worker_time_split();
     // Busy is "not waiting on an empty queue": time handing events over counts, so per-event
@@ -84,10 +91,10 @@ pub(super) fn verdict(run: &RunSummary) -> String {
         };
         return format!(
             "CPU-bound: {machine}, queue wait is {} of p99 latency and {backlog}. More workers \
-             cannot help on this machine{crowded}: speed up {stage}, which takes {} of the time \
-             in stages, or run on more cores.",
+             cannot help on this machine{crowded}: speed up {cpu_stage}, which takes {}, or run \
+             on more cores.",
             percent(split.queue_wait),
-            percent(share_of_stages),
+            cpu_part(run, cpu_share),
         );
     }
     if let (true, Some(busy), Some(backlog)) = (split.queue_wait >= 0.5, machine_busy, &backlog) {
@@ -95,11 +102,11 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             "Queue wait dominates: {} of p99 latency is waiting and {backlog}, and the workers \
              are {} busy, but no core was idle: the machine's CPU was {} used and {machine}; \
              other processes take the rest. More workers cannot help while they do: speed up \
-             {stage}, which takes {} of the time in stages, or give the process its cores.",
+             {cpu_stage}, which takes {}, or give the process its cores.",
             percent(split.queue_wait),
             percent(utilisation),
             percent(busy),
-            percent(share_of_stages),
+            cpu_part(run, cpu_share),
         );
     }
     if split.queue_wait >= 0.5 && !saturated {
@@ -136,7 +143,47 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             ),
             (false, None) => String::new(),
         };
-        if share_of_stages >= 0.5 {
+        if let Some(time) = waiting_stage(run, stage) {
+            let of_wall = |ns: u64| ns as f64 / time.wall_ns.max(1) as f64;
+            let (ready, awaiting) = (of_wall(time.ready_ns), of_wall(time.awaiting_ns()));
+            let latency_share = split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1);
+            if ready > awaiting {
+                // Its awaits were done; it waited for a thread: the CPU work is the problem.
+                return format!(
+                    "{stage} takes {} of the time in stages ({} of p99 latency), but for {} of \
+                     its time it was ready to run, waiting for a runtime thread (what it awaited \
+                     had completed): the runtime's threads were busy. Speed up {cpu_stage}, \
+                     which takes {}, or move CPU-heavy work off the runtime's threads \
+                     (spawn_blocking, or a thread pool).{cpu_note}",
+                    percent(share_of_stages),
+                    percent(latency_share),
+                    percent(ready),
+                    cpu_part(run, cpu_share),
+                );
+            }
+            let ready_note = if ready >= 0.05 {
+                format!(
+                    " ({} more it was ready to run, waiting for a runtime thread)",
+                    percent(ready)
+                )
+            } else {
+                String::new()
+            };
+            let busiest = if cpu_stage == stage {
+                String::new()
+            } else {
+                format!(" Of the CPU the stages used, {cpu_stage} takes {}.", percent(cpu_share))
+            };
+            format!(
+                "{stage} takes {} of the time in stages ({} of p99 latency), but {} of its time \
+                 is awaiting (I/O, timers or other tasks), not using a CPU{ready_note}: its \
+                 latency is what it awaits. Make that faster, or await independent calls \
+                 concurrently rather than one after another.{busiest}{cpu_note}",
+                percent(share_of_stages),
+                percent(latency_share),
+                percent(awaiting),
+            )
+        } else if share_of_stages >= 0.5 {
             format!(
                 "{stage} dominates: {} of the time in stages ({} of p99 latency); queue wait is \
                  {} of p99 latency, so the queue keeps up. Optimise {stage}.{cpu_note}",
@@ -153,6 +200,57 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             )
         }
     }
+}
+
+/// Each worker's utilisation, or for more than eight workers (async worker tasks run dozens)
+/// their mean and the least and most busy.
+fn workers_busy(workers: &[super::WorkerUtilisation]) -> String {
+    if workers.len() <= 8 {
+        let each: Vec<String> =
+            workers.iter().map(|w| format!("{} {}", w.name, percent(w.utilisation))).collect();
+        return each.join(", ");
+    }
+    let by_use = |a: &&super::WorkerUtilisation, b: &&super::WorkerUtilisation| {
+        a.utilisation.total_cmp(&b.utilisation)
+    };
+    let (least, most) = (workers.iter().min_by(by_use), workers.iter().max_by(by_use));
+    let mean = workers.iter().map(|w| w.utilisation).sum::<f64>() / workers.len() as f64;
+    match (least, most) {
+        (Some(least), Some(most)) => format!(
+            "{} workers, {} on average ({} {} to {} {})",
+            workers.len(),
+            percent(mean),
+            least.name,
+            percent(least.utilisation),
+            most.name,
+            percent(most.utilisation),
+        ),
+        _ => String::new(),
+    }
+}
+
+/// "N of the time in stages", or, where async stages waited between polls, "N of the stages'
+/// busy time (the time they held a thread)".
+fn cpu_part(run: &RunSummary, cpu_share: f64) -> String {
+    if stages_waited(run) {
+        format!("{} of the stages' busy time (the time they held a thread)", percent(cpu_share))
+    } else {
+        format!("{} of the time in stages", percent(cpu_share))
+    }
+}
+
+/// Whether async stages spent a noticeable part (over 10 %) of the time in stages awaiting.
+fn stages_waited(run: &RunSummary) -> bool {
+    let wall: u64 = run.workers.iter().map(|w| w.in_stage_ns).sum();
+    let busy: u64 = run.workers.iter().map(|w| w.in_stage_busy_ns).sum();
+    (busy as f64) < wall as f64 * 0.9
+}
+
+/// `stage`'s times, when it spent at least half of them between polls (an async stage that
+/// waits, for I/O or for a thread).
+fn waiting_stage<'a>(run: &'a RunSummary, stage: &str) -> Option<&'a super::StageTime> {
+    let time = run.stage_times.iter().find(|time| time.name == stage)?;
+    (time.wall_ns > 0 && time.busy_ns * 2 <= time.wall_ns).then_some(time)
 }
 
 impl fmt::Display for RunSummary {
@@ -216,14 +314,30 @@ impl fmt::Display for RunSummary {
             duration_ns(self.queue_wait.p50_ns),
             duration_ns(self.queue_wait.p99_ns)
         )?;
-        let workers: Vec<String> =
-            self.workers.iter().map(|w| format!("{} {}", w.name, percent(w.utilisation))).collect();
+        let waited: Vec<String> = self
+            .stage_times
+            .iter()
+            .filter(|time| time.busy_ns < time.wall_ns / 10 * 9)
+            .map(|time| {
+                let share = |ns: u64| percent(ns as f64 / time.wall_ns.max(1) as f64);
+                format!(
+                    "{} {} busy, {} awaiting, {} ready to run waiting for a thread",
+                    time.name,
+                    share(time.busy_ns),
+                    share(time.awaiting_ns()),
+                    share(time.ready_ns)
+                )
+            })
+            .collect();
+        if !waited.is_empty() {
+            writeln!(f, "  async stages' time: {}", waited.join("; "))?;
+        }
         let (in_stage, handoff, idle) = self.worker_time_split();
         writeln!(
             f,
             "  workers busy: {}; their time: {} in stages, {} handing events over, {} waiting for \
              events; the process used {} of the machine's CPU",
-            workers.join(", "),
+            workers_busy(&self.workers),
             percent(in_stage),
             percent(handoff),
             percent(idle),

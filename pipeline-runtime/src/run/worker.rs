@@ -3,7 +3,17 @@
 
 use hdrhistogram::Histogram;
 
-use super::StageOutcomes;
+use super::{StageOutcomes, StageTime};
+
+/// One event's time in each slot (the stages, then the sink).
+pub(crate) struct SlotTimes<'a> {
+    /// From the call's start (first poll) to its end: what the event waited for it.
+    pub(crate) wall_ns: &'a [u64],
+    /// The time it held a thread (the sum of its polls; its wall time when synchronous).
+    pub(crate) busy_ns: &'a [u64],
+    /// Of the rest, the time it was woken and waiting to be polled (async runs only).
+    pub(crate) ready_ns: Option<&'a [u64]>,
+}
 use crate::durations::{histogram, record};
 use crate::stage::StopKind;
 
@@ -67,6 +77,9 @@ pub(crate) struct WorkerTimes {
     pub(crate) service_ns: u64,
     /// Of the service time, the part inside the stages.
     pub(crate) in_stage_ns: u64,
+    /// Of that, the time the stages held a thread (less than `in_stage_ns` when async stages
+    /// waited between polls).
+    pub(crate) in_stage_busy_ns: u64,
     /// How long the worker waited for it on an empty queue.
     pub(crate) idle_ns: u64,
     /// From the worker's start to the end of this event.
@@ -80,6 +93,10 @@ pub(crate) struct WorkerLoad {
     pub(super) busy_ns: u64,
     /// Time inside the stages.
     pub(super) in_stage_ns: u64,
+    /// Of that, the time the stages held a thread.
+    pub(super) in_stage_busy_ns: u64,
+    /// Each slot's times, summed over its calls: wall, busy, and (async) woken waiting.
+    pub(super) stage_times: Vec<StageTime>,
     /// Time waiting on an empty queue.
     pub(super) idle_ns: u64,
     /// From the worker's start to the end of its latest event.
@@ -98,6 +115,11 @@ impl WorkerLoad {
             events: 0,
             busy_ns: 0,
             in_stage_ns: 0,
+            in_stage_busy_ns: 0,
+            stage_times: stage_names
+                .iter()
+                .map(|name| StageTime { name: name.clone(), ..StageTime::default() })
+                .collect(),
             idle_ns: 0,
             running_ns: 0,
             completed: 0,
@@ -111,20 +133,27 @@ impl WorkerLoad {
         }
     }
 
-    /// Records one event: its queue wait, time per stage, the worker's times around it and how
-    /// it ended.
+    /// Records one event: its queue wait, time per stage (wall and busy), the worker's times
+    /// around it and how it ended.
     pub(crate) fn record(
         &mut self,
         wait_ns: u64,
-        stage_ns: &[u64],
+        stage: &SlotTimes<'_>,
         times: WorkerTimes,
         stopped: Option<Stopped>,
     ) {
-        let WorkerTimes { service_ns, in_stage_ns, idle_ns, running_ns } = times;
+        let stage_ns = stage.wall_ns;
+        let WorkerTimes { service_ns, in_stage_ns, in_stage_busy_ns, idle_ns, running_ns } = times;
         let end_to_end = wait_ns + service_ns;
         self.events += 1;
         self.busy_ns += service_ns;
         self.in_stage_ns += in_stage_ns;
+        self.in_stage_busy_ns += in_stage_busy_ns;
+        for (slot, sum) in self.stage_times.iter_mut().enumerate() {
+            sum.wall_ns += stage.wall_ns.get(slot).copied().unwrap_or(0);
+            sum.busy_ns += stage.busy_ns.get(slot).copied().unwrap_or(0);
+            sum.ready_ns += stage.ready_ns.and_then(|ready| ready.get(slot)).copied().unwrap_or(0);
+        }
         self.idle_ns += idle_ns;
         self.running_ns = self.running_ns.max(running_ns);
         record(&mut self.latency, end_to_end);

@@ -2,7 +2,7 @@
 //! runtime behind a bounded queue, and [`AsyncPipeline::run_concurrent`] for a finite batch.
 //! The same intake figures, booking and [`RunSummary`] as the thread pool's.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -12,13 +12,14 @@ use tokio::task::JoinHandle as TaskHandle;
 
 use super::core::{
     book, mark_outcome, new_load, open_run, sample_depth, spawn_error, submit, sum_up, take_load,
-    worker_name, Delivery, Envelope, Intake, Seat, SharedLoad, WorkerClock,
+    worker_name, Delivery, Envelope, Intake, Seat, SharedLoad, SlotTimes, WorkerClock,
 };
 use super::live::LiveRun;
 use super::{TrySubmitError, Workers};
-use crate::async_pipeline::AsyncPipeline;
+use crate::async_pipeline::{set_poll_delay, AsyncPipeline, StageClocks};
 use crate::clock::now_ns;
 use crate::error::Error;
+use crate::records::AsyncEventSlice;
 use crate::run::RunSummary;
 use crate::sink::Sink;
 
@@ -256,18 +257,126 @@ async fn work<In: Send, Out: Send>(
     load: &std::sync::Mutex<crate::run::WorkerLoad>,
     seat: &Seat,
 ) {
-    let mut stage_ns = vec![0; delivery.slots()];
+    let mut clocks = StageClocks::new(delivery.slots());
     let mut clock = WorkerClock::default();
-    while let Some((Envelope { id, event, arrived_ns, flow: _ }, waited_ns)) = next(queue).await {
+    let wakes = Arc::new(WakeStamp::default());
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    while let Some((Envelope { id, event, arrived_ns, flow }, waited_ns)) = next(queue).await {
         let picked = clock.picked(seat, arrived_ns, waited_ns);
-        stage_ns.fill(0);
-        let outcome = match pipeline.run_isolated(event, &mut stage_ns).await.stopped() {
-            Ok(output) => delivery.deliver(output, &mut stage_ns),
+        // The event's async slice in the trace, its stages nested on its track, each poll of
+        // it drawn on the thread that ran it. Sampling: one event in N goes in (whole).
+        let slice = AsyncEventSlice::begin(id, picked.wait_ns, flow, picked.at_ns);
+        clocks.clear();
+        wakes.forget(); // a late wake meant for the event before
+        let through = {
+            let stages = std::pin::pin!(pipeline.run_isolated(event, &mut clocks));
+            InEvent { slice: &slice, future: stages, wakes: &wakes, waker: &waker }.await.stopped()
+        };
+        let outcome = match through {
+            Ok(output) => {
+                let _in_event = slice.enter(false);
+                let delivered = delivery.deliver(output, &mut clocks.wall_ns);
+                if let Some(sink) = delivery.sink_slot() {
+                    // The sink is synchronous: its busy time is its wall time.
+                    clocks.busy_ns[sink] = clocks.wall_ns[sink];
+                }
+                delivered
+            }
             Err(stop) => stop,
         };
         let done_ns = now_ns();
-        mark_outcome(id, &outcome, pipeline.stage_names());
-        book(outcome, &picked, done_ns, &stage_ns, load, seat);
+        {
+            let _in_event = slice.enter(false);
+            mark_outcome(id, &outcome, pipeline.stage_names());
+        }
+        drop(slice);
+        let times = SlotTimes {
+            wall_ns: &clocks.wall_ns,
+            busy_ns: &clocks.busy_ns,
+            ready_ns: Some(&clocks.ready_ns),
+        };
+        book(outcome, &picked, done_ns, times, load, seat);
+    }
+}
+
+/// An event's future, each poll of it run as a poll of the event (see [`AsyncEventSlice`]),
+/// woken through the worker's [`WakeStamp`], so each poll knows how long the event was
+/// runnable before it.
+struct InEvent<'a, F> {
+    slice: &'a AsyncEventSlice,
+    future: std::pin::Pin<&'a mut F>,
+    wakes: &'a WakeStamp,
+    /// The worker's waker: the stamp's.
+    waker: &'a std::task::Waker,
+}
+
+impl<F: std::future::Future> std::future::Future for InEvent<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        this.wakes.forward_to(cx.waker());
+        set_poll_delay(this.wakes.take_delay(now_ns()));
+        let mut stamped = std::task::Context::from_waker(this.waker);
+        let poll = this.slice.poll(|| this.future.as_mut().poll(&mut stamped));
+        this.wakes.polled(now_ns());
+        poll
+    }
+}
+
+/// A worker's waker: stamps when its event was woken, then wakes the worker's task.
+#[derive(Default)]
+struct WakeStamp {
+    /// When the event was first woken since its last poll (0: not woken).
+    woke_at_ns: AtomicU64,
+    /// The task's own waker.
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl WakeStamp {
+    /// Wakes go to `task` (kept until the runtime hands a different one).
+    fn forward_to(&self, task: &std::task::Waker) {
+        let mut kept = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !kept.as_ref().is_some_and(|kept| kept.will_wake(task)) {
+            *kept = Some(task.clone());
+        }
+    }
+
+    /// Forgets a wake that came after the last event ended.
+    fn forget(&self) {
+        self.woke_at_ns.store(0, Ordering::Release);
+    }
+
+    /// How long ago (before `now_ns`) the event was woken for the poll starting now.
+    fn take_delay(&self, now_ns: u64) -> u64 {
+        match self.woke_at_ns.swap(0, Ordering::AcqRel) {
+            0 => 0,
+            woke => now_ns.saturating_sub(woke),
+        }
+    }
+
+    /// A poll ended at `now_ns`: a wake during it counts from its end (the task was running).
+    fn polled(&self, now_ns: u64) {
+        let _ = self.woke_at_ns.fetch_update(Ordering::AcqRel, Ordering::Acquire, |woke| {
+            (woke != 0 && woke < now_ns).then_some(now_ns)
+        });
+    }
+}
+
+impl std::task::Wake for WakeStamp {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.woke_at_ns.compare_exchange(0, now_ns(), Ordering::AcqRel, Ordering::Acquire);
+        let task = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(task) = task {
+            task.wake();
+        }
     }
 }
 

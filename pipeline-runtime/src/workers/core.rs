@@ -15,6 +15,7 @@ use crate::pipeline::{panic_message, Halt, Outcome, Pipeline};
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
 use crate::recorder::Callsite;
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
+pub(super) use crate::run::SlotTimes;
 use crate::run::{
     self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad, WorkerTimes,
 };
@@ -152,6 +153,12 @@ impl<'a, Out> Delivery<'a, Out> {
         self.index + usize::from(self.sink.is_some())
     }
 
+    /// The sink's slot, if there is a sink.
+    #[cfg(feature = "tokio")]
+    pub(super) fn sink_slot(&self) -> Option<usize> {
+        self.sink.is_some().then_some(self.index)
+    }
+
     /// Hands `output` over: to the sink (timed into its slot, a panic caught), or dropped.
     pub(super) fn deliver(&self, output: Out, stage_ns: &mut [u64]) -> Outcome<()> {
         let Some((sink, site, name)) = &self.sink else {
@@ -208,7 +215,9 @@ pub(super) fn work<In, Out>(
         let done_ns = now_ns();
         mark_outcome(id, &outcome, pipeline.stage_names());
         drop(slice);
-        book(outcome, &picked, done_ns, &stage_ns, load, seat);
+        // Synchronous stages hold their thread throughout: busy time is wall time.
+        let times = SlotTimes { wall_ns: &stage_ns, busy_ns: &stage_ns, ready_ns: None };
+        book(outcome, &picked, done_ns, times, load, seat);
     }
 }
 
@@ -260,12 +269,12 @@ pub(super) fn mark_outcome<'a>(
 }
 
 /// Books a processed event into the worker's load and the run's live counters: how it ended,
-/// its queue wait, each slot's time in `stage_ns`, the worker's time.
+/// its queue wait, each slot's times, the worker's time.
 pub(super) fn book(
     outcome: Outcome<()>,
     picked: &Picked,
     done_ns: u64,
-    stage_ns: &[u64],
+    stage: SlotTimes<'_>,
     load: &Mutex<WorkerLoad>,
     seat: &Seat,
 ) {
@@ -279,17 +288,18 @@ pub(super) fn book(
     if let Some(stopped) = &stopped {
         seat.run.stopped(stopped.stage_index, stopped.kind);
     }
-    let in_stage_ns: u64 = stage_ns.iter().sum();
+    let in_stage_ns: u64 = stage.wall_ns.iter().sum();
     let service_ns = done_ns.saturating_sub(picked.at_ns);
     seat.run.finished(seat.index, service_ns, in_stage_ns, picked.idle_ns);
     let mut load = load.lock().unwrap_or_else(PoisonError::into_inner);
     let times = WorkerTimes {
         service_ns,
         in_stage_ns,
+        in_stage_busy_ns: stage.busy_ns.iter().sum(),
         idle_ns: picked.idle_ns,
         running_ns: done_ns.saturating_sub(picked.started_ns),
     };
-    load.record(picked.wait_ns, stage_ns, times, stopped);
+    load.record(picked.wait_ns, &stage, times, stopped);
 }
 
 /// How a halted event is booked: where, how, and for failures the message (rendered under a

@@ -123,6 +123,7 @@ pub(super) fn name_and_binding(out: &mut Vec<u8>, names: &mut NameCache, begin: 
             out.extend_from_slice(b",\"name\":\"submit\",\"cat\":\"pipeline\"");
             flow_binding(out, flow, b"flow_out");
         }
+        Begin::Poll { .. } => out.extend_from_slice(b",\"name\":\"poll\",\"cat\":\"pipeline\""),
     }
 }
 
@@ -156,6 +157,10 @@ pub(super) fn args(out: &mut Vec<u8>, begin: &Begin, end: Option<&End>) {
         }
         Begin::Submit { id, .. } => {
             field(out, "id");
+            number(out, id);
+        }
+        Begin::Poll { id, .. } => {
+            field(out, "event");
             number(out, id);
         }
         Begin::Slice { .. } => {}
@@ -245,6 +250,17 @@ pub(super) fn counter(out: &mut Vec<u8>, pid: u64, ts: u64, track: CounterTrack,
     out.extend_from_slice(b"}}");
 }
 
+/// Which track an async slice is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum AsyncTrack {
+    /// A call's own (category `async`).
+    Call(u64),
+    /// An async event's, where its stages nest (category `pipeline`).
+    Event(u64),
+}
+
+/// An async slice's begin (`b`) or end (`e`) on `track`; `note` is an outcome flag
+/// (`{"panicked":true}`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn async_event(
     out: &mut Vec<u8>,
@@ -253,13 +269,22 @@ pub(super) fn async_event(
     tid: u64,
     ts: u64,
     name: &str,
-    id: u64,
+    track: AsyncTrack,
     note: Option<&str>,
 ) {
     head_at(out, phase, pid, tid, ts);
     out.extend_from_slice(b",\"name\":");
     string(out, name);
-    out.extend_from_slice(b",\"cat\":\"async\",\"id\":");
+    let id = match track {
+        AsyncTrack::Call(id) => {
+            out.extend_from_slice(b",\"cat\":\"async\",\"id\":");
+            id
+        }
+        AsyncTrack::Event(id) => {
+            out.extend_from_slice(b",\"cat\":\"pipeline\",\"id\":");
+            id
+        }
+    };
     number(out, id);
     if let Some(note) = note {
         out.extend_from_slice(b",\"args\":{\"");
@@ -267,4 +292,30 @@ pub(super) fn async_event(
         out.extend_from_slice(b"\":true}");
     }
     out.push(b'}');
+}
+
+/// The begin of an async event's slice: its id and queue wait, and (`flow`) the end of its
+/// submission's arrow, which shares the track's id.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn async_event_begin(
+    out: &mut Vec<u8>,
+    pid: u64,
+    tid: u64,
+    ts: u64,
+    id: u64,
+    wait_ns: u64,
+    track: u64,
+    flow: bool,
+) {
+    head_at(out, b'b', pid, tid, ts);
+    out.extend_from_slice(b",\"name\":\"event\",\"cat\":\"pipeline\",\"id\":");
+    number(out, track);
+    if flow {
+        flow_binding(out, track, b"flow_in");
+    }
+    out.extend_from_slice(b",\"args\":{\"id\":");
+    number(out, id);
+    out.extend_from_slice(b",\"queue_wait_us\":");
+    number(out, wait_ns / 1000);
+    out.extend_from_slice(b"}}");
 }

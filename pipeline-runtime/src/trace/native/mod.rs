@@ -19,7 +19,7 @@
 //!
 //! This module reads the records and orders the slices; `json` formats each entry.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -29,12 +29,12 @@ use std::time::Duration;
 mod json;
 
 use json::{
-    async_event, begin_event, complete_event, counter, end_event, head, instant, metadata,
-    NameCache,
+    async_event, async_event_begin, begin_event, complete_event, counter, end_event, head, instant,
+    metadata, AsyncTrack, NameCache,
 };
 
 use crate::clock::now_ns;
-use crate::records::{self, AsyncOutcome, Reader, Record, SliceKind, SlotInfo};
+use crate::records::{self, Reader, Record, SliceKind, SlotInfo};
 
 /// Entries a thread may hold back (waiting for its outermost slice to end) before its open
 /// slices are written as `B`/`E` pairs.
@@ -49,15 +49,36 @@ const POLL: Duration = Duration::from_millis(20);
 /// The begin of a slice, as the writer keeps it until the slice ends.
 #[derive(Clone, Copy)]
 enum Begin {
-    Slice { ts: u64, name: &'static str, kind: SliceKind },
-    Event { ts: u64, id: u64, wait_ns: u64, flow: u64 },
-    Submit { ts: u64, id: u64, flow: u64 },
+    Slice {
+        ts: u64,
+        name: &'static str,
+        kind: SliceKind,
+    },
+    Event {
+        ts: u64,
+        id: u64,
+        wait_ns: u64,
+        flow: u64,
+    },
+    Submit {
+        ts: u64,
+        id: u64,
+        flow: u64,
+    },
+    /// A poll of async event `id`'s future.
+    Poll {
+        ts: u64,
+        id: u64,
+    },
 }
 
 impl Begin {
     fn ts(&self) -> u64 {
         match *self {
-            Begin::Slice { ts, .. } | Begin::Event { ts, .. } | Begin::Submit { ts, .. } => ts,
+            Begin::Slice { ts, .. }
+            | Begin::Event { ts, .. }
+            | Begin::Submit { ts, .. }
+            | Begin::Poll { ts, .. } => ts,
         }
     }
 }
@@ -117,10 +138,11 @@ struct Writer {
     out: Vec<u8>,
     pid: u64,
     threads: HashMap<u64, ThreadView>,
-    /// Async slices begun and not ended: id → name.
-    open_async: HashMap<u64, &'static str>,
-    /// Async ends read before their begins (threads are drained one after another).
-    ended_early: HashSet<u64>,
+    /// Async slices begun and not yet ended, per track and name.
+    open_async: HashMap<AsyncKey, u32>,
+    /// Async ends read before their begins (threads are drained one after another), held
+    /// until the begin is written, so the file never holds an end before its begin.
+    held_ends: HashMap<AsyncKey, Vec<HeldEnd>>,
     allocations_measured: bool,
     /// Slices and instants written into the current file.
     written: u64,
@@ -142,7 +164,7 @@ fn writer() -> MutexGuard<'static, Writer> {
             pid: u64::from(std::process::id()),
             threads: HashMap::new(),
             open_async: HashMap::new(),
-            ended_early: HashSet::new(),
+            held_ends: HashMap::new(),
             allocations_measured: false,
             written: 0,
             left_out_at_start: 0,
@@ -243,7 +265,7 @@ impl NativeTrace {
         writer.written = 0;
         writer.out.clear();
         writer.open_async.clear();
-        writer.ended_early.clear();
+        writer.held_ends.clear();
         writer.allocations_measured = crate::recorder::allocations_measured();
         for thread in writer.threads.values_mut() {
             thread.named = false;
@@ -340,9 +362,16 @@ impl Writer {
                 thread.end(end, pid, &mut self.out, &mut self.written);
             }
         }
-        let open_async: Vec<(u64, &'static str)> = self.open_async.drain().collect();
-        for (id, name) in open_async {
-            async_event(&mut self.out, b'e', pid, pid, ts, name, id, Some("unfinished"));
+        // A stage's slice ends before the event's it nests in (same time, written first).
+        self.held_ends.clear(); // ends of begins from an earlier trace
+        let mut open_async: Vec<(AsyncKey, u32)> = self.open_async.drain().collect();
+        open_async.sort_by_key(|((track, name), _)| {
+            (matches!(track, AsyncTrack::Event(_)) && *name == EVENT)
+        });
+        for ((track, name), open) in open_async {
+            for _ in 0..open {
+                async_event(&mut self.out, b'e', pid, pid, ts, name, track, Some("unfinished"));
+            }
         }
     }
 }
@@ -369,7 +398,8 @@ impl Reader for Writer {
         let current = generation == self.generation && self.generation != 0;
         let pid = self.pid;
         let measured = self.allocations_measured;
-        let Writer { threads, out, open_async, ended_early, written, .. } = self;
+        let Writer { threads, out, open_async, held_ends, written, .. } = self;
+        let mut asyncs = AsyncSlices { open: open_async, held: held_ends, pid };
         let thread = threads.entry(slot.id).or_insert_with(|| ThreadView::new(pid, slot));
         if !current {
             // An earlier trace's: consume the texts that go with them, write nothing.
@@ -409,25 +439,79 @@ impl Reader for Writer {
                     }
                 }
                 Record::Counter { ts, track, value } => counter(out, pid, ts, track, value),
-                Record::AsyncBegin { ts, name, id } => {
-                    if !ended_early.remove(&id) {
-                        open_async.insert(id, name);
-                    }
-                    async_event(out, b'b', pid, thread.tid, ts, name, id, None);
+                Record::AsyncBegin { ts, name, id, in_event } => {
+                    let track = if in_event { AsyncTrack::Event(id) } else { AsyncTrack::Call(id) };
+                    async_event(out, b'b', pid, thread.tid, ts, name, track, None);
+                    asyncs.begun((track, name), out);
                 }
-                Record::AsyncEnd { ts, name, id, outcome } => {
-                    if open_async.remove(&id).is_none() {
-                        ended_early.insert(id);
-                    }
-                    let note = match outcome {
-                        AsyncOutcome::Completed => None,
-                        AsyncOutcome::Panicked => Some("panicked"),
-                        AsyncOutcome::Cancelled => Some("cancelled"),
-                    };
-                    async_event(out, b'e', pid, thread.tid, ts, name, id, note);
+                Record::AsyncEnd { ts, name, id, outcome, in_event } => {
+                    let track = if in_event { AsyncTrack::Event(id) } else { AsyncTrack::Call(id) };
+                    let end = HeldEnd { tid: thread.tid, ts, note: outcome.note() };
+                    asyncs.ended((track, name), end, out);
                 }
+                Record::EventAsyncBegin { ts, id, wait_ns, track, flow } => {
+                    async_event_begin(out, pid, thread.tid, ts, id, wait_ns, track, flow);
+                    asyncs.begun((AsyncTrack::Event(track), EVENT), out);
+                }
+                Record::EventAsyncEnd { ts, track } => {
+                    let end = HeldEnd { tid: thread.tid, ts, note: None };
+                    asyncs.ended((AsyncTrack::Event(track), EVENT), end, out);
+                }
+                Record::PollBegin { ts, id } => thread.begin(Begin::Poll { ts, id }),
             }
         }
+    }
+}
+
+/// The name of an async event's slice.
+const EVENT: &str = "event";
+
+/// An async slice's track and name: begins and ends pair up by these.
+type AsyncKey = (AsyncTrack, &'static str);
+
+/// An async slice's end, read before its begin.
+struct HeldEnd {
+    tid: u64,
+    ts: u64,
+    note: Option<&'static str>,
+}
+
+/// The writer's async slices while it reads one thread's records.
+struct AsyncSlices<'a> {
+    open: &'a mut HashMap<AsyncKey, u32>,
+    held: &'a mut HashMap<AsyncKey, Vec<HeldEnd>>,
+    pid: u64,
+}
+
+impl AsyncSlices<'_> {
+    /// Books a begin just written to `out`, then writes the end read before it, if one was.
+    fn begun(&mut self, key: AsyncKey, out: &mut Vec<u8>) {
+        let held = self.held.get_mut(&key).and_then(Vec::pop);
+        if self.held.get(&key).is_some_and(Vec::is_empty) {
+            self.held.remove(&key);
+        }
+        match held {
+            Some(end) => self.write_end(key, &end, out),
+            None => *self.open.entry(key).or_default() += 1,
+        }
+    }
+
+    /// Writes an end whose begin was written; holds one whose begin was not read yet.
+    fn ended(&mut self, key: AsyncKey, end: HeldEnd, out: &mut Vec<u8>) {
+        match self.open.get_mut(&key) {
+            Some(open) => {
+                *open -= 1;
+                if *open == 0 {
+                    self.open.remove(&key);
+                }
+                self.write_end(key, &end, out);
+            }
+            None => self.held.entry(key).or_default().push(end),
+        }
+    }
+
+    fn write_end(&self, (track, name): AsyncKey, end: &HeldEnd, out: &mut Vec<u8>) {
+        async_event(out, b'e', self.pid, end.tid, end.ts, name, track, end.note);
     }
 }
 
