@@ -493,3 +493,59 @@ fn the_trace_draws_each_event_as_an_async_slice_with_its_stages_polls_and_flow()
     let figures = profile.events.as_ref().expect("per-event figures");
     assert_eq!(figures.events, EVENTS, "{profile}");
 }
+
+#[test]
+fn thousands_of_tasks_and_the_blocking_pool_leave_nothing_out_of_the_trace() {
+    use common::{load_trace, slices};
+    let _lock = exclusive();
+    const TASKS: u64 = 4_000;
+    const BLOCKING: u64 = 600;
+    let path = trace_dir().join("async_crowd.json");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(512)
+        .build()
+        .expect("a tokio runtime");
+    let interleaved = std::sync::Arc::new(AsyncPipeline::new().stage_async(Enrich));
+    let blocking = std::sync::Arc::new(pipeline::Pipeline::new().stage(Score));
+    let session = Profiler::new().chrome_trace(&path).start().expect("start");
+    runtime.block_on(async {
+        // Every task in flight at once, interleaving on two threads...
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|event| {
+                let pipeline = std::sync::Arc::clone(&interleaved);
+                tokio::spawn(async move { pipeline.run(event).await.expect("runs") })
+            })
+            .collect();
+        // ...while the blocking pool starts hundreds of threads (each call holds its thread a
+        // moment), which retire when the runtime shuts down.
+        let blocked: Vec<_> = (0..BLOCKING)
+            .map(|event| {
+                let pipeline = std::sync::Arc::clone(&blocking);
+                tokio::task::spawn_blocking(move || {
+                    std::thread::sleep(Duration::from_millis(5));
+                    pipeline.run(event).expect("runs")
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined");
+        }
+        for task in blocked {
+            task.await.expect("joined");
+        }
+    });
+    drop(runtime);
+    let report = session.finish().expect("finish");
+
+    assert_eq!(report.trace.as_ref().unwrap().spans_left_out, 0, "nothing left out");
+    assert_eq!(report.stage("Enrich").unwrap().timing.calls, TASKS);
+    assert_eq!(report.stage("Score").unwrap().timing.calls, BLOCKING);
+    let slices = slices(&load_trace(&path));
+    let count = |name: &str| slices.iter().filter(|s| s.name == name).count() as u64;
+    assert_eq!(count("Enrich"), TASKS, "every async call is a slice");
+    assert_eq!(count("async_stages::fetch"), TASKS);
+    assert_eq!(count("Score"), BLOCKING, "every blocking thread's call is a slice");
+    let expect = format!("--expect=Enrich={TASKS}\n--expect=Score={BLOCKING}\n--strict");
+    std::fs::write(path.with_extension("expect"), expect).expect("expect file");
+}
