@@ -431,6 +431,17 @@ fn generate(stage: StageImpl) -> TokenStream {
                     async fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
                         #off_result
                     }
+
+                    // The same methods as the recording build, so a misuse (a future that is
+                    // not `Send`) gives the same errors in both builds.
+                    #[inline]
+                    async fn process_as(
+                        &self,
+                        event: #event_ty,
+                        _instance: &'static #private::Callsite,
+                    ) -> ::pipeline::StageResult<#output_ty> {
+                        #off_result
+                    }
                 }
             };
         }
