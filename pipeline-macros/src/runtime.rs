@@ -42,13 +42,16 @@ pub(crate) fn span_maker(name: &TokenStream) -> TokenStream {
 }
 
 /// A closure making the span of [`span`] with the fields a stage call records when it ends
-/// (outcome and allocations).
+/// (outcome, allocations, and for a failure the status OpenTelemetry layers read).
 pub(crate) fn stage_span_maker(name: &TokenStream) -> TokenStream {
     let private = private();
     let empty = quote!(#private::tracing::field::Empty);
     span_maker_with_fields(
         name,
-        &quote!(, outcome = #empty, allocations = #empty, bytes_allocated = #empty),
+        &quote!(
+            , outcome = #empty, allocations = #empty, bytes_allocated = #empty,
+            otel.status_code = #empty, otel.status_description = #empty
+        ),
     )
 }
 

@@ -212,11 +212,37 @@ impl<In, Out> Pipeline<In, Out> {
     /// Stops at the first stage that rejects or fails the event, and says which one in the
     /// returned [`Halt`].
     pub fn run(&self, event: In) -> Result<Option<Out>, Halt> {
+        if crate::recorder::wants_spans() {
+            return self.run_in_event_span(event);
+        }
+        self.run_plain(event)
+    }
+
+    fn run_plain(&self, event: In) -> Result<Option<Out>, Halt> {
         match (self.chain)(event, &mut StageTimer { stage_ns: None, started_ns: 0 }) {
             Outcome::Passed(output) => Ok(Some(output)),
             Outcome::Filtered { .. } => Ok(None),
             Outcome::Halted(halt) => Err(halt),
         }
+    }
+
+    /// [`run`](Self::run) while spans are emitted: the event is one `event` span (a child of
+    /// the caller's current span), its stages nested in it, and per-event sampling decides
+    /// once whether any of its spans are made.
+    #[inline(never)]
+    fn run_in_event_span(&self, event: In) -> Result<Option<Out>, Halt> {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sampled = crate::records::samples_event(id);
+        let _sampling = SampledWhile::set(sampled);
+        let span = (sampled && tracing::dispatcher::has_been_set()).then(|| {
+            crate::__private::quiet(|| tracing::info_span!(target: "pipeline", "event").entered())
+        });
+        let result = self.run_plain(event);
+        if let Some(span) = span {
+            crate::__private::quiet(move || drop(span));
+        }
+        result
     }
 
     /// [`run`](Self::run) for a worker: times each stage into `stage_ns` (one slot per stage) and
@@ -297,5 +323,22 @@ impl fmt::Display for Halt {
 impl StdError for Halt {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.error.source().map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// This thread's per-event sampling decision while it lives (put back even if a stage panics).
+struct SampledWhile {
+    was: bool,
+}
+
+impl SampledWhile {
+    fn set(sampled: bool) -> Self {
+        SampledWhile { was: crate::records::set_sampled(sampled) }
+    }
+}
+
+impl Drop for SampledWhile {
+    fn drop(&mut self) {
+        crate::records::set_sampled(self.was);
     }
 }

@@ -87,7 +87,20 @@ pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
         return f(); // no subscriber: spans cost nothing and allocate nothing
     }
     let _pause = crate::alloc::pause();
-    crate::records::as_internal(f)
+    // A subscriber's work on a nested call's span (an OpenTelemetry layer building and
+    // exporting it) is not the enclosing stage's time either.
+    let started_ns = crate::clock::now_ns();
+    let result = crate::records::as_internal(f);
+    crate::recorder::leave_out_of_open_calls(crate::clock::now_ns().saturating_sub(started_ns));
+    result
+}
+
+/// Whether spans are worth making for what this thread runs now: a subscriber was set, and the
+/// event being processed was sampled (`trace::emit_spans_sampled`, `Profiler::sample`: an
+/// event's spans are all there or all absent).
+#[inline]
+fn spans_for_this_event() -> bool {
+    tracing::dispatcher::has_been_set() && crate::records::is_sampled()
 }
 
 /// A span created and dropped [`quiet`]ly (dropping a span frees subscriber data).
@@ -99,7 +112,7 @@ impl QuietSpan {
     /// subscriber was ever set.
     #[inline]
     pub fn new(make: impl FnOnce() -> tracing::Span) -> Self {
-        if !Mode::now().wants_spans() || !tracing::dispatcher::has_been_set() {
+        if !Mode::now().wants_spans() || !spans_for_this_event() {
             return QuietSpan(std::mem::ManuallyDrop::new(tracing::Span::none()));
         }
         QuietSpan(std::mem::ManuallyDrop::new(quiet(make)))
@@ -118,7 +131,9 @@ impl Drop for QuietSpan {
     fn drop(&mut self) {
         // SAFETY: taken once, here, and never used again.
         let span = unsafe { std::mem::ManuallyDrop::take(&mut self.0) };
-        quiet(move || drop(span));
+        if !span.is_none() {
+            quiet(move || drop(span));
+        }
     }
 }
 
@@ -154,7 +169,7 @@ impl QuietEnteredSpan {
     /// or no subscriber was ever set, and nothing when the subscribers are not interested.
     #[inline]
     fn enter(mode: Mode, make: impl FnOnce() -> tracing::Span) -> Self {
-        if !mode.wants_spans() || !tracing::dispatcher::has_been_set() {
+        if !mode.wants_spans() || !spans_for_this_event() {
             return QuietEnteredSpan(None);
         }
         Self::make_and_enter(make)
@@ -173,6 +188,15 @@ impl Drop for QuietEnteredSpan {
     #[inline]
     fn drop(&mut self) {
         if let Some(span) = self.0.take() {
+            if std::thread::panicking() {
+                // A panic unwinds through the call: its span ends as an error (a stage's span
+                // has these fields; a function's ignores them).
+                quiet(|| {
+                    span.record("outcome", "panicked");
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_description", "panicked");
+                });
+            }
             quiet(move || drop(span));
         }
     }
@@ -290,6 +314,12 @@ fn annotate_stage_span(
         // the subscriber (its registry lock would be poisoned inside a destructor).
         let outcome = crate::records::guarded_text(|| error.to_string());
         span.record("outcome", outcome.as_str());
+        // A failure is an error to OpenTelemetry (tracing-opentelemetry reads these fields); a
+        // rejection is a decision the stage made, not an error: its outcome says "rejected".
+        if !matches!(error, StageError::Rejected { .. }) {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", outcome.as_str());
+        }
     }
     let allocated = allocations.filter(|counters| {
         crate::recorder::allocations_measured()
@@ -310,9 +340,17 @@ fn record_allocations(span: &tracing::Span, allocations: u64, bytes_allocated: u
     else {
         return;
     };
+    // As `i64`: tracing-opentelemetry has no `u64` attribute and would record a `u64` as text.
+    let (allocations, bytes_allocated) = (as_i64(allocations), as_i64(bytes_allocated));
     let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 2] =
         [(&count, Some(&allocations)), (&bytes, Some(&bytes_allocated))];
     span.record_all(&fields.value_set(&values));
+}
+
+/// A count as a span field: `i64`, which every subscriber records as a number (saturated; no
+/// count comes near `i64::MAX`).
+pub(crate) fn as_i64(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// One call of a `#[profiled]` (non-`async`) function: its span entered and its measurement

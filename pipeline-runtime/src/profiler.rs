@@ -38,7 +38,24 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// pipeline_runtime::trace::emit_spans(false);
 /// ```
 pub fn emit_spans(on: bool) {
+    crate::records::set_span_sample_every(1);
     crate::recorder::set_spans_always(on);
+}
+
+/// [`emit_spans`] for one event in `one_in`: the decision is made once per event (each worker
+/// pool event, each [`Pipeline::run`](crate::Pipeline::run)), so an event's spans are all there
+/// or all absent, while the statistics still count every call. A busy service pays a
+/// subscriber's cost per span (an OpenTelemetry layer: ~1 µs) for a tenth or a hundredth of
+/// its events. `0` turns spans off. While a session writes a Chrome trace, its
+/// [`Profiler::sample`] decides instead.
+///
+/// ```
+/// pipeline_runtime::trace::emit_spans_sampled(10); // spans for events 0, 10, 20, ...
+/// # pipeline_runtime::trace::emit_spans(false);
+/// ```
+pub fn emit_spans_sampled(one_in: u64) {
+    crate::records::set_span_sample_every(one_in);
+    crate::recorder::set_spans_always(one_in > 0);
 }
 
 /// Configures a profiling session; [`start`](Profiler::start) begins it.

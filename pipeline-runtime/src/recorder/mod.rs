@@ -17,6 +17,7 @@ pub(crate) use callsite::CallsiteId;
 pub(crate) use callsite::{interned_short_type_name, lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
 pub(crate) use shard::{CallStats, Row};
+pub(crate) use stack::leave_out_of_open_calls;
 pub use stack::{AsyncCall, CallGuard, PollGuard};
 
 use crate::alloc::AllocatorKind;

@@ -53,7 +53,8 @@ struct ThreadState {
     stack: ManuallyDrop<Vec<Frame>>,
     /// Claimed on the thread's first recorded call, given back when the thread ends.
     shard: Option<OwnedShard>,
-    /// Nanoseconds this thread has waited for the trace writer (a full trace buffer).
+    /// Nanoseconds of this thread's time left out of the calls open during them: waits for
+    /// the trace writer (a full trace buffer), and subscribers' work on the toolkit's spans.
     waited_ns: u64,
     /// [`ThreadExit`] ran: the thread is ending and its shard was given back.
     exited: bool,
@@ -72,6 +73,17 @@ thread_local! {
     /// Touched once per thread (when its stack first grows), so that its destructor runs when
     /// the thread ends.
     static EXIT: ThreadExit = const { ThreadExit };
+}
+
+/// Leaves `ns` of this thread's time out of every call open on it: time spent on the toolkit's
+/// own work in the middle of them (a subscriber handling the span of a nested call), which is
+/// not the program's.
+pub(crate) fn leave_out_of_open_calls(ns: u64) {
+    let _ = STATE.try_with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            state.waited_ns += ns;
+        }
+    });
 }
 
 /// Clean-up when a thread that recorded calls ends.

@@ -20,18 +20,22 @@ pub(crate) struct EventSlice {
 
 impl EventSlice {
     /// Begins the slice of event `id` (picked off the queue now, after `wait_ns` in it; `flow`
-    /// is its submission's arrow, 0 for none). Per-event sampling decides whether anything the
-    /// event does is traced.
-    pub(crate) fn begin(id: u64, wait_ns: u64, flow: u64, picked_ns: u64) -> Self {
+    /// is its submission's arrow, 0 for none; `parent` the span it was submitted in). Per-event
+    /// sampling decides whether anything the event does is traced.
+    pub(crate) fn begin(
+        id: u64,
+        wait_ns: u64,
+        flow: u64,
+        picked_ns: u64,
+        parent: Option<&tracing::Span>,
+    ) -> Self {
         let native = active() != 0;
         let traced = samples_event(id);
         let was_sampled = set_sampled(traced);
         let token =
             if native && traced { begin_event(picked_ns, id, wait_ns, flow) } else { Token::NONE };
-        let span = (!native && crate::recorder::wants_spans()).then(|| {
-            tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000)
-                .entered()
-        });
+        let span = (!native && traced && crate::recorder::wants_spans())
+            .then(|| event_span(id, wait_ns, parent).entered());
         EventSlice { token, span, was_sampled }
     }
 }
@@ -64,8 +68,15 @@ pub(crate) struct AsyncEventSlice {
 #[cfg(feature = "tokio")]
 impl AsyncEventSlice {
     /// Begins the slice of event `id` (picked off the queue at `picked_ns`, after `wait_ns` in
-    /// it; `flow` is its submission's arrow, 0 for none, and becomes the track's id).
-    pub(crate) fn begin(id: u64, wait_ns: u64, flow: u64, picked_ns: u64) -> Self {
+    /// it; `flow` is its submission's arrow, 0 for none, and becomes the track's id; `parent`
+    /// is the span it was submitted in).
+    pub(crate) fn begin(
+        id: u64,
+        wait_ns: u64,
+        flow: u64,
+        picked_ns: u64,
+        parent: Option<&tracing::Span>,
+    ) -> Self {
         let generation = active();
         let traced = samples_event(id);
         let mut track = 0;
@@ -75,9 +86,8 @@ impl AsyncEventSlice {
                 track = candidate;
             }
         }
-        let span = (generation == 0 && traced && crate::recorder::wants_spans()).then(
-            || tracing::info_span!(target: "pipeline", "event", id, queue_wait_us = wait_ns / 1000),
-        );
+        let span = (generation == 0 && traced && crate::recorder::wants_spans())
+            .then(|| event_span(id, wait_ns, parent));
         AsyncEventSlice { id, track, generation, traced, span }
     }
 
@@ -125,6 +135,16 @@ impl Drop for EnteredEvent<'_> {
         set_event_track(self.was_track);
         set_sampled(self.was_sampled);
     }
+}
+
+/// An event's `tracing` span: a child of the span it was submitted in (so a request and the
+/// events it submitted are one trace in an OpenTelemetry backend), a root without one.
+fn event_span(id: u64, wait_ns: u64, parent: Option<&tracing::Span>) -> tracing::Span {
+    let parent = parent.and_then(tracing::Span::id);
+    // Numbers as `i64`: tracing-opentelemetry records a `u64` as text.
+    let (id, queue_wait_us) =
+        (crate::__private::as_i64(id), crate::__private::as_i64(wait_ns / 1000));
+    tracing::info_span!(target: "pipeline", parent: parent, "event", id, queue_wait_us)
 }
 
 /// A producer handing event `id` to the queue: the start of its flow arrow.

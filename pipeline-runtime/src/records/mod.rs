@@ -138,8 +138,11 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static LAST_GENERATION: AtomicU32 = AtomicU32::new(0);
 /// Spans, instants and counters left out because no chunk was free, over the process's life.
 static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
-/// Trace one event in this many (`Profiler::sample`).
-static SAMPLE_EVERY: AtomicU64 = AtomicU64::new(1);
+/// While a session writes a trace: trace one event in this many (`Profiler::sample`); 0 when
+/// no trace is being written.
+static SAMPLE_EVERY: AtomicU64 = AtomicU64::new(0);
+/// Without a trace: emit spans for one event in this many (`trace::emit_spans_sampled`).
+static SPAN_SAMPLE_EVERY: AtomicU64 = AtomicU64::new(1);
 static NEXT_FLOW: AtomicU64 = AtomicU64::new(1);
 static NEXT_ASYNC: AtomicU64 = AtomicU64::new(1);
 
@@ -162,6 +165,7 @@ pub(crate) fn start(record_limit: usize, sample_every: u64) -> u32 {
 /// Stops recording: calls open now write no end (the writer closes their slices).
 pub(crate) fn stop() {
     ACTIVE.store(0, Ordering::Release);
+    SAMPLE_EVERY.store(0, Ordering::Relaxed);
 }
 
 /// Records left out since the process started (spans whole, instants, counters).
@@ -173,15 +177,27 @@ fn count_left_out() {
     LEFT_OUT.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Whether the worker's event number `id` goes into the trace (`Profiler::sample`).
+/// Whether event number `id` goes into the trace (`Profiler::sample`) or, without a trace,
+/// gets spans (`trace::emit_spans_sampled`): decided once per event, so its slices or spans
+/// are all there or all absent.
 #[inline]
 pub(crate) fn samples_event(id: u64) -> bool {
-    id % SAMPLE_EVERY.load(Ordering::Relaxed).max(1) == 0
+    let every = match SAMPLE_EVERY.load(Ordering::Relaxed) {
+        0 => SPAN_SAMPLE_EVERY.load(Ordering::Relaxed),
+        every => every,
+    };
+    id % every.max(1) == 0
 }
 
-/// Sets [`sample_every`] without starting native records (the tracing-chrome backend).
+/// Sets the trace's per-event sampling without starting native records (the tracing-chrome
+/// backend); 0 when its trace ends.
 pub(crate) fn set_sample_every(n: u64) {
-    SAMPLE_EVERY.store(n.max(1), Ordering::Relaxed);
+    SAMPLE_EVERY.store(n, Ordering::Relaxed);
+}
+
+/// Sets the per-event sampling of spans emitted without a trace (`trace::emit_spans_sampled`).
+pub(crate) fn set_span_sample_every(n: u64) {
+    SPAN_SAMPLE_EVERY.store(n.max(1), Ordering::Relaxed);
 }
 
 /// Marks whether what this thread does next belongs in the trace (a worker's per-event sampling

@@ -370,7 +370,7 @@ impl ChromeTrace {
         state.path = path.to_owned();
         state.error = None;
         drop(state);
-        records::set_sample_every(sample_every);
+        records::set_sample_every(sample_every.max(1));
         BACKLOG_LIMIT.store(backlog_limit.max(2), Ordering::Relaxed);
         crate::recorder::set_spans_for_trace(true);
         TRACING.store(true, Ordering::Release);
@@ -381,6 +381,7 @@ impl ChromeTrace {
     /// file with `]`.
     pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<(), Error> {
         TRACING.store(false, Ordering::Release);
+        records::set_sample_every(0);
         crate::recorder::set_spans_for_trace(false);
         let Some(tracer) = TRACER.get() else { return Ok(()) };
         let mut state = tracer.writer.lock();

@@ -32,7 +32,7 @@ use tracing_subscriber::Layer;
 pub use chrome::{PipelineChromeLayer, SessionFilter};
 pub use user_spans::UserSpans;
 
-pub use crate::profiler::emit_spans;
+pub use crate::profiler::{emit_spans, emit_spans_sampled};
 
 use crate::error::Error;
 use crate::records;

@@ -261,11 +261,13 @@ async fn work<In: Send, Out: Send>(
     let mut clock = WorkerClock::default();
     let wakes = Arc::new(WakeStamp::default());
     let waker = std::task::Waker::from(Arc::clone(&wakes));
-    while let Some((Envelope { id, event, arrived_ns, flow }, waited_ns)) = next(queue).await {
+    while let Some((Envelope { id, event, arrived_ns, flow, parent }, waited_ns)) =
+        next(queue).await
+    {
         let picked = clock.picked(seat, arrived_ns, waited_ns);
         // The event's async slice in the trace, its stages nested on its track, each poll of
         // it drawn on the thread that ran it. Sampling: one event in N goes in (whole).
-        let slice = AsyncEventSlice::begin(id, picked.wait_ns, flow, picked.at_ns);
+        let slice = AsyncEventSlice::begin(id, picked.wait_ns, flow, picked.at_ns, parent.as_ref());
         clocks.clear();
         wakes.forget(); // a late wake meant for the event before
         let through = {

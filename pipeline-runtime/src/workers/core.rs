@@ -29,6 +29,9 @@ pub(super) struct Envelope<In> {
     pub(super) arrived_ns: u64,
     /// The trace's arrow from its submission to its slice (0: not traced).
     pub(super) flow: u64,
+    /// The span current where it was submitted, when spans are emitted: the worker's `event`
+    /// span is its child, so one request is one trace across threads.
+    pub(super) parent: Option<tracing::Span>,
 }
 
 /// What producers and the sampler share: the queue's figures (atomics, one update per submission).
@@ -202,11 +205,11 @@ pub(super) fn work<In, Out>(
 ) {
     let mut stage_ns = vec![0; delivery.slots()];
     let mut clock = WorkerClock::default();
-    while let Some((Envelope { id, event, arrived_ns, flow }, waited_ns)) = queue.next() {
+    while let Some((Envelope { id, event, arrived_ns, flow, parent }, waited_ns)) = queue.next() {
         let picked = clock.picked(seat, arrived_ns, waited_ns);
         // The event's slice in the trace: its stages are nested inside. Sampling: only one
         // event in N goes into the trace (whole).
-        let slice = EventSlice::begin(id, picked.wait_ns, flow, picked.at_ns);
+        let slice = EventSlice::begin(id, picked.wait_ns, flow, picked.at_ns, parent.as_ref());
         stage_ns.fill(0);
         let outcome = match pipeline.run_isolated(event, &mut stage_ns).stopped() {
             Ok(output) => delivery.deliver(output, &mut stage_ns),
@@ -426,7 +429,8 @@ pub(super) fn submit<In, R>(
     let id = intake.next_id();
     let submission = Submission::begin(id);
     let flow = submission.flow;
-    let depth = send(Envelope { id, event, arrived_ns, flow })?;
+    let parent = crate::recorder::wants_spans().then(tracing::Span::current);
+    let depth = send(Envelope { id, event, arrived_ns, flow, parent })?;
     submission.end();
     intake.accepted(arrived_ns, depth);
     Ok(())
