@@ -251,3 +251,71 @@ fn a_subscribers_work_on_a_nested_span_is_not_charged_to_the_stage() {
     let memory = check.memory.as_ref().expect("the counting allocator is installed");
     assert_eq!(memory.total.bytes_allocated, 3 * 8, "{memory:?}");
 }
+
+/// Awaits once, then passes the event on; fails event 4.
+struct Fetch;
+
+#[stage]
+impl Fetch {
+    async fn process(&self, event: u64) -> Result<u64, StageError> {
+        tokio::task::yield_now().await;
+        if event == 4 {
+            return Err(StageError::failed("timed out"));
+        }
+        Ok(event)
+    }
+}
+
+#[test]
+fn a_worker_pool_and_the_async_runner_keep_the_submitters_trace() {
+    use tracing::Instrument;
+    let _lock = exclusive();
+    let (spans, _) = exported(1, || {
+        // A long-running pool: each request submits its own event.
+        let pool = pipeline::WorkerPool::start(std::sync::Arc::new(pipeline()), Workers::new(2))
+            .expect("a pool");
+        for request in 0..3u64 {
+            let span = tracing::info_span!("request", request);
+            let _entered = span.enter();
+            pool.submit(request + 1).expect("open");
+        }
+        pool.join().expect("joined");
+        // The async runner: the submitting future's span.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let pipeline = std::sync::Arc::new(pipeline::AsyncPipeline::new().stage_async(Fetch));
+            let pool = pipeline::AsyncWorkerPool::start(pipeline, Workers::new(4)).expect("a pool");
+            for request in 3..6u64 {
+                let span = tracing::info_span!("request", request);
+                pool.submit(request).instrument(span).await.expect("open");
+            }
+            pool.finish().await.expect("finished");
+        });
+    });
+    let requests = named(&spans, "request");
+    assert_eq!(requests.len(), 6);
+    let events = named(&spans, "event");
+    assert_eq!(events.len(), 6, "one event span per submitted event");
+    for request in &requests {
+        let trace = request.span_context.trace_id();
+        let children: Vec<&&SpanData> =
+            events.iter().filter(|e| e.parent_span_id == request.span_context.span_id()).collect();
+        assert_eq!(children.len(), 1, "each request's event is its child");
+        assert_eq!(children[0].span_context.trace_id(), trace);
+        let stages: Vec<&SpanData> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == children[0].span_context.span_id())
+            .collect();
+        assert!(!stages.is_empty(), "the event's stages are in the request's trace");
+        assert!(stages.iter().all(|s| s.span_context.trace_id() == trace));
+    }
+    let fetches = named(&spans, "Fetch");
+    assert_eq!(fetches.len(), 3, "each async stage call is a span, under its event");
+    let failed: Vec<&&SpanData> =
+        fetches.iter().filter(|f| matches!(f.status, Status::Error { .. })).collect();
+    assert_eq!(failed.len(), 1, "the failed async call is an error");
+    assert!(matches!(attribute(failed[0], "outcome"), Some(o) if o.as_str().contains("timed out")));
+}

@@ -71,8 +71,11 @@ fn with_spans<T>(run: impl FnOnce() -> T) -> T {
     result
 }
 
-const NESTED: [&str; 4] = [
-    "new scoring target=tracing_spans parent=-",
+/// `Pipeline::run` is an `event` span, the stage in it, the function in the stage.
+const NESTED: [&str; 6] = [
+    "new event target=pipeline parent=-",
+    "enter event",
+    "new scoring target=tracing_spans parent=event",
     "enter scoring",
     "new tracing_spans::weigh target=tracing_spans parent=scoring",
     "enter tracing_spans::weigh",

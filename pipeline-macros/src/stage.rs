@@ -501,7 +501,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                 &quote!(#private::profile_future(
                     #site,
                     #private::QuietSpan::new(#make_span),
-                    async move { #measured },
+                    async move { #private::outcome_on_span(#measured) },
                 ).await),
             )
         };

@@ -212,7 +212,9 @@ impl<In, Out> Pipeline<In, Out> {
     /// Stops at the first stage that rejects or fails the event, and says which one in the
     /// returned [`Halt`].
     pub fn run(&self, event: In) -> Result<Option<Out>, Halt> {
-        if crate::recorder::wants_spans() {
+        // For the program's subscribers (an OpenTelemetry layer) only: a Chrome trace draws
+        // `event` slices for worker pools' events, as the native writer does.
+        if crate::recorder::Mode::now().emits_spans() {
             return self.run_in_event_span(event);
         }
         self.run_plain(event)

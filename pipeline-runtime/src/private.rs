@@ -40,6 +40,35 @@ impl<T> Ended for Result<T, StageError> {
     }
 }
 
+/// An async stage call's result, its failure written on the stage's span (entered while the call
+/// is polled) as a sync call's is: `outcome`, and for failures the OpenTelemetry status.
+#[inline]
+pub fn outcome_on_span<R: Ended>(result: R) -> R {
+    if let Some(error) = result.stage_error() {
+        if Mode::now().wants_spans() && tracing::dispatcher::has_been_set() {
+            let span = tracing::Span::current();
+            if !span.is_none() {
+                quiet(|| record_failure(&span, error));
+            }
+        }
+    }
+    result
+}
+
+/// Writes how a stage call failed on its span.
+fn record_failure(span: &tracing::Span, error: &StageError) {
+    // Rendered here, guarded and bounded: a panicking `Display` must not unwind through the
+    // subscriber (its registry lock would be poisoned inside a destructor).
+    let outcome = crate::records::guarded_text(|| error.to_string());
+    span.record("outcome", outcome.as_str());
+    // A failure is an error to OpenTelemetry (tracing-opentelemetry reads these fields); a
+    // rejection is a decision the stage made, not an error: its outcome says "rejected".
+    if !matches!(error, StageError::Rejected { .. }) {
+        span.record("otel.status_code", "ERROR");
+        span.record("otel.status_description", outcome.as_str());
+    }
+}
+
 /// `-> Out` or `-> Result<Out, _>`, measured: the output, passed on.
 #[inline(always)]
 pub fn passed<T>(output: T) -> StageResult<T> {
@@ -310,16 +339,7 @@ fn annotate_stage_span(
 ) {
     let _pause = crate::alloc::pause();
     if let Some(error) = result.stage_error() {
-        // Rendered here, guarded and bounded: a panicking `Display` must not unwind through
-        // the subscriber (its registry lock would be poisoned inside a destructor).
-        let outcome = crate::records::guarded_text(|| error.to_string());
-        span.record("outcome", outcome.as_str());
-        // A failure is an error to OpenTelemetry (tracing-opentelemetry reads these fields); a
-        // rejection is a decision the stage made, not an error: its outcome says "rejected".
-        if !matches!(error, StageError::Rejected { .. }) {
-            span.record("otel.status_code", "ERROR");
-            span.record("otel.status_description", outcome.as_str());
-        }
+        record_failure(&span, error);
     }
     let allocated = allocations.filter(|counters| {
         crate::recorder::allocations_measured()

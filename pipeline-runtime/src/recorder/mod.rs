@@ -76,6 +76,13 @@ impl Mode {
         self.0 & (SPANS_ALWAYS | SPANS_FOR_TRACE) != 0
     }
 
+    /// Spans are made for the program's own subscribers ([`crate::trace::emit_spans`]), not
+    /// only for a Chrome trace being written.
+    #[inline]
+    pub(crate) fn emits_spans(self) -> bool {
+        self.0 & SPANS_ALWAYS != 0
+    }
+
     /// Calls write trace records (the native trace writer is on).
     #[inline]
     pub(crate) fn writes_records(self) -> bool {
