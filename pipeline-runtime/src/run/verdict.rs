@@ -147,12 +147,15 @@ pub(super) fn verdict(run: &RunSummary) -> String {
             let of_wall = |ns: u64| ns as f64 / time.wall_ns.max(1) as f64;
             let (ready, awaiting) = (of_wall(time.ready_ns), of_wall(time.awaiting_ns()));
             let latency_share = split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1);
-            if ready > awaiting {
-                // Its awaits were done; it waited for a thread: the CPU work is the problem.
+            // Its awaits were done and it waited for a thread: the CPU work is the problem.
+            // With no core to spare, a large ready share means the same even where awaiting
+            // looks larger, since timers and I/O are processed late on starved threads too.
+            let no_core_spare = cpu_bound || machine_busy.is_some();
+            if ready > awaiting || (ready >= 0.25 && no_core_spare) {
                 return format!(
                     "{stage} takes {} of the time in stages ({} of p99 latency), but for {} of \
                      its time it was ready to run, waiting for a runtime thread (what it awaited \
-                     had completed): the runtime's threads were busy. Speed up {cpu_stage}, \
+                     had completed): the runtime's threads were busy, so speed up {cpu_stage}, \
                      which takes {}, or move CPU-heavy work off the runtime's threads \
                      (spawn_blocking, or a thread pool).{cpu_note}",
                     percent(share_of_stages),
