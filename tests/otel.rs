@@ -319,3 +319,31 @@ fn a_worker_pool_and_the_async_runner_keep_the_submitters_trace() {
     assert_eq!(failed.len(), 1, "the failed async call is an error");
     assert!(matches!(attribute(failed[0], "outcome"), Some(o) if o.as_str().contains("timed out")));
 }
+
+/// Panics on every event.
+struct Explodes;
+
+#[stage]
+impl Explodes {
+    fn process(&self, _event: u64) -> u64 {
+        panic!("boom")
+    }
+}
+
+#[test]
+fn a_panicked_call_is_an_error_and_its_event_is_accounted() {
+    let _lock = exclusive();
+    let pipeline = Pipeline::new().stage(Explodes);
+    let (spans, _) = exported(1, || {
+        let run =
+            common::quietly(|| pipeline.run_concurrent(0..4, Workers::new(2))).expect("a run");
+        assert_eq!(run.failed, 4, "the worker caught every panic");
+    });
+    let calls = named(&spans, "Explodes");
+    assert_eq!(calls.len(), 4);
+    for call in calls {
+        assert!(matches!(&call.status, Status::Error { description } if description == "panicked"));
+        assert!(matches!(attribute(call, "outcome"), Some(o) if o.as_str() == "panicked"));
+    }
+    assert_eq!(named(&spans, "event").len(), 4, "every event's span ended");
+}
