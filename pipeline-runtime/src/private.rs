@@ -361,16 +361,11 @@ fn record_allocations(span: &tracing::Span, allocations: u64, bytes_allocated: u
         return;
     };
     // As `i64`: tracing-opentelemetry has no `u64` attribute and would record a `u64` as text.
-    let (allocations, bytes_allocated) = (as_i64(allocations), as_i64(bytes_allocated));
+    let (allocations, bytes_allocated) =
+        (crate::records::span_number(allocations), crate::records::span_number(bytes_allocated));
     let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 2] =
         [(&count, Some(&allocations)), (&bytes, Some(&bytes_allocated))];
     span.record_all(&fields.value_set(&values));
-}
-
-/// A count as a span field: `i64`, which every subscriber records as a number (saturated; no
-/// count comes near `i64::MAX`).
-pub(crate) fn as_i64(count: u64) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// One call of a `#[profiled]` (non-`async`) function: its span entered and its measurement

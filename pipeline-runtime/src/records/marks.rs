@@ -142,8 +142,7 @@ impl Drop for EnteredEvent<'_> {
 fn event_span(id: u64, wait_ns: u64, parent: Option<&tracing::Span>) -> tracing::Span {
     let parent = parent.and_then(tracing::Span::id);
     // Numbers as `i64`: tracing-opentelemetry records a `u64` as text.
-    let (id, queue_wait_us) =
-        (crate::__private::as_i64(id), crate::__private::as_i64(wait_ns / 1000));
+    let (id, queue_wait_us) = (super::span_number(id), super::span_number(wait_ns / 1000));
     tracing::info_span!(target: "pipeline", parent: parent, "event", id, queue_wait_us)
 }
 

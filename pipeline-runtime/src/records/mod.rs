@@ -403,6 +403,12 @@ pub(crate) fn is_internal() -> bool {
     INTERNAL.try_with(std::cell::Cell::get).unwrap_or(true)
 }
 
+/// A count as a `tracing` span field: `i64`, which every subscriber records as a number
+/// (tracing-opentelemetry records a `u64` as text). Saturated; no count comes near `i64::MAX`.
+pub(crate) fn span_number(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// At most this many bytes of any user text go into a trace or a report.
 pub(crate) const TEXT_LIMIT: usize = 1024;
 
