@@ -355,19 +355,29 @@ impl ThreadBuffer {
     #[cold]
     #[inline(never)]
     fn next_chunk(&mut self, records: usize) -> bool {
-        let Some(request) = Request::after(self.grown_to, self.open + records) else {
+        let Some(mut request) = Request::after(self.grown_to, self.open + records) else {
             return false; // nested deeper than a chunk holds
         };
+        // Counted among the running threads before its first chunk, so the reserve covers it.
+        self.slot.get_or_insert_with(register);
         if self.open == 0 {
             // No end is owed room in the current chunk: it goes to the writer now, so a wait
             // below is for chunks on their way back (this one at least). Kept instead, threads
             // that all hold full chunks would wait for each other.
             self.retire_chunk();
-        } else if self.open + records <= self.capacity {
+        }
+        // A chunk kept until another is had goes to the writer then: the pool counts it as on
+        // its way back from the moment the new one is taken.
+        request.replaces_held = self.chunk.is_some();
+        if self.chunk.is_some() && self.open + records <= self.capacity {
             // Ends are owed room in the current chunk, so it stays until another is had. If none
             // can be had at once, this thread does the writer's work, and a chunk the writer has
             // read to its end is written again from its start.
             let started = std::time::Instant::now();
+            // Stalled means no chunk came back for `STALL_TIMEOUT`, as in `take_waiting`: chunks
+            // that come back and go to other threads first only make this one wait longer.
+            let mut deadline = started + pool::STALL_TIMEOUT;
+            let mut returned = pool::returned();
             let done = loop {
                 if let Some(chunk) = pool::take(self.generation, request) {
                     self.install(chunk);
@@ -377,7 +387,11 @@ impl ThreadBuffer {
                 if self.recycle_in_place() {
                     break true;
                 }
-                if pool::stalled() || started.elapsed() > pool::STALL_TIMEOUT {
+                if pool::returned() != returned {
+                    returned = pool::returned();
+                    deadline = std::time::Instant::now() + pool::STALL_TIMEOUT;
+                }
+                if pool::stalled() || std::time::Instant::now() > deadline {
                     pool::mark_stalled();
                     break false;
                 }
@@ -408,8 +422,8 @@ impl ThreadBuffer {
             let _bookkeeping = crate::alloc::bookkeeping();
             let mut state = slot.lock();
             if let Some(previous) = previous {
+                // Counted on its way to the writer when `chunk` was taken (`replaces_held`).
                 state.full.push_back(previous);
-                pool::sent();
             }
             state.current = Some(chunk);
         }

@@ -162,13 +162,24 @@ impl Pool {
         NonNull::from(Box::leak(Box::new(Chunk::new(records))))
     }
 
+    /// A chunk for `request` (see [`Pool::choose`]). When the thread replaces a chunk it
+    /// holds, that one counts as on its way to the writer from now on, under the same lock: a
+    /// thread that waits meanwhile knows it will come back.
+    fn take(&mut self, request: Request) -> Option<NonNull<Chunk>> {
+        let chunk = self.choose(request)?;
+        if request.replaces_held {
+            self.in_flight += 1;
+        }
+        Some(chunk)
+    }
+
     /// A chunk for `request`, in this order: a free one of the class it wants, or of a bigger
     /// class; a new one of the class it wants, within the budget (spare chunks of other sizes
     /// freed to make room); a free one of a smaller class it can use; a new one of a smaller
     /// class, down to the smallest it can use, within the budget; the smallest, from the
     /// threads' reserve. `None` when all of these fail.
-    fn take(&mut self, request: Request) -> Option<NonNull<Chunk>> {
-        let Request { wanted, min_class } = request;
+    fn choose(&mut self, request: Request) -> Option<NonNull<Chunk>> {
+        let Request { wanted, min_class, .. } = request;
         if let Some(chunk) = (wanted..CLASSES).find_map(|class| self.free[class].pop()) {
             return Some(chunk);
         }
@@ -220,6 +231,12 @@ pub(super) fn mark_stalled() {
     STALLED.store(true, Ordering::Relaxed);
 }
 
+/// How many chunks have come back so far: a thread waiting on the writer that sees this move
+/// knows the writer is not stalled.
+pub(super) fn returned() -> u64 {
+    pool().returned
+}
+
 fn pool() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -243,6 +260,9 @@ pub(super) fn set_limit(records: usize) {
 pub(super) struct Request {
     pub(super) wanted: usize,
     pub(super) min_class: usize,
+    /// The thread still holds a chunk it hands to the writer once it has the new one (its
+    /// open slices' ends were owed room in it): see [`Pool::take`].
+    pub(super) replaces_held: bool,
 }
 
 impl Request {
@@ -251,7 +271,7 @@ impl Request {
     pub(super) fn after(last: usize, needed: usize) -> Option<Request> {
         let min_class = class_for(needed)?;
         let grown = if last == 0 { 0 } else { (class_of(last) + 1).min(CLASSES - 1) };
-        Some(Request { wanted: grown.max(min_class), min_class })
+        Some(Request { wanted: grown.max(min_class), min_class, replaces_held: false })
     }
 }
 
@@ -353,7 +373,8 @@ fn wait_for_chunk(generation: u32, request: Request, help: impl Fn()) -> Option<
 /// is at work, it wakes the thread as soon as enough chunks came back).
 const HELP_AGAIN: Duration = Duration::from_millis(5);
 
-/// A chunk was handed to the writer: it will come back.
+/// A chunk was handed to the writer: it will come back. (A chunk replaced by a new one was
+/// counted when the new one was taken.)
 pub(super) fn sent() {
     pool().in_flight += 1;
 }
@@ -493,11 +514,38 @@ mod tests {
             .collect();
         assert_eq!(allocated(), MAX_CHUNK_RECORDS, "the budget is spent on small chunks");
         give_back(small);
-        let big = take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1 })
-            .expect("the spare small chunks are freed for a big one");
+        let big =
+            take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1, replaces_held: false })
+                .expect("the spare small chunks are freed for a big one");
         assert_eq!(records_of(big), MAX_CHUNK_RECORDS);
         assert_eq!(allocated(), MAX_CHUNK_RECORDS);
         give_back([big]);
+    }
+
+    /// A thread whose open slices' ends are owed room keeps its chunk until it has the next;
+    /// from that moment the kept chunk is on its way to the writer. A thread that finds the
+    /// budget spent then waits for it instead of concluding that nothing will come back (it
+    /// left a span out of a loaded run in 1 of ~20).
+    #[test]
+    fn a_chunk_kept_until_its_replacement_is_taken_counts_as_coming_back() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        start_empty();
+        set_limit(2 * MIN_CHUNK_RECORDS);
+        let kept = take(1, smallest_first(1)).unwrap();
+        let replacing = Request { replaces_held: true, ..smallest_first(1) };
+        let replacement = take(1, replacing).expect("within the budget");
+        assert_eq!(pool().in_flight, 1, "the kept chunk will come back");
+        let waiter = std::thread::spawn(|| {
+            let (chunk, _) = take_waiting(1, smallest_first(1), || {});
+            chunk.map(|chunk| chunk.as_ptr() as usize)
+        });
+        while pool().waiters == 0 && !waiter.is_finished() {
+            std::thread::yield_now();
+        }
+        give_back([kept]); // the writer read it
+        let got = waiter.join().unwrap().expect("waited for the kept chunk, not gave up");
+        give_back([NonNull::new(got as *mut Chunk).unwrap(), replacement]);
+        assert_eq!(pool().in_flight, 0);
     }
 
     #[test]
@@ -509,12 +557,14 @@ mod tests {
             thread_started();
         }
         // Quiet threads hold the whole budget in big chunks.
-        let hogs = take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1 }).unwrap();
+        let hogs =
+            take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1, replaces_held: false })
+                .unwrap();
         // A thread with none still gets the smallest chunk, one per running thread at most.
         let reserved: Vec<_> = std::iter::from_fn(|| take(1, smallest_first(1))).take(10).collect();
         assert_eq!(reserved.len(), 3, "one smallest chunk per running thread beyond the budget");
         assert_eq!(allocated(), MAX_CHUNK_RECORDS + 3 * MIN_CHUNK_RECORDS);
-        let bigger = Request { wanted: 1, min_class: 1 };
+        let bigger = Request { wanted: 1, min_class: 1, replaces_held: false };
         assert!(take(1, bigger).is_none(), "the reserve holds smallest chunks");
         give_back(reserved);
         assert!(
