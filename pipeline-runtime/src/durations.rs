@@ -150,6 +150,15 @@ impl Distribution {
         }
     }
 
+    /// Adds its values into `histogram`.
+    pub(crate) fn add_into(&self, histogram: &mut Histogram<u64>) {
+        match self {
+            Distribution::Exact(values) => values.iter().for_each(|&v| record(histogram, v)),
+            // Both histograms auto-resize, so adding cannot fail.
+            Distribution::Histogram(h) => drop(histogram.add(h)),
+        }
+    }
+
     /// The value at quantile `q` (0..=1): exact while few, to 3 significant digits after.
     pub(crate) fn quantile(&self, q: f64) -> u64 {
         match self {

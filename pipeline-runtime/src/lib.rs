@@ -17,7 +17,7 @@
 //! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
 //! | 2 outputs | `profiler`, `report`, `trace`, `metrics` | the session; figures as table, JSON, pprof; trace writers; live metrics for Prometheus |
 //! | 1 running | `stage`, `pipeline`, `async_pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, `AsyncPipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
-//! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors |
+//! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error`, `incidents` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors, what the flight recorder's triggers watch |
 #![warn(missing_docs)]
 // Every `unsafe` block says why it is sound, and an `unsafe fn`'s body is not one big unsafe block:
 // each operation that needs the caller's promise is marked and justified on its own.
@@ -31,6 +31,7 @@ mod clock;
 mod durations;
 mod error;
 mod format;
+mod incidents;
 #[cfg(feature = "prometheus")]
 pub mod metrics;
 mod pipeline;

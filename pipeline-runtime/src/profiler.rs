@@ -19,7 +19,9 @@ use crate::report::{self, HeapReadings, Report};
 use crate::run;
 #[cfg(feature = "cpu-sampling")]
 use crate::sampler::Sampler;
-use crate::trace::{TraceBackend, TraceOptions, TraceSession};
+use crate::trace::{
+    FlightDump, FlightRecorder, FlightSession, TraceBackend, TraceOptions, TraceSession,
+};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -78,6 +80,7 @@ pub struct Profiler {
     sample_every: u64,
     backlog_limit: Option<u64>,
     backend: TraceBackend,
+    flight: Option<FlightRecorder>,
     #[cfg(feature = "cpu-sampling")]
     cpu_hz: Option<u32>,
     #[cfg(feature = "prometheus")]
@@ -96,6 +99,16 @@ impl Profiler {
     /// queue. The file is streamed as the run goes and completed by `finish()` or on drop.
     pub fn chrome_trace(mut self, path: impl Into<PathBuf>) -> Self {
         self.chrome_trace = Some(path.into());
+        self
+    }
+
+    /// Keeps the last seconds of trace in bounded memory instead of writing a whole-session
+    /// trace, and writes them as a Chrome trace when a trigger fires (a stage too slow, a
+    /// panic, a queue full too long, `SIGUSR2`) or when asked ([`ProfilingSession::dump`]):
+    /// the trace of the incident itself, at a fraction of a full trace's cost. See
+    /// [`FlightRecorder`] for the settings. Not together with [`Self::chrome_trace`].
+    pub fn flight_recorder(mut self, flight: FlightRecorder) -> Self {
+        self.flight = Some(flight);
         self
     }
 
@@ -207,6 +220,25 @@ impl Profiler {
         // when they are measured.
         let allocator = alloc::installed_allocator();
         recorder::note_allocator(allocator);
+        if self.flight.is_some() && self.chrome_trace.is_some() {
+            RUNNING.store(false, Ordering::Release);
+            return Err(Error::InvalidConfig(
+                "`chrome_trace` and `flight_recorder` both write the trace: choose one (a flight recorder dumps the last seconds as a Chrome trace when asked)",
+            ));
+        }
+        let flight = match self.flight.clone() {
+            Some(config) => {
+                let name = self.name.clone().unwrap_or_else(process_name);
+                match FlightSession::start(config, &name, self.sample_every.max(1)) {
+                    Ok(flight) => Some(flight),
+                    Err(error) => {
+                        RUNNING.store(false, Ordering::Release);
+                        return Err(error);
+                    }
+                }
+            }
+            None => None,
+        };
         let trace = match &self.chrome_trace {
             Some(path) => {
                 let name = self.name.clone().unwrap_or_else(process_name);
@@ -247,8 +279,9 @@ impl Profiler {
             Ok(metrics) => metrics,
             Err(error) => return Err(abandon_start(trace, error)),
         };
-        let heap_sampler = match (&trace, allocator) {
-            (Some(_), AllocatorKind::Counting) => HeapSampler::start(),
+        let traced = trace.is_some() || flight.is_some();
+        let heap_sampler = match (traced, allocator) {
+            (true, AllocatorKind::Counting) => HeapSampler::start(),
             _ => None,
         };
         Ok(ProfilingSession {
@@ -261,6 +294,7 @@ impl Profiler {
             allocator,
             heap_at_start,
             trace,
+            flight,
             heap_sampler,
         })
     }
@@ -276,6 +310,7 @@ pub struct ProfilingSession {
     allocator: AllocatorKind,
     heap_at_start: Option<Heap>,
     trace: Option<TraceSession>,
+    flight: Option<FlightSession>,
     heap_sampler: Option<HeapSampler>,
     #[cfg(feature = "cpu-sampling")]
     sampler: Option<Sampler>,
@@ -354,6 +389,30 @@ impl ProfilingSession {
         self.metrics.as_ref().map(MetricsServer::address)
     }
 
+    /// Writes the flight recorder's window now as a Chrome trace in its directory, named with
+    /// the time and `reason` (`flight-2026-12-05T11-45-12.345Z-on-demand-{reason}.json`), and
+    /// goes on recording; the next dump holds what comes after this one. Not subject to the
+    /// triggers' cooldown.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the session has no flight recorder
+    /// ([`Profiler::flight_recorder`]); [`Error::Write`] naming the file if it cannot be
+    /// written (the window is lost then, the session goes on).
+    pub fn dump(&self, reason: &str) -> Result<FlightDump, Error> {
+        match &self.flight {
+            Some(flight) => flight.dump(reason),
+            None => Err(Error::InvalidConfig(
+                "this session has no flight recorder: start it with `Profiler::flight_recorder`",
+            )),
+        }
+    }
+
+    /// The flight recorder dumps written so far (none without a flight recorder).
+    pub fn flight_dumps(&self) -> Vec<FlightDump> {
+        self.flight.as_ref().map(FlightSession::dumps).unwrap_or_default()
+    }
+
     /// The figures recorded so far, without stopping.
     pub fn report(&self) -> Report {
         #[allow(unused_mut)]
@@ -394,6 +453,7 @@ impl ProfilingSession {
         #[cfg(feature = "cpu-sampling")]
         let samples = self.sampler.take().map(Sampler::finish);
         drop(self.heap_sampler.take());
+        let flight = self.flight.take().map(|mut flight| flight.finish());
         let trace = self.trace.take();
         let (summary, traced) = match trace {
             Some(mut trace) => (Some(trace.summary()), Some(trace.finish())),
@@ -401,6 +461,7 @@ impl ProfilingSession {
         };
         let mut report = self.build_report(wall_time_ns);
         report.trace = summary;
+        report.flight = flight;
         #[cfg(feature = "cpu-sampling")]
         {
             report.cpu_samples = samples.as_ref().map(CpuProfile::from_samples);
@@ -420,6 +481,7 @@ impl Drop for ProfilingSession {
         // Complete the trace (also while a panic unwinds) before another session may start.
         drop(self.heap_sampler.take());
         drop(self.trace.take());
+        drop(self.flight.take());
         run::forget_finished(self.session);
         RUNNING.store(false, Ordering::Release);
     }

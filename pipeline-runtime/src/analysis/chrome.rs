@@ -63,6 +63,8 @@ pub(crate) struct EventArgs {
     pub records_left_out: Option<Count>,
     /// On the closing `pipeline_profile` metadata entry: the writing clock's resolution.
     pub timer_resolution_ns: Option<Count>,
+    /// On the closing `pipeline_profile` metadata entry of a flight recorder dump: the window.
+    pub flight_recorder_window: Option<FlightWindow>,
     /// On a slice the trace's end cut short (the call was still running).
     pub unfinished: Option<bool>,
     /// Other arguments whose values are numbers (or numeric strings): a counter's series.
@@ -94,6 +96,9 @@ impl<'de> Deserialize<'de> for EventArgs {
                             args.timer_resolution_ns = Some(map.next_value()?);
                         }
                         ArgKey::Unfinished => args.unfinished = map.next_value()?,
+                        ArgKey::FlightRecorderWindow => {
+                            args.flight_recorder_window = map.next_value()?;
+                        }
                         ArgKey::Skipped => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -114,6 +119,31 @@ impl<'de> Deserialize<'de> for EventArgs {
     }
 }
 
+/// What a flight recorder dump's closing entry says of its window (times in the trace's
+/// microseconds).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FlightWindow {
+    /// What fired it, as the report says it.
+    #[serde(default)]
+    pub trigger: String,
+    /// When it fired.
+    #[serde(default)]
+    pub triggered_at_us: f64,
+    /// The window asked for, in milliseconds.
+    #[serde(default)]
+    pub window_ms: f64,
+    /// Everything recorded after this time is in the dump (0: since recording began).
+    #[serde(default)]
+    pub complete_after_us: f64,
+    /// Its oldest record.
+    #[serde(default)]
+    pub first_record_us: f64,
+    /// When the window was taken: its end.
+    #[serde(default)]
+    pub dumped_at_us: f64,
+}
+
 /// An argument's name: the toolkit's own are matched without allocating.
 enum ArgKey {
     Outcome,
@@ -125,6 +155,7 @@ enum ArgKey {
     RecordsLeftOut,
     TimerResolutionNs,
     Unfinished,
+    FlightRecorderWindow,
     /// Known and not needed (the event slices' ids, process and thread names).
     Skipped,
     Other(String),
@@ -149,6 +180,7 @@ impl<'de> Deserialize<'de> for ArgKey {
                     "records_left_out" => ArgKey::RecordsLeftOut,
                     "timer_resolution_ns" => ArgKey::TimerResolutionNs,
                     "unfinished" => ArgKey::Unfinished,
+                    "flight_recorder_window" => ArgKey::FlightRecorderWindow,
                     "id" | "name" | "event" | "stage" | "writer" => ArgKey::Skipped,
                     other => ArgKey::Other(other.to_owned()),
                 })

@@ -20,7 +20,7 @@ mod tree;
 #[cfg(feature = "flamegraph")]
 use std::path::Path;
 
-pub use chrome::TraceStop;
+pub use chrome::{FlightWindow, TraceStop};
 pub use diff::{ProfileDiff, RowChange, Verdict, DEFAULT_NOISE_FLOOR, TINY_ROW_STEPS};
 pub use profile::{
     EventFigures, FoldedStack, MergedFrom, Profile, ProfileInput, ProfileRow, ProfileSource,

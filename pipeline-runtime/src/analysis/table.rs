@@ -63,6 +63,22 @@ impl fmt::Display for Profile {
                 )?;
             }
             let extras = &read.extras;
+            if let Some(window) = &extras.flight_window {
+                let ms = |us: f64| us / 1e3;
+                let complete_from = if window.complete_after_us > 0.0 {
+                    window.complete_after_us
+                } else {
+                    window.first_record_us
+                };
+                writeln!(
+                    f,
+                    "A flight recorder window, not a whole run: dumped because {}. It holds                      every call from {:.0} ms before that to {:.0} ms after (a {:.0} ms window                      was asked for); calls that ended before it are not in it.",
+                    window.trigger,
+                    ms(window.triggered_at_us - complete_from).max(0.0),
+                    ms(window.dumped_at_us - window.triggered_at_us).max(0.0),
+                    window.window_ms
+                )?;
+            }
             if let Some(left_out) = extras.records_left_out.filter(|n| *n > 0) {
                 writeln!(
                     f,

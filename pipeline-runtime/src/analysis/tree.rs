@@ -133,6 +133,9 @@ pub struct TraceExtras {
     pub flows: u64,
     /// Records the writer says it left out (the closing `pipeline_profile` entry), if it says.
     pub records_left_out: Option<u64>,
+    /// The window, when the trace is a flight recorder dump.
+    #[serde(default)]
+    pub flight_window: Option<super::chrome::FlightWindow>,
 }
 
 /// Figures of the per-event slices a worker pool writes.
@@ -236,6 +239,7 @@ impl CallTree {
                 self.counts.other_events += 1;
                 let args = event.args.unwrap_or_default();
                 self.extras.records_left_out = args.records_left_out.and_then(|c| c.0);
+                self.extras.flight_window = args.flight_recorder_window;
                 self.declared = Some(Declared {
                     stages: args.stages.unwrap_or_default().into_iter().collect(),
                     allocations_measured: args.allocations_measured.unwrap_or(false),

@@ -12,7 +12,6 @@ mod stack;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-#[cfg(any(feature = "cpu-sampling", feature = "prometheus"))]
 pub(crate) use callsite::CallsiteId;
 pub(crate) use callsite::{interned_short_type_name, lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};
@@ -173,11 +172,23 @@ pub(crate) fn end_session() {
 /// Calls `visit` with every thread's rows of `session`, one thread at a time and without copying
 /// them: a thread's table is locked only while its rows are visited (its owner takes that lock
 /// once per 64 calls, never per call). A row appears once per thread that recorded it.
-#[cfg(feature = "prometheus")]
 pub(crate) fn visit_rows(session: u64, mut visit: impl FnMut(CallsiteId, CallsiteId, &CallStats)) {
     for shard in shard::all_shards() {
         shard.visit(session, &mut visit);
     }
+}
+
+/// The call times of `#[stage]` `name` in `session` so far (every thread's calls, under any
+/// enclosing stage), as one histogram: what the flight recorder's latency triggers judge.
+pub(crate) fn stage_distribution(session: u64, name: &str) -> hdrhistogram::Histogram<u64> {
+    let mut merged = crate::durations::histogram();
+    visit_rows(session, |_, site, stats| {
+        let site = lookup(site);
+        if site.kind() == CallsiteKind::Stage && site.name() == name {
+            stats.durations.distribution.add_into(&mut merged);
+        }
+    });
+    merged
 }
 
 /// Each `#[stage]`'s total time in `session` (every thread's calls), by name: what the report's

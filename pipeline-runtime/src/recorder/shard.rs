@@ -284,7 +284,6 @@ impl Shard {
 
     /// Calls `visit` with this shard's rows of `session` without copying them (the table is
     /// locked meanwhile); calls still waiting in the buffer come as rows of one call each.
-    #[cfg(feature = "prometheus")]
     pub(crate) fn visit(
         &self,
         session: u64,

@@ -12,7 +12,7 @@ use super::pool::{self, Chunk, Request};
 use super::{active, count_left_out, Record, Token};
 
 /// Who a slot's records come from.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SlotInfo {
     /// Unique over the process's life.
     pub(crate) id: u64,
@@ -55,8 +55,9 @@ static SLOTS: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
 static TEXT_BYTES: AtomicUsize = AtomicUsize::new(0);
 const TEXT_BUDGET: usize = 8 << 20;
 
-/// The writer took `bytes` of texts off a slot.
-fn texts_taken(texts: &VecDeque<Box<str>>) {
+/// The writer took `bytes` of texts off a slot (or a kept window let them go): they no longer
+/// count against [`TEXT_BUDGET`].
+pub(crate) fn texts_taken(texts: &VecDeque<Box<str>>) {
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     TEXT_BYTES.fetch_sub(bytes.min(TEXT_BYTES.load(Ordering::Relaxed)), Ordering::Relaxed);
 }
@@ -500,18 +501,14 @@ pub(crate) trait Reader {
 /// read chunks go back to the pool and slots of ended threads are removed once empty.
 /// Callers serialise drains (the writer holds its own lock).
 pub(crate) fn drain(reader: &mut dyn Reader) {
-    let slots: Vec<Arc<Slot>> = SLOTS.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let mut finished = Vec::new();
-    for slot in &slots {
+    let ended = visit_slots(|slot, state| {
         // One lock for texts and records alike. A thread pushes a record's text (under this
         // lock) before it publishes the record, so every record read here has its text among
         // those taken here: taking the texts under one lock and reading the records under
         // another let a record published in between be read without its text, and shifted
         // every later text of that thread by one.
-        let mut state = slot.lock();
         let full = std::mem::take(&mut state.full);
         let texts = std::mem::take(&mut state.texts);
-        let ended = state.ended;
         if !texts.is_empty() {
             texts_taken(&texts);
             reader.texts(&slot.info, texts);
@@ -523,24 +520,80 @@ pub(crate) fn drain(reader: &mut dyn Reader) {
             let generation = chunk_ref.generation.load(Ordering::Relaxed);
             reader.records(&slot.info, generation, chunk_ref.published(from));
         }
-        if let Some(chunk) = state.current {
-            // SAFETY: the thread's current chunk, alive while we hold the lock (the thread only
-            // retires it into `full`, under this lock).
-            let chunk_ref = unsafe { chunk.as_ref() };
-            let from = chunk_ref.drained.load(Ordering::Relaxed);
-            let records = chunk_ref.published(from);
-            chunk_ref.drained.store(from + records.len(), Ordering::Relaxed);
-            let generation = chunk_ref.generation.load(Ordering::Relaxed);
-            reader.records(&slot.info, generation, records);
+        read_current_chunk(slot, state, &mut |info, generation, records| {
+            reader.records(info, generation, records);
+        });
+        full
+    });
+    for info in ended {
+        reader.ended(&info);
+    }
+}
+
+/// Hands every full chunk and every text to `keeper` without reading them (the flight
+/// recorder keeps them as they are, and gives a chunk back by dropping it). The chunks threads
+/// are filling stay with them; with `and_current` (a dump) the part of each not read before is
+/// read too, in the same pass under the slot's lock, so every record read has its text among
+/// those handed over. Slots of ended threads are removed once empty. Callers serialise this with
+/// [`drain`].
+pub(crate) fn keep_full(keeper: &mut dyn Keeper, and_current: bool) {
+    let ended = visit_slots(|slot, state| {
+        let texts = std::mem::take(&mut state.texts);
+        if !texts.is_empty() {
+            keeper.texts(&slot.info, texts);
         }
+        for chunk in std::mem::take(&mut state.full) {
+            keeper.keep(&slot.info, KeptChunk { chunk });
+        }
+        if and_current {
+            read_current_chunk(slot, state, &mut |info, generation, records| {
+                keeper.current(info, generation, records);
+            });
+        }
+        VecDeque::new()
+    });
+    for info in ended {
+        keeper.ended(&info);
+    }
+}
+
+/// Reads the published, unread part of `slot`'s current chunk (under its lock, `state`).
+fn read_current_chunk(
+    slot: &Slot,
+    state: &SlotState,
+    read: &mut dyn FnMut(&SlotInfo, u32, &[Record]),
+) {
+    if let Some(chunk) = state.current {
+        // SAFETY: the thread's current chunk, alive while we hold the lock (the thread only
+        // retires it into `full`, under this lock).
+        let chunk_ref = unsafe { chunk.as_ref() };
+        let from = chunk_ref.drained.load(Ordering::Relaxed);
+        let records = chunk_ref.published(from);
+        chunk_ref.drained.store(from + records.len(), Ordering::Relaxed);
+        let generation = chunk_ref.generation.load(Ordering::Relaxed);
+        read(&slot.info, generation, records);
+    }
+}
+
+/// Calls `visit` on every slot under its lock; the chunks it returns go back to the pool. Slots
+/// of ended threads are removed once empty; returns who they were.
+fn visit_slots(
+    mut visit: impl FnMut(&Slot, &mut SlotState) -> VecDeque<NonNull<Chunk>>,
+) -> Vec<SlotInfo> {
+    let slots: Vec<Arc<Slot>> = SLOTS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut finished = Vec::new();
+    for slot in &slots {
+        let mut state = slot.lock();
+        let read = visit(slot, &mut state);
+        let ended = state.ended;
         drop(state);
-        pool::give_back(full);
+        pool::give_back(read);
         if ended {
             finished.push(slot.info.id);
         }
     }
     if finished.is_empty() {
-        return;
+        return Vec::new();
     }
     let mut removed = Vec::new();
     SLOTS.lock().unwrap_or_else(PoisonError::into_inner).retain(|slot| {
@@ -548,11 +601,59 @@ pub(crate) fn drain(reader: &mut dyn Reader) {
         let gone =
             finished.contains(&slot.info.id) && state.full.is_empty() && state.texts.is_empty();
         if gone {
-            removed.push(Arc::clone(slot));
+            removed.push(slot.info.clone());
         }
         !gone
     });
-    for slot in removed {
-        reader.ended(&slot.info);
+    removed
+}
+
+/// What the flight recorder does with the chunks and texts handed over by [`keep_full`].
+pub(crate) trait Keeper {
+    /// Texts of `slot`'s records, in record order (they may arrive before their records); the
+    /// keeper calls [`texts_taken`] when it lets them go.
+    fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>);
+    /// A full chunk of `slot`'s, after those handed over before.
+    fn keep(&mut self, slot: &SlotInfo, chunk: KeptChunk);
+    /// The records of `slot`'s current chunk not read before (after its full chunks), for a
+    /// dump: they are in no kept chunk, and are read only once.
+    fn current(&mut self, slot: &SlotInfo, generation: u32, records: &[Record]);
+    /// `slot`'s thread has ended and everything of it was handed over.
+    fn ended(&mut self, slot: &SlotInfo);
+}
+
+/// A full chunk the flight recorder keeps: it goes back to the pool when dropped.
+pub(crate) struct KeptChunk {
+    chunk: NonNull<Chunk>,
+}
+
+// SAFETY: a kept chunk is no thread's any more (its owner retired it); only `&Chunk`, which is
+// `Sync`, is reached through it, and dropping it hands it back to the pool under the pool's lock.
+unsafe impl Send for KeptChunk {}
+
+impl KeptChunk {
+    /// Its records not read before.
+    pub(crate) fn records(&self) -> &[Record] {
+        // SAFETY: kept, so alive until dropped, and nobody writes it any more.
+        let chunk = unsafe { self.chunk.as_ref() };
+        chunk.published(chunk.drained.load(Ordering::Relaxed))
+    }
+
+    /// The trace its records belong to.
+    pub(crate) fn generation(&self) -> u32 {
+        // SAFETY: as in `records`.
+        unsafe { self.chunk.as_ref() }.generation.load(Ordering::Relaxed)
+    }
+
+    /// The memory it holds, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        // SAFETY: as in `records`.
+        unsafe { self.chunk.as_ref() }.capacity() * std::mem::size_of::<Record>()
+    }
+}
+
+impl Drop for KeptChunk {
+    fn drop(&mut self) {
+        pool::give_back([self.chunk]);
     }
 }

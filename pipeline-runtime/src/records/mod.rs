@@ -24,6 +24,7 @@ mod pool;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub(crate) use buffer::{drain, set_writer_help, wait_for_chunks, Reader, SlotInfo};
+pub(crate) use buffer::{keep_full, texts_taken, Keeper, KeptChunk};
 #[cfg(feature = "tokio")]
 pub(crate) use marks::AsyncEventSlice;
 pub(crate) use marks::{counter as mark_counter, queue_full, set_counter_sink, stop as mark_stop};
@@ -126,6 +127,23 @@ pub(crate) enum Record {
 }
 
 impl Record {
+    /// When it happened (a submission: when it ended).
+    pub(crate) fn ts(&self) -> u64 {
+        match *self {
+            Record::Submit { end, .. } => end,
+            Record::Begin { ts, .. }
+            | Record::EventBegin { ts, .. }
+            | Record::End { ts, .. }
+            | Record::Instant { ts, .. }
+            | Record::Counter { ts, .. }
+            | Record::AsyncBegin { ts, .. }
+            | Record::AsyncEnd { ts, .. }
+            | Record::EventAsyncBegin { ts, .. }
+            | Record::EventAsyncEnd { ts, .. }
+            | Record::PollBegin { ts, .. } => ts,
+        }
+    }
+
     /// Whether a text of the thread's goes with this record.
     pub(crate) fn has_text(&self) -> bool {
         matches!(self, Record::Instant { .. } | Record::End { outcome: true, .. })

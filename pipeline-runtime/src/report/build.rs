@@ -77,6 +77,7 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64, heap: HeapReadings) -> Re
         memory,
         runs: Vec::new(),
         trace: None,
+        flight: None,
         cpu_samples: None,
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::durations::Timing;
 use crate::error::Error;
 use crate::run::RunSummary;
-use crate::trace::TraceSummary;
+use crate::trace::{FlightSummary, TraceSummary};
 use cpu::CpuProfile;
 pub(crate) use memory::HeapReadings;
 pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
@@ -81,6 +81,9 @@ pub struct Report {
     pub runs: Vec<RunSummary>,
     /// The Chrome trace written during the session, if one was asked for.
     pub trace: Option<TraceSummary>,
+    /// The flight recorder's dumps, when the session had one (`Profiler::flight_recorder`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flight: Option<FlightSummary>,
     /// The sampled CPU profile, when the session sampled
     /// (`Profiler::sample_cpu`, feature `cpu-sampling`).
     #[serde(skip_serializing_if = "Option::is_none")]

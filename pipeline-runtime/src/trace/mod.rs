@@ -17,6 +17,7 @@
 //! async calls as one async slice each, and the program's own spans (see [`layer`]).
 
 mod chrome;
+mod flight;
 mod native;
 mod user_spans;
 
@@ -30,6 +31,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 pub use chrome::{PipelineChromeLayer, SessionFilter};
+pub(crate) use flight::FlightSession;
+pub use flight::{DumpTrigger, FlightDump, FlightRecorder, FlightSummary, DEFAULT_MAX_BYTES};
 pub use user_spans::UserSpans;
 
 pub use crate::profiler::{emit_spans, emit_spans_sampled};

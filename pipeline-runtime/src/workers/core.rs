@@ -343,7 +343,10 @@ pub(super) fn take_load(load: &SharedLoad, stage_names: &[String]) -> WorkerLoad
 fn mark_stop(id: u64, halt: &Halt) {
     let stop = match halt.error() {
         StageError::Rejected { reason } => Stop::Rejected { reason },
-        StageError::Panicked { message } => Stop::Panicked { message },
+        StageError::Panicked { message } => {
+            crate::incidents::stage_panicked(halt.stage());
+            Stop::Panicked { message }
+        }
         error => Stop::Failed { error },
     };
     records::mark_stop(id, halt.stage(), &stop);
@@ -360,6 +363,7 @@ pub(super) fn sample_depth(
         let depth = depth();
         samples.push((now_ns().saturating_sub(intake.started_ns), depth));
         records::mark_counter(CounterTrack::QueueDepth, depth as f64);
+        crate::incidents::queue_sampled(depth, intake.capacity, now_ns());
         thread::sleep(every);
     }
     // Its samples outlive it (they go into the run's summary): its batched live-bytes change

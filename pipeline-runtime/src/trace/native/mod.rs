@@ -19,7 +19,7 @@
 //!
 //! This module reads the records and orders the slices; `json` formats each entry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 mod json;
+mod window;
 
 use json::{
     async_event, async_event_begin, begin_event, complete_event, counter, end_event, head, instant,
@@ -35,6 +36,7 @@ use json::{
 
 use crate::clock::now_ns;
 use crate::records::{self, Reader, Record, SliceKind, SlotInfo};
+use window::Window;
 
 /// Entries a thread may hold back (waiting for its outermost slice to end) before its open
 /// slices are written as `B`/`E` pairs.
@@ -44,7 +46,7 @@ pub(crate) const PENDING_LIMIT: usize = 4096;
 const WRITE_AT: usize = 64 * 1024;
 
 /// How often the writer reads quiet threads' records when no chunk fills.
-const POLL: Duration = Duration::from_millis(20);
+pub(crate) const COLLECT_EVERY: Duration = Duration::from_millis(20);
 
 /// The begin of a slice, as the writer keeps it until the slice ends.
 #[derive(Clone, Copy)]
@@ -148,6 +150,12 @@ struct Writer {
     written: u64,
     /// Records left out before this trace began.
     left_out_at_start: u64,
+    /// The flight recorder's window, when records are kept for dumps instead of written.
+    window: Option<Window>,
+    process_name: String,
+    /// For a dump: the flows whose submission is in it. An event whose submission was let go
+    /// with the window's oldest records gets no arrow (it would point from nowhere).
+    flows_in_dump: Option<HashSet<u64>>,
 }
 
 static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
@@ -155,20 +163,7 @@ static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
 fn writer() -> MutexGuard<'static, Writer> {
     let writer = WRITER.get_or_init(|| {
         spawn_writer_thread();
-        Mutex::new(Writer {
-            generation: 0,
-            file: None,
-            path: PathBuf::new(),
-            error: None,
-            out: Vec::new(),
-            pid: u64::from(std::process::id()),
-            threads: HashMap::new(),
-            open_async: HashMap::new(),
-            held_ends: HashMap::new(),
-            allocations_measured: false,
-            written: 0,
-            left_out_at_start: 0,
-        })
+        Mutex::new(Writer::new())
     });
     writer.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -183,11 +178,10 @@ fn help_write() {
         Err(std::sync::TryLockError::WouldBlock) => return,
     };
     let _bookkeeping = crate::alloc::bookkeeping();
-    records::drain(&mut *writer);
-    writer.write_out(false);
+    writer.collect();
 }
 
-/// The writer thread: reads records as chunks fill (and every [`POLL`]), writes them out, and
+/// The writer thread: reads records as chunks fill (and every [`COLLECT_EVERY`]), writes them out, and
 /// gives the chunks back to the pool. Between traces it reads and discards, so chunks come back.
 fn spawn_writer_thread() {
     records::set_writer_help(help_write);
@@ -196,10 +190,8 @@ fn spawn_writer_thread() {
             // All of this thread's memory is the profiler's.
             let _bookkeeping = crate::alloc::bookkeeping();
             loop {
-                records::wait_for_chunks(POLL);
-                let mut writer = writer();
-                records::drain(&mut *writer);
-                writer.write_out(false);
+                records::wait_for_chunks(COLLECT_EVERY);
+                writer().collect();
             }
         });
     // Without the thread, records are still read by `finish`; memory is bounded by the pool.
@@ -260,6 +252,7 @@ impl NativeTrace {
         // What is left of an earlier trace is read and discarded first.
         records::drain(&mut *writer);
         writer.file = Some(file);
+        writer.window = None;
         writer.path = path.to_owned();
         writer.error = None;
         writer.written = 0;
@@ -287,6 +280,110 @@ impl NativeTrace {
         Ok(NativeTrace { path: path.to_owned() })
     }
 
+    /// Turns records on for a flight recorder: the writer keeps the last `keep_ns` of them in
+    /// memory (all trace memory within `max_bytes`) and writes nothing until [`Self::dump`].
+    pub(crate) fn start_window(
+        process_name: &str,
+        keep_ns: u64,
+        max_bytes: usize,
+        sample_every: u64,
+    ) -> Self {
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let mut writer = writer();
+        records::drain(&mut *writer); // what is left of an earlier trace
+        writer.file = None;
+        writer.path = PathBuf::new();
+        writer.error = None;
+        writer.process_name = process_name.to_owned();
+        writer.allocations_measured = crate::recorder::allocations_measured();
+        writer.left_out_at_start = records::left_out();
+        // Half the budget holds the window; the rest is the chunks threads are filling, so a
+        // thread that needs one finds it free rather than waiting for the window to let go.
+        let record_limit = max_bytes / std::mem::size_of::<Record>();
+        writer.window = Some(Window::new(keep_ns, max_bytes / 2));
+        writer.generation = records::start(record_limit, sample_every);
+        crate::recorder::set_trace_records(true);
+        NativeTrace { path: PathBuf::new() }
+    }
+
+    /// Stops a flight recorder's records and lets its window go.
+    pub(crate) fn stop_window(&self) {
+        crate::recorder::set_trace_records(false);
+        records::stop();
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let _ = writer().close(&[], 0);
+    }
+
+    /// Writes what the flight recorder's window holds to `file` as a complete Chrome trace, and
+    /// empties the window (the next dump holds what comes after). The writer's lock is held only
+    /// while the window is taken, not while it is formatted, so threads go on recording; each
+    /// chunk goes back to the pool as soon as it is written. `note` (a JSON object) goes into
+    /// the file's metadata entry, with when the window begins and ends.
+    pub(crate) fn dump(
+        &self,
+        file: File,
+        stage_names: &[&str],
+        note: serde_json::Value,
+    ) -> Result<DumpWritten, io::Error> {
+        let _bookkeeping = crate::alloc::bookkeeping();
+        let (taken, mut out) = {
+            let mut writer = writer();
+            let Some(window) = writer.window.as_mut() else {
+                return Err(io::Error::other("no flight recorder is running"));
+            };
+            let taken = window.take();
+            let mut out = Writer::new();
+            out.pid = writer.pid;
+            out.generation = writer.generation;
+            out.allocations_measured = writer.allocations_measured;
+            out.left_out_at_start = writer.left_out_at_start;
+            out.process_name = writer.process_name.clone();
+            (taken, out)
+        };
+        let ended_ns = now_ns();
+        let mut flows = HashSet::new();
+        for thread in &taken.threads {
+            let chunks = thread.chunks.iter().map(|(chunk, _)| chunk.records());
+            let current = thread.current.iter().map(|unread| unread.records.as_slice());
+            for record in chunks.chain(current).flatten() {
+                if let Record::Submit { flow, .. } = *record {
+                    flows.insert(flow);
+                }
+            }
+        }
+        out.flows_in_dump = Some(flows);
+        out.file = Some(file);
+        out.out.extend_from_slice(b"[\n");
+        let pid = out.pid;
+        metadata(&mut out.out, pid, pid, "process_name", &out.process_name.clone());
+        let mut first_ns = u64::MAX;
+        for thread in taken.threads {
+            for (chunk, texts) in thread.chunks {
+                records::texts_taken(&texts);
+                out.texts(&thread.info, texts);
+                let batch = chunk.records();
+                first_ns = first_ns.min(batch.first().map_or(u64::MAX, Record::ts));
+                out.records(&thread.info, chunk.generation(), batch);
+                drop(chunk); // written: back to the pool
+                out.write_out(false);
+            }
+            if let Some(unread) = thread.current {
+                records::texts_taken(&unread.texts);
+                out.texts(&thread.info, unread.texts);
+                first_ns = first_ns.min(unread.records.first().map_or(u64::MAX, Record::ts));
+                out.records(&thread.info, unread.generation, &unread.records);
+            }
+        }
+        let left_out = records::left_out().saturating_sub(out.left_out_at_start);
+        let mut window = note;
+        window["complete_after_us"] = (taken.complete_after_ns as f64 / 1e3).into();
+        window["first_record_us"] =
+            (if first_ns == u64::MAX { 0.0 } else { first_ns as f64 / 1e3 }).into();
+        window["dumped_at_us"] = (ended_ns as f64 / 1e3).into();
+        let written = out.end_file(ended_ns, stage_names, left_out, Some(window))?;
+        Ok(DumpWritten { slices: written, complete_after_ns: taken.complete_after_ns, ended_ns })
+    }
+
     /// Stops records, writes everything recorded, closes the slices still open, and ends the
     /// file. Returns how many slices and instants it holds.
     pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<u64, io::Error> {
@@ -303,24 +400,91 @@ impl NativeTrace {
     }
 }
 
+/// A flight recorder dump that was written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DumpWritten {
+    /// Slices and instants in the file.
+    pub(crate) slices: u64,
+    /// The file holds everything recorded after this time (0: since recording began).
+    pub(crate) complete_after_ns: u64,
+    /// When the window was taken: the file's last moment.
+    pub(crate) ended_ns: u64,
+}
+
 impl Writer {
+    fn new() -> Self {
+        Writer {
+            generation: 0,
+            file: None,
+            path: PathBuf::new(),
+            error: None,
+            out: Vec::new(),
+            pid: u64::from(std::process::id()),
+            threads: HashMap::new(),
+            open_async: HashMap::new(),
+            held_ends: HashMap::new(),
+            allocations_measured: false,
+            written: 0,
+            left_out_at_start: 0,
+            window: None,
+            process_name: String::new(),
+            flows_in_dump: None,
+        }
+    }
+
+    /// The writer's work: reads what threads recorded and writes it out, or, for a flight
+    /// recorder, keeps it in the window.
+    fn collect(&mut self) {
+        match &mut self.window {
+            Some(window) => window.collect(now_ns()),
+            None => {
+                records::drain(self);
+                self.write_out(false);
+            }
+        }
+    }
+
     /// Reads what is left, closes the slices still open, ends the file and closes it. Returns
-    /// how many slices and instants the file holds.
+    /// how many slices and instants the file holds. A flight recorder's window is let go.
     fn close(&mut self, stage_names: &[&str], left_out: u64) -> Result<u64, io::Error> {
         if self.generation == 0 {
             return Ok(self.written); // closed already (at exit, or by an earlier finish)
         }
+        if self.window.take().is_some() {
+            self.generation = 0;
+            records::drain(self); // discarded: the window's trace is over
+            self.threads.clear();
+            self.out.clear();
+            return Ok(0);
+        }
         records::drain(self);
-        self.close_open_slices(now_ns());
+        self.end_file(now_ns(), stage_names, left_out, None)
+    }
+
+    /// Closes the slices still open at `ts`, writes the metadata entry (with `window` for a
+    /// flight recorder dump) and `]`, and closes the file. Returns how many slices and instants
+    /// the file holds.
+    fn end_file(
+        &mut self,
+        ts: u64,
+        stage_names: &[&str],
+        left_out: u64,
+        window: Option<serde_json::Value>,
+    ) -> Result<u64, io::Error> {
+        self.close_open_slices(ts);
+        let mut args = serde_json::json!({
+            "stages": stage_names,
+            "allocations_measured": self.allocations_measured,
+            "records_left_out": left_out,
+            "timer_resolution_ns": crate::clock::resolution_ns(),
+            "writer": "pipeline native",
+        });
+        if let Some(window) = window {
+            args["flight_recorder_window"] = window;
+        }
         let trailer = serde_json::json!({
             "ph": "M", "pid": self.pid, "tid": self.pid, "name": super::PROFILE_METADATA,
-            "args": {
-                "stages": stage_names,
-                "allocations_measured": self.allocations_measured,
-                "records_left_out": left_out,
-                "timer_resolution_ns": crate::clock::resolution_ns(),
-                "writer": "pipeline native",
-            }
+            "args": args,
         });
         self.out.extend_from_slice(b",\n");
         let _ = serde_json::to_writer(&mut self.out, &trailer);
@@ -398,7 +562,12 @@ impl Reader for Writer {
         let current = generation == self.generation && self.generation != 0;
         let pid = self.pid;
         let measured = self.allocations_measured;
-        let Writer { threads, out, open_async, held_ends, written, .. } = self;
+        let Writer { threads, out, open_async, held_ends, written, flows_in_dump, .. } = self;
+        let flows_in_dump = &*flows_in_dump;
+        let flow_kept = |flow: u64| match flows_in_dump {
+            Some(flows) if !flows.contains(&flow) => 0,
+            _ => flow,
+        };
         let mut asyncs = AsyncSlices { open: open_async, held: held_ends, pid };
         let thread = threads.entry(slot.id).or_insert_with(|| ThreadView::new(pid, slot));
         if !current {
@@ -417,7 +586,7 @@ impl Reader for Writer {
                     thread.begin(Begin::Slice { ts, name, kind });
                 }
                 Record::EventBegin { ts, id, wait_ns, flow } => {
-                    thread.begin(Begin::Event { ts, id, wait_ns, flow });
+                    thread.begin(Begin::Event { ts, id, wait_ns, flow: flow_kept(flow) });
                 }
                 Record::End { ts, allocations, bytes, outcome } => {
                     let outcome = if outcome { thread.texts.pop_front() } else { None };
@@ -450,6 +619,7 @@ impl Reader for Writer {
                     asyncs.ended((track, name), end, out);
                 }
                 Record::EventAsyncBegin { ts, id, wait_ns, track, flow } => {
+                    let flow = flow && flow_kept(track) != 0;
                     async_event_begin(out, pid, thread.tid, ts, id, wait_ns, track, flow);
                     asyncs.begun((AsyncTrack::Event(track), EVENT), out);
                 }
