@@ -77,6 +77,16 @@ fn feed(pool: &WorkerPool<u64>, mut until: impl FnMut(u64) -> bool) -> u64 {
     next - 1
 }
 
+/// The metrics endpoint's answer at `address`.
+fn scrape(address: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// The trailer's `flight_recorder_window` entry of a dump.
 fn window_note(events: &[serde_json::Value]) -> serde_json::Value {
     events
@@ -102,8 +112,11 @@ fn a_dump_on_demand_holds_the_whole_window_before_it_and_every_slice_in_it_is_co
     let report = session.finish().unwrap();
 
     assert_eq!(report.stage("Score").unwrap().timing.calls, fed, "statistics see every call");
-    let flight = report.flight.expect("the report has the flight recorder's dumps");
+    let flight = report.flight.clone().expect("the report has the flight recorder's dumps");
     assert_eq!(flight.dumps, vec![dump.clone()]);
+    let text = report.to_string();
+    assert!(text.contains("Flight recorder: kept the last 1.00 s"), "{text}");
+    assert!(text.contains(&format!("{} (asked for: checked)", dump.path.display())), "{text}");
     assert_eq!(dump.trigger, DumpTrigger::OnDemand { reason: "checked".into() });
     let name = dump.path.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("flight-20") && name.ends_with("-on-demand-checked.json"), "{name}");
@@ -240,7 +253,8 @@ fn a_panicking_stage_writes_a_dump_and_later_panics_within_the_cooldown_are_coun
         .dir(&dir)
         .on_stage_panic(true)
         .tail(Duration::from_millis(100));
-    let session = Profiler::new().flight_recorder(flight).start().unwrap();
+    let session =
+        Profiler::new().flight_recorder(flight).serve_metrics("127.0.0.1:0").start().unwrap();
     let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), Workers::new(2)).unwrap();
     quietly(|| {
         for event in 1..=2_000u64 {
@@ -251,6 +265,15 @@ fn a_panicking_stage_writes_a_dump_and_later_panics_within_the_cooldown_are_coun
         pool.submit(2_000_006).unwrap();
         std::thread::sleep(Duration::from_millis(400));
     });
+    // The metrics endpoint says how many dumps, and where the last went.
+    let metrics = scrape(session.metrics_address().unwrap());
+    let written = session.flight_dumps();
+    assert!(
+        metrics.contains("pipeline_flight_dumps_total{trigger=\"panic-Score\"} 1"),
+        "{metrics}"
+    );
+    let path = written[0].path.display().to_string();
+    assert!(metrics.contains(&format!("path=\"{path}\"")), "{metrics}");
     pool.join().unwrap();
     let report = session.finish().unwrap();
 

@@ -158,7 +158,8 @@ pub fn slices(events: &[serde_json::Value]) -> Vec<Slice> {
             "X" => {
                 let dur = e["dur"].as_f64().expect("dur");
                 if let Some(&(_, parent_end)) = stack.last() {
-                    assert!(ts + dur <= parent_end + 1e-9, "slice overlaps its parent's end: {e}");
+                    // Within the file's resolution (1 ns): microseconds near 2e7 add up inexactly in f64.
+                    assert!(ts + dur <= parent_end + 1e-3, "slice overlaps its parent's end: {e}");
                 }
                 let p = parents(stack, &out);
                 out.push(slice(stack.len(), p, dur, false));

@@ -25,6 +25,8 @@
 //! | `pipeline_worker_events_total` | counter | `run`, `worker` |
 //! | `pipeline_worker_busy_seconds_total`, `…_in_stage_seconds_total`, `…_idle_seconds_total` | counter | `run`, `worker` |
 //! | `pipeline_heap_live_bytes`, `pipeline_heap_peak_bytes` | gauge | |
+//! | `pipeline_flight_dumps_total` | counter | `trigger` (`latency-FraudStage`, `queue-full`...) |
+//! | `pipeline_flight_last_dump_info` | gauge (1) | `path`, `trigger`: where the last dump went |
 //!
 //! Counters start from zero with each profiling session (Prometheus's `rate()` reads that as a
 //! reset); a pool's series exist while the pool runs.
@@ -302,6 +304,7 @@ impl Collector for SessionCollector {
             |m, d| histogram(m, d),
         )?;
         encode_runs(e)?;
+        encode_flight(e)?;
         if self.allocator == AllocatorKind::Counting {
             let heap = alloc::heap();
             let none = Labels::new();
@@ -324,6 +327,37 @@ impl Collector for SessionCollector {
         }
         Ok(())
     }
+}
+
+/// The flight recorder's dumps: how many, per trigger, and where the last went.
+fn encode_flight(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let dumps = crate::trace::dumps_written();
+    let Some(last) = dumps.last() else { return Ok(()) };
+    let mut per_trigger: Vec<(Labels, f64)> = Vec::new();
+    for dump in &dumps {
+        let labels = vec![("trigger", dump.trigger.slug())];
+        match per_trigger.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, n)) => *n += 1.0,
+            None => per_trigger.push((labels, 1.0)),
+        }
+    }
+    family(
+        e,
+        "pipeline_flight_dumps",
+        "Flight recorder dumps written, per trigger.",
+        MetricType::Counter,
+        &per_trigger,
+        counter,
+    )?;
+    let where_ = vec![("path", last.path.display().to_string()), ("trigger", last.trigger.slug())];
+    family(
+        e,
+        "pipeline_flight_last_dump_info",
+        "Where the flight recorder's last dump went (always 1).",
+        MetricType::Gauge,
+        &[(where_, 1.0)],
+        gauge,
+    )
 }
 
 /// The running pools' figures.

@@ -106,6 +106,41 @@ pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result 
             )?;
         }
     }
+    if let Some(flight) = &report.flight {
+        write_flight(flight, f)?;
+    }
+    Ok(())
+}
+
+/// The flight recorder's line: its window, and each dump with why and how far back it holds
+/// everything.
+fn write_flight(flight: &crate::trace::FlightSummary, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(
+        f,
+        "\n\nFlight recorder: kept the last {} in at most {} MiB; {} dump{} written",
+        duration_ns(flight.window.as_nanos() as u64),
+        flight.max_bytes >> 20,
+        flight.dumps.len(),
+        if flight.dumps.len() == 1 { "" } else { "s" }
+    )?;
+    if flight.triggers_in_cooldown > 0 {
+        write!(f, " ({} more triggers during the cooldown)", flight.triggers_in_cooldown)?;
+    }
+    for dump in &flight.dumps {
+        write!(f, "\n  {} ({}): ", dump.path.display(), dump.trigger)?;
+        write!(
+            f,
+            "{} before the trigger, {} after",
+            duration_ns(dump.complete_before_trigger.as_nanos() as u64),
+            duration_ns(dump.after_trigger.as_nanos() as u64)
+        )?;
+        if dump.complete_before_trigger < flight.window {
+            write!(f, " (less than the window: the session or the last dump began later, or `max_bytes` is too small)")?;
+        }
+    }
+    for failed in &flight.failed {
+        write!(f, "\n  not written: {failed}")?;
+    }
     Ok(())
 }
 

@@ -311,6 +311,15 @@ pub struct FlightSummary {
     pub failed: Vec<String>,
 }
 
+/// The dumps of the running (or last) session, for the metrics endpoint.
+static PUBLISHED: Mutex<Vec<FlightDump>> = Mutex::new(Vec::new());
+
+/// The dumps the flight recorder of the running (or last) session wrote, in order.
+#[cfg(feature = "prometheus")]
+pub(crate) fn dumps_written() -> Vec<FlightDump> {
+    PUBLISHED.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
 /// What the session and the trigger thread share.
 struct Shared {
     config: FlightRecorder,
@@ -353,6 +362,7 @@ impl FlightSession {
         sample_every: u64,
     ) -> Result<Self, Error> {
         config.validate()?;
+        PUBLISHED.lock().unwrap_or_else(PoisonError::into_inner).clear();
         #[cfg(target_os = "linux")]
         let signal = if config.on_signal { Some(signal::install()?) } else { None };
         // The program's own spans join the window through the layer when it can be had.
@@ -472,7 +482,10 @@ fn dump(
         });
     let mut book = shared.book.lock().unwrap_or_else(PoisonError::into_inner);
     match &result {
-        Ok(dump) => book.dumps.push(dump.clone()),
+        Ok(dump) => {
+            book.dumps.push(dump.clone());
+            PUBLISHED.lock().unwrap_or_else(PoisonError::into_inner).push(dump.clone());
+        }
         Err(error) => book.failed.push(error.to_string()),
     }
     result

@@ -31,6 +31,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 pub use chrome::{PipelineChromeLayer, SessionFilter};
+#[cfg(feature = "prometheus")]
+pub(crate) use flight::dumps_written;
 pub(crate) use flight::FlightSession;
 pub use flight::{DumpTrigger, FlightDump, FlightRecorder, FlightSummary, DEFAULT_MAX_BYTES};
 pub use user_spans::UserSpans;
