@@ -27,11 +27,11 @@ pub(crate) fn stage_panics() -> (u64, String) {
 }
 
 /// A runner sampled its queue at `now_ns`: `depth` events of `capacity` waiting. A stretch of
-/// being full begins at capacity and ends only once the queue drains by a tenth (at least two
-/// events): a sample taken between a worker taking an event and the waiting producer putting
-/// the next one in does not end it.
+/// being full begins at capacity and ends only once the queue drains to half of it: a backed-up
+/// queue oscillates below its capacity (workers take events while the waiting producer is
+/// woken; a paced producer that fell behind sends a burst), and those dips are the same
+/// incident.
 pub(crate) fn queue_sampled(depth: usize, capacity: usize, now_ns: u64) {
-    let margin = (capacity / 10).max(2);
     if depth >= capacity {
         let _ = QUEUE_FULL_SINCE.compare_exchange(
             0,
@@ -39,7 +39,7 @@ pub(crate) fn queue_sampled(depth: usize, capacity: usize, now_ns: u64) {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
-    } else if depth + margin <= capacity && QUEUE_FULL_SINCE.load(Ordering::Relaxed) != 0 {
+    } else if depth <= capacity / 2 && QUEUE_FULL_SINCE.load(Ordering::Relaxed) != 0 {
         QUEUE_FULL_SINCE.store(0, Ordering::Relaxed);
     }
 }
@@ -63,7 +63,7 @@ mod tests {
         assert_eq!(queue_full_since(), Some(100));
         queue_sampled(3, 4, 250); // a worker took one; the producer puts the next in
         assert_eq!(queue_full_since(), Some(100));
-        queue_sampled(2, 4, 300);
+        queue_sampled(2, 4, 300); // drained to half
         assert_eq!(queue_full_since(), None);
         queue_sampled(5, 4, 400);
         assert_eq!(queue_full_since(), Some(400));

@@ -51,6 +51,12 @@ impl fmt::Display for Profile {
                      that point; {} slices still open there are left out.",
                     read.events, read.counts.unclosed
                 )?;
+            } else if read.counts.unclosed > 0 && read.extras.flight_window.is_some() {
+                writeln!(
+                    f,
+                    "{} calls were still running when the window was taken: left out.",
+                    read.counts.unclosed
+                )?;
             } else if read.counts.unclosed > 0 {
                 writeln!(f, "{} slices never ended and are left out.", read.counts.unclosed)?;
             }
@@ -72,7 +78,9 @@ impl fmt::Display for Profile {
                 };
                 writeln!(
                     f,
-                    "A flight recorder window, not a whole run: dumped because {}. It holds                      every call from {:.0} ms before that to {:.0} ms after (a {:.0} ms window                      was asked for); calls that ended before it are not in it.",
+                    "A flight recorder window, not a whole run: dumped because {}. It holds \
+                     every call from {:.0} ms before that to {:.0} ms after (a {:.0} ms \
+                     window was asked for).",
                     window.trigger,
                     ms(window.triggered_at_us - complete_from).max(0.0),
                     ms(window.dumped_at_us - window.triggered_at_us).max(0.0),

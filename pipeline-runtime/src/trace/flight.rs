@@ -146,7 +146,9 @@ impl FlightRecorder {
         self
     }
 
-    /// Dumps when a worker queue stays full (producers waiting) for `duration`.
+    /// Dumps when a worker queue stays backed up for `duration`: it reached its capacity and
+    /// has not drained to half of it since (producers wait at capacity; the dips between are
+    /// the same incident).
     pub fn when_queue_full_for(mut self, duration: Duration) -> Self {
         self.queue_full_for = Some(duration);
         self
