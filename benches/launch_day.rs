@@ -11,6 +11,7 @@ mod common;
 mod launch_day;
 
 use pipeline::bench::{Baseline, Bench};
+use pipeline::trace::FlightRecorder;
 use pipeline::{Error, Profiler, Workers};
 
 /// How a throughput run is profiled.
@@ -22,6 +23,11 @@ enum Mode {
     Sampled(u32),
     /// Statistics and a Chrome trace of every event (the native writer).
     Traced,
+    /// Statistics and the flight recorder armed, keeping this many milliseconds (nothing
+    /// written). A run is ~0.8 s: a 2 s window fills its buffers for the first time (page
+    /// faults a service pays once); a 100 ms window lets go of and reuses them, as a service
+    /// does all day.
+    FlightRecorder(u64),
     /// Statistics, with the metrics endpoint scraped every 100 ms.
     Scraped,
 }
@@ -71,6 +77,8 @@ fn throughput_on_two_workers() -> Result<(), Error> {
         Mode::Sampled(99),
         Mode::Sampled(999),
         Mode::Traced,
+        Mode::FlightRecorder(2_000),
+        Mode::FlightRecorder(100),
         Mode::Scraped,
     ];
     let mut figures: Vec<Figures> = modes.iter().map(|_| Figures::default()).collect();
@@ -82,6 +90,15 @@ fn throughput_on_two_workers() -> Result<(), Error> {
                 Mode::Statistics => Some(Profiler::new().start()?),
                 Mode::Sampled(hz) => Some(Profiler::new().sample_cpu(hz).start()?),
                 Mode::Traced => Some(Profiler::new().chrome_trace(&trace).start()?),
+                Mode::FlightRecorder(ms) => Some(
+                    Profiler::new()
+                        .flight_recorder(
+                            FlightRecorder::new(std::time::Duration::from_millis(ms))
+                                .tail(std::time::Duration::ZERO)
+                                .max_bytes(256 << 20),
+                        )
+                        .start()?,
+                ),
                 Mode::Scraped => Some(Profiler::new().serve_metrics("127.0.0.1:0").start()?),
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -97,6 +114,7 @@ fn throughput_on_two_workers() -> Result<(), Error> {
             if let Some(profiler) = profiler {
                 let report = profiler.finish()?;
                 figures.left_out += report.trace.map_or(0, |t| t.spans_left_out);
+                figures.left_out += report.flight.map_or(0, |f| f.spans_left_out);
                 figures.samples += report.cpu_samples.map_or(0, |cpu| cpu.samples_taken);
             }
             let cpu = (common::process_cpu_ns() - cpu_before) as f64 / 1e9;
@@ -114,6 +132,10 @@ fn throughput_on_two_workers() -> Result<(), Error> {
             Mode::Statistics => "recording statistics".to_owned(),
             Mode::Sampled(hz) => format!("statistics + CPU samples at {hz} Hz"),
             Mode::Traced => "statistics + every event traced".to_owned(),
+            Mode::FlightRecorder(2_000) => {
+                "statistics + flight recorder, 2 s (first fill)".to_owned()
+            }
+            Mode::FlightRecorder(ms) => format!("statistics + flight recorder, {ms} ms (reused)"),
             Mode::Scraped => "statistics + metrics scraped every 100 ms".to_owned(),
         };
         let ratios = figures.throughput.iter().zip(&recording).map(|(x, r)| x / r).collect();

@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
-use pipeline::trace::TraceBackend;
+use pipeline::trace::{FlightRecorder, TraceBackend};
 use pipeline::{profiled, stage, CountingAllocator, Profiler, Stage};
 
 #[global_allocator]
@@ -109,6 +109,20 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
             let report = session.finish().unwrap();
             left_out = report.trace.as_ref().map_or(0, |t| t.spans_left_out);
         }
+        "ours, flight recorder, buffers reused" | "ours, flight recorder, first fill" => {
+            // A service's steady state: the window lets go of its oldest buffers and threads
+            // reuse them (8 MiB hold less than this run). The first fill touches every buffer
+            // for the first time (128 MiB hold the whole run): page faults a long-running
+            // service pays once.
+            let max_bytes = if case.contains("reused") { 8 << 20 } else { 128 << 20 };
+            let flight = FlightRecorder::new(std::time::Duration::from_secs(2))
+                .dir(std::env::temp_dir())
+                .max_bytes(max_bytes);
+            let session = Profiler::new().flight_recorder(flight).start().unwrap();
+            loop_calls(&|x| Stage::process(&stage, x).unwrap().unwrap());
+            let report = session.finish().unwrap();
+            left_out = report.flight.as_ref().map_or(0, |f| f.spans_left_out);
+        }
         "#[instrument] + tracing-chrome" => {
             use tracing_subscriber::prelude::*;
             let (layer, guard) =
@@ -131,10 +145,12 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
     (cpu, wall, bytes, left_out)
 }
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 8] = [
     "bare",
     "statistics only",
     "ours, native writer",
+    "ours, flight recorder, buffers reused",
+    "ours, flight recorder, first fill",
     "ours, tracing-chrome backend",
     "#[instrument] + tracing-chrome",
     "fastrace #[trace], reporter set",

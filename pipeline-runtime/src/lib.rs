@@ -15,7 +15,7 @@
 //! | --- | --- | --- |
 //! | 4 read back | `analysis` | summaries, diffs and flame graphs of saved traces and reports |
 //! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
-//! | 2 outputs | `profiler`, `report`, `trace`, `metrics` | the session; figures as table, JSON, pprof; trace writers; live metrics for Prometheus |
+//! | 2 outputs | `profiler`, `report`, `trace`, `metrics` | the session; figures as table, JSON, pprof; trace writers and the flight recorder; live metrics for Prometheus |
 //! | 1 running | `stage`, `pipeline`, `async_pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, `AsyncPipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
 //! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error`, `incidents` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors, what the flight recorder's triggers watch |
 #![warn(missing_docs)]

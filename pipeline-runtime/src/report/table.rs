@@ -139,6 +139,13 @@ fn write_flight(flight: &crate::trace::FlightSummary, f: &mut fmt::Formatter<'_>
             write!(f, " (less than the window: the session or the last dump began later, or `max_bytes` is too small)")?;
         }
     }
+    if flight.spans_left_out > 0 {
+        write!(
+            f,
+            "\n  {} spans left out: no buffer was free (statistics are complete)",
+            flight.spans_left_out
+        )?;
+    }
     for failed in &flight.failed {
         write!(f, "\n  not written: {failed}")?;
     }

@@ -1,0 +1,105 @@
+//! What writing a flight recorder dump costs a busy pipeline: how long writing a 2 s window
+//! takes, and how many events per second the workers kept taking while it was written, against
+//! the second before.
+//!
+//! Run: `cargo bench --bench flight_dump`.
+//!
+//! The launch-day pipeline runs on a `WorkerPool` fed as fast as it takes orders, with the
+//! flight recorder armed (2 s window). Every 3 s the window is dumped on demand; a sampler
+//! thread counts accepted orders every 10 ms. Run with 1 worker (a core spare for the dump) and
+//! with 2 (no core spare on a 2-core machine).
+
+#[path = "../examples/launch_day.rs"]
+#[allow(dead_code)]
+mod launch_day;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pipeline::trace::FlightRecorder;
+use pipeline::{Profiler, WorkerPool, Workers};
+
+const DUMPS: usize = 3;
+
+/// Orders accepted per second over `[from, to)`, from `(time, accepted so far)` samples.
+fn rate(samples: &[(Instant, u64)], from: Instant, to: Instant) -> f64 {
+    let inside: Vec<_> = samples.iter().filter(|(t, _)| *t >= from && *t <= to).collect();
+    match (inside.first(), inside.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64(),
+        _ => f64::NAN,
+    }
+}
+
+fn run(workers: usize) {
+    let dir = std::env::temp_dir().join(format!("flight-dump-bench-{}", std::process::id()));
+    let flight = FlightRecorder::new(Duration::from_secs(2))
+        .max_bytes(256 << 20)
+        .dir(&dir)
+        .tail(Duration::ZERO);
+    let session = Profiler::new().flight_recorder(flight).start().unwrap();
+    let pool = Arc::new(
+        WorkerPool::start(Arc::new(launch_day::pipeline()), Workers::new(workers).queue(1024))
+            .unwrap(),
+    );
+    let accepted = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (pool, accepted, stop) = (Arc::clone(&pool), Arc::clone(&accepted), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut id = 0;
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                pool.submit(launch_day::order(id)).unwrap();
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let sampler = {
+        let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                samples.push((Instant::now(), accepted.load(Ordering::Relaxed)));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        })
+    };
+    let mut dumps = Vec::new();
+    for _ in 0..DUMPS {
+        std::thread::sleep(Duration::from_secs(3));
+        let started = Instant::now();
+        let dump = session.dump("bench").unwrap();
+        dumps.push((started, Instant::now(), dump));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    let samples = sampler.join().unwrap();
+    Arc::try_unwrap(pool).ok().expect("the feeder is done").join().unwrap();
+    let report = session.finish().unwrap();
+    println!("{workers} worker(s):");
+    for (started, ended, dump) in &dumps {
+        let before = rate(&samples, *started - Duration::from_secs(1), *started);
+        let during = rate(&samples, *started, *ended);
+        let bytes = std::fs::metadata(&dump.path).map_or(0, |m| m.len());
+        println!(
+            "  dump of {:.2} s: {} slices, {:.1} MB, written in {:.0} ms; orders/s the second before \
+             {before:.0}, during the dump {during:.0} ({:.2})",
+            dump.complete_before_trigger.as_secs_f64(),
+            dump.slices,
+            bytes as f64 / 1e6,
+            dump.write_time.as_secs_f64() * 1e3,
+            during / before,
+        );
+    }
+    let flight = report.flight.unwrap();
+    println!("  spans left out: {}", flight.spans_left_out);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    run(1);
+    run(2);
+}
