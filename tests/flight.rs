@@ -432,3 +432,70 @@ fn a_long_run_at_full_speed_keeps_the_window_in_bounded_memory() {
         dump.write_time
     );
 }
+
+#[test]
+fn finishing_the_session_dumps_when_asked_to_on_exit() {
+    let _lock = exclusive();
+    let dir = dump_dir("exit");
+    let flight = FlightRecorder::new(Duration::from_secs(1)).dir(&dir).on_exit(true);
+    let session = Profiler::new().flight_recorder(flight).start().unwrap();
+    Pipeline::new().stage(Score).run(3).unwrap();
+    assert!(files_in(&dir).is_empty());
+    let report = session.finish().unwrap();
+    let flight = report.flight.unwrap();
+    assert_eq!(flight.dumps.len(), 1);
+    assert_eq!(flight.dumps[0].trigger, DumpTrigger::Exit);
+    assert!(flight.dumps[0].path.to_string_lossy().ends_with("-exit.json"));
+    let kept = slices(&load_trace(&flight.dumps[0].path));
+    assert_eq!(kept.iter().filter(|s| s.name == "Score").count(), 1);
+}
+
+/// An async stage: awaits a yield between two halves of its work.
+struct Fetch;
+
+#[stage]
+impl Fetch {
+    async fn process(&self, event: u64) -> u64 {
+        common::YieldTimes(2).await;
+        event + 1
+    }
+}
+
+/// Async events span threads and polls: a window cut through them still holds only whole
+/// slices (an async end whose begin was let go is dropped, a call still running ends marked
+/// unfinished), and every event in it keeps its stages on its own track.
+#[test]
+fn a_dump_of_async_events_holds_whole_async_slices() {
+    let _lock = exclusive();
+    let dir = dump_dir("async");
+    let flight = FlightRecorder::new(Duration::from_millis(300))
+        .dir(&dir)
+        .tail(Duration::ZERO)
+        .max_bytes(4 << 20);
+    let session = Profiler::new().flight_recorder(flight).start().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let pipeline = Arc::new(pipeline::AsyncPipeline::new().stage_async(Fetch).stage(Score));
+    let started = Instant::now();
+    let mut runs = 0;
+    while started.elapsed() < Duration::from_millis(1_500) {
+        runtime.block_on(pipeline.run_concurrent(0..2_000u64, Workers::new(8).queue(64))).unwrap();
+        runs += 1;
+    }
+    let dump = session.dump("async").unwrap();
+    let report = session.finish().unwrap();
+    assert_eq!(report.stage("Fetch").unwrap().timing.calls, runs * 2_000);
+    let kept = slices(&load_trace(&dump.path)); // panics on an async end without its begin
+    let events = kept.iter().filter(|s| s.is_async && s.name == "event").count();
+    let fetches: Vec<_> = kept.iter().filter(|s| s.name == "Fetch").collect();
+    assert!(events > 100, "{events} async events in the window");
+    assert!(
+        fetches.iter().filter(|s| s.parents.first().is_some_and(|p| p == "event")).count()
+            >= fetches.len().saturating_sub(16),
+        "async stages nest in their event (but at the window's edges)"
+    );
+    keep_for_ci(&dump, "flight_async");
+}

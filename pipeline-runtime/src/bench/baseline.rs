@@ -94,6 +94,12 @@ impl Baseline {
 /// cannot judge (25 %: a different CPU, or a frequency governor, not a busy moment).
 const SPEED_TOLERANCE: f64 = 0.25;
 
+/// How far the calibration workload's speed may move while calibration alone decides. Past it,
+/// a regression (or improvement) must show in the raw times too: the yardstick and a workload
+/// need not move alike (a loaded CI run saw the yardstick 18 % faster and unchanged code 7 %
+/// faster: calibrated, a false +10.8 %).
+const CALIBRATION_ALONE: f64 = 0.05;
+
 /// The largest file [`Baseline::load`] reads.
 const MAX_BASELINE_BYTES: u64 = 16 << 20;
 
@@ -251,7 +257,27 @@ impl BenchResult {
                 NOISE_LIMIT
             ))
         } else {
-            time_verdict(change, self.tolerance)
+            let calibrated = time_verdict(change, self.tolerance);
+            let raw =
+                stats::median_ratio_change(&before.per_event_ns, &self.per_event_ns, &mut rng);
+            let decided = matches!(calibrated, Verdict::Regressed | Verdict::Improved);
+            if decided
+                && speed.abs() > CALIBRATION_ALONE
+                && time_verdict(raw, self.tolerance) != calibrated
+            {
+                Verdict::Inconclusive(format!(
+                    "the machine runs {:.0} % {} than when the baseline was recorded, and the \
+                     times disagree: {:+.1} % calibrated to its speed, {:+.1} % as measured; \
+                     rerun on a quieter machine, record the baseline here, or compare two builds \
+                     in one run (`pipeline-prof paired`)",
+                    speed.abs() * 100.0,
+                    if speed > 0.0 { "faster" } else { "slower" },
+                    change.estimate * 100.0,
+                    raw.estimate * 100.0
+                ))
+            } else {
+                calibrated
+            }
         };
         // The columns are calibrated like the change: each side's median in units of its
         // machine speed, shown in the baseline's nanoseconds. Raw, a machine running 5 %
@@ -345,5 +371,21 @@ mod tests {
         assert_eq!(time_verdict(then.clone(), &slower_code), Verdict::Regressed);
         let faster_code = result(|i| 86_000.0 / 1.3 * jitter(i), |_| 174e3);
         assert_eq!(time_verdict(then, &faster_code), Verdict::Improved);
+    }
+
+    #[test]
+    fn a_yardstick_that_moved_more_than_the_workload_cannot_make_a_regression_alone() {
+        // As a loaded CI run measured: the yardstick 18 % faster, the same code ~5 % faster.
+        // Calibrated, that reads as +12 %; the raw times say it got faster.
+        let then = result(|i| 22_495.0 * jitter(i), |_| 174e3);
+        let now = result(|i| 21_400.0 * jitter(i), |_| 174e3 / 1.182);
+        let verdict = time_verdict(then.clone(), &now);
+        assert!(
+            matches!(&verdict, Verdict::Inconclusive(why) if why.contains("disagree")),
+            "{verdict:?}"
+        );
+        // A real slowdown on a faster machine shows in both, and is one.
+        let slower_code = result(|i| 22_495.0 * 1.4 * jitter(i), |_| 174e3 / 1.1);
+        assert_eq!(time_verdict(then, &slower_code), Verdict::Regressed);
     }
 }
