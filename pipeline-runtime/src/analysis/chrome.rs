@@ -97,7 +97,9 @@ impl<'de> Deserialize<'de> for EventArgs {
                         }
                         ArgKey::Unfinished => args.unfinished = map.next_value()?,
                         ArgKey::FlightRecorderWindow => {
-                            args.flight_recorder_window = map.next_value()?;
+                            // Only this entry is lost if it is not the object a dump writes.
+                            let value = map.next_value::<serde_json::Value>()?;
+                            args.flight_recorder_window = serde_json::from_value(value).ok();
                         }
                         ArgKey::Skipped => {
                             map.next_value::<IgnoredAny>()?;
@@ -630,6 +632,23 @@ mod tests {
         assert_eq!(events[1].args.as_ref().unwrap().allocations, Some(Count(Some(4))));
         assert!(events[1].args.as_ref().unwrap().outcome.is_some());
         assert_eq!(events[0].tid, TrackId(2));
+    }
+
+    #[test]
+    fn a_malformed_flight_window_entry_is_skipped_and_the_rest_is_read() {
+        let (events, outcome) = read(
+            r#"[{"ph":"X","name":"A","pid":1,"tid":2,"ts":1,"dur":2},
+                {"ph":"M","name":"pipeline_profile","pid":1,"tid":1,
+                 "args":{"records_left_out":3,"flight_recorder_window":"not an object"}},
+                {"ph":"M","name":"pipeline_profile","pid":1,"tid":1,
+                 "args":{"flight_recorder_window":{"trigger":"SIGUSR2","window_ms":2000}}}]"#,
+        );
+        assert!(matches!(outcome, Outcome::Trace { events: 3, stop: None }));
+        let args = events[1].args.as_ref().unwrap();
+        assert_eq!(args.records_left_out, Some(Count(Some(3))));
+        assert!(args.flight_recorder_window.is_none());
+        let window = events[2].args.as_ref().unwrap().flight_recorder_window.clone().unwrap();
+        assert_eq!((window.trigger.as_str(), window.window_ms), ("SIGUSR2", 2000.0));
     }
 
     #[test]

@@ -177,9 +177,11 @@ impl Keeper for Window {
     }
 
     fn keep(&mut self, slot: &SlotInfo, chunk: KeptChunk) {
-        let records = chunk.records();
-        let with_text = records.iter().filter(|record| record.has_text()).count();
-        let newest_ns = records.iter().map(Record::ts).max().unwrap_or(0);
+        let (mut with_text, mut newest_ns) = (0, 0);
+        for record in chunk.records() {
+            with_text += usize::from(record.has_text());
+            newest_ns = newest_ns.max(record.ts());
+        }
         let thread = self.thread(slot);
         let texts = take_texts(&mut thread.texts, with_text);
         thread.chunks += 1;
