@@ -9,6 +9,8 @@
 //! thread counts accepted orders every 10 ms. Run with 1 worker (a core spare for the dump) and
 //! with 2 (no core spare on a 2-core machine).
 
+mod common;
+
 #[path = "../examples/launch_day.rs"]
 #[allow(dead_code)]
 mod launch_day;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use pipeline::trace::FlightRecorder;
 use pipeline::{Profiler, WorkerPool, Workers};
 
-const DUMPS: usize = 3;
+const DUMPS: usize = 5;
 
 /// Orders accepted per second over `[from, to)`, from `(time, accepted so far)` samples.
 fn rate(samples: &[(Instant, u64)], from: Instant, to: Instant) -> f64 {
@@ -69,9 +71,15 @@ fn run(workers: usize) {
     let mut dumps = Vec::new();
     for _ in 0..DUMPS {
         std::thread::sleep(Duration::from_secs(3));
-        let started = Instant::now();
+        let (started, cpu_before) =
+            (Instant::now(), Duration::from_nanos(common::process_cpu_ns()));
         let dump = session.dump("bench").unwrap();
-        dumps.push((started, Instant::now(), dump));
+        dumps.push((
+            started,
+            Instant::now(),
+            Duration::from_nanos(common::process_cpu_ns()) - cpu_before,
+            dump,
+        ));
     }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
@@ -80,18 +88,25 @@ fn run(workers: usize) {
     Arc::try_unwrap(pool).ok().expect("the feeder is done").join().unwrap();
     let report = session.finish().unwrap();
     println!("{workers} worker(s):");
-    for (started, ended, dump) in &dumps {
-        let before = rate(&samples, *started - Duration::from_secs(1), *started);
+    for (started, ended, process_cpu, dump) in &dumps {
+        let second = Duration::from_secs(1);
+        let before = rate(&samples, *started - second, *started);
+        // The same measure with no dump in it: how much two seconds differ anyway.
+        let control = rate(&samples, *started - 2 * second, *started - second);
         let during = rate(&samples, *started, *ended);
         let bytes = std::fs::metadata(&dump.path).map_or(0, |m| m.len());
         println!(
-            "  dump of {:.2} s: {} slices, {:.1} MB, written in {:.0} ms; orders/s the second before \
-             {before:.0}, during the dump {during:.0} ({:.2})",
+            "  dump of {:.2} s: {} slices, {:.1} MB, written in {:.0} ms, {:.0} ms of CPU \
+             (process: {:.0} ms); orders/s the second before {before:.0}, during the dump \
+             {during:.0} ({:.3}; the second before against the one before it: {:.3})",
             dump.complete_before_trigger.as_secs_f64(),
             dump.slices,
             bytes as f64 / 1e6,
             dump.write_time.as_secs_f64() * 1e3,
+            dump.cpu_time.as_secs_f64() * 1e3,
+            process_cpu.as_secs_f64() * 1e3,
             during / before,
+            before / control,
         );
     }
     let flight = report.flight.unwrap();

@@ -63,12 +63,13 @@ struct Figures {
 /// Orders per second through 2 workers flooded with 40,000 orders: profiler not started,
 /// recording statistics, recording with CPU samples at 99 and 999 Hz, and recording with every
 /// event traced (built with `--features off`, all are the bare pipeline). Interleaved, medians
-/// of 11 rounds, with the whole process's CPU per order (getrusage) beside each. Each ratio is
+/// of 11 rounds (`ROUNDS`), with the whole process's CPU per order (getrusage) beside each. Each ratio is
 /// the median of the rounds' own ratios (a mode against recording in the same round), which
 /// drift on a shared machine cancels out of.
 fn throughput_on_two_workers() -> Result<(), Error> {
     const ORDERS: u64 = 40_000;
-    const ROUNDS: usize = 11;
+    // `ROUNDS=31 cargo bench --bench launch_day` for a closer look at a small difference.
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(11);
     let pipeline = launch_day::pipeline();
     let trace = std::env::temp_dir().join(format!("launch-day-bench-{}.json", std::process::id()));
     let modes = [
@@ -82,7 +83,7 @@ fn throughput_on_two_workers() -> Result<(), Error> {
         Mode::Scraped,
     ];
     let mut figures: Vec<Figures> = modes.iter().map(|_| Figures::default()).collect();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (mode, figures) in modes.iter().zip(&mut figures) {
             let cpu_before = common::process_cpu_ns();
             let profiler = match *mode {
@@ -124,7 +125,7 @@ fn throughput_on_two_workers() -> Result<(), Error> {
     }
     let _ = std::fs::remove_file(&trace);
     let build = if cfg!(feature = "off") { " (built with --features off)" } else { "" };
-    println!("launch_day on 2 workers{build}, medians of {ROUNDS} runs of {ORDERS} orders:");
+    println!("launch_day on 2 workers{build}, medians of {rounds} runs of {ORDERS} orders:");
     let recording = figures[1].throughput.clone();
     for (mode, figures) in modes.iter().zip(figures) {
         let label = match mode {

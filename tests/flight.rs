@@ -122,6 +122,13 @@ fn a_dump_on_demand_holds_the_whole_window_before_it_and_every_slice_in_it_is_co
     let name = dump.path.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("flight-20") && name.ends_with("-on-demand-checked.json"), "{name}");
     assert!(dump.complete_before_trigger >= window, "{:?}", dump.complete_before_trigger);
+    // One thread wrote it: its CPU time is some, and no more than the time it took (+ a tick).
+    assert!(
+        dump.cpu_time > Duration::ZERO
+            && dump.cpu_time <= dump.write_time + Duration::from_millis(10),
+        "{dump:?}"
+    );
+    assert!(text.contains("of CPU)"), "{text}");
 
     let events = load_trace(&dump.path);
     let kept = slices(&events); // panics on a slice without its begin or its end
@@ -423,13 +430,14 @@ fn a_long_run_at_full_speed_keeps_the_window_in_bounded_memory() {
     assert!(first_us <= triggered_us - 2e6, "{} ms before", (triggered_us - first_us) / 1e3);
     eprintln!(
         "{seconds} s, {fed} events; profiler memory at most {} MiB, RSS +{} MiB; dump {} slices \
-         ({} MiB) complete {:?} back, written in {:?}",
+         ({} MiB) complete {:?} back, written in {:?} ({:?} of CPU)",
         most_profiler_bytes >> 20,
         grown >> 20,
         dump.slices,
         std::fs::metadata(&dump.path).unwrap().len() >> 20,
         dump.complete_before_trigger,
-        dump.write_time
+        dump.write_time,
+        dump.cpu_time
     );
 }
 

@@ -65,6 +65,17 @@ pub(crate) fn process_cpu_ns() -> u64 {
     ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
+/// CPU time of the calling thread so far (user + system), in nanoseconds.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    // SAFETY: `clock_gettime` fills the zeroed struct; a failure leaves it zero.
+    let time = unsafe {
+        let mut time: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time);
+        time
+    };
+    time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64
+}
+
 /// The calendar date (proleptic Gregorian) of `days` since 1970-01-01 (Howard Hinnant's
 /// algorithm): for the UTC times in baselines' and dumps' names, without a date crate.
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {

@@ -130,10 +130,11 @@ fn write_flight(flight: &crate::trace::FlightSummary, f: &mut fmt::Formatter<'_>
         write!(f, "\n  {} ({}): ", dump.path.display(), dump.trigger)?;
         write!(
             f,
-            "{} before the trigger, {} after, written in {}",
+            "{} before the trigger, {} after, written in {} ({} of CPU)",
             duration_ns(dump.complete_before_trigger.as_nanos() as u64),
             duration_ns(dump.after_trigger.as_nanos() as u64),
-            duration_ns(dump.write_time.as_nanos() as u64)
+            duration_ns(dump.write_time.as_nanos() as u64),
+            duration_ns(dump.cpu_time.as_nanos() as u64)
         )?;
         if dump.complete_before_trigger < flight.window {
             write!(f, " (less than the window: the session or the last dump began later, or `max_bytes` is too small)")?;

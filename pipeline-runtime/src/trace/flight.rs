@@ -295,6 +295,9 @@ pub struct FlightDump {
     pub slices: u64,
     /// How long writing it took.
     pub write_time: Duration,
+    /// The CPU time writing it took (formatting and the system's file writes): what it cost
+    /// the workers on a machine they keep busy.
+    pub cpu_time: Duration,
 }
 
 /// What the report says about the flight recorder.
@@ -485,14 +488,18 @@ fn dump(
         .and_then(|()| create_new(&path))
         .map_err(write_error)
         .and_then(|file| {
-            let started = Instant::now();
+            let (started, cpu_before) = (Instant::now(), crate::clock::thread_cpu_ns());
             let note = serde_json::json!({
                 "trigger": trigger.to_string(),
                 "triggered_at_us": triggered_ns as f64 / 1e3,
                 "window_ms": shared.config.window.as_secs_f64() * 1e3,
             });
             let stages = crate::recorder::stage_names();
-            let written = shared.trace.dump(file, &stages, note).map_err(write_error)?;
+            let mut share = CpuShare::of_the_machine(DUMP_SHARE);
+            let written = shared
+                .trace
+                .dump(file, &stages, note, &mut || share.keep())
+                .map_err(write_error)?;
             let complete_from = written.complete_after_ns.max(shared.started_ns);
             Ok(FlightDump {
                 path: path.clone(),
@@ -504,6 +511,9 @@ fn dump(
                 after_trigger: Duration::from_nanos(written.ended_ns.saturating_sub(triggered_ns)),
                 slices: written.slices,
                 write_time: started.elapsed(),
+                cpu_time: Duration::from_nanos(
+                    crate::clock::thread_cpu_ns().saturating_sub(cpu_before),
+                ),
             })
         });
     let mut book = shared.book.lock().unwrap_or_else(PoisonError::into_inner);
@@ -589,6 +599,42 @@ fn yield_to_workers() {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let now = libc::getpriority(libc::PRIO_PROCESS, tid);
         libc::setpriority(libc::PRIO_PROCESS, tid, (now + 10).min(19));
+    }
+}
+
+/// The share of the machine's CPU a dump may take while it writes (its thread sleeps when it
+/// has used more): a dump's formatting costs ~200 ns of CPU per slice whatever its priority,
+/// and on a machine whose workers keep every core busy, that CPU is theirs; capped at a tenth,
+/// they keep ~90 % of their throughput, and a 2 s window of two busy workers (~900,000 slices)
+/// is still written in about a second (BENCHMARKS.md, "The flight recorder").
+const DUMP_SHARE: f64 = 0.1;
+
+/// Keeps the calling thread's CPU time at most a share of the wall time since it was made.
+struct CpuShare {
+    started: Instant,
+    cpu_at_start: u64,
+    /// Of one core: the machine's share times its cores.
+    of_one_core: f64,
+}
+
+impl CpuShare {
+    /// At most `share` of all the machine's cores.
+    fn of_the_machine(share: f64) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        CpuShare {
+            started: Instant::now(),
+            cpu_at_start: crate::clock::thread_cpu_ns(),
+            of_one_core: (share * cores as f64).min(1.0),
+        }
+    }
+
+    /// Sleeps until the CPU used since the start is within the share of the time since.
+    fn keep(&mut self) {
+        let used = crate::clock::thread_cpu_ns().saturating_sub(self.cpu_at_start);
+        let allowed_after = Duration::from_nanos((used as f64 / self.of_one_core) as u64);
+        if let Some(ahead) = allowed_after.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
     }
 }
 

@@ -318,12 +318,15 @@ impl NativeTrace {
     /// empties the window (the next dump holds what comes after). The writer's lock is held only
     /// while the window is taken, not while it is formatted, so threads go on recording; each
     /// chunk goes back to the pool as soon as it is written. `note` (a JSON object) goes into
-    /// the file's metadata entry, with when the window begins and ends.
+    /// the file's metadata entry, with when the window begins and ends. `pace` is called
+    /// after each chunk is written (a few hundred microseconds of work): it may sleep to keep
+    /// the dump's share of the CPU down.
     pub(crate) fn dump(
         &self,
         file: File,
         stage_names: &[&str],
         note: serde_json::Value,
+        pace: &mut dyn FnMut(),
     ) -> Result<DumpWritten, io::Error> {
         let _bookkeeping = crate::alloc::bookkeeping();
         let (taken, mut out) = {
@@ -366,6 +369,7 @@ impl NativeTrace {
                 out.records(&thread.info, chunk.generation(), batch);
                 drop(chunk); // written: back to the pool
                 out.write_out(false);
+                pace();
             }
             if let Some(unread) = thread.current {
                 records::texts_taken(&unread.texts);
