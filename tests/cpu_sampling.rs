@@ -11,10 +11,14 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipeline::{stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers};
+mod common;
+
+use pipeline::{
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
+};
 
 /// The counting allocator, plus a count of allocations made inside the sampler's handler.
 struct Checked;
@@ -45,12 +49,6 @@ unsafe impl GlobalAlloc for Checked {
 
 #[global_allocator]
 static ALLOC: Checked = Checked;
-
-/// One profiling session at a time in this process.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Burns about `rounds` units of CPU.
 #[inline(always)]
@@ -105,9 +103,81 @@ fn assert_counts_add_up(cpu: &pipeline::report::cpu::CpuProfile) {
     assert_eq!(per_stack, cpu.samples_in_stages + cpu.samples_outside_stages);
 }
 
+/// Annotated: inlined into its stage or not as the compiler likes, its samples must carry the
+/// report's name either way.
+#[profiled]
+fn weigh_order(n: u64) -> u64 {
+    heavy_helper(n) ^ spin(n, UNIT)
+}
+
+struct WeighStage;
+
+#[stage]
+impl WeighStage {
+    fn process(&self, n: u64) -> u64 {
+        weigh_order(n)
+    }
+}
+
+#[test]
+fn the_pprof_file_names_functions_as_the_report_does_and_says_their_lines() {
+    let _serial = common::exclusive();
+    let session = Profiler::new().sample_cpu(999).start().unwrap();
+    let pipeline = Pipeline::new().stage(WeighStage);
+    pipeline.run_concurrent(0..EVENTS / 2, Workers::new(2).queue(64)).unwrap();
+    let report = session.finish().unwrap();
+    let cpu = cpu(&report);
+    let path = std::env::temp_dir().join(format!("names-{}.pb", std::process::id()));
+    cpu.write_pprof(&path).unwrap();
+    let pprof = common::pprof::read(&std::fs::read(&path).unwrap());
+    let _ = std::fs::remove_file(&path);
+    let in_pprof = pprof.function_names();
+
+    // Every function the report names is spelled the same wherever the pprof file has it: a
+    // function of this file whose last segment is the report's is the report's (another
+    // crate's `Backoff::spin` is not this file's `spin`).
+    let weigh = report.stage("WeighStage").expect("the stage ran");
+    let named: Vec<&str> = weigh.functions.iter().map(|f| f.name.as_str()).collect();
+    assert!(named.contains(&"cpu_sampling::weigh_order"), "{named:?}");
+    let of_this_file: Vec<&str> = pprof
+        .functions
+        .values()
+        .filter(|(_, file)| file.ends_with("cpu_sampling.rs"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    // `spin` is inlined even in a debug build: debug info names it without its module.
+    for name in named.iter().chain(&["cpu_sampling::heavy_helper", "cpu_sampling::spin"]) {
+        let last = name.rsplit("::").next().unwrap();
+        let spelled: Vec<&&str> =
+            of_this_file.iter().filter(|f| f.rsplit("::").next() == Some(last)).collect();
+        assert!(!spelled.is_empty(), "{name} was never sampled: {of_this_file:?}");
+        assert!(spelled.iter().all(|f| **f == *name), "{name} spelled {spelled:?}");
+    }
+    // The stage's body is the stage's `process`, and no closure of the toolkit sits above it.
+    assert!(in_pprof.contains(&"WeighStage::process"), "{in_pprof:?}");
+    for stack in cpu.stacks.iter().filter(|s| s.stage == "WeighStage") {
+        assert!(!stack.frames[0].contains("{closure"), "{:?}", stack.frames);
+    }
+    // Functions carry their file, locations their lines; the profile its time and duration,
+    // and a comment with the rate asked for and the one achieved.
+    let lines = pprof.lines_of("cpu_sampling::heavy_helper");
+    assert!(!lines.is_empty(), "no line for heavy_helper: {:?}", pprof.locations);
+    assert!(pprof
+        .functions
+        .values()
+        .any(|(name, file)| name == "cpu_sampling::heavy_helper"
+            && file.ends_with("cpu_sampling.rs")));
+    assert!(pprof.time_nanos > 1_700_000_000_000_000_000, "{}", pprof.time_nanos);
+    assert!(pprof.duration_nanos > 0);
+    assert!(pprof
+        .comments
+        .iter()
+        .any(|c| c.contains("asked for 999 Hz") && c.contains("per CPU second")));
+}
+
 #[test]
 fn an_80_20_split_between_two_unannotated_helpers_comes_out_within_10_points() {
-    let _serial = serial();
+    let _serial = common::exclusive();
     let pipeline = Pipeline::new().stage(SplitStage);
     let session = Profiler::new().sample_cpu(999).start().unwrap();
     let run = pipeline.run_concurrent(0..EVENTS, Workers::new(2).queue(64)).unwrap();
@@ -150,7 +220,7 @@ fn work_outside_stages(until: std::time::Instant) -> u64 {
 
 #[test]
 fn samples_outside_stages_are_reported_apart_and_the_counts_add_up() {
-    let _serial = serial();
+    let _serial = common::exclusive();
     let pipeline = Pipeline::new().stage(SplitStage);
     let session = Profiler::new().sample_cpu(999).start().unwrap();
     for n in 0..200 {
@@ -208,7 +278,7 @@ impl HostileStage {
 
 #[test]
 fn the_handler_never_allocates_nor_waits_for_the_workers_locks() {
-    let _serial = serial();
+    let _serial = common::exclusive();
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {})); // the stage's panics are expected
     let shared = Arc::new(Mutex::new(Vec::new()));
@@ -237,7 +307,7 @@ fn the_handler_never_allocates_nor_waits_for_the_workers_locks() {
 
 #[test]
 fn a_bad_rate_is_refused_and_the_next_session_starts() {
-    let _serial = serial();
+    let _serial = common::exclusive();
     for hz in [0, 10_001, u32::MAX] {
         let error = Profiler::new().sample_cpu(hz).start().unwrap_err();
         assert!(matches!(error, pipeline::Error::CpuSampling(_)), "{error}");
@@ -260,7 +330,7 @@ extern "C" fn programs_own_handler(_: libc::c_int) {}
 
 #[test]
 fn the_programs_own_sigprof_handler_is_put_back() {
-    let _serial = serial();
+    let _serial = common::exclusive();
     let own = programs_own_handler as *const () as libc::sighandler_t;
     unsafe { libc::signal(libc::SIGPROF, own) };
     let session = Profiler::new().sample_cpu(99).start().unwrap();
@@ -295,7 +365,7 @@ impl Risk {
 
 #[test]
 fn a_hot_spot_inside_libm_is_named_by_the_users_function_that_called_it() {
-    let _serial = serial();
+    let _serial = common::exclusive();
     let profiler = Profiler::new().sample_cpu(999).start().unwrap();
     let events = if cfg!(debug_assertions) { 4_000 } else { 8_000 };
     Pipeline::new().stage(Risk).run_concurrent(0..events, Workers::new(2)).unwrap();

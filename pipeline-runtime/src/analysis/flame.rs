@@ -1,5 +1,7 @@
-//! Flame graphs: folded stacks rendered to SVG by `inferno` (feature `flamegraph`), widths
-//! showing self time. The folded lines themselves need no feature.
+//! Flame graphs: folded stacks rendered to SVG by `inferno` (feature `flamegraph`). Each
+//! stack's count is its innermost frame's self time (or samples), so a frame's width is its
+//! total: itself and everything it called; its self time is the part with nothing above it.
+//! The folded lines themselves need no feature.
 
 #[cfg(feature = "flamegraph")]
 use std::fs::File;
@@ -39,18 +41,20 @@ pub(crate) struct Widths {
     pub(crate) when_empty: &'static str,
 }
 
-/// Recorded calls: widths are self time.
+/// Recorded calls: widths are total time (self time is the part with nothing above).
 #[cfg(feature = "flamegraph")]
 pub(crate) const SELF_TIME: Widths = Widths {
-    subtitle: "Width: self time. Stages at the bottom, functions above.",
+    subtitle: "Width: time in a function and what it called; the part with nothing above is \
+               its self time. Stages at the bottom, functions above.",
     unit: "ns",
     when_empty: "nothing to draw: no stage or function recorded any time",
 };
 
-/// Sampled stacks: widths are CPU samples.
+/// Sampled stacks: widths are CPU samples in a function and what it called.
 #[cfg(feature = "flamegraph")]
 pub(crate) const CPU_SAMPLES: Widths = Widths {
-    subtitle: "Width: CPU samples. Stages at the bottom, the call paths sampled inside them above.",
+    subtitle: "Width: CPU samples in a function and what it called; the part with nothing \
+               above is its own. Stages at the bottom, the call paths sampled inside them above.",
     unit: "samples",
     when_empty: "nothing to draw: no CPU sample was taken",
 };

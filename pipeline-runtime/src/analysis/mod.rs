@@ -7,7 +7,7 @@
 //! - [`ProfileDiff`] compares two profiles, largest impact first, marking changes within the
 //!   noise.
 //! - [`Profile::write_flamegraph`] and [`Report::write_flamegraph`](crate::Report::write_flamegraph)
-//!   draw an SVG flame graph whose widths are self time.
+//!   draw an SVG flame graph whose widths are total time.
 
 mod chrome;
 mod diff;
@@ -33,7 +33,8 @@ use crate::error::Error;
 
 impl Profile {
     /// Writes an SVG flame graph of this profile to `path`: stages at the bottom, the functions
-    /// they called above, widths showing self time.
+    /// they called above, each frame as wide as its total time (its self time is the part with
+    /// nothing above it).
     ///
     /// # Errors
     ///
@@ -66,7 +67,7 @@ impl ProfileDiff {
 
 impl crate::Report {
     /// Writes an SVG flame graph of this report to `path`: each stage at the bottom, the
-    /// profiled functions it called above it, widths showing self time.
+    /// profiled functions it called above it, each frame as wide as its total time.
     ///
     /// # Errors
     ///
@@ -82,7 +83,8 @@ impl crate::Report {
 
 impl crate::report::cpu::CpuProfile {
     /// Writes an SVG flame graph of the sampled call paths to `path`: each stage at the bottom
-    /// (and `(outside stages)`), the functions sampled inside it above, widths showing samples.
+    /// (and `(outside stages)`), the functions sampled inside it above, each as wide as the
+    /// samples in it and what it called. The title says the rate asked for and the one achieved.
     ///
     /// # Errors
     ///
@@ -91,7 +93,7 @@ impl crate::report::cpu::CpuProfile {
     /// Needs the `flamegraph` feature (on by default).
     #[cfg(feature = "flamegraph")]
     pub fn write_flamegraph(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let title = format!("CPU samples ({} at {} Hz)", self.samples_taken, self.hz);
+        let title = format!("CPU samples: {}", self.rate_said());
         flame::write_lines_file(&self.folded(), &title, flame::CPU_SAMPLES, path.as_ref())
     }
 }

@@ -202,6 +202,12 @@ pub(crate) fn stage_names() -> Vec<&'static str> {
     registry.iter().filter(|site| site.kind == CallsiteKind::Stage).map(|site| site.name).collect()
 }
 
+/// Every call site called so far in the process.
+#[cfg(feature = "cpu-sampling")]
+pub(crate) fn callsites() -> Vec<&'static Callsite> {
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
 /// The call site with this id.
 pub(crate) fn lookup(id: CallsiteId) -> &'static Callsite {
     let registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

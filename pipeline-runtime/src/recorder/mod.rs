@@ -12,6 +12,8 @@ mod stack;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
+#[cfg(feature = "cpu-sampling")]
+pub(crate) use callsite::callsites;
 pub(crate) use callsite::CallsiteId;
 pub(crate) use callsite::{interned_short_type_name, lookup, stage_names};
 pub use callsite::{Callsite, CallsiteKind};

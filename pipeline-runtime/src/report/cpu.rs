@@ -1,8 +1,9 @@
 //! The report's sampled CPU section ([`CpuProfile`]): per stage, the functions the samples found
 //! running, annotated or not; the samples outside stages apart; the call paths for pictures.
 
+use std::collections::HashMap;
 #[cfg(feature = "cpu-sampling")]
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use comfy_table::{CellAlignment, Table};
@@ -47,6 +48,10 @@ pub struct CpuProfile {
     pub samples_truncated: u64,
     /// CPU time of the whole process while sampling ran (getrusage, user + system).
     pub process_cpu_ns: u64,
+    /// When sampling began, in nanoseconds since the Unix epoch (0 when unknown).
+    pub started_unix_ns: u64,
+    /// How long sampling ran (wall time), in nanoseconds.
+    pub duration_ns: u64,
     /// Time the sampled threads spent in the sampler's signal handler: its own cost, which is
     /// also inside the figures of the calls it interrupted.
     pub sampler_cost_ns: u64,
@@ -54,8 +59,8 @@ pub struct CpuProfile {
     pub stages: Vec<SampledStage>,
     /// The samples outside every stage, by function.
     pub outside_stages: SampledStage,
-    /// Every distinct call path with its samples, most first (for flame graphs and pprof; not in
-    /// the JSON, which would grow with every distinct path).
+    /// Every distinct call path (by function and source line) with its samples, most first
+    /// (for flame graphs and pprof; not in the JSON, which would grow with every distinct path).
     #[serde(skip)]
     pub stacks: Vec<SampledStack>,
 }
@@ -157,8 +162,25 @@ pub struct SampledStack {
     /// (the toolkit's frames above it are cut); a sample inside the toolkit itself reads
     /// `(pipeline runtime)`.
     pub frames: Vec<String>,
+    /// Where in its source each frame was, in the same order as `frames` (the same functions
+    /// at other lines are another path).
+    pub lines: Vec<SourceLine>,
     /// Samples that found this path.
     pub samples: u64,
+}
+
+/// Where a frame of a sampled path was: source file and line (when the binary has line
+/// tables: Cargo's release profile has none unless `debug = "line-tables-only"` or more), and
+/// the sampled address for the function it lies in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub struct SourceLine {
+    /// The source file.
+    pub file: Option<String>,
+    /// The line (0 when unknown).
+    pub line: u32,
+    /// The address (0 for a function inlined at it: the address is its caller's).
+    pub address: u64,
 }
 
 impl CpuProfile {
@@ -168,19 +190,24 @@ impl CpuProfile {
     }
 
     /// Folded-stack lines (`Stage;outer;inner samples`): the input of flame-graph tools
-    /// (inferno, speedscope, flamegraph.pl).
+    /// (inferno, speedscope, flamegraph.pl). One line per path of functions (the same
+    /// functions at different source lines are one).
     pub fn folded(&self) -> Vec<String> {
-        self.stacks
-            .iter()
-            .map(|stack| {
-                let mut line = stack.stage.replace(';', ":");
-                for frame in &stack.frames {
-                    line.push(';');
-                    line.push_str(&frame.replace(';', ":"));
-                }
-                format!("{line} {}", stack.samples)
-            })
-            .collect()
+        let mut order: Vec<String> = Vec::new();
+        let mut samples: HashMap<String, u64> = HashMap::new();
+        for stack in &self.stacks {
+            let mut line = stack.stage.replace(';', ":");
+            for frame in &stack.frames {
+                line.push(';');
+                line.push_str(&frame.replace(';', ":"));
+            }
+            let count = samples.entry(line).or_insert_with_key(|line| {
+                order.push(line.clone());
+                0
+            });
+            *count += stack.samples;
+        }
+        order.into_iter().map(|line| format!("{line} {}", samples[&line])).collect()
     }
 }
 
@@ -229,6 +256,15 @@ impl CpuProfile {
             stacks.push(SampledStack {
                 stage: stage.unwrap_or(OUTSIDE_STAGES).to_owned(),
                 frames: frames.iter().map(|frame| frame.to_string()).collect(),
+                lines: stack
+                    .lines
+                    .iter()
+                    .map(|at| SourceLine {
+                        file: at.file.as_deref().map(str::to_owned),
+                        line: at.line,
+                        address: at.address,
+                    })
+                    .collect(),
                 samples,
             });
         }
@@ -249,6 +285,8 @@ impl CpuProfile {
             samples_not_unwound: taken.not_unwound,
             samples_truncated: taken.truncated,
             process_cpu_ns: taken.process_cpu_ns,
+            started_unix_ns: taken.started_unix_ns,
+            duration_ns: taken.duration_ns,
             sampler_cost_ns: taken.handler_ns,
             stages,
             outside_stages: outside,
@@ -463,6 +501,7 @@ mod tests {
                     stage,
                     function,
                     frames: path(frames),
+                    lines: vec![Default::default(); frames.len()],
                     samples,
                     own: (!frames.is_empty()).then(|| (frames.len() - 1, None)),
                 })

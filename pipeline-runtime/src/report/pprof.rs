@@ -3,12 +3,13 @@
 //!
 //! Each distinct call path is one sample with two values (`samples/count`, `cpu/nanoseconds`),
 //! its stage as the outermost frame and as a `stage` label (`go tool pprof -tagfocus
-//! stage=FraudStage`). Functions are already named, so the file needs no binary to symbolise.
+//! stage=FraudStage`). Functions are already named (as the report names them) with their
+//! source files, and locations carry their lines, so the file needs no binary to symbolise.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::cpu::CpuProfile;
+use super::cpu::{CpuProfile, SourceLine};
 use crate::error::Error;
 
 /// A protobuf message being written.
@@ -100,13 +101,52 @@ const LABEL_STR: u32 = 2;
 const MAPPING_ID: u32 = 1;
 const MAPPING_FILENAME: u32 = 5;
 const MAPPING_HAS_FUNCTIONS: u32 = 7;
+const MAPPING_HAS_FILENAMES: u32 = 8;
+const MAPPING_HAS_LINE_NUMBERS: u32 = 9;
 const LOCATION_ID: u32 = 1;
 const LOCATION_MAPPING_ID: u32 = 2;
+const LOCATION_ADDRESS: u32 = 3;
 const LOCATION_LINE: u32 = 4;
 const LINE_FUNCTION_ID: u32 = 1;
+const LINE_LINE: u32 = 2;
 const FUNCTION_ID: u32 = 1;
 const FUNCTION_NAME: u32 = 2;
 const FUNCTION_SYSTEM_NAME: u32 = 3;
+const FUNCTION_FILENAME: u32 = 4;
+const PROFILE_TIME_NANOS: u32 = 9;
+const PROFILE_DURATION_NANOS: u32 = 10;
+
+/// The profile's functions (by name and file) and locations (by function, address and line),
+/// each numbered from 1 in the order first seen.
+#[derive(Default)]
+struct Locations {
+    functions: Vec<(String, Option<String>)>,
+    function_ids: HashMap<(String, Option<String>), u64>,
+    /// (function id, address, line)
+    locations: Vec<(u64, u64, u32)>,
+    location_ids: HashMap<(u64, u64, u32), u64>,
+}
+
+impl Locations {
+    /// The id of the location of `name` at `at`.
+    fn id(&mut self, name: &str, at: &SourceLine) -> u64 {
+        let key = (name.to_owned(), at.file.clone());
+        let function = match self.function_ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                self.functions.push(key.clone());
+                let id = self.functions.len() as u64;
+                self.function_ids.insert(key, id);
+                id
+            }
+        };
+        let key = (function, at.address, at.line);
+        *self.location_ids.entry(key).or_insert_with(|| {
+            self.locations.push(key);
+            self.locations.len() as u64
+        })
+    }
+}
 
 impl CpuProfile {
     /// CPU time one sample stands for: the process's CPU time over the samples taken (the
@@ -121,9 +161,11 @@ impl CpuProfile {
 
     /// The profile in pprof's protobuf format (uncompressed): for `go tool pprof`, speedscope
     /// and other viewers. Each stage is the outermost frame of its paths and a `stage` label.
+    /// Functions carry their source file and locations their line (and the sampled address
+    /// where a function was not inlined), so `go tool pprof -list run_model` shows the lines.
     pub fn to_pprof(&self) -> Vec<u8> {
         let mut strings = Strings::new();
-        let mut functions: HashMap<String, u64> = HashMap::new();
+        let mut table = Locations::default();
         let mut profile = Message::default();
         let period = self.cpu_ns_per_sample();
         for (kind, unit) in [("samples", "count"), ("cpu", "nanoseconds")] {
@@ -134,18 +176,17 @@ impl CpuProfile {
             });
         }
         let stage_key = strings.id("stage");
+        let no_line = SourceLine::default();
         for stack in &self.stacks {
             // Innermost first, the stage last.
-            let locations: Vec<u64> = stack
+            let mut locations: Vec<u64> = stack
                 .frames
                 .iter()
+                .enumerate()
                 .rev()
-                .chain(std::iter::once(&stack.stage))
-                .map(|name| {
-                    let next = functions.len() as u64 + 1;
-                    *functions.entry(name.clone()).or_insert(next)
-                })
+                .map(|(at, name)| table.id(name, stack.lines.get(at).unwrap_or(&no_line)))
                 .collect();
+            locations.push(table.id(&stack.stage, &no_line));
             let stage = strings.id(&stack.stage);
             profile.message(PROFILE_SAMPLE, |sample| {
                 sample.packed(SAMPLE_LOCATION_ID, locations);
@@ -161,27 +202,32 @@ impl CpuProfile {
             .map(|exe| exe.display().to_string())
             .unwrap_or_else(|_| "program".to_owned());
         let program = strings.id(&program);
+        let has_lines = table.locations.iter().any(|location| location.2 != 0);
         profile.message(PROFILE_MAPPING, |mapping| {
             mapping.uint(MAPPING_ID, 1);
             mapping.uint(MAPPING_FILENAME, program);
             mapping.uint(MAPPING_HAS_FUNCTIONS, 1);
+            mapping.uint(MAPPING_HAS_FILENAMES, u64::from(has_lines));
+            mapping.uint(MAPPING_HAS_LINE_NUMBERS, u64::from(has_lines));
         });
-        // One function and one location per name, with the same id.
-        let mut by_id: Vec<(&String, &u64)> = functions.iter().collect();
-        by_id.sort_by_key(|(_, &id)| id);
-        for (_, &id) in &by_id {
+        for (id, &(function, address, line)) in table.locations.iter().enumerate() {
             profile.message(PROFILE_LOCATION, |location| {
-                location.uint(LOCATION_ID, id);
+                location.uint(LOCATION_ID, id as u64 + 1);
                 location.uint(LOCATION_MAPPING_ID, 1);
-                location.message(LOCATION_LINE, |line| line.uint(LINE_FUNCTION_ID, id));
+                location.uint(LOCATION_ADDRESS, address);
+                location.message(LOCATION_LINE, |entry| {
+                    entry.uint(LINE_FUNCTION_ID, function);
+                    entry.uint(LINE_LINE, u64::from(line));
+                });
             });
         }
-        for (name, &id) in by_id {
-            let name = strings.id(name);
+        for (id, (name, file)) in table.functions.iter().enumerate() {
+            let (name, file) = (strings.id(name), strings.id(file.as_deref().unwrap_or("")));
             profile.message(PROFILE_FUNCTION, |function| {
-                function.uint(FUNCTION_ID, id);
+                function.uint(FUNCTION_ID, id as u64 + 1);
                 function.uint(FUNCTION_NAME, name);
                 function.uint(FUNCTION_SYSTEM_NAME, name);
+                function.uint(FUNCTION_FILENAME, file);
             });
         }
         let (cpu, nanoseconds) = (strings.id("cpu"), strings.id("nanoseconds"));
@@ -190,15 +236,27 @@ impl CpuProfile {
             value_type.uint(VALUE_TYPE_UNIT, nanoseconds);
         });
         profile.uint(PROFILE_PERIOD, period);
-        let comment = strings.id(&format!(
-            "pipeline: {} samples taken at {} Hz, {} outside stages, {} dropped",
-            self.samples_taken, self.hz, self.samples_outside_stages, self.samples_dropped
-        ));
+        profile.uint(PROFILE_TIME_NANOS, self.started_unix_ns);
+        profile.uint(PROFILE_DURATION_NANOS, self.duration_ns);
+        let comment = strings.id(&format!("pipeline: {}", self.rate_said()));
         profile.packed(PROFILE_COMMENT, [comment]);
         for text in &strings.table {
             profile.bytes(PROFILE_STRING_TABLE, text.as_bytes());
         }
         profile.0
+    }
+
+    /// The samples and their rate as labels say them: the rate asked for and the one the
+    /// samples came at (the kernel's timer tick can deliver fewer than asked).
+    pub fn rate_said(&self) -> String {
+        let achieved = match self.process_cpu_ns {
+            0 => String::new(),
+            cpu => format!(", {:.0} per CPU second", self.samples_taken as f64 * 1e9 / cpu as f64),
+        };
+        format!(
+            "{} samples (asked for {} Hz{achieved}), {} outside stages, {} dropped",
+            self.samples_taken, self.hz, self.samples_outside_stages, self.samples_dropped
+        )
     }
 
     /// Writes [`to_pprof`](Self::to_pprof) to `path` (`go tool pprof -http=: path`, or open it
@@ -220,7 +278,7 @@ impl CpuProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::cpu::SampledStack;
+    use crate::report::cpu::{SampledStack, SourceLine};
 
     /// A protobuf field as read back: (field number, varint value or bytes).
     #[derive(Debug)]
@@ -277,15 +335,26 @@ mod tests {
             hz: 100,
             samples_taken: 10,
             process_cpu_ns: 100_000_000,
+            started_unix_ns: 1_764_000_000_000_000_000,
+            duration_ns: 2_000_000_000,
             stacks: vec![
                 SampledStack {
                     stage: "Fraud".into(),
                     frames: vec!["app::score".into(), "app::mix".into()],
+                    lines: vec![
+                        SourceLine { file: Some("src/app.rs".into()), line: 12, address: 0x1000 },
+                        SourceLine { file: Some("src/app.rs".into()), line: 30, address: 0 },
+                    ],
                     samples: 7,
                 },
                 SampledStack {
                     stage: "Fraud".into(),
                     frames: vec!["app::score".into()],
+                    lines: vec![SourceLine {
+                        file: Some("src/app.rs".into()),
+                        line: 14,
+                        address: 0x1010,
+                    }],
                     samples: 3,
                 },
             ],
@@ -301,24 +370,48 @@ mod tests {
             })
             .collect();
         assert_eq!(strings[0], "");
-        let functions: HashMap<u64, String> = top
+        let varint = |inner: &[Field], number: u32| {
+            inner.iter().find_map(|f| match f {
+                Field::Varint(n, value) if *n == number => Some(*value),
+                _ => None,
+            })
+        };
+        // id → (name, file)
+        let functions: HashMap<u64, (String, String)> = top
             .iter()
             .filter_map(|f| match f {
                 Field::Bytes(5, function) => {
                     let inner = fields(function);
-                    let id = inner.iter().find_map(|f| match f {
-                        Field::Varint(1, id) => Some(*id),
-                        _ => None,
-                    })?;
-                    let name = inner.iter().find_map(|f| match f {
-                        Field::Varint(2, name) => Some(*name),
-                        _ => None,
-                    })?;
-                    Some((id, strings[name as usize].clone()))
+                    let text = |n| strings[varint(&inner, n).unwrap_or(0) as usize].clone();
+                    Some((varint(&inner, 1)?, (text(2), text(4))))
                 }
                 _ => None,
             })
             .collect();
+        // id → (function name, line, address)
+        let locations: HashMap<u64, (String, u64, u64)> = top
+            .iter()
+            .filter_map(|f| match f {
+                Field::Bytes(4, location) => {
+                    let inner = fields(location);
+                    let line = inner.iter().find_map(|f| match f {
+                        Field::Bytes(4, line) => Some(fields(line)),
+                        _ => None,
+                    })?;
+                    let function = &functions[&varint(&line, 1)?].0;
+                    let address = varint(&inner, 3).unwrap_or(0);
+                    Some((
+                        varint(&inner, 1)?,
+                        (function.clone(), varint(&line, 2).unwrap_or(0), address),
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(locations.len(), 4, "score at two lines, mix, and the stage: {locations:?}");
+        assert!(locations.values().any(|l| *l == ("app::score".into(), 12, 0x1000)));
+        assert!(locations.values().any(|l| *l == ("app::mix".into(), 30, 0)));
+        assert!(functions.values().any(|f| *f == ("app::score".into(), "src/app.rs".into())));
         let samples: Vec<(Vec<String>, Vec<u64>)> = top
             .iter()
             .filter_map(|f| match f {
@@ -330,7 +423,7 @@ mod tests {
                         match field {
                             Field::Bytes(1, ids) => {
                                 names =
-                                    packed(&ids).iter().map(|id| functions[id].clone()).collect()
+                                    packed(&ids).iter().map(|id| locations[id].0.clone()).collect()
                             }
                             Field::Bytes(2, v) => values = packed(&v),
                             _ => {}
@@ -341,6 +434,9 @@ mod tests {
                 _ => None,
             })
             .collect();
+        assert!(top.iter().any(|f| matches!(f, Field::Varint(9, 1_764_000_000_000_000_000))));
+        assert!(top.iter().any(|f| matches!(f, Field::Varint(10, 2_000_000_000))));
+        assert!(strings.iter().any(|s| s.contains("asked for 100 Hz, 100 per CPU second")));
         assert_eq!(
             samples[0],
             (vec!["app::mix".into(), "app::score".into(), "Fraud".into()], vec![7, 70_000_000])

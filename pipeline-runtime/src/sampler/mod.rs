@@ -7,6 +7,7 @@
 //! - [`symbols`]: names for the addresses, once, when the profile is read.
 
 pub(crate) mod marker;
+mod names;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod signal;
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
@@ -99,6 +100,9 @@ pub(crate) struct Samples {
     pub(crate) handler_ns: u64,
     /// CPU time of the whole process (user + system) while sampling ran.
     pub(crate) process_cpu_ns: u64,
+    /// When sampling began (nanoseconds since the Unix epoch) and how long it ran.
+    pub(crate) started_unix_ns: u64,
+    pub(crate) duration_ns: u64,
     /// The kept samples, by stage and call path.
     pub(crate) stacks: Vec<NamedStack>,
 }
@@ -111,6 +115,7 @@ pub(crate) struct Sampler {
     stop: Arc<AtomicBool>,
     collector: Option<JoinHandle<()>>,
     cpu_at_start: u64,
+    started_at: (std::time::SystemTime, std::time::Instant),
     /// The markers of this run (see [`marker::new_epoch`]).
     epoch: u64,
 }
@@ -166,6 +171,7 @@ impl Sampler {
             stop,
             collector: Some(collector),
             cpu_at_start,
+            started_at: (std::time::SystemTime::now(), std::time::Instant::now()),
             epoch,
         })
     }
@@ -197,6 +203,12 @@ impl Sampler {
             truncated: counted.truncated,
             handler_ns: counts.handler_ns,
             process_cpu_ns: cpu_now.saturating_sub(self.cpu_at_start),
+            started_unix_ns: self
+                .started_at
+                .0
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64),
+            duration_ns: self.started_at.1.elapsed().as_nanos() as u64,
             stacks: symbols::name(counted.stacks.iter().flat_map(|(&marker, stacks)| {
                 let marker = marker::unpack(marker, self.epoch);
                 stacks.iter().map(move |(frames, &count)| (marker, &**frames, count))

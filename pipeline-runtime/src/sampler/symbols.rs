@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::marker::Marker;
+use super::names::Qualifier;
 use crate::recorder::{self, CallsiteId};
 
 /// The frame shown for a sample taken inside the toolkit itself (the recorder between a stage's
@@ -18,7 +19,17 @@ const STAGE_BODY: &str = "::__pipeline_stage_process";
 /// Its name where it was inlined (debug info has no path for inlined functions).
 const INLINED_STAGE_BODY: &str = "__pipeline_stage_process";
 
-/// One distinct call path and how many samples found it.
+/// Where a frame of a sampled stack was: source file and line, and the address for the
+/// function the address lies in (0 for the functions inlined into it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct FrameLine {
+    pub(crate) file: Option<Arc<str>>,
+    /// 0 when unknown.
+    pub(crate) line: u32,
+    pub(crate) address: u64,
+}
+
+/// One distinct call path (by function and line) and how many samples found it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct NamedStack {
     /// The stage the thread was in; `None` outside every stage.
@@ -28,6 +39,8 @@ pub(crate) struct NamedStack {
     /// Function names, outermost first. Inside a stage the path starts below the toolkit's own
     /// frames (the worker loop, `Stage::process`'s wrapper), at the user's code.
     pub(crate) frames: Vec<Arc<str>>,
+    /// Where each frame was, in the same order.
+    pub(crate) lines: Vec<FrameLine>,
     pub(crate) samples: u64,
     /// Where the path's own code ends: the index in `frames` of the innermost function that is
     /// not a library's (a shared library such as libm, or another crate), and when the path ends
@@ -36,15 +49,15 @@ pub(crate) struct NamedStack {
     pub(crate) own: OwnEnd,
 }
 
-/// A named path's identity: (stage, innermost profiled function, frames).
-type PathKey = (Option<&'static str>, Option<&'static str>, Vec<Arc<str>>);
+/// A named path's identity: (stage, innermost profiled function, frames, their lines).
+type PathKey = (Option<&'static str>, Option<&'static str>, Vec<Arc<str>>, Vec<FrameLine>);
 
 /// Where a path's own code ends (see [`NamedStack::own`]).
 type OwnEnd = Option<(usize, Option<Arc<str>>)>;
 
 /// Names every (marker, addresses innermost first, count) and merges paths that read the same.
 pub(crate) fn name<'a>(raw: impl Iterator<Item = (Marker, &'a [usize], u64)>) -> Vec<NamedStack> {
-    let mut resolver = Resolver::default();
+    let mut resolver = Resolver::new(Qualifier::from_annotations());
     let mut merged: HashMap<PathKey, (u64, OwnEnd)> = HashMap::new();
     for (marker, addresses, count) in raw {
         let mut frames: Vec<Frame> = Vec::new();
@@ -55,28 +68,29 @@ pub(crate) fn name<'a>(raw: impl Iterator<Item = (Marker, &'a [usize], u64)>) ->
             frames.extend(resolver.frames(address, exact).iter().cloned());
         }
         let stage = callsite_name(marker.stage);
-        if stage.is_some() {
-            frames = below_runtime(frames);
+        if let Some(stage) = stage {
+            frames = without_stage_wrapper(below_runtime(frames));
+            // The stage's body is named as the report names the stage.
+            for frame in frames.iter_mut().filter(|frame| frame.stage_body) {
+                frame.name = resolver.intern(format!("{stage}::process"));
+            }
         }
         let frames = without_std_library(frames);
         let own = own_code_end(&frames);
-        let mut names: Vec<Arc<str>> = frames.into_iter().map(|frame| frame.name).collect();
-        if let Some(stage) = stage {
-            // An inlined copy of the stage's body has only its short debug-info name.
-            for name in names.iter_mut().filter(|name| &***name == INLINED_STAGE_BODY) {
-                *name = resolver.intern(format!("{stage}::process"));
-            }
-        }
-        let entry = merged.entry((stage, callsite_name(marker.function), names)).or_default();
+        let lines: Vec<FrameLine> = frames.iter().map(|frame| frame.at.clone()).collect();
+        let names: Vec<Arc<str>> = frames.into_iter().map(|frame| frame.name).collect();
+        let key = (stage, callsite_name(marker.function), names, lines);
+        let entry = merged.entry(key).or_default();
         entry.0 += count;
         entry.1 = own;
     }
     let mut stacks: Vec<NamedStack> = merged
         .into_iter()
-        .map(|((stage, function, frames), (samples, own))| NamedStack {
+        .map(|((stage, function, frames, lines), (samples, own))| NamedStack {
             stage,
             function,
             frames,
+            lines,
             samples,
             own,
         })
@@ -93,6 +107,10 @@ fn callsite_name(id: CallsiteId) -> Option<&'static str> {
 #[derive(Clone, Debug, PartialEq)]
 struct Frame {
     name: Arc<str>,
+    /// Where in its source the sample was (in this function), when the binary has line tables.
+    at: FrameLine,
+    /// The body of a `#[stage]`'s `process`, which the macro moves to a method of its own.
+    stage_body: bool,
     /// The toolkit's own code.
     runtime: bool,
     /// The standard library's (core, alloc, std).
@@ -122,12 +140,7 @@ fn crate_of_registry_file(file: &Path) -> Option<String> {
     let text = file.to_string_lossy();
     let (_, rest) = text.split_once("/.cargo/registry/src/")?;
     let package = rest.split('/').nth(1)?;
-    // `backtrace-0.3.76` → `backtrace`: the name is everything before the version.
-    let name = match package.rfind('-') {
-        Some(at) if package[at + 1..].starts_with(|c: char| c.is_ascii_digit()) => &package[..at],
-        _ => package,
-    };
-    Some(name.to_owned())
+    Some(super::names::crate_of_package(package).to_owned())
 }
 
 #[cfg(target_os = "linux")]
@@ -197,12 +210,38 @@ fn without_std_library(mut frames: Vec<Frame>) -> Vec<Frame> {
 /// sample inside the toolkit keeps one frame, [`RUNTIME_FRAME`].
 fn below_runtime(frames: Vec<Frame>) -> Vec<Frame> {
     match frames.iter().rposition(|frame| frame.runtime) {
-        Some(last) if last + 1 == frames.len() => {
-            vec![Frame { name: Arc::from(RUNTIME_FRAME), runtime: true, std: false, library: None }]
-        }
+        Some(last) if last + 1 == frames.len() => vec![Frame {
+            name: Arc::from(RUNTIME_FRAME),
+            at: FrameLine::default(),
+            stage_body: false,
+            runtime: true,
+            std: false,
+            library: None,
+        }],
         Some(last) => frames[last + 1..].to_vec(),
         None => frames,
     }
+}
+
+/// The path without the closure `#[stage]` wraps a call to the stage's body in (the toolkit's,
+/// though it is compiled into the user's crate): the stage's body follows the toolkit directly.
+fn without_stage_wrapper(mut frames: Vec<Frame>) -> Vec<Frame> {
+    let is_closure = |frame: &Frame| {
+        frame
+            .name
+            .rsplit("::")
+            .next()
+            .is_some_and(|last| last.starts_with("{closure") || last.starts_with("{{closure"))
+    };
+    let mut at = 0;
+    while at + 1 < frames.len() {
+        if is_closure(&frames[at]) && frames[at + 1].stage_body {
+            frames.remove(at);
+        } else {
+            at += 1;
+        }
+    }
+    frames
 }
 
 /// The one `Arc` for `name`.
@@ -211,14 +250,18 @@ fn intern(interned: &mut HashMap<String, Arc<str>>, name: String) -> Arc<str> {
 }
 
 /// Resolves addresses to functions, each address once.
-#[derive(Default)]
 struct Resolver {
     cache: HashMap<(usize, bool), Vec<Frame>>,
     /// One `Arc` per distinct name.
     interned: HashMap<String, Arc<str>>,
+    qualifier: Qualifier,
 }
 
 impl Resolver {
+    fn new(qualifier: Qualifier) -> Self {
+        Resolver { cache: HashMap::new(), interned: HashMap::new(), qualifier }
+    }
+
     fn intern(&mut self, name: String) -> Arc<str> {
         intern(&mut self.interned, name)
     }
@@ -226,30 +269,33 @@ impl Resolver {
     /// The functions at `address`, outermost first: the function the address is in, then the
     /// ones inlined into it (when the binary has line tables).
     fn frames(&mut self, address: usize, exact: bool) -> &[Frame] {
-        let Resolver { cache, interned } = self;
+        let Resolver { cache, interned, qualifier } = self;
         cache.entry((address, exact)).or_insert_with(|| {
-            // (name, source file), innermost first, as `resolve` reports them.
-            let mut found: Vec<(String, Option<PathBuf>)> = Vec::new();
+            // (name, source file, line), innermost first, as `resolve` reports them.
+            let mut found: Vec<(String, Option<PathBuf>, u32)> = Vec::new();
             // `resolve` looks up `address - 1`: right for a return address, one byte early
             // for the interrupted instruction.
             let lookup = if exact { address.wrapping_add(1) } else { address };
             backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
                 let Some(name) = symbol.name() else { return };
-                // `#[stage]` moves the user's `process` body to this hidden method.
-                let name = format!("{name:#}");
-                let name = match name.strip_suffix(STAGE_BODY) {
-                    Some(owner) => format!("{owner}::process"),
-                    None => name,
-                };
-                found.push((name, symbol.filename().map(Path::to_path_buf)));
+                let file = symbol.filename().map(Path::to_path_buf);
+                found.push((format!("{name:#}"), file, symbol.lineno().unwrap_or(0)));
             });
             if found.is_empty() {
-                found.push((format!("{address:#x}"), None));
+                found.push((format!("{address:#x}"), None, 0));
             }
+            let outermost = found.len() - 1;
             found
                 .into_iter()
+                .enumerate()
                 .rev()
-                .map(|(name, file)| {
+                .map(|(depth, (name, file, line))| {
+                    // `#[stage]` moves the user's `process` body to a hidden method.
+                    let (name, stage_body) = match name.strip_suffix(STAGE_BODY) {
+                        Some(owner) => (format!("{owner}::process"), true),
+                        None if name == INLINED_STAGE_BODY => ("process".to_owned(), true),
+                        None => (name, false),
+                    };
                     let runtime = is_runtime(&name, file.as_deref());
                     let std = is_std_library(&name, file.as_deref());
                     let library = if runtime || std {
@@ -257,14 +303,17 @@ impl Resolver {
                     } else {
                         library_of(address, file.as_deref()).map(|l| intern(interned, l))
                     };
-                    // The toolkit's inlined functions say whose they are.
-                    let name = if runtime && !name.contains("::") {
-                        format!("pipeline_runtime::{name}")
-                    } else {
-                        name
+                    let mut name = qualifier.name(&name, file.as_deref());
+                    if runtime && !name.contains("::") {
+                        name = format!("pipeline_runtime::{name}"); // no line tables to tell more
+                    }
+                    let at = FrameLine {
+                        file: file.map(|file| intern(interned, file.display().to_string())),
+                        line,
+                        // The address lies in the outermost function; the others are inlined.
+                        address: if depth == outermost { address as u64 } else { 0 },
                     };
-                    let name = intern(interned, name);
-                    Frame { name, runtime, std, library }
+                    Frame { name: intern(interned, name), at, stage_body, runtime, std, library }
                 })
                 .collect()
         })
@@ -280,6 +329,8 @@ mod tests {
             .iter()
             .map(|name| Frame {
                 name: Arc::from(*name),
+                at: FrameLine::default(),
+                stage_body: name.ends_with("::process") && !name.starts_with('<'),
                 runtime: is_runtime(name, None),
                 std: is_std_library(name, None),
                 library: name.starts_with("libm:").then(|| Arc::from("libm")),
@@ -349,7 +400,7 @@ mod tests {
         fn probe() -> usize {
             probe as *const () as usize
         }
-        let mut resolver = Resolver::default();
+        let mut resolver = Resolver::new(Qualifier::from_annotations());
         let found = resolver.frames(std::hint::black_box(probe)(), true).to_vec();
         assert!(
             found.iter().any(|frame| frame
