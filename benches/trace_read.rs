@@ -99,13 +99,21 @@ fn hostile(name: &str, events: impl Iterator<Item = String>) -> std::path::PathB
     path
 }
 
-/// Runs `pipeline-prof summary` on `trace` under `/usr/bin/time`: wall time and peak RSS.
+/// Runs `pipeline-prof summary` on `trace` under `/usr/bin/time`: wall time and peak RSS. The
+/// command is a package of its own: `cargo build --release -p pipeline-prof` first.
 fn summarise(what: &str, trace: &std::path::Path) {
+    let prof = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .with_file_name("release")
+        .join("pipeline-prof");
+    if !prof.exists() {
+        println!("{what}: no {} (cargo build --release -p pipeline-prof)", prof.display());
+        return;
+    }
     let bytes = std::fs::metadata(trace).map_or(0, |m| m.len());
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
         .args(["-f", "peak RSS %M KiB"])
-        .arg(env!("CARGO_BIN_EXE_pipeline-prof"))
+        .arg(&prof)
         .arg("summary")
         .arg(trace)
         .output();

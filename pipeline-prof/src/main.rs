@@ -88,8 +88,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Draw an SVG flame graph: stages at the bottom, functions above, widths showing self time.
-    #[cfg(feature = "flamegraph")]
+    /// Draw an SVG flame graph: stages at the bottom, functions above, each as wide as its
+    /// total time (its self time is the part with nothing above it).
     Flamegraph {
         /// A Chrome trace JSON or a saved report JSON.
         path: PathBuf,
@@ -244,7 +244,6 @@ fn run(command: Command) -> Result<ExitCode, pipeline::Error> {
                 return Ok(ExitCode::from(1));
             }
         }
-        #[cfg(feature = "flamegraph")]
         Command::Flamegraph { path, output, title } => {
             let profile = load(&path)?;
             let title = title.unwrap_or_else(|| {

@@ -1,7 +1,6 @@
 //! The trace reader and `pipeline-prof` on hostile input: memory and time stay bounded for any
 //! trace, and thousands of corrupted real traces never panic, never hang, and always either
 //! read (saying where reading stopped) or exit 2 naming the file.
-#![cfg(not(feature = "off"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,8 +1,8 @@
 //! `pipeline-prof`, run as a subprocess on traces this test writes: the summary counts what the
 //! report counted, a diff names the stage that was slowed, the flame graph is well-formed SVG,
 //! and a trace cut at any byte is summarised without a panic.
-#![cfg(not(feature = "off"))] // needs recorded figures; `tests/off.rs` covers the off build
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 //! which calls `Bench::main`), with the stage's work set by an environment variable: two
 //! processes, as two builds would be.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
