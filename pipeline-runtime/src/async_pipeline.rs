@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::callsite::Callsite;
 use crate::clock::now_ns;
 use crate::pipeline::{panic_message, Halt, Outcome};
-use crate::recorder::Callsite;
 use crate::records::{self, AsyncOutcome, AsyncSlice};
 use crate::stage::{AsyncStage, Stage, StageError, StageResult};
 
@@ -18,6 +18,9 @@ use crate::stage::{AsyncStage, Stage, StageError, StageResult};
 ///
 /// Each async stage's call is measured across its awaits: its wall time (what the event
 /// waited), its busy time (what it held a thread) and the allocations its polls made.
+///
+/// Its concurrent run on tokio, `run_concurrent` (feature `tokio`), is defined with the async
+/// worker pool it starts (`workers/async_pool.rs`).
 ///
 /// ```
 /// use pipeline_runtime::{AsyncPipeline, AsyncStage, Stage, StageResult};

@@ -6,18 +6,20 @@
 //!
 //! # Module map
 //!
-//! The runtime is built in layers: a module uses only modules of its own layer and the layers
-//! below, so recording (the hot path) knows nothing of how figures are shown, and the pipeline
-//! does not know it is measured or benchmarked. `tests/layers.rs` checks every `crate::` path
-//! in the sources against this table.
+//! The runtime is built in layers: a module uses only modules of a lower layer, or of its own
+//! layer listed before it in the table, so there is no cycle between modules; recording (the
+//! hot path) knows nothing of how figures are shown, and the pipeline does not know it is
+//! measured or benchmarked. `tests/layers.rs` checks every path that leaves a module (`crate::`
+//! paths, root re-exports, `super::` climbing out) against this table. ARCHITECTURE.md at the
+//! repository's root is the map of the whole project.
 //!
-//! | layer | modules | owns |
+//! | layer | modules, in order | owns |
 //! | --- | --- | --- |
-//! | 4 read back | `analysis` | summaries, diffs and flame graphs of saved traces and reports |
+//! | 0 recording | `clock`, `error`, `durations`, `format`, `alloc`, `mode`, `callsite`, `sampler`, `records`, `recorder`, `incidents` | time, errors, shared figures and their formatting, the counting allocator, the switches every call reads, call sites, the CPU sampler, per-thread trace records, per-thread statistics, what the flight recorder's triggers watch |
+//! | 1 running | `stage`, `sink`, `__private`, `pipeline`, `async_pipeline`, `queue`, `run`, `workers` | `Stage`, where outputs go, what the macros' expansions call, `Pipeline`, `AsyncPipeline`, the workers' queue, a run's load figures, the worker pools |
+//! | 2 outputs | `flame`, `trace`, `report`, `metrics`, `profiler` | SVG flame graphs; trace writers and the flight recorder; figures as table, JSON, pprof; live metrics for Prometheus; the session |
 //! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
-//! | 2 outputs | `profiler`, `report`, `trace`, `metrics` | the session; figures as table, JSON, pprof; trace writers and the flight recorder; live metrics for Prometheus |
-//! | 1 running | `stage`, `pipeline`, `async_pipeline`, `sink`, `queue`, `workers`, `run`, `__private` | `Stage`, `Pipeline`, `AsyncPipeline`, where outputs go, the worker pool, a run's load figures, what the macros' expansions call |
-//! | 0 recording | `recorder`, `records`, `sampler`, `alloc`, `clock`, `durations`, `format`, `error`, `incidents` | per-thread statistics and trace records, the CPU sampler, the counting allocator, time, shared figures and their formatting, errors, what the flight recorder's triggers watch |
+//! | 4 read back | `analysis` | summaries, diffs and flame graphs of saved traces and reports |
 #![warn(missing_docs)]
 // Every `unsafe` block says why it is sound, and an `unsafe fn`'s body is not one big unsafe block:
 // each operation that needs the caller's promise is marked and justified on its own.
@@ -27,13 +29,16 @@ pub mod alloc;
 pub mod analysis;
 mod async_pipeline;
 pub mod bench;
+mod callsite;
 mod clock;
 mod durations;
 mod error;
+mod flame;
 mod format;
 mod incidents;
 #[cfg(feature = "prometheus")]
 pub mod metrics;
+mod mode;
 mod pipeline;
 mod profiler;
 mod queue;

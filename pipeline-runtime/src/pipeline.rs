@@ -6,12 +6,17 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::recorder::Callsite;
+use crate::callsite::Callsite;
 use crate::stage::{Stage, StageError, StageResult};
 
 /// Stages in order that every event passes through: each stage's output is the next one's
 /// input, so the types chain at compile time. A `Pipeline<In, Out>` takes `In` and hands back
 /// `Out`.
+///
+/// [`run`](Self::run) takes one event on the calling thread. The concurrent runs,
+/// [`run_concurrent`](Self::run_concurrent) and [`run_concurrent_into`](Self::run_concurrent_into),
+/// are defined with the worker pool they start (`workers/concurrent.rs`), which this module
+/// does not know of.
 ///
 /// ```
 /// use pipeline_runtime::{Pipeline, Stage, StageError, StageResult};
@@ -214,7 +219,7 @@ impl<In, Out> Pipeline<In, Out> {
     pub fn run(&self, event: In) -> Result<Option<Out>, Halt> {
         // For the program's subscribers (an OpenTelemetry layer) only: a Chrome trace draws
         // `event` slices for worker pools' events, as the native writer does.
-        if crate::recorder::Mode::now().emits_spans() {
+        if crate::mode::Mode::now().emits_spans() {
             return self.run_in_event_span(event);
         }
         self.run_plain(event)

@@ -7,8 +7,10 @@ use std::task::{Context, Poll};
 
 pub use tracing;
 
-use crate::recorder::Mode;
-pub use crate::recorder::{AsyncCall, CallGuard, Callsite, CallsiteKind, PollGuard};
+pub use crate::callsite::{Callsite, CallsiteKind};
+use crate::mode::Mode;
+use crate::recorder;
+pub use crate::recorder::{AsyncCall, CallGuard, PollGuard};
 use crate::stage::{IntoStageError, StageError, StageResult};
 
 // What a `#[stage]`'s `process` returns, as the `Stage` trait's result. The macro reads the
@@ -92,7 +94,7 @@ pub fn stop_or_reject<E: IntoStageError + std::fmt::Display>(
 /// A generic stage's name for one instantiation (`Dedup<u64>`), where nothing is recorded (the
 /// `off` build): the same name the recording build gives it.
 pub fn instantiation_name(type_name: &'static str) -> &'static str {
-    crate::recorder::interned_short_type_name(type_name)
+    crate::callsite::interned_short_type_name(type_name)
 }
 
 /// The call site of a generic stage's instantiation: its own row (`Dedup<u64>`).
@@ -274,7 +276,7 @@ fn run_stage_direct_active<R>(
 ) -> R {
     // The span first, so its cost stays out of the measurement; the guard ends before it.
     let _span = QuietEnteredSpan::enter(mode, make_span);
-    let call = mode.enter(callsite);
+    let call = recorder::enter(mode, callsite);
     let value = process();
     drop(call);
     value
@@ -291,7 +293,7 @@ fn run_stage_active<R: Ended>(
         return run_stage_in_span(mode, callsite, make_span, process);
     }
     // No span to carry around: the guard alone, so the common case stays small.
-    let mut call = mode.enter(callsite);
+    let mut call = recorder::enter(mode, callsite);
     let result = process();
     // The mode (in a register) before the result (in memory): statistics alone never look at
     // how the call ended.
@@ -315,7 +317,7 @@ fn run_stage_in_span<R: Ended>(
 ) -> R {
     // The span first, so its cost stays out of the measurement.
     let mut span = QuietEnteredSpan::enter(mode, make_span);
-    let call = mode.enter(callsite);
+    let call = recorder::enter(mode, callsite);
     let result = process();
     let allocations = call.finish();
     if let Some(span) = span.0.take() {
@@ -342,7 +344,7 @@ fn annotate_stage_span(
         record_failure(&span, error);
     }
     let allocated = allocations.filter(|counters| {
-        crate::recorder::allocations_measured()
+        crate::mode::allocations_measured()
             && (counters.allocations != 0 || counters.bytes_allocated != 0)
     });
     if let Some(counters) = allocated {
@@ -413,7 +415,7 @@ impl FnCall {
         make: impl FnOnce() -> tracing::Span,
     ) -> Self {
         let span = QuietEnteredSpan::enter(mode, make);
-        FnCall { guard: mode.enter(callsite), _span: span }
+        FnCall { guard: recorder::enter(mode, callsite), _span: span }
     }
 }
 

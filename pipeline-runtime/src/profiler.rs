@@ -26,40 +26,6 @@ use crate::trace::{
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// Makes `#[stage]` and `#[profiled]` create their `tracing` spans at all times, for programs
-/// whose own subscribers (logging, OpenTelemetry...) should see every stage and function call.
-///
-/// Off by default: spans are then made only while a Chrome trace is being written (the trace
-/// is made of them). Statistics never need them, so an idle call costs one relaxed atomic load
-/// and a recorded one only the measurement, whatever subscribers the program installed (with
-/// one set, making a span costs 50–100 ns even when nothing wants it).
-///
-/// ```
-/// pipeline_runtime::trace::emit_spans(true);
-/// // ... stage and function spans reach the program's subscribers from now on ...
-/// pipeline_runtime::trace::emit_spans(false);
-/// ```
-pub fn emit_spans(on: bool) {
-    crate::records::set_span_sample_every(1);
-    crate::recorder::set_spans_always(on);
-}
-
-/// [`emit_spans`] for one event in `one_in`: the decision is made once per event (each worker
-/// pool event, each [`Pipeline::run`](crate::Pipeline::run)), so an event's spans are all there
-/// or all absent, while the statistics still count every call. A busy service pays a
-/// subscriber's cost per span (an OpenTelemetry layer: ~1 µs) for a tenth or a hundredth of
-/// its events. `0` turns spans off. While a session writes a Chrome trace, its
-/// [`Profiler::sample`] decides instead.
-///
-/// ```
-/// pipeline_runtime::trace::emit_spans_sampled(10); // spans for events 0, 10, 20, ...
-/// # pipeline_runtime::trace::emit_spans(false);
-/// ```
-pub fn emit_spans_sampled(one_in: u64) {
-    crate::records::set_span_sample_every(one_in);
-    crate::recorder::set_spans_always(one_in > 0);
-}
-
 /// Configures a profiling session; [`start`](Profiler::start) begins it.
 ///
 /// Until a session starts, instrumented stages and functions cost one relaxed atomic load per
@@ -219,7 +185,7 @@ impl Profiler {
         // Before the trace starts: its writer declares (and its slices carry) allocations only
         // when they are measured.
         let allocator = alloc::installed_allocator();
-        recorder::note_allocator(allocator);
+        crate::mode::note_allocator(allocator);
         if self.flight.is_some() && self.chrome_trace.is_some() {
             RUNNING.store(false, Ordering::Release);
             return Err(Error::InvalidConfig(
@@ -263,7 +229,7 @@ impl Profiler {
         if allocator == AllocatorKind::Counting {
             alloc::reset_peak(); // the run's peak, not the process's
         }
-        let session = recorder::begin_session(allocator);
+        let session = crate::mode::begin_session(allocator);
         #[cfg(feature = "cpu-sampling")]
         let sampler = match self.cpu_hz.map(Sampler::start).transpose() {
             Ok(sampler) => sampler,
@@ -322,7 +288,7 @@ pub struct ProfilingSession {
 /// completed, and another session may start. Returns `error`.
 #[cfg(any(feature = "cpu-sampling", feature = "prometheus"))]
 fn abandon_start(trace: Option<TraceSession>, error: Error) -> Error {
-    recorder::end_session();
+    crate::mode::end_session();
     drop(trace);
     RUNNING.store(false, Ordering::Release);
     error
@@ -448,7 +414,7 @@ impl ProfilingSession {
     /// [`Error::Write`] if the trace file could not be written completely (the report is lost
     /// only in that case; what reached the file stays there).
     pub fn finish(mut self) -> Result<Report, Error> {
-        recorder::end_session();
+        crate::mode::end_session();
         let wall_time_ns = now_ns().saturating_sub(self.started_ns);
         #[cfg(feature = "cpu-sampling")]
         let samples = self.sampler.take().map(Sampler::finish);
@@ -475,7 +441,7 @@ impl Drop for ProfilingSession {
     fn drop(&mut self) {
         #[cfg(feature = "prometheus")]
         drop(self.metrics.take());
-        recorder::end_session();
+        crate::mode::end_session();
         #[cfg(feature = "cpu-sampling")]
         drop(self.sampler.take());
         // Complete the trace (also while a panic unwinds) before another session may start.

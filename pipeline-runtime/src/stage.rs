@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::recorder::Callsite;
+use crate::callsite::Callsite;
 
 /// What a stage's `process` returns: `Ok(Some(output))` passes the output on, `Ok(None)` drops
 /// the event as **filtered** (a filter said no: not a failure, not a rejection), `Err` stops it.

@@ -11,7 +11,6 @@
 
 mod chrome;
 mod diff;
-mod flame;
 mod merge;
 mod profile;
 mod table;
@@ -44,7 +43,7 @@ impl Profile {
     /// Needs the `flamegraph` feature (on by default).
     #[cfg(feature = "flamegraph")]
     pub fn write_flamegraph(&self, path: impl AsRef<Path>, title: &str) -> Result<(), Error> {
-        flame::write_file(&self.stacks, title, path.as_ref())
+        crate::flame::write_file(&self.stacks, title, path.as_ref())
     }
 
     /// The profile as pretty-printed JSON (times in nanoseconds).
@@ -54,7 +53,7 @@ impl Profile {
 
     /// The folded-stack lines (`Stage;function self_ns`) that other flame-graph tools read.
     pub fn folded(&self) -> Vec<String> {
-        flame::folded_lines(&self.stacks)
+        crate::flame::folded_lines(&self.stacks)
     }
 }
 
@@ -62,38 +61,5 @@ impl ProfileDiff {
     /// The comparison as pretty-printed JSON (times in nanoseconds).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("diffs serialise without failure")
-    }
-}
-
-impl crate::Report {
-    /// Writes an SVG flame graph of this report to `path`: each stage at the bottom, the
-    /// profiled functions it called above it, each frame as wide as its total time.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Write`] naming the path when it cannot be written, or when there is nothing to
-    /// draw (no stage or function ran while the profiler was on).
-    ///
-    /// Needs the `flamegraph` feature (on by default).
-    #[cfg(feature = "flamegraph")]
-    pub fn write_flamegraph(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        Profile::from_report(self).write_flamegraph(path, "pipeline profile")
-    }
-}
-
-impl crate::report::cpu::CpuProfile {
-    /// Writes an SVG flame graph of the sampled call paths to `path`: each stage at the bottom
-    /// (and `(outside stages)`), the functions sampled inside it above, each as wide as the
-    /// samples in it and what it called. The title says the rate asked for and the one achieved.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Write`] naming the path when it cannot be written, or when no sample was taken.
-    ///
-    /// Needs the `flamegraph` feature (on by default).
-    #[cfg(feature = "flamegraph")]
-    pub fn write_flamegraph(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let title = format!("CPU samples: {}", self.rate_said());
-        flame::write_lines_file(&self.folded(), &title, flame::CPU_SAMPLES, path.as_ref())
     }
 }

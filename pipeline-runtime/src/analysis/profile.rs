@@ -15,8 +15,9 @@ use super::chrome::{read_events, Outcome, TraceStop};
 use super::tree::TraceExtras;
 use super::tree::{CallTree, NodeStats, SliceCounts};
 use crate::error::Error;
+pub use crate::flame::FoldedStack;
 use crate::report::build::share;
-use crate::report::{FunctionStats, MemoryStats, Report, StageStats, Timing};
+use crate::report::{folded_stacks, FunctionStats, MemoryStats, Report, StageStats, Timing};
 
 /// Whether a row is a stage or a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,16 +66,6 @@ impl ProfileRow {
             None => self.name.clone(),
         }
     }
-}
-
-/// One flame-graph stack: frame names from the outermost, and the self time spent there.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct FoldedStack {
-    /// Frames, outermost first.
-    pub frames: Vec<String>,
-    /// Time spent in the innermost frame itself, in nanoseconds.
-    pub self_ns: u64,
 }
 
 /// End-to-end figures of the events a worker pool traced (its per-event slices).
@@ -286,7 +277,6 @@ impl Profile {
 
     pub(super) fn from_report_rows(stages: &[StageStats], outside: &[FunctionStats]) -> Profile {
         let mut rows = Vec::new();
-        let mut stacks = Vec::new();
         // One row per stage and per function, from the figures a saved report keeps.
         let row =
             |kind, stage: Option<&str>, name: &str, timing, share, memory: Option<MemoryStats>| {
@@ -314,26 +304,14 @@ impl Profile {
                 stage.share_of_stage_time,
                 stage.memory,
             ));
-            stacks.push(FoldedStack {
-                frames: vec![stage.name.clone()],
-                self_ns: stage.timing.self_ns,
-            });
             for function in &stage.functions {
                 rows.push(function_row(Some(&stage.name), function));
-                stacks.push(FoldedStack {
-                    frames: vec![stage.name.clone(), function.name.clone()],
-                    self_ns: function.timing.self_ns,
-                });
             }
         }
         for function in outside {
             rows.push(function_row(None, function));
-            stacks.push(FoldedStack {
-                frames: vec![function.name.clone()],
-                self_ns: function.timing.self_ns,
-            });
         }
-        stacks.retain(|stack| stack.self_ns > 0);
+        let stacks = folded_stacks(stages, outside);
         Profile { source: ProfileSource::Report, rows, stacks, events: None }
     }
 

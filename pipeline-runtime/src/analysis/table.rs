@@ -5,6 +5,7 @@ use std::fmt;
 use comfy_table::{CellAlignment, Table};
 
 use super::profile::{Profile, ProfileSource, RowKind};
+use crate::callsite::OUTSIDE_STAGES;
 use crate::format::{bytes, duration_ns, per_call, percent, time_header, timing_cells, STYLE};
 
 /// Rows the printed table shows (a trace with per-request span names can have 100,000).
@@ -128,7 +129,7 @@ impl fmt::Display for Profile {
                 (RowKind::Function, Some(_)) => format!("  └ {}", row.name),
                 (RowKind::Function, None) => {
                     if !outside_heading {
-                        table.add_row(vec!["(outside any stage)".to_owned()]);
+                        table.add_row(vec![OUTSIDE_STAGES.to_owned()]);
                         outside_heading = true;
                     }
                     format!("  └ {}", row.name)

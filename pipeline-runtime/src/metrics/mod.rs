@@ -44,9 +44,10 @@ use prometheus_client::registry::Registry;
 use crate::alloc::{self, AllocatorKind};
 use std::collections::HashMap;
 
+use crate::callsite::{CallsiteId, CallsiteKind, OUTSIDE_STAGES};
 use crate::durations::LatencyBuckets;
 use crate::error::Error;
-use crate::recorder::{self, CallsiteId, CallsiteKind};
+use crate::recorder;
 use crate::workers::live;
 
 /// Upper bounds of the latency histograms' buckets, in seconds: 1 µs to 10 s, three per decade.
@@ -54,9 +55,6 @@ pub const LATENCY_BUCKETS: [f64; 22] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// The label of figures outside every stage.
-const OUTSIDE: &str = "(outside stages)";
 
 /// The metrics endpoint of a running session; stops when dropped.
 pub(crate) struct MetricsServer {
@@ -194,7 +192,7 @@ impl Collector for SessionCollector {
         let mut sorted: Vec<(&(CallsiteId, CallsiteId), &Aggregate)> = rows.iter().collect();
         sorted.sort_by_key(|(key, _)| **key);
         for (&(parent, callsite), row) in sorted {
-            let site = recorder::lookup(callsite);
+            let site = crate::callsite::lookup(callsite);
             let memory = (row.allocations as f64, row.bytes_allocated as f64);
             match site.kind() {
                 CallsiteKind::Stage => {
@@ -206,8 +204,8 @@ impl Collector for SessionCollector {
                 }
                 CallsiteKind::Function => {
                     let stage = match parent {
-                        0 => OUTSIDE.to_owned(),
-                        id => recorder::lookup(id).name().to_owned(),
+                        0 => OUTSIDE_STAGES.to_owned(),
+                        id => crate::callsite::lookup(id).name().to_owned(),
                     };
                     let labels = vec![("stage", stage), ("function", site.name().to_owned())];
                     if self.allocator == AllocatorKind::Counting {

@@ -18,8 +18,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::callsite::CallsiteId;
 use crate::alloc::Counters;
+use crate::callsite::CallsiteId;
 use crate::durations::Durations;
 
 /// What one completed call measured.

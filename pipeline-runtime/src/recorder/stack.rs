@@ -6,12 +6,12 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
-use super::callsite::{Callsite, CallsiteId, CallsiteKind};
 use super::shard::{Measured, MeasuredMemory, OwnedShard};
-use super::{current_session, is_enabled, Mode};
 use crate::alloc::{self, Counters};
+use crate::callsite::{Callsite, CallsiteId, CallsiteKind};
 use crate::clock::now_ns;
 use crate::durations::CallEnd;
+use crate::mode::{current_session, is_enabled, Mode};
 use crate::records::{self, AsyncOutcome, AsyncSlice, SliceKind, Token};
 
 /// An open call on this thread.

@@ -34,7 +34,7 @@ impl EventSlice {
         let was_sampled = set_sampled(traced);
         let token =
             if native && traced { begin_event(picked_ns, id, wait_ns, flow) } else { Token::NONE };
-        let span = (!native && traced && crate::recorder::wants_spans())
+        let span = (!native && traced && crate::mode::wants_spans())
             .then(|| event_span(id, wait_ns, parent).entered());
         EventSlice { token, span, was_sampled }
     }
@@ -86,7 +86,7 @@ impl AsyncEventSlice {
                 track = candidate;
             }
         }
-        let span = (generation == 0 && traced && crate::recorder::wants_spans())
+        let span = (generation == 0 && traced && crate::mode::wants_spans())
             .then(|| event_span(id, wait_ns, parent));
         AsyncEventSlice { id, track, generation, traced, span }
     }
@@ -212,7 +212,7 @@ pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
         });
         return;
     }
-    if !crate::recorder::wants_spans() || !is_sampled() {
+    if !crate::mode::wants_spans() || !is_sampled() {
         return;
     }
     // tracing-chrome: events, with user text bounded like the native writer's.
@@ -240,7 +240,7 @@ pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
 pub(crate) fn queue_full(capacity: usize) {
     if active() != 0 {
         super::instant(now_ns(), "queue full", || format!("{{\"capacity\":{capacity}}}"));
-    } else if crate::recorder::wants_spans() {
+    } else if crate::mode::wants_spans() {
         tracing::warn!(
             target: "pipeline",
             marker = "queue full",

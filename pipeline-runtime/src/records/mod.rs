@@ -1,5 +1,5 @@
 //! Trace records: what instrumented code writes, once, into its own thread's buffer, for the
-//! native trace writer to read (`DESIGN.md`, "Recording once, consumed twice").
+//! native trace writer to read (ARCHITECTURE.md, "Recorded once, read twice").
 //!
 //! A thread appends fixed-size [`Record`]s to its current chunk with plain stores and one release
 //! store of the chunk's length: no lock shared between threads, no allocation, no formatting.

@@ -2,7 +2,8 @@
 
 use super::memory::{HeapReadings, MemoryStats, MemorySummary};
 use super::{FunctionStats, Report, StageStats};
-use crate::recorder::{lookup, CallStats, CallsiteKind, Row};
+use crate::callsite::{lookup, CallsiteKind};
+use crate::recorder::{CallStats, Row};
 
 /// `part / whole`, or 0 when there is no whole.
 pub(crate) fn share(part: u64, whole: u64) -> f64 {

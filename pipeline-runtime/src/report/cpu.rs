@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::format::{duration_ns, percent, STYLE};
 
-/// The name [`CpuProfile::stacks`] and the flame graph give samples taken outside every stage.
-pub const OUTSIDE_STAGES: &str = "(outside stages)";
+pub use crate::callsite::OUTSIDE_STAGES;
 
 /// How many functions each stage keeps: the top this many by self samples, and by total samples.
 pub const HOT_FUNCTIONS_KEPT: usize = 20;
@@ -187,6 +186,30 @@ impl CpuProfile {
     /// The samples of the stage called `name`.
     pub fn stage(&self, name: &str) -> Option<&SampledStage> {
         self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    /// Writes an SVG flame graph of the sampled call paths to `path`: each stage at the bottom
+    /// (and `(outside stages)`), the functions sampled inside it above, each as wide as the
+    /// samples in it and what it called. The title says the rate asked for and the one achieved.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Write`](crate::error::Error::Write) naming the path when it cannot be written, or when
+    /// no sample was taken.
+    ///
+    /// Needs the `flamegraph` feature (on by default).
+    #[cfg(feature = "flamegraph")]
+    pub fn write_flamegraph(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), crate::error::Error> {
+        let title = format!("CPU samples: {}", self.rate_said());
+        crate::flame::write_lines_file(
+            &self.folded(),
+            &title,
+            crate::flame::CPU_SAMPLES,
+            path.as_ref(),
+        )
     }
 
     /// Folded-stack lines (`Stage;outer;inner samples`): the input of flame-graph tools

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::durations::Timing;
 use crate::error::Error;
+use crate::flame::FoldedStack;
 use crate::run::RunSummary;
 use crate::trace::{FlightSummary, TraceSummary};
 use cpu::CpuProfile;
@@ -125,6 +126,21 @@ impl Report {
         })
     }
 
+    /// Writes an SVG flame graph of this report to `path`: each stage at the bottom, the
+    /// profiled functions it called above it, each frame as wide as its total time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Write`] naming the path when it cannot be written, or when there is nothing to
+    /// draw (no stage or function ran while the profiler was on).
+    ///
+    /// Needs the `flamegraph` feature (on by default).
+    #[cfg(feature = "flamegraph")]
+    pub fn write_flamegraph(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let stacks = folded_stacks(&self.stages, &self.outside_stages);
+        crate::flame::write_file(&stacks, "pipeline profile", path.as_ref())
+    }
+
     /// One sentence naming the slowest stage, its share and its hottest function.
     pub fn verdict(&self) -> String {
         let Some(stage) = self.slowest_stage() else {
@@ -199,3 +215,27 @@ impl fmt::Display for Report {
 }
 
 pub(crate) use build::build;
+
+/// The flame-graph stacks of a report's rows: each stage, each function under its stage, each
+/// function called outside every stage, with their self time (rows without any left out).
+pub(crate) fn folded_stacks(stages: &[StageStats], outside: &[FunctionStats]) -> Vec<FoldedStack> {
+    let mut stacks = Vec::new();
+    for stage in stages {
+        stacks
+            .push(FoldedStack { frames: vec![stage.name.clone()], self_ns: stage.timing.self_ns });
+        for function in &stage.functions {
+            stacks.push(FoldedStack {
+                frames: vec![stage.name.clone(), function.name.clone()],
+                self_ns: function.timing.self_ns,
+            });
+        }
+    }
+    for function in outside {
+        stacks.push(FoldedStack {
+            frames: vec![function.name.clone()],
+            self_ns: function.timing.self_ns,
+        });
+    }
+    stacks.retain(|stack| stack.self_ns > 0);
+    stacks
+}

@@ -6,6 +6,7 @@ use comfy_table::{CellAlignment, Table};
 
 use super::{MemoryStats, MemorySummary, Report};
 use crate::alloc::AllocatorKind;
+use crate::callsite::OUTSIDE_STAGES;
 use crate::format::{bytes, duration_ns, per_call, signed_bytes, time_header, timing_cells, STYLE};
 
 const MEMORY_HEADER: [&str; 7] = [
@@ -55,7 +56,7 @@ fn rows_table<T>(
         }
     }
     if !report.outside_stages.is_empty() {
-        table.add_row(vec!["(outside any stage)".to_owned()]);
+        table.add_row(vec![OUTSIDE_STAGES.to_owned()]);
         for function in &report.outside_stages {
             if let Some(figures) = pick_function(function) {
                 table.add_row(cells(format!("  └ {}", function.name), figures, 0.0));

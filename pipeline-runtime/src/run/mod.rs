@@ -23,10 +23,10 @@ static FINISHED: Mutex<Vec<(u64, RunSummary)>> = Mutex::new(Vec::new());
 /// Hands a finished run (`run_concurrent`, `WorkerPool`) to the profiling session recording
 /// now, if one is.
 pub(crate) fn finished(summary: &RunSummary) {
-    if !recorder::is_enabled() {
+    if !crate::mode::is_enabled() {
         return;
     }
-    let session = recorder::current_session();
+    let session = crate::mode::current_session();
     FINISHED.lock().unwrap_or_else(PoisonError::into_inner).push((session, summary.clone()));
 }
 
@@ -394,8 +394,8 @@ pub(super) fn cores() -> usize {
 /// Each stage's share of the time in stages: the report's shares when a session records (so a
 /// verdict and the table quote the same figure), the run's own per-stage totals otherwise.
 fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<(String, f64)> {
-    let recorded = if recorder::is_enabled() {
-        recorder::stage_totals(recorder::current_session())
+    let recorded = if crate::mode::is_enabled() {
+        recorder::stage_totals(crate::mode::current_session())
     } else {
         Vec::new()
     };
@@ -428,8 +428,8 @@ fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<
 /// Each stage's share of the stages' busy time: the report's busy figures when a session records
 /// every stage of the run (so the verdict quotes the table), the run's own otherwise.
 fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<(String, f64)> {
-    let recorded = if recorder::is_enabled() {
-        recorder::stage_busy_totals(recorder::current_session())
+    let recorded = if crate::mode::is_enabled() {
+        recorder::stage_busy_totals(crate::mode::current_session())
     } else {
         Vec::new()
     };

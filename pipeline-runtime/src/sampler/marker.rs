@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::recorder::CallsiteId;
+use crate::callsite::CallsiteId;
 
 thread_local! {
     /// `epoch << 48 | stage << 24 | function`: call-site ids, 0 for none.

@@ -27,7 +27,6 @@ pub(crate) use symbols::NamedStack;
 use crate::alloc;
 use crate::clock::process_cpu_ns;
 use crate::error::Error;
-use crate::recorder;
 
 /// The highest rate [`Sampler::start`] accepts: the kernel checks CPU timers on its tick, so
 /// rates past a few kHz only add handler cost.
@@ -154,11 +153,11 @@ impl Sampler {
         let cpu_at_start = process_cpu_ns();
         // Recorded calls keep the marker from now on, tagged with this run's epoch.
         let epoch = marker::new_epoch();
-        recorder::set_cpu_sampling(true);
+        crate::mode::set_cpu_sampling(true);
         let installed = match signal::start(hz) {
             Ok(installed) => installed,
             Err(error) => {
-                recorder::set_cpu_sampling(false);
+                crate::mode::set_cpu_sampling(false);
                 stop.store(true, Ordering::Release);
                 let _ = collector.join();
                 return Err(Error::CpuSampling(format!("cannot arm the SIGPROF timer: {error}")));
@@ -221,7 +220,7 @@ impl Sampler {
     fn stop_sampling(&mut self) {
         if let Some(installed) = self.installed.take() {
             signal::stop(installed);
-            recorder::set_cpu_sampling(false);
+            crate::mode::set_cpu_sampling(false);
         }
         self.stop.store(true, Ordering::Release);
         if let Some(collector) = self.collector.take() {

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use crate::recorder::{self, CallsiteKind};
+use crate::callsite::CallsiteKind;
 
 /// What the annotations in each source file say about its module and functions.
 pub(crate) struct Qualifier {
@@ -36,7 +36,7 @@ impl Qualifier {
     /// From every stage and function annotated and called so far in the process.
     pub(crate) fn from_annotations() -> Self {
         let mut files: Vec<AnnotatedFile> = Vec::new();
-        for site in recorder::callsites() {
+        for site in crate::callsite::callsites() {
             let (file, _) = site.location();
             if file.is_empty() {
                 continue; // a stage named at run time: no source of its own

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::marker::Marker;
 use super::names::Qualifier;
-use crate::recorder::{self, CallsiteId};
+use crate::callsite::CallsiteId;
 
 /// The frame shown for a sample taken inside the toolkit itself (the recorder between a stage's
 /// calls): the profiler's own cost, charged to the stage it measured.
@@ -100,7 +100,7 @@ pub(crate) fn name<'a>(raw: impl Iterator<Item = (Marker, &'a [usize], u64)>) ->
 }
 
 fn callsite_name(id: CallsiteId) -> Option<&'static str> {
-    (id != 0).then(|| recorder::lookup(id).name())
+    (id != 0).then(|| crate::callsite::lookup(id).name())
 }
 
 /// A function on a sampled stack.

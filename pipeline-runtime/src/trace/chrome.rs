@@ -372,7 +372,7 @@ impl ChromeTrace {
         drop(state);
         records::set_sample_every(sample_every.max(1));
         BACKLOG_LIMIT.store(backlog_limit.max(2), Ordering::Relaxed);
-        crate::recorder::set_spans_for_trace(true);
+        crate::mode::set_spans_for_trace(true);
         TRACING.store(true, Ordering::Release);
         Ok(ChromeTrace { path: path.to_owned() })
     }
@@ -382,7 +382,7 @@ impl ChromeTrace {
     pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<(), Error> {
         TRACING.store(false, Ordering::Release);
         records::set_sample_every(0);
-        crate::recorder::set_spans_for_trace(false);
+        crate::mode::set_spans_for_trace(false);
         let Some(tracer) = TRACER.get() else { return Ok(()) };
         let mut state = tracer.writer.lock();
         let target = state.flushes + 1;
@@ -428,7 +428,7 @@ fn write_trailer(file: &mut impl Write, stages: &[&str], left_out: u64) -> io::R
         "ph": "M", "pid": 1, "name": super::PROFILE_METADATA,
         "args": {
             "stages": stages,
-            "allocations_measured": crate::recorder::allocations_measured(),
+            "allocations_measured": crate::mode::allocations_measured(),
             "records_left_out": left_out,
             "writer": "tracing-chrome",
         }

@@ -494,7 +494,7 @@ fn dump(
                 "triggered_at_us": triggered_ns as f64 / 1e3,
                 "window_ms": shared.config.window.as_secs_f64() * 1e3,
             });
-            let stages = crate::recorder::stage_names();
+            let stages = crate::callsite::stage_names();
             let mut share = CpuShare::of_the_machine(DUMP_SHARE);
             let written = shared
                 .trace
@@ -678,7 +678,7 @@ fn next_trigger(
             return Some(DumpTrigger::QueueFull { for_ns });
         }
     }
-    latency.check(crate::recorder::current_session())
+    latency.check(crate::mode::current_session())
 }
 
 /// Each watched stage's call-time distribution over the last `over`, from the session's

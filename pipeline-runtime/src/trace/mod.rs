@@ -19,6 +19,7 @@
 mod chrome;
 mod flight;
 mod native;
+mod spans;
 mod user_spans;
 
 use std::fs::File;
@@ -37,7 +38,7 @@ pub(crate) use flight::FlightSession;
 pub use flight::{DumpTrigger, FlightDump, FlightRecorder, FlightSummary, DEFAULT_MAX_BYTES};
 pub use user_spans::UserSpans;
 
-pub use crate::profiler::{emit_spans, emit_spans_sampled};
+pub use spans::{emit_spans, emit_spans_sampled};
 
 use crate::error::Error;
 use crate::records;
@@ -228,7 +229,7 @@ impl TraceSession {
         if std::mem::replace(&mut self.finished, true) {
             return Ok(());
         }
-        let stages = crate::recorder::stage_names();
+        let stages = crate::callsite::stage_names();
         let left_out = left_out().saturating_sub(self.left_out_at_start);
         match &self.writer {
             Writer::Native(trace) => trace.finish(&stages, left_out).map(drop).map_err(|source| {

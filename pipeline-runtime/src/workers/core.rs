@@ -9,11 +9,11 @@ use std::time::Duration;
 use super::live::LiveRun;
 use super::Workers;
 use crate::__private::run_stage;
+use crate::callsite::Callsite;
 use crate::clock::{machine_cpu_ticks, now_ns, process_cpu_ns};
 use crate::error::Error;
 use crate::pipeline::{panic_message, Halt, Outcome, Pipeline};
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
-use crate::recorder::Callsite;
 use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
 pub(super) use crate::run::SlotTimes;
 use crate::run::{
@@ -433,7 +433,7 @@ pub(super) fn submit<In, R>(
     let id = intake.next_id();
     let submission = Submission::begin(id);
     let flow = submission.flow;
-    let parent = crate::recorder::wants_spans().then(tracing::Span::current);
+    let parent = crate::mode::wants_spans().then(tracing::Span::current);
     let depth = send(Envelope { id, event, arrived_ns, flow, parent })?;
     submission.end();
     intake.accepted(arrived_ns, depth);

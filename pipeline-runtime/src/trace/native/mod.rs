@@ -213,7 +213,7 @@ fn finish_at_exit_once() {
 /// run during exit, so the writer's lock is tried for a moment, never waited on forever.
 extern "C" fn finish_at_exit() {
     let Some(writer) = WRITER.get() else { return };
-    crate::recorder::set_trace_records(false);
+    crate::mode::set_trace_records(false);
     records::stop();
     for _ in 0..200 {
         let mut writer = match writer.try_lock() {
@@ -225,7 +225,7 @@ extern "C" fn finish_at_exit() {
             }
         };
         let _bookkeeping = crate::alloc::bookkeeping();
-        let stages = crate::recorder::stage_names();
+        let stages = crate::callsite::stage_names();
         let left_out = records::left_out().saturating_sub(writer.left_out_at_start);
         let _ = writer.close(&stages, left_out);
         return;
@@ -259,7 +259,7 @@ impl NativeTrace {
         writer.out.clear();
         writer.open_async.clear();
         writer.held_ends.clear();
-        writer.allocations_measured = crate::recorder::allocations_measured();
+        writer.allocations_measured = crate::mode::allocations_measured();
         for thread in writer.threads.values_mut() {
             thread.named = false;
             thread.open.clear();
@@ -275,7 +275,7 @@ impl NativeTrace {
         }
         writer.left_out_at_start = records::left_out();
         writer.generation = records::start(record_limit, sample_every);
-        crate::recorder::set_trace_records(true);
+        crate::mode::set_trace_records(true);
         finish_at_exit_once();
         Ok(NativeTrace { path: path.to_owned() })
     }
@@ -295,20 +295,20 @@ impl NativeTrace {
         writer.path = PathBuf::new();
         writer.error = None;
         writer.process_name = process_name.to_owned();
-        writer.allocations_measured = crate::recorder::allocations_measured();
+        writer.allocations_measured = crate::mode::allocations_measured();
         writer.left_out_at_start = records::left_out();
         // Half the budget holds the window; the rest is the chunks threads are filling, so a
         // thread that needs one finds it free rather than waiting for the window to let go.
         let record_limit = max_bytes / std::mem::size_of::<Record>();
         writer.window = Some(Window::new(keep_ns, max_bytes / 2));
         writer.generation = records::start(record_limit, sample_every);
-        crate::recorder::set_trace_records(true);
+        crate::mode::set_trace_records(true);
         NativeTrace { path: PathBuf::new() }
     }
 
     /// Stops a flight recorder's records and lets its window go.
     pub(crate) fn stop_window(&self) {
-        crate::recorder::set_trace_records(false);
+        crate::mode::set_trace_records(false);
         records::stop();
         let _bookkeeping = crate::alloc::bookkeeping();
         let _ = writer().close(&[], 0);
@@ -391,7 +391,7 @@ impl NativeTrace {
     /// Stops records, writes everything recorded, closes the slices still open, and ends the
     /// file. Returns how many slices and instants it holds.
     pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<u64, io::Error> {
-        crate::recorder::set_trace_records(false);
+        crate::mode::set_trace_records(false);
         records::stop();
         let _bookkeeping = crate::alloc::bookkeeping();
         let mut writer = writer();

@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+/// The name figures taken outside every stage go by: in the CPU profile, its flame graph and
+/// pprof file, and the metrics' `stage` label.
+pub const OUTSIDE_STAGES: &str = "(outside stages)";
+
 /// What an instrumented call site is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallsiteKind {

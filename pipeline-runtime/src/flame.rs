@@ -1,7 +1,8 @@
 //! Flame graphs: folded stacks rendered to SVG by `inferno` (feature `flamegraph`). Each
 //! stack's count is its innermost frame's self time (or samples), so a frame's width is its
 //! total: itself and everything it called; its self time is the part with nothing above it.
-//! The folded lines themselves need no feature.
+//! The folded lines themselves need no feature. Used by the report (its own and its CPU
+//! samples' flame graphs) and by `analysis` (a profile read back).
 
 #[cfg(feature = "flamegraph")]
 use std::fs::File;
@@ -13,9 +14,20 @@ use std::path::Path;
 #[cfg(feature = "flamegraph")]
 use inferno::flamegraph::{self, Options};
 
-use super::profile::FoldedStack;
+use serde::{Deserialize, Serialize};
+
 #[cfg(feature = "flamegraph")]
 use crate::error::Error;
+
+/// One flame-graph stack: frame names from the outermost, and the self time spent there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FoldedStack {
+    /// Frames, outermost first.
+    pub frames: Vec<String>,
+    /// Time spent in the innermost frame itself, in nanoseconds.
+    pub self_ns: u64,
+}
 
 /// Folded-stack lines (`outer;inner self_ns`), the input format of flame-graph tools.
 pub(crate) fn folded_lines(stacks: &[FoldedStack]) -> Vec<String> {
