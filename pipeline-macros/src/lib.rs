@@ -1,8 +1,8 @@
 //! The `#[stage]` and `#[profiled]` attributes of the `pipeline` toolkit.
 //!
 //! Both stay thin: they parse, check every rule with a `syn::Error` pointing at the offending
-//! tokens, and emit calls into `::pipeline::__private`, where the logic lives. Use them through the
-//! `pipeline` crate, which re-exports them.
+//! tokens, and emit calls into `::pipeline::__private` (or `crate = path`'s `__private`), where
+//! the logic lives. Use them through the `pipeline` crate, which re-exports them.
 
 mod errors;
 mod options;
@@ -30,7 +30,8 @@ use proc_macro::TokenStream;
 /// Options: `#[stage(name = "fraud")]` names the stage (default: the type's name; a generic
 /// impl without a name is named per instantiation, `Dedup<u64>`);
 /// `#[stage(reject_if = MyError::is_rejection)]` counts the errors the predicate picks as
-/// rejections instead of failures.
+/// rejections instead of failures; `#[stage(crate = my_toolkit::pipeline)]` says where the
+/// `pipeline` facade is, for a crate that renames or re-exports it (default `::pipeline`).
 ///
 /// ```ignore
 /// #[stage(name = "parse", reject_if = ParseError::is_malformed)]
@@ -49,7 +50,8 @@ pub fn stage(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The body runs inside a `tracing` span named `module::function`; for `async fn` the time runs
 /// from the first poll to completion and the span is entered on every poll.
 ///
-/// Options: `#[profiled(name = "score")]` names it.
+/// Options: `#[profiled(name = "score")]` names it; `#[profiled(crate = my_toolkit::pipeline)]`
+/// says where the `pipeline` facade is, for a crate that renames or re-exports it.
 #[proc_macro_attribute]
 pub fn profiled(args: TokenStream, item: TokenStream) -> TokenStream {
     profiled::expand(args.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()

@@ -1,4 +1,5 @@
-//! The options the attributes take: `name = "..."` (both), `reject_if = predicate` (`#[stage]`).
+//! The options the attributes take: `name = "..."` and `crate = path` (both), `reject_if =
+//! predicate` (`#[stage]`).
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -13,7 +14,13 @@ pub(crate) struct Options {
     pub name: Option<LitStr>,
     /// `#[stage(reject_if = path::to::predicate)]`: which of `process`'s errors are rejections.
     pub reject_if: Option<Expr>,
+    /// `crate = path`: where the `pipeline` facade is, for a crate that renames or re-exports it.
+    pub facade: Option<syn::Path>,
 }
+
+const CRATE_VALUE: &str =
+    "`crate` takes the path of the `pipeline` facade as your crate reaches it: \
+     `crate = ::my_toolkit::pipeline`";
 
 const REJECT_IF_VALUE: &str = "`reject_if` takes a function of the error that says whether it is a \
      rejection: `#[stage(reject_if = MyError::is_rejection)]` with `fn is_rejection(&self) -> bool`";
@@ -49,6 +56,17 @@ pub(crate) fn parse(attr: &str, args: TokenStream) -> syn::Result<Options> {
             (Some("name"), _) => {
                 errors.at(&meta, format!("`name` takes a value: `#[{attr}(name = \"...\")]`"))
             }
+            (Some("crate"), Meta::NameValue(nv)) => match &nv.value {
+                Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+                    if options.facade.is_some() {
+                        errors.at(&meta, "`crate` is given twice; keep one");
+                    } else {
+                        options.facade = Some(path.path.clone());
+                    }
+                }
+                other => errors.at(other, CRATE_VALUE),
+            },
+            (Some("crate"), _) => errors.at(&meta, CRATE_VALUE),
             (Some("reject_if"), Meta::NameValue(nv)) if attr == "stage" => {
                 if options.reject_if.is_some() {
                     errors.at(&meta, "`reject_if` is given twice; keep one");
@@ -62,11 +80,11 @@ pub(crate) fn parse(attr: &str, args: TokenStream) -> syn::Result<Options> {
             _ => errors.at(
                 meta.path(),
                 if attr == "stage" {
-                    "unknown option for #[stage]; the options are `name = \"...\"` and \
-                     `reject_if = predicate`"
+                    "unknown option for #[stage]; the options are `name = \"...\"`, \
+                     `reject_if = predicate` and `crate = path`"
                         .to_owned()
                 } else {
-                    format!("unknown option for #[{attr}]; the only option is `name = \"...\"`")
+                    format!("unknown option for #[{attr}]; the options are `name = \"...\"` and `crate = path`")
                 },
             ),
         }

@@ -6,7 +6,7 @@ use syn::{Item, ItemFn};
 
 use crate::errors::{is_profiled_attr, Errors};
 use crate::options;
-use crate::runtime;
+use crate::runtime::Runtime;
 use crate::types::contains_impl_trait;
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
@@ -135,7 +135,8 @@ fn declared_output(output: &syn::ReturnType) -> TokenStream {
 
 fn generate(function: ItemFn, options: options::Options) -> TokenStream {
     let ItemFn { attrs, vis, sig, block } = function;
-    let private = runtime::private();
+    let runtime = Runtime::new(options.facade.as_ref());
+    let private = runtime.private();
     // A method (it has a receiver) is named by the type it is called on, at run time:
     // `module::Type::method`, so the same method of two types never shares a row. A name given
     // with `name = ".."` is used as it is.
@@ -150,7 +151,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
             quote!(::core::concat!(::core::module_path!(), #suffix))
         }
     };
-    let callsite = runtime::callsite_static(&name, "Function");
+    let callsite = runtime.callsite_static(&name, "Function");
     let self_type = quote!(|| ::core::any::type_name::<Self>());
     // The runtime entry points, with the call site (and, for a method, its type) filled in.
     let (profile_future, start_call, lead) = if by_type {
@@ -169,7 +170,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
 
     let body = if sig.asyncness.is_some() {
         // The span and the timing follow the future across polls: nothing is held over `.await`.
-        let span = runtime::span(&name);
+        let span = runtime.span(&name);
         let declared_output = declared_output(&sig.output);
         quote! {
             #callsite
@@ -182,7 +183,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
         // A hand-written future (or async-trait's boxed one): timed from its first poll to its
         // completion, as an `async fn` is, not while it is being built. The body runs in a
         // closure so an early `return` still gives the future.
-        let span = runtime::span(&name);
+        let span = runtime.span(&name);
         match shape {
             FutureShape::ImplFuture => quote! {
                 #callsite
@@ -198,7 +199,7 @@ fn generate(function: ItemFn, options: options::Options) -> TokenStream {
             }
         }
     } else {
-        let make_span = runtime::span_maker(&name);
+        let make_span = runtime.span_maker(&name);
         quote! {
             #callsite
             let __pipeline_call = #start_call(#lead #make_span);

@@ -9,7 +9,7 @@ use syn::{FnArg, GenericParam, ImplItem, ImplItemFn, Item, ItemImpl, ReturnType,
 
 use crate::errors::{is_profiled_attr, Errors};
 use crate::options;
-use crate::runtime;
+use crate::runtime::Runtime;
 use crate::types::contains_impl_trait;
 
 const SHAPE: &str = "`fn process(&self, event: In) -> Out` (or `-> Option<Out>` to filter, \
@@ -43,6 +43,8 @@ struct StageImpl {
     named_per_instantiation: bool,
     /// `async fn process`: the impl is an `AsyncStage`, measured across awaits.
     is_async: bool,
+    /// Where the facade is (`::pipeline`, or the `crate = path` option).
+    runtime: Runtime,
 }
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
@@ -154,6 +156,7 @@ fn validate(item: ItemImpl, options: options::Options) -> syn::Result<StageImpl>
         process_index,
         name,
         named_per_instantiation,
+        runtime: Runtime::new(options.facade.as_ref()),
     })
 }
 
@@ -295,17 +298,18 @@ struct Conversion {
 }
 
 fn convert(stage: &StageImpl, call: &TokenStream) -> Conversion {
-    let private = runtime::private();
+    let private = stage.runtime.private();
+    let into_stage_error = stage.runtime.item("IntoStageError");
     let span = stage.return_ty.span();
     // `E: IntoStageError` is checked where `E` is written, so its message points at it.
     let stop = match (&stage.shape, &stage.reject_if) {
         (Shape::Result { error } | Shape::FilterResult { error }, None) => match error {
             Some(error) => {
                 let convert = quote_spanned!(error.span()=>
-                    <#error as ::pipeline::IntoStageError>::into_stage_error);
+                    <#error as #into_stage_error>::into_stage_error);
                 quote!(|error| #convert(error))
             }
-            None => quote!(|error| ::pipeline::IntoStageError::into_stage_error(error)),
+            None => quote!(|error| #into_stage_error::into_stage_error(error)),
         },
         (Shape::Result { error } | Shape::FilterResult { error }, Some(predicate)) => {
             let error = error.as_ref().map_or_else(|| quote!(_), ToTokens::to_token_stream);
@@ -351,9 +355,13 @@ fn generate(stage: StageImpl) -> TokenStream {
         name,
         named_per_instantiation,
         is_async,
+        runtime,
         ..
     } = stage;
-    let private = runtime::private();
+    let private = runtime.private();
+    let stage_trait = runtime.item("Stage");
+    let async_stage_trait = runtime.item("AsyncStage");
+    let stage_result = runtime.item("StageResult");
 
     // The user's body moves to a hidden method; `process` stays callable as written (same
     // signature, visibility and docs), measured like the trait's, so a stage's own tests and
@@ -394,8 +402,8 @@ fn generate(stage: StageImpl) -> TokenStream {
 
     let name_lit = syn::LitStr::new(&name, self_ty.span());
     let name_tokens = name_lit.to_token_stream();
-    let callsite = runtime::callsite_static(&name_tokens, "Stage");
-    let make_span = runtime::stage_span_maker(&name_tokens);
+    let callsite = runtime.callsite_static(&name_tokens, "Stage");
+    let make_span = runtime.stage_span_maker(&name_tokens);
     let method_params = &method_generics.params;
     let method_where = &method_generics.where_clause;
 
@@ -420,7 +428,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                     }
                 }
 
-                impl #impl_generics ::pipeline::AsyncStage<#event_ty> for #self_ty #where_clause {
+                impl #impl_generics #async_stage_trait<#event_ty> for #self_ty #where_clause {
                     type Out = #output_ty;
 
                     fn name(&self) -> &str {
@@ -428,7 +436,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                     }
 
                     #[inline]
-                    async fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                    async fn process(&self, event: #event_ty) -> #stage_result<#output_ty> {
                         #off_result
                     }
 
@@ -439,7 +447,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                         &self,
                         event: #event_ty,
                         _instance: &'static #private::Callsite,
-                    ) -> ::pipeline::StageResult<#output_ty> {
+                    ) -> #stage_result<#output_ty> {
                         #off_result
                     }
                 }
@@ -456,7 +464,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                 }
             }
 
-            impl #impl_generics ::pipeline::Stage<#event_ty> for #self_ty #where_clause {
+            impl #impl_generics #stage_trait<#event_ty> for #self_ty #where_clause {
                 type Out = #output_ty;
 
                 fn name(&self) -> &str {
@@ -464,7 +472,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                 }
 
                 #[inline]
-                fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                fn process(&self, event: #event_ty) -> #stage_result<#output_ty> {
                     #off_result
                 }
             }
@@ -528,14 +536,14 @@ fn generate(stage: StageImpl) -> TokenStream {
                 }
             }
 
-            impl #impl_generics ::pipeline::AsyncStage<#event_ty> for #self_ty #where_clause {
+            impl #impl_generics #async_stage_trait<#event_ty> for #self_ty #where_clause {
                 type Out = #output_ty;
 
                 fn name(&self) -> &str {
                     #name_body
                 }
 
-                async fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+                async fn process(&self, event: #event_ty) -> #stage_result<#output_ty> {
                     #by_callsite
                 }
 
@@ -543,7 +551,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                     &self,
                     event: #event_ty,
                     instance: &'static #private::Callsite,
-                ) -> ::pipeline::StageResult<#output_ty> {
+                ) -> #stage_result<#output_ty> {
                     #by_instance
                 }
             }
@@ -567,7 +575,7 @@ fn generate(stage: StageImpl) -> TokenStream {
             }
         }
 
-        impl #impl_generics ::pipeline::Stage<#event_ty> for #self_ty #where_clause {
+        impl #impl_generics #stage_trait<#event_ty> for #self_ty #where_clause {
             type Out = #output_ty;
 
             fn name(&self) -> &str {
@@ -575,7 +583,7 @@ fn generate(stage: StageImpl) -> TokenStream {
             }
 
             #[inline]
-            fn process(&self, event: #event_ty) -> ::pipeline::StageResult<#output_ty> {
+            fn process(&self, event: #event_ty) -> #stage_result<#output_ty> {
                 #by_callsite
             }
 
@@ -584,7 +592,7 @@ fn generate(stage: StageImpl) -> TokenStream {
                 &self,
                 event: #event_ty,
                 instance: &'static #private::Callsite,
-            ) -> ::pipeline::StageResult<#output_ty> {
+            ) -> #stage_result<#output_ty> {
                 #by_instance
             }
         }
