@@ -8,7 +8,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{exclusive, quietly, spin_for, YieldTimes};
+use common::{exclusive, quietly, spin_for, trace_dir, YieldTimes};
 use pipeline::{profiled, stage, AsyncPipeline, CountingAllocator, Profiler, Report, StageError};
 
 /// Gives the worker back once. (`tokio::task::yield_now` would do, but tokio grows a list of
@@ -405,12 +405,6 @@ fn the_pool_outside_a_runtime_is_a_clear_error() {
         .err()
         .expect("no runtime here");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
-}
-
-fn trace_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
-    std::fs::create_dir_all(&dir).expect("trace directory");
-    dir
 }
 
 #[test]

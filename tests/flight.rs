@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{exclusive, load_trace, quietly, slices, spin_for};
+use common::{exclusive, load_trace, quietly, rss_bytes, slices, spin_for};
 use pipeline::trace::{DumpTrigger, FlightDump, FlightRecorder};
 use pipeline::{
     profiled, stage, CountingAllocator, Error, Pipeline, Profiler, WorkerPool, Workers,
@@ -363,14 +363,6 @@ fn sigusr2_writes_a_dump_and_the_signal_is_ours_only_while_the_session_runs() {
         now
     };
     assert_eq!(now.sa_sigaction, libc::SIG_DFL);
-}
-
-/// The process's resident memory, from `/proc/self/statm`.
-#[cfg(target_os = "linux")]
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
 }
 
 /// A run at full speed for `FLIGHT_SOAK_SECS` seconds (6 unless set; `.ci/run` sets 60) with a

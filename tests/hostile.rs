@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{exclusive, quietly};
+use common::{exclusive, quietly, rss_bytes};
 use pipeline::run::RunSummary;
 use pipeline::trace::TraceBackend;
 use pipeline::{stage, Error, Pipeline, Profiler, StageError, WorkerPool, Workers};
@@ -211,13 +211,6 @@ fn megabyte_messages_are_cut_in_the_report_and_the_trace() {
         // 200 failures, each with an instant and a failed slice: a few KiB each at most.
         assert!(size < 2 << 20, "{backend:?}: the trace holds cut messages, not 400 MB: {size} B");
     }
-}
-
-/// The process's resident memory, in bytes (Linux).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 struct Echo;

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Barrier;
 
-use common::{exclusive, load_trace};
+use common::{exclusive, load_trace, trace_dir};
 use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler};
 
 #[global_allocator]
@@ -26,12 +26,6 @@ impl Handle {
     fn process(&self, request: u64) -> u64 {
         work(request) + 1
     }
-}
-
-fn trace_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
-    std::fs::create_dir_all(&dir).expect("trace directory");
-    dir
 }
 
 /// Slices named `name` in the trace at `path`.

@@ -7,10 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{count, exclusive, load_trace, quietly, slices, write_expectations};
+use common::{count, exclusive, load_trace, quietly, slices, trace_dir, write_expectations};
 use pipeline::{
     profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
 };
@@ -49,12 +49,6 @@ impl Check {
         }
         Ok(event)
     }
-}
-
-fn trace_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
-    std::fs::create_dir_all(&dir).expect("trace directory");
-    dir
 }
 
 fn traced_run(path: &Path, events: u64) -> Report {

@@ -7,22 +7,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
-use common::{count, exclusive, load_trace, slices, YieldTimes};
+use common::{count, exclusive, load_trace, rss_bytes, slices, trace_dir, YieldTimes};
 use pipeline::trace::TraceBackend;
 use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Workers};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();
-
-fn trace_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("traces");
-    std::fs::create_dir_all(&dir).expect("trace directory");
-    dir
-}
 
 /// The arguments `.ci/run` passes to the checker for this trace.
 fn expect(trace: &Path, strict: bool, counts: &[(&str, u64)]) {
@@ -188,14 +182,6 @@ fn the_native_writer_and_tracing_chrome_hold_the_same_slices_per_thread() {
     assert_eq!(ours[&("w0".to_owned(), "trace_native::checksum".to_owned(), 1)], 300);
     expect(&native, true, &[("Parse", 500), ("trace_native::checksum", 500)]);
     expect(&chrome, false, &[("Parse", 500), ("trace_native::checksum", 500)]);
-}
-
-/// The process's resident memory, in bytes (Linux).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
 }
 
 /// Ignored by default (it takes a while in a debug build); CI runs it in release:

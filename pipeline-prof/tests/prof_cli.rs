@@ -57,9 +57,7 @@ impl Enrich {
 const EVENTS: u64 = 200;
 
 fn dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prof");
-    std::fs::create_dir_all(&dir).expect("output directory");
-    dir
+    common::scratch_dir("prof")
 }
 
 /// Runs the pipeline on 2 workers with a full (unsampled) trace at `trace`; returns the report.

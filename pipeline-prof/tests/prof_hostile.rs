@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use pipeline::analysis::Profile;
 use pipeline::{profiled, stage, Pipeline, Profiler, StageError, Workers};
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 fn dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prof-hostile");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("prof-hostile")
 }
 
 fn write_events(name: &str, events: impl Iterator<Item = String>) -> PathBuf {

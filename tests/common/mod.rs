@@ -3,6 +3,7 @@
 
 pub mod pprof;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -12,6 +13,28 @@ use std::time::{Duration, Instant};
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `target/tmp/<name>` (the build's scratch space), created if missing: where tests write what
+/// they produce.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// `target/tmp/traces`: the traces tests write, which `.ci/run` checks the way Perfetto reads
+/// them.
+pub fn trace_dir() -> PathBuf {
+    scratch_dir("traces")
+}
+
+/// The process's resident memory now, bytes (Linux's `/proc/self/status`).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    let kib: u64 = line.split_whitespace().nth(1).expect("a figure").parse().expect("a number");
+    kib * 1024
 }
 
 /// Runs `f` with the panic hook silenced: stages that panic on purpose would print a message and
