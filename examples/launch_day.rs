@@ -293,7 +293,7 @@ fn main() -> Result<(), pipeline::Error> {
     }
     println!(
         "\nTraces: {0}/normal.json and {0}/doubled.json: open them in https://ui.perfetto.dev\n\
-         Flame graph (self time): {1}\n\
+         Flame graph (width: total time): {1}\n\
          CPU samples: {2} (flame graph), {3} (go tool pprof -http=: {3}, or speedscope)\n\
          Compare the two: cargo run -p pipeline-prof -- diff {0}/normal.json {0}/doubled.json",
         trace_dir.display(),

@@ -14,3 +14,25 @@ pub use pipeline_runtime::*;
 
 #[doc(hidden)]
 pub use pipeline_runtime::__private;
+
+/// The guides in `docs/`, compiled as doctests so every example they show builds (and the ones
+/// not marked `no_run` run). Nothing here is part of the API.
+#[cfg(all(doctest, not(feature = "off")))]
+mod guides {
+    #[doc = include_str!("../docs/pipelines.md")]
+    struct Pipelines;
+    #[doc = include_str!("../docs/report.md")]
+    struct Report;
+    #[doc = include_str!("../docs/traces.md")]
+    struct Traces;
+    #[doc = include_str!("../docs/cpu-samples.md")]
+    struct CpuSamples;
+    #[doc = include_str!("../docs/metrics.md")]
+    struct Metrics;
+    #[doc = include_str!("../docs/gate.md")]
+    struct Gate;
+    #[doc = include_str!("../docs/cli.md")]
+    struct Cli;
+    #[doc = include_str!("../docs/attributes.md")]
+    struct Attributes;
+}
