@@ -22,6 +22,13 @@ fn guides() -> Vec<PathBuf> {
     pages
 }
 
+/// The README and every guide: the Markdown a reader sees raw.
+fn readme_and_guides() -> Vec<PathBuf> {
+    let mut files = vec![root().join("README.md")];
+    files.extend(guides());
+    files
+}
+
 /// Lines inside fenced Rust blocks (```` ```rust ````, ```` ```rust,no_run ````, ...) that
 /// rustdoc would hide: a `#` alone or followed by a space.
 fn hidden_lines(markdown: &str) -> Vec<(usize, String)> {
@@ -42,8 +49,7 @@ fn hidden_lines(markdown: &str) -> Vec<(usize, String)> {
 
 #[test]
 fn no_rust_block_hides_lines_with_a_hash() {
-    let mut files = vec![root().join("README.md")];
-    files.extend(guides());
+    let files = readme_and_guides();
     let mut offenders = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("readable");
@@ -87,8 +93,7 @@ fn every_guide_is_linked_from_the_readme_and_compiled_as_a_doctest() {
 
 #[test]
 fn every_relative_link_in_the_readme_and_guides_exists() {
-    let mut files = vec![root().join("README.md")];
-    files.extend(guides());
+    let files = readme_and_guides();
     let mut broken = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("readable");
