@@ -253,7 +253,13 @@ fn tiny_stages_behind_a_full_queue_are_limited_by_per_event_overhead_not_called_
     let in_stage: u64 = run.workers.iter().map(|w| w.in_stage_ns).sum();
     let handoff: u64 = run.workers.iter().map(|w| w.handoff_ns).sum();
     let idle: u64 = run.workers.iter().map(|w| w.idle_ns).sum();
-    println!("{run}\nin stages {in_stage} ns, handoff {handoff} ns, idle {idle} ns");
+    let in_stage_busy: u64 = run.workers.iter().map(|w| w.in_stage_busy_ns).sum();
+    println!(
+        "{run}\nin stages {in_stage} ns, handoff {handoff} ns, idle {idle} ns; stage share of \
+         CPU {:.3} (wall in stages over process CPU: {:.3})",
+        run.stage_share_of_cpu(),
+        in_stage_busy as f64 / run.process_cpu_ns as f64
+    );
     assert_eq!(run.queue.max_depth, 64, "the producer fills the queue");
     // The stages are a small part of what the process spent: the rest is per-event overhead.
     assert!(run.stage_share_of_cpu() < 0.5, "{run}");

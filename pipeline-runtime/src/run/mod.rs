@@ -184,6 +184,24 @@ pub struct WorkerUtilisation {
     pub handoff_ns: u64,
     /// Of the time it ran, the part waiting on an empty queue: capacity to spare.
     pub idle_ns: u64,
+    /// The CPU time its thread used, for a synchronous worker whose loop ended (`None` for
+    /// async workers, whose tasks share the runtime's threads). Below `in_stage_ns +
+    /// handoff_ns` when it was descheduled (more workers than cores).
+    pub cpu_ns: Option<u64>,
+}
+
+impl WorkerUtilisation {
+    /// The CPU its stages used, estimated: their busy time, scaled by the share of the
+    /// worker's working (non-idle) wall time its thread was on a core. A worker descheduled
+    /// inside a stage would otherwise count that wall time as stage CPU.
+    pub fn in_stage_cpu_ns(&self) -> f64 {
+        let working_ns = self.in_stage_ns + self.handoff_ns;
+        let on_core = match self.cpu_ns {
+            Some(cpu_ns) if working_ns > 0 => (cpu_ns as f64 / working_ns as f64).min(1.0),
+            _ => 1.0,
+        };
+        self.in_stage_busy_ns as f64 * on_core
+    }
 }
 
 /// The outcome of a concurrent run: counts, latency, queue and workers, and a verdict.
@@ -308,6 +326,7 @@ impl RunSummary {
                     .saturating_sub(worker.in_stage_ns)
                     .saturating_sub(worker.idle_ns),
                 idle_ns: worker.idle_ns,
+                cpu_ns: worker.thread_cpu_ns,
             });
         }
         let stage_time_share = stage_time_share(&composition, stage_names);
@@ -361,10 +380,11 @@ impl RunSummary {
 
     /// The fraction of the process's CPU during the run that went into the stages (the rest is
     /// submitting events, handing them over, waking workers, the toolkit's bookkeeping): their
-    /// busy time, so async stages' awaiting counts for nothing.
+    /// busy time, so async stages' awaiting counts for nothing, and time a worker was
+    /// descheduled inside a stage counts for nothing either ([`WorkerUtilisation::in_stage_cpu_ns`]).
     pub fn stage_share_of_cpu(&self) -> f64 {
-        let in_stage: u64 = self.workers.iter().map(|w| w.in_stage_busy_ns).sum();
-        (in_stage as f64 / self.process_cpu_ns.max(1) as f64).min(1.0)
+        let in_stage: f64 = self.workers.iter().map(WorkerUtilisation::in_stage_cpu_ns).sum();
+        (in_stage / self.process_cpu_ns.max(1) as f64).min(1.0)
     }
 
     /// The workers' time, summed: (in stages, handing events over, waiting for events) as
@@ -510,6 +530,30 @@ pub(crate) fn trend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker(in_stage_ns: u64, handoff_ns: u64, cpu_ns: Option<u64>) -> WorkerUtilisation {
+        WorkerUtilisation {
+            name: "worker-0".into(),
+            events: 1,
+            busy_ns: in_stage_ns + handoff_ns,
+            utilisation: 1.0,
+            in_stage_ns,
+            in_stage_busy_ns: in_stage_ns,
+            handoff_ns,
+            idle_ns: 0,
+            cpu_ns,
+        }
+    }
+
+    #[test]
+    fn time_a_worker_was_descheduled_does_not_count_as_stage_cpu() {
+        // On a core half of its working time: half of its stages' wall time was CPU.
+        assert_eq!(worker(600, 400, Some(500)).in_stage_cpu_ns(), 300.0);
+        // Never more than the wall time (its CPU clock ticks a little past the last event).
+        assert_eq!(worker(600, 400, Some(1_100)).in_stage_cpu_ns(), 600.0);
+        // Without its thread's CPU (async workers), wall time is all there is.
+        assert_eq!(worker(600, 400, None).in_stage_cpu_ns(), 600.0);
+    }
 
     #[test]
     fn buckets_are_monotonic_and_bounded() {

@@ -101,6 +101,9 @@ pub(crate) struct WorkerLoad {
     pub(super) idle_ns: u64,
     /// From the worker's start to the end of its latest event.
     pub(super) running_ns: u64,
+    /// The CPU time its thread used, booked when a synchronous worker's loop ends (`None`
+    /// before that, and for async workers, whose tasks share the runtime's threads).
+    pub(crate) thread_cpu_ns: Option<u64>,
     pub(super) completed: u64,
     pub(super) latency: Histogram<u64>,
     pub(super) wait: Histogram<u64>,
@@ -122,6 +125,7 @@ impl WorkerLoad {
                 .collect(),
             idle_ns: 0,
             running_ns: 0,
+            thread_cpu_ns: None,
             completed: 0,
             latency: histogram(),
             wait: histogram(),

@@ -10,7 +10,7 @@ use super::live::LiveRun;
 use super::Workers;
 use crate::__private::run_stage;
 use crate::callsite::Callsite;
-use crate::clock::{machine_cpu_ticks, now_ns, process_cpu_ns};
+use crate::clock::{machine_cpu_ticks, now_ns, process_cpu_ns, thread_cpu_ns};
 use crate::error::Error;
 use crate::pipeline::{panic_message, Halt, Outcome, Pipeline};
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
@@ -203,6 +203,7 @@ pub(super) fn work<In, Out>(
     load: &Mutex<WorkerLoad>,
     seat: &Seat,
 ) {
+    let cpu_at_start_ns = thread_cpu_ns();
     let mut stage_ns = vec![0; delivery.slots()];
     let mut clock = WorkerClock::default();
     while let Some((Envelope { id, event, arrived_ns, flow, parent }, waited_ns)) = queue.next() {
@@ -222,6 +223,9 @@ pub(super) fn work<In, Out>(
         let times = SlotTimes { wall_ns: &stage_ns, busy_ns: &stage_ns, ready_ns: None };
         book(outcome, &picked, done_ns, times, load, seat);
     }
+    // Once per worker, not per event: reading a thread's CPU clock is a system call.
+    let cpu_ns = thread_cpu_ns().saturating_sub(cpu_at_start_ns);
+    load.lock().unwrap_or_else(PoisonError::into_inner).thread_cpu_ns = Some(cpu_ns);
 }
 
 /// A worker's clock: its time counts from its first event, since waiting for the run to begin
