@@ -9,7 +9,7 @@ mod common;
 #[allow(dead_code)]
 mod etl;
 
-use pipeline::{Error, Profiler, Workers};
+use pipeline::{Error, Profiler, WorkerConfig};
 
 /// How a run is profiled.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -47,7 +47,7 @@ fn main() -> Result<(), Error> {
             let totals = etl::Totals::default();
             let run = pipeline.run_concurrent_into(
                 (0..LINES).map(etl::line),
-                Workers::new(4).queue(1024),
+                WorkerConfig::new(4).queue(1024),
                 |scored| totals.add(scored),
             )?;
             if let Some(profiler) = profiler {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipeline::trace::FlightRecorder;
-use pipeline::{Profiler, WorkerPool, Workers};
+use pipeline::{Profiler, WorkerConfig, WorkerPool};
 
 const DUMPS: usize = 5;
 
@@ -41,7 +41,7 @@ fn run(workers: usize) {
         .tail(Duration::ZERO);
     let session = Profiler::new().flight_recorder(flight).start().unwrap();
     let pool = Arc::new(
-        WorkerPool::start(Arc::new(launch_day::pipeline()), Workers::new(workers).queue(1024))
+        WorkerPool::start(Arc::new(launch_day::pipeline()), WorkerConfig::new(workers).queue(1024))
             .unwrap(),
     );
     let accepted = Arc::new(AtomicU64::new(0));

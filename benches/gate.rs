@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::process::Command;
 
-use pipeline::bench::{Baseline, Bench, Verdict, SERVE_ENV};
+use pipeline::bench::{Baseline, Bench, Metric, Verdict, SERVE_ENV};
 use pipeline::{Pipeline, Stage, StageResult};
 
 struct Work(u64);
@@ -42,7 +42,8 @@ fn rates(after_rounds: u64) -> (u64, u64) {
     let (mut regressed, mut inconclusive) = (0, 0);
     for trial in 0..TRIALS {
         let bench = Bench::new("gate").samples(15).batch(10).warmup(1).seed(trial).tolerance(0.05);
-        match bench.compare(&before, &after, |i| i).expect("compare").verdict("time per event") {
+        match bench.compare(&before, &after, |i| i).expect("compare").verdict(Metric::TimePerEvent)
+        {
             Some(Verdict::Regressed) => regressed += 1,
             Some(Verdict::Inconclusive(_)) => inconclusive += 1,
             _ => {}
@@ -90,7 +91,7 @@ fn paired_rates(after_rounds: u64) -> (u64, u64) {
     for trial in 0..BUILD_TRIALS {
         let bench = Bench::new("gate").samples(30).warmup(3).seed(trial).tolerance(0.05);
         let comparison = bench.paired(build(10_000), build(after_rounds)).expect("paired");
-        match comparison.verdict("time per event") {
+        match comparison.verdict(Metric::TimePerEvent) {
             Some(Verdict::Regressed) => regressed += 1,
             Some(Verdict::Inconclusive(_)) => inconclusive += 1,
             _ => {}

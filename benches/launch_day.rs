@@ -12,7 +12,7 @@ mod launch_day;
 
 use pipeline::bench::{Baseline, Bench};
 use pipeline::trace::FlightRecorder;
-use pipeline::{Error, Profiler, Workers};
+use pipeline::{Error, Profiler, WorkerConfig};
 
 /// How a throughput run is profiled.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -106,8 +106,8 @@ fn throughput_on_two_workers() -> Result<(), Error> {
             let scraper = profiler.as_ref().and_then(|p| p.metrics_address()).map(|address| {
                 scrape_every(address, std::time::Duration::from_millis(100), stop.clone())
             });
-            let run =
-                pipeline.run_concurrent(launch_day::orders(ORDERS), Workers::new(2).queue(1024))?;
+            let run = pipeline
+                .run_concurrent(launch_day::orders(ORDERS), WorkerConfig::new(2).queue(1024))?;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             if let Some(scraper) = scraper {
                 figures.scrapes += scraper.join().unwrap_or(0);

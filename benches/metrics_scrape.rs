@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipeline::{profiled, stage, Pipeline, Profiler, WorkerPool, Workers};
+use pipeline::{profiled, stage, Pipeline, Profiler, WorkerConfig, WorkerPool};
 
 #[profiled]
 fn work(n: u64) -> u64 {
@@ -52,7 +52,7 @@ fn main() -> Result<(), pipeline::Error> {
     }
     let session = Profiler::new().serve_metrics("127.0.0.1:0").start()?;
     let address = session.metrics_address().expect("serving");
-    let pool = WorkerPool::start(Arc::new(pipeline()), Workers::new(8).queue(4096))?;
+    let pool = WorkerPool::start(Arc::new(pipeline()), WorkerConfig::new(8).queue(4096))?;
     // Every stage and function row exists on every worker before the scrapes are timed.
     for n in 0..20_000 {
         pool.submit(n).expect("open");

@@ -68,7 +68,7 @@ fn main() {
     for _ in 0..ROUNDS {
         for (index, (_, spans)) in CASES.iter().enumerate() {
             match spans {
-                Some(one_in) => pipeline::trace::emit_spans_sampled(*one_in),
+                Some(one_in) => pipeline::trace::emit_spans_one_in(*one_in),
                 None => pipeline::trace::emit_spans(false),
             }
             let session = Profiler::new().start().expect("a session");

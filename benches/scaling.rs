@@ -10,7 +10,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use pipeline::{profiled, stage, Pipeline, Profiler, Stage, StageResult, Workers};
+use pipeline::{profiled, stage, Pipeline, Profiler, Stage, StageResult, WorkerConfig};
 
 const EVENTS: u64 = 200_000;
 const ROUNDS: usize = 7;
@@ -53,7 +53,8 @@ fn profiled_kernel(event: u64) -> u64 {
 fn throughput(pipeline: &Pipeline<u64>, workers: usize, events: u64, profile: bool) -> f64 {
     let profiler = profile.then(|| Profiler::new().start().expect("one profiler at a time"));
     let started = Instant::now();
-    let run = pipeline.run_concurrent(0..events, Workers::new(workers).queue(4096)).expect("run");
+    let run =
+        pipeline.run_concurrent(0..events, WorkerConfig::new(workers).queue(4096)).expect("run");
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(profiler) = profiler {
         let report = profiler.finish().expect("finish");

@@ -3,7 +3,7 @@
 //! network call). Worker tasks take them from a bounded queue. Then traffic doubles.
 //!
 //! The slowest stage by the clock is the session lookup, but it spends its time awaiting, not
-//! computing; the report's `busy` column and the verdicts tell the two apart and name the stage
+//! computing; the report's `busy` column and the diagnoses tell the two apart and name the stage
 //! that holds the CPU.
 //!
 //! Run: `cargo run --release --example async_service`
@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use pipeline::run::RunSummary;
 use pipeline::{
-    profiled, stage, AsyncPipeline, AsyncWorkerPool, CountingAllocator, Profiler, Report, Workers,
+    profiled, stage, AsyncPipeline, AsyncWorkerPool, CountingAllocator, Profiler, Report,
+    WorkerConfig,
 };
 
 #[global_allocator]
@@ -126,7 +127,8 @@ pub async fn serve(
     events: u64,
     rate: Option<f64>,
 ) -> Result<RunSummary, pipeline::Error> {
-    let pool = AsyncWorkerPool::start(Arc::clone(pipeline), Workers::new(WORKERS).queue(QUEUE))?;
+    let pool =
+        AsyncWorkerPool::start(Arc::clone(pipeline), WorkerConfig::new(WORKERS).queue(QUEUE))?;
     let start = tokio::time::Instant::now();
     for id in 0..events {
         if let Some(rate) = rate {
@@ -251,8 +253,8 @@ fn main() -> Result<(), pipeline::Error> {
             phase.label, phase.arrival_rate, phase.report
         );
     }
-    println!("Normal traffic:  {}", day.normal.run().verdict);
-    println!("Doubled traffic: {}", day.doubled.run().verdict);
+    println!("Normal traffic:  {}", day.normal.run().diagnosis);
+    println!("Doubled traffic: {}", day.doubled.run().diagnosis);
     println!(
         "\nTraces: {0}/normal.json and {0}/doubled.json (one async slice per request, its stages \
          nested, each poll on the thread that ran it): open them in https://ui.perfetto.dev\n\

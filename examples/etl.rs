@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use pipeline::run::RunSummary;
-use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report, Workers};
+use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report, WorkerConfig};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();
@@ -285,7 +285,7 @@ pub fn run_etl(lines: u64, workers: usize, trace: Option<&Path>) -> Result<Etl, 
     .start()?;
     pipeline.run_concurrent_into(
         (0..lines).map(line),
-        Workers::new(workers).queue(1024),
+        WorkerConfig::new(workers).queue(1024),
         |scored| totals.add(scored),
     )?;
     let report = profiler.finish()?;

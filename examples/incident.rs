@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pipeline::analysis::Profile;
 use pipeline::trace::{DumpTrigger, FlightDump, FlightRecorder};
-use pipeline::{Profiler, Report, Workers};
+use pipeline::{Profiler, Report, WorkerConfig};
 
 // Its stages, its orders and its counting allocator (`#[global_allocator]`).
 #[allow(dead_code)]
@@ -54,7 +54,7 @@ pub fn flight_recorder(dir: &Path) -> FlightRecorder {
 pub fn run_incident(events: u64, dir: &Path) -> Result<Incident, pipeline::Error> {
     let _ = std::fs::remove_dir_all(dir);
     let pipeline = launch_day::pipeline();
-    let workers = Workers::new(WORKERS).queue(QUEUE);
+    let workers = WorkerConfig::new(WORKERS).queue(QUEUE);
     // Capacity with the same recording on, and no trigger (a queue fed as fast as it takes
     // events is full all along: that is no incident).
     let armed_without_triggers = FlightRecorder::new(Duration::from_secs(2)).max_bytes(256 << 20);

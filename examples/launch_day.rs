@@ -10,7 +10,7 @@ use std::path::Path;
 
 use pipeline::run::RunSummary;
 use pipeline::{
-    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, WorkerConfig,
 };
 
 // One line makes every memory figure in the report real: per-call allocations, live/peak heap.
@@ -175,7 +175,8 @@ fn measure_capacity(
     let mut best: f64 = 0.0;
     for _ in 0..3 {
         let profiler = profiler(trace)?;
-        let run = pipeline.run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE))?;
+        let run =
+            pipeline.run_concurrent(orders(events), WorkerConfig::new(WORKERS).queue(QUEUE))?;
         profiler.finish()?;
         best = best.max(run.throughput_per_sec);
     }
@@ -190,8 +191,10 @@ fn phase(
     trace: Option<&Path>,
 ) -> Result<Phase, pipeline::Error> {
     let profiler = profiler(trace)?;
-    pipeline
-        .run_concurrent(orders(events), Workers::new(WORKERS).queue(QUEUE).arrival_rate(rate))?;
+    pipeline.run_concurrent(
+        orders(events),
+        WorkerConfig::new(WORKERS).queue(QUEUE).arrival_rate(rate),
+    )?;
     let report = profiler.finish()?;
     Ok(Phase { label, arrival_rate: rate, report })
 }
@@ -280,8 +283,8 @@ fn main() -> Result<(), pipeline::Error> {
         );
     }
     println!("=== What changed when traffic doubled ===\n{}", comparison(&day));
-    println!("Normal traffic:  {}", day.normal.run().verdict);
-    println!("Doubled traffic: {}", day.doubled.run().verdict);
+    println!("Normal traffic:  {}", day.normal.run().diagnosis);
+    println!("Doubled traffic: {}", day.doubled.run().diagnosis);
     // The flame graph of the doubled day, from the report (every call, not a trace sample).
     let flamegraph = trace_dir.join("profile.svg");
     day.doubled.report.write_flamegraph(&flamegraph)?;

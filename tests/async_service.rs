@@ -1,5 +1,5 @@
 //! The async example: the session lookup is the slowest stage by the clock but only waits; the
-//! report and the verdicts say so and name the stage that holds the CPU.
+//! report and the diagnoses say so and name the stage that holds the CPU.
 #![cfg(not(feature = "off"))] // asserts recorded figures; `tests/off.rs` covers the off build
 
 mod common;
@@ -15,7 +15,7 @@ fn doubled_traffic_names_the_cpu_stage(day: &async_service::Day) -> Result<(), S
     let checks = [
         (doubled.queue.max_depth > normal.queue.max_depth, "the queue grows deeper"),
         (doubled.latency.p50_ns > normal.latency.p50_ns, "latency rises"),
-        (doubled.verdict.contains("speed up Recommend"), "the verdict names the CPU stage"),
+        (doubled.diagnosis.contains("speed up Recommend"), "the diagnosis names the CPU stage"),
     ];
     match checks.iter().find(|(holds, _)| !holds) {
         Some((_, what)) => Err(format!("doubled traffic: expected {what}\n{both}")),
@@ -41,10 +41,10 @@ fn the_waiting_stage_is_told_apart_from_the_busy_one() {
                 (&slowest.timing, &report.stage("Recommend").expect("ran").timing);
             assert!(auth.busy_ns() * 10 < auth.total_ns, "it waits: {auth:?}");
             assert!(recommend.busy_ns() > auth.busy_ns() * 5, "Recommend holds the CPU");
-            let verdict = report.verdict();
-            assert!(verdict.contains("of Authenticate's time is waiting"), "{verdict}");
-            assert!(verdict.contains("the busiest stage is Recommend"), "{verdict}");
-            assert!(!run.verdict.contains("speed up Authenticate"), "{}", run.verdict);
+            let diagnosis = report.diagnosis();
+            assert!(diagnosis.contains("of Authenticate's time is waiting"), "{diagnosis}");
+            assert!(diagnosis.contains("the busiest stage is Recommend"), "{diagnosis}");
+            assert!(!run.diagnosis.contains("speed up Authenticate"), "{}", run.diagnosis);
         }
         match doubled_traffic_names_the_cpu_stage(&day) {
             Ok(()) => return,

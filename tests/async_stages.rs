@@ -191,11 +191,11 @@ fn a_stage_that_awaits_a_timer_waits_and_a_stage_that_spins_is_busy() {
     assert!(hot.busy_ns() >= 5 * 2_000_000, "{hot:?}");
     // One poll: nothing of it waits (the slack is the runtime's scheduling, not the stage).
     assert!(hot.waiting_ns * 20 < hot.total_ns, "busy about equal to wall: {hot:?}");
-    let verdict = report.verdict();
-    // SlowLookup is the slowest (the event waits longest there), and the verdict says why.
-    assert!(verdict.contains("Slowest stage: SlowLookup"), "{verdict}");
-    assert!(verdict.contains("of SlowLookup's time is waiting between polls"), "{verdict}");
-    assert!(verdict.contains("the busiest stage is HotScore"), "{verdict}");
+    let diagnosis = report.diagnosis();
+    // SlowLookup is the slowest (the event waits longest there), and the diagnosis says why.
+    assert!(diagnosis.contains("Slowest stage: SlowLookup"), "{diagnosis}");
+    assert!(diagnosis.contains("of SlowLookup's time is waiting between polls"), "{diagnosis}");
+    assert!(diagnosis.contains("the busiest stage is HotScore"), "{diagnosis}");
 }
 
 /// Awaits forever: its calls end only when dropped.
@@ -336,7 +336,7 @@ fn worker_tasks_account_for_every_event_and_a_panic_fails_only_its_own() {
     let mut run = None;
     let report = quietly(|| {
         profile_on(&runtime, async {
-            let workers = pipeline::Workers::new(8).queue(32);
+            let workers = pipeline::WorkerConfig::new(8).queue(32);
             run = Some(pipeline.run_concurrent(0..EVENTS, workers).await.expect("a run"));
         })
     });
@@ -378,8 +378,9 @@ fn submit_waits_while_the_queue_is_full_and_try_submit_hands_the_event_back() {
     let pipeline = std::sync::Arc::new(AsyncPipeline::new().stage_async(Slow));
     let runtime = runtime(2);
     runtime.block_on(async {
-        let pool = pipeline::AsyncWorkerPool::start(pipeline, pipeline::Workers::new(1).queue(4))
-            .expect("inside a runtime");
+        let pool =
+            pipeline::AsyncWorkerPool::start(pipeline, pipeline::WorkerConfig::new(1).queue(4))
+                .expect("inside a runtime");
         let mut handed_back = 0;
         for event in 0..40 {
             assert!(pool.queue_len() <= 4, "never more than the capacity queued");
@@ -401,7 +402,7 @@ fn submit_waits_while_the_queue_is_full_and_try_submit_hands_the_event_back() {
 #[test]
 fn the_pool_outside_a_runtime_is_a_clear_error() {
     let pipeline = std::sync::Arc::new(AsyncPipeline::new().stage_async(Slow));
-    let error = pipeline::AsyncWorkerPool::start(pipeline, pipeline::Workers::new(1))
+    let error = pipeline::AsyncWorkerPool::start(pipeline, pipeline::WorkerConfig::new(1))
         .err()
         .expect("no runtime here");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
@@ -425,7 +426,8 @@ fn the_trace_draws_each_event_as_an_async_slice_with_its_stages_polls_and_flow()
     let runtime = runtime(2);
     let profiler = Profiler::new().name("async-trace").chrome_trace(&path).start().expect("start");
     let run = quietly(|| {
-        runtime.block_on(pipeline.run_concurrent(0..EVENTS, pipeline::Workers::new(8).queue(16)))
+        runtime
+            .block_on(pipeline.run_concurrent(0..EVENTS, pipeline::WorkerConfig::new(8).queue(16)))
     })
     .expect("a run");
     let report = profiler.finish().expect("finish writes the trace");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 
 use common::exclusive;
-use pipeline::bench::{assert_no_regression, Baseline, Bench, Verdict};
+use pipeline::bench::{assert_no_regression, Baseline, Bench, Metric, Verdict};
 use pipeline::{stage, CountingAllocator, Pipeline};
 
 #[global_allocator]
@@ -54,7 +54,7 @@ fn regressions<const B: u64, const A: u64>() -> (u64, u64) {
     let (mut regressed, mut inconclusive) = (0, 0);
     for trial in 0..TRIALS {
         let comparison = quick(trial).compare(&before, &after, |i| i).unwrap();
-        match comparison.verdict("time per event") {
+        match comparison.verdict(Metric::TimePerEvent) {
             Some(Verdict::Regressed) => regressed += 1,
             Some(Verdict::Inconclusive(_)) => inconclusive += 1,
             _ => {}
@@ -105,13 +105,13 @@ fn one_extra_allocation_per_event_is_always_caught() {
     for trial in 0..5 {
         let comparison = quick(trial).compare(&before, &after, |i| i).unwrap();
         assert_eq!(
-            comparison.verdict("allocations per event"),
+            comparison.verdict(Metric::AllocationsPerEvent),
             Some(&Verdict::Regressed),
             "{comparison}"
         );
     }
     let same = quick(0).compare(&before, &before, |i| i).unwrap();
-    assert_eq!(same.verdict("allocations per event"), Some(&Verdict::Unchanged), "{same}");
+    assert_eq!(same.verdict(Metric::AllocationsPerEvent), Some(&Verdict::Unchanged), "{same}");
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -189,7 +189,7 @@ fn unchanged_code_whose_allocations_depend_on_the_event_never_regresses_against_
         // time cannot be judged) feeds the baseline's events again, each set weighed once: the
         // allocations per event are the baseline's exactly.
         let check = bench.clone().samples(10).check(&pipeline, |i| i, &baseline).unwrap();
-        let allocations = check.metrics.iter().find(|m| m.metric == "allocations per event");
+        let allocations = check.metrics.iter().find(|m| m.metric == Metric::AllocationsPerEvent);
         let allocations = allocations.expect("measured");
         assert_eq!(allocations.verdict, Verdict::Unchanged, "{check}");
         assert!(!check.regressed(), "{check}");

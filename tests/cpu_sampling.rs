@@ -17,7 +17,7 @@ use std::time::Duration;
 mod common;
 
 use pipeline::{
-    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, WorkerConfig,
 };
 
 /// The counting allocator, plus a count of allocations made inside the sampler's handler.
@@ -124,7 +124,7 @@ fn the_pprof_file_names_functions_as_the_report_does_and_says_their_lines() {
     let _serial = common::exclusive();
     let session = Profiler::new().sample_cpu(999).start().unwrap();
     let pipeline = Pipeline::new().stage(WeighStage);
-    pipeline.run_concurrent(0..EVENTS / 2, Workers::new(2).queue(64)).unwrap();
+    pipeline.run_concurrent(0..EVENTS / 2, WorkerConfig::new(2).queue(64)).unwrap();
     let report = session.finish().unwrap();
     let cpu = cpu(&report);
     let path = std::env::temp_dir().join(format!("names-{}.pb", std::process::id()));
@@ -180,7 +180,7 @@ fn an_80_20_split_between_two_unannotated_helpers_comes_out_within_10_points() {
     let _serial = common::exclusive();
     let pipeline = Pipeline::new().stage(SplitStage);
     let session = Profiler::new().sample_cpu(999).start().unwrap();
-    let run = pipeline.run_concurrent(0..EVENTS, Workers::new(2).queue(64)).unwrap();
+    let run = pipeline.run_concurrent(0..EVENTS, WorkerConfig::new(2).queue(64)).unwrap();
     let report = session.finish().unwrap();
     assert_eq!(run.completed, EVENTS);
     let cpu = cpu(&report);
@@ -288,7 +288,7 @@ fn the_handler_never_allocates_nor_waits_for_the_workers_locks() {
     let session = Profiler::new().sample_cpu(10_000).start().unwrap();
     let (done, finished) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let run = pipeline.run_concurrent(0..20_000u64, Workers::new(2).queue(32));
+        let run = pipeline.run_concurrent(0..20_000u64, WorkerConfig::new(2).queue(32));
         let _ = done.send(());
         run
     });
@@ -368,7 +368,7 @@ fn a_hot_spot_inside_libm_is_named_by_the_users_function_that_called_it() {
     let _serial = common::exclusive();
     let profiler = Profiler::new().sample_cpu(999).start().unwrap();
     let events = if cfg!(debug_assertions) { 4_000 } else { 8_000 };
-    Pipeline::new().stage(Risk).run_concurrent(0..events, Workers::new(2)).unwrap();
+    Pipeline::new().stage(Risk).run_concurrent(0..events, WorkerConfig::new(2)).unwrap();
     let report = profiler.finish().unwrap();
     let cpu = report.cpu_samples.as_ref().expect("sampled");
     let stage = cpu.stage("Risk").expect("samples in the stage");
@@ -377,6 +377,6 @@ fn a_hot_spot_inside_libm_is_named_by_the_users_function_that_called_it() {
     let inside = hot.inside.as_ref().unwrap_or_else(|| panic!("in libm: {:?}", stage.hot_spots));
     assert!(inside.library.starts_with("libm"), "{hot:?}");
     assert!(inside.samples * 2 >= hot.samples, "most of its time in libm: {hot:?}");
-    let verdict = report.verdict();
-    assert!(verdict.contains("risk_model (in libm"), "{verdict}");
+    let diagnosis = report.diagnosis();
+    assert!(diagnosis.contains("risk_model (in libm"), "{diagnosis}");
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{exclusive, load_trace, quietly, rss_bytes, slices, spin_for};
 use pipeline::trace::{DumpTrigger, FlightDump, FlightRecorder};
 use pipeline::{
-    profiled, stage, CountingAllocator, Error, Pipeline, Profiler, WorkerPool, Workers,
+    profiled, stage, CountingAllocator, Error, Pipeline, Profiler, WorkerConfig, WorkerPool,
 };
 
 #[global_allocator]
@@ -104,7 +104,8 @@ fn a_dump_on_demand_holds_the_whole_window_before_it_and_every_slice_in_it_is_co
     let window = Duration::from_millis(1_000);
     let flight = FlightRecorder::new(window).dir(&dir);
     let session = Profiler::new().flight_recorder(flight).start().unwrap();
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), Workers::new(2)).unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), WorkerConfig::new(2)).unwrap();
     let started = Instant::now();
     let fed = feed(&pool, |_| started.elapsed() > Duration::from_millis(2_500));
     assert!(files_in(&dir).is_empty(), "nothing is written until asked");
@@ -213,7 +214,8 @@ fn a_stage_slow_for_a_second_writes_exactly_one_dump_holding_that_second() {
         .tail(Duration::from_millis(1_300))
         .max_bytes(64 << 20);
     let session = Profiler::new().flight_recorder(flight).start().unwrap();
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), Workers::new(2)).unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), WorkerConfig::new(2)).unwrap();
     let started = Instant::now();
     let mut slow_from = None;
     let mut slow_until = None;
@@ -263,7 +265,8 @@ fn a_panicking_stage_writes_a_dump_and_later_panics_within_the_cooldown_are_coun
         .tail(Duration::from_millis(100));
     let session =
         Profiler::new().flight_recorder(flight).serve_metrics("127.0.0.1:0").start().unwrap();
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), Workers::new(2)).unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), WorkerConfig::new(2)).unwrap();
     quietly(|| {
         for event in 1..=2_000u64 {
             pool.submit(event).unwrap();
@@ -306,8 +309,9 @@ fn a_queue_full_for_longer_than_its_limit_writes_a_dump() {
         .when_queue_full_for(Duration::from_millis(200))
         .tail(Duration::from_millis(100));
     let session = Profiler::new().flight_recorder(flight).start().unwrap();
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), Workers::new(1).queue(8))
-        .unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), WorkerConfig::new(1).queue(8))
+            .unwrap();
     SLOW.store(true, Ordering::Relaxed); // 50 ms per event: the queue fills and stays full
     for event in 1..=20u64 {
         pool.submit(event).unwrap();
@@ -381,7 +385,8 @@ fn a_long_run_at_full_speed_keeps_the_window_in_bounded_memory() {
     let flight = FlightRecorder::new(window).dir(&dir).max_bytes(max_bytes);
     let rss_before = rss_bytes();
     let session = Profiler::new().flight_recorder(flight).start().unwrap();
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), Workers::new(2)).unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Score)), WorkerConfig::new(2)).unwrap();
     let started = Instant::now();
     let (mut most_profiler_bytes, mut most_rss) = (0, 0);
     let mut last_look = Instant::now();
@@ -482,7 +487,9 @@ fn a_dump_of_async_events_holds_whole_async_slices() {
     let started = Instant::now();
     let mut runs = 0;
     while started.elapsed() < Duration::from_millis(1_500) {
-        runtime.block_on(pipeline.run_concurrent(0..2_000u64, Workers::new(8).queue(64))).unwrap();
+        runtime
+            .block_on(pipeline.run_concurrent(0..2_000u64, WorkerConfig::new(8).queue(64)))
+            .unwrap();
         runs += 1;
     }
     let dump = session.dump("async").unwrap();

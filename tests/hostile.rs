@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{exclusive, quietly, rss_bytes};
 use pipeline::run::RunSummary;
 use pipeline::trace::TraceBackend;
-use pipeline::{stage, Error, Pipeline, Profiler, StageError, WorkerPool, Workers};
+use pipeline::{stage, Error, Pipeline, Profiler, StageError, WorkerConfig, WorkerPool};
 
 /// An error whose `Display` panics.
 #[derive(Debug)]
@@ -50,8 +50,8 @@ fn assert_accounted(run: &RunSummary, submitted: u64) {
 fn an_error_whose_display_panics_is_that_stages_failure_not_a_dead_worker() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(FailsBadly);
-    let run =
-        quietly(|| pipeline.run_concurrent(0..30, Workers::new(2))).expect("the run completes");
+    let run = quietly(|| pipeline.run_concurrent(0..30, WorkerConfig::new(2)))
+        .expect("the run completes");
     assert_accounted(&run, 30);
     assert_eq!(run.failed, 10);
     let stage = &run.stages[0];
@@ -62,7 +62,7 @@ fn an_error_whose_display_panics_is_that_stages_failure_not_a_dead_worker() {
         stage.failure_messages
     );
 
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(FailsBadly)), Workers::new(2))
+    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(FailsBadly)), WorkerConfig::new(2))
         .expect("pool");
     quietly(|| (0..30).for_each(|event| pool.submit(event).expect("open")));
     let run = quietly(|| pool.join()).expect("no worker died");
@@ -111,7 +111,7 @@ fn child_fails_badly_while_tracing() {
     let path = std::env::temp_dir().join(format!("hostile-{case}-{}.json", std::process::id()));
     let profiler = Profiler::new().chrome_trace(&path).trace_backend(backend).start().unwrap();
     let pipeline = Pipeline::new().stage(FailsBadly);
-    let run = quietly(|| pipeline.run_concurrent(0..30, Workers::new(2))).unwrap();
+    let run = quietly(|| pipeline.run_concurrent(0..30, WorkerConfig::new(2))).unwrap();
     // Directly too, under the caller's own catch_unwind, as a service's request handler would.
     let direct =
         quietly(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.run(3))));
@@ -141,7 +141,7 @@ fn a_panicking_display_while_tracing_neither_aborts_nor_loses_the_failure() {
 fn child_cannot_spawn_workers() {
     let Ok(case) = std::env::var(CHILD) else { return };
     // No system gives a worker a 1 PiB stack: spawning the first worker fails.
-    let workers = Workers::new(4).stack_size(1 << 50);
+    let workers = WorkerConfig::new(4).stack_size(1 << 50);
     let result = match case.as_str() {
         "run_concurrent" => Pipeline::new().stage(FailsBadly).run_concurrent(0..100, workers),
         _ => WorkerPool::start(Arc::new(Pipeline::new().stage(FailsBadly)), workers)
@@ -179,7 +179,7 @@ impl IdFailures {
 fn failure_messages_that_carry_ids_still_add_up() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(IdFailures { huge: false });
-    let run = pipeline.run_concurrent(0..50, Workers::new(2)).unwrap();
+    let run = pipeline.run_concurrent(0..50, WorkerConfig::new(2)).unwrap();
     assert_accounted(&run, 50);
     let stage = &run.stages[0];
     let listed: u64 = stage.failure_messages.iter().map(|(_, n)| n).sum();
@@ -198,7 +198,7 @@ fn megabyte_messages_are_cut_in_the_report_and_the_trace() {
         let profiler = Profiler::new().chrome_trace(&path).trace_backend(backend).start();
         let profiler = profiler.expect("no other subscriber in this test binary");
         let pipeline = Pipeline::new().stage(IdFailures { huge: true });
-        let run = pipeline.run_concurrent(0..200, Workers::new(2)).unwrap();
+        let run = pipeline.run_concurrent(0..200, WorkerConfig::new(2)).unwrap();
         let report = profiler.finish().unwrap();
         assert_accounted(&run, 200);
         let stage = &run.stages[0];
@@ -227,27 +227,30 @@ fn capacities_and_counts_are_bounded_and_a_large_queue_is_not_allocated_up_front
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(Echo);
     for capacity in [usize::MAX, 1 << 32, 100_000_000] {
-        let error = pipeline.run_concurrent([[0; 16]], Workers::new(1).queue(capacity));
+        let error = pipeline.run_concurrent([[0; 16]], WorkerConfig::new(1).queue(capacity));
         let error = error.expect_err("refused").to_string();
         assert!(error.contains("16,777,216"), "{capacity}: {error}");
         let error = WorkerPool::start(
             Arc::new(Pipeline::new().stage(Echo)),
-            Workers::new(1).queue(capacity),
+            WorkerConfig::new(1).queue(capacity),
         );
         assert!(matches!(error, Err(Error::InvalidConfig(_))), "{capacity}");
     }
-    let error = pipeline.run_concurrent([[0; 16]], Workers::new(100_000)).unwrap_err();
+    let error = pipeline.run_concurrent([[0; 16]], WorkerConfig::new(100_000)).unwrap_err();
     assert!(error.to_string().contains("4,096"), "{error}");
 
     // The largest queue allowed, 16M events of 128 bytes (2 GiB if allocated up front).
     let before = rss_bytes();
-    let run = pipeline.run_concurrent((0..1000).map(|i| [i; 16]), Workers::new(2).queue(1 << 24));
+    let run =
+        pipeline.run_concurrent((0..1000).map(|i| [i; 16]), WorkerConfig::new(2).queue(1 << 24));
     let grown = rss_bytes().saturating_sub(before);
     assert_accounted(&run.unwrap(), 1000);
     assert!(grown < 64 << 20, "RSS grew by {grown} bytes for a 1,000-event run");
-    let pool =
-        WorkerPool::start(Arc::new(Pipeline::new().stage(Echo)), Workers::new(2).queue(1 << 24))
-            .unwrap();
+    let pool = WorkerPool::start(
+        Arc::new(Pipeline::new().stage(Echo)),
+        WorkerConfig::new(2).queue(1 << 24),
+    )
+    .unwrap();
     (0..1000).for_each(|i| pool.submit([i; 16]).unwrap());
     assert_accounted(&pool.join().unwrap(), 1000);
 }
@@ -277,7 +280,7 @@ fn join_timeout_returns_what_was_accounted_while_a_stage_blocks_forever() {
     let _lock = exclusive();
     let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let pipeline = Arc::new(Pipeline::new().stage(Blocks { gate: Arc::clone(&gate) }));
-    let pool = WorkerPool::start(pipeline, Workers::new(1)).unwrap();
+    let pool = WorkerPool::start(pipeline, WorkerConfig::new(1)).unwrap();
     (0..10).for_each(|event| pool.submit(event).unwrap());
     let started = Instant::now();
     let run = pool.join_timeout(Duration::from_millis(300)).expect("a summary, not a hang");
@@ -296,7 +299,8 @@ fn join_timeout_returns_what_was_accounted_while_a_stage_blocks_forever() {
 fn a_pool_dropped_without_join_still_reaches_the_report() {
     let _lock = exclusive();
     let profiler = Profiler::new().start().unwrap();
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Echo)), Workers::new(2)).unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Echo)), WorkerConfig::new(2)).unwrap();
     (0..100).for_each(|i| pool.submit([i; 16]).unwrap());
     drop(pool); // drains, and hands its run to the session
     let report = profiler.finish().unwrap();
@@ -331,7 +335,7 @@ impl PassBooby {
 fn an_event_whose_drop_panics_does_not_take_a_worker_down() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(PassBooby);
-    let run = quietly(|| pipeline.run_concurrent((0..40).map(Booby), Workers::new(2)))
+    let run = quietly(|| pipeline.run_concurrent((0..40).map(Booby), WorkerConfig::new(2)))
         .expect("the run completes");
     assert_accounted(&run, 40);
     assert_eq!(run.completed + run.rejected + run.failed, 40);

@@ -16,8 +16,8 @@ fn doubled_traffic_backs_up(day: &launch_day::LaunchDay) -> Result<(), String> {
         (doubled.queue_wait.p50_ns > normal.queue_wait.p50_ns, "events wait longer"),
         (doubled.latency.p50_ns > normal.latency.p50_ns, "latency rises"),
         (
-            ["Queue wait dominates", "CPU-bound"].iter().any(|v| doubled.verdict.starts_with(v)),
-            "the verdict blames the capacity",
+            ["Queue wait dominates", "CPU-bound"].iter().any(|v| doubled.diagnosis.starts_with(v)),
+            "the diagnosis blames the capacity",
         ),
     ];
     match checks.iter().find(|(holds, _)| !holds) {
@@ -46,7 +46,7 @@ fn launch_day_finds_the_fraud_model_and_shows_doubled_traffic_saturating_the_wor
             let hot = slowest.hottest_function().expect("a profiled function ran inside");
             assert!(hot.name.ends_with("::fraud_score"), "{}", hot.name);
             assert_eq!(hot.timing.calls, 400);
-            assert!(report.verdict().contains("fraud_score"), "{}", report.verdict());
+            assert!(report.diagnosis().contains("fraud_score"), "{}", report.diagnosis());
             assert!(slowest.memory.is_some(), "the example installs the counting allocator");
         }
         match doubled_traffic_backs_up(&day) {
@@ -65,7 +65,7 @@ fn launch_day_cpu_samples_find_the_unannotated_model_inside_the_fraud_check() {
     let orders = if cfg!(debug_assertions) { 6_000 } else { 40_000 };
     let session = pipeline::Profiler::new().sample_cpu(999).start().unwrap();
     let run = launch_day::pipeline()
-        .run_concurrent(launch_day::orders(orders), pipeline::Workers::new(2).queue(256))
+        .run_concurrent(launch_day::orders(orders), pipeline::WorkerConfig::new(2).queue(256))
         .unwrap();
     let report = session.finish().unwrap();
     assert_eq!(run.submitted, orders);
@@ -77,5 +77,5 @@ fn launch_day_cpu_samples_find_the_unannotated_model_inside_the_fraud_check() {
     assert!(hot.name.ends_with("run_model"), "{report}");
     assert!(hot.self_share > 0.6, "{report}");
     assert!(fraud.function_ending_with("order_features").is_some(), "{report}");
-    assert!(report.verdict().contains("run_model"), "{}", report.verdict());
+    assert!(report.diagnosis().contains("run_model"), "{}", report.diagnosis());
 }

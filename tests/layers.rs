@@ -27,7 +27,7 @@ fn ranks(lib_rs: &str) -> HashMap<String, Rank> {
     ranks
 }
 
-/// The crate root's re-exports (`pub use report::Report;`, `pub use pipeline::{Halt, Pipeline};`):
+/// The crate root's re-exports (`pub use report::Report;`, `pub use pipeline::{Stop, Pipeline};`):
 /// the module each re-exported name comes from, so `crate::Report` counts as a use of `report`.
 fn root_reexports(lib_rs: &str) -> HashMap<String, String> {
     let mut names = HashMap::new();
@@ -58,8 +58,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The module a source file belongs to: its first path component (`recorder/stack.rs` is
-/// `recorder`), with `private.rs` being `__private`.
+/// The module a source file belongs to: its first path component (`call_stats/stack.rs` is
+/// `call_stats`), with `private.rs` being `__private`.
 fn module_of(src: &Path, file: &Path) -> Option<String> {
     let relative = file.strip_prefix(src).unwrap();
     let first = relative.components().next()?.as_os_str().to_str()?;
@@ -129,7 +129,7 @@ fn crate_paths(code: &str) -> Vec<String> {
     modules
 }
 
-/// The module path of a source file: `recorder/stack.rs` is `recorder::stack`, `trace/native/mod.rs`
+/// The module path of a source file: `call_stats/stack.rs` is `call_stats::stack`, `trace/native/mod.rs`
 /// is `trace::native`, `clock.rs` is `clock`.
 fn module_path(src: &Path, file: &Path) -> Vec<String> {
     let relative = file.strip_prefix(src).unwrap();
@@ -144,7 +144,7 @@ fn module_path(src: &Path, file: &Path) -> Vec<String> {
 }
 
 /// The top-level modules that `super::` paths reach when they climb out of the file's own
-/// module to the crate root: in `recorder/stack.rs`, `super::super::trace::x` names `trace`.
+/// module to the crate root: in `call_stats/stack.rs`, `super::super::trace::x` names `trace`.
 /// (A chain that climbs as far only from inside an inline `mod tests` stops one level lower;
 /// what it names is then not a top-level module and is ignored.)
 fn super_paths(code: &str, depth: usize) -> Vec<String> {
@@ -238,13 +238,13 @@ fn every_module_imports_from_a_lower_layer_or_earlier_in_its_own() {
 
 #[test]
 fn a_cycle_inside_a_layer_is_caught() {
-    let table = "//! | 0 recording | `clock`, `mode`, `recorder` | x |";
+    let table = "//! | 0 recording | `clock`, `mode`, `call_stats` | x |";
     let ranks = ranks(table);
     let uses = |pairs: &[(&str, &str)]| -> Vec<(String, String, String)> {
         pairs.iter().map(|(a, b)| ("f.rs".to_owned(), a.to_string(), b.to_string())).collect()
     };
-    assert!(violations(&ranks, &uses(&[("recorder", "mode"), ("mode", "clock")])).is_empty());
-    let cycle = violations(&ranks, &uses(&[("recorder", "mode"), ("mode", "recorder")]));
+    assert!(violations(&ranks, &uses(&[("call_stats", "mode"), ("mode", "clock")])).is_empty());
+    let cycle = violations(&ranks, &uses(&[("call_stats", "mode"), ("mode", "call_stats")]));
     assert_eq!(cycle.len(), 1, "{cycle:?}");
     assert!(cycle[0].contains("`mode`") && cycle[0].contains("listed after it"), "{cycle:?}");
 }
@@ -256,9 +256,9 @@ fn the_checker_finds_grouped_inline_reexported_and_super_paths_and_skips_comment
     let table = "//! | 2 outputs | `profiler`, `report` | the session |\n//! | --- | --- | --- |";
     let ranks = ranks(table);
     assert_eq!((ranks["profiler"], ranks["report"], ranks.len()), ((2, 0), (2, 1), 2));
-    let lib = "pub use report::Report;\npub use pipeline::{Halt, Pipeline};\n// pub use x::Y;";
+    let lib = "pub use report::Report;\npub use pipeline::{Stop, Pipeline};\n// pub use x::Y;";
     let reexports = root_reexports(lib);
-    assert_eq!((reexports["Report"].as_str(), reexports["Halt"].as_str()), ("report", "pipeline"));
+    assert_eq!((reexports["Report"].as_str(), reexports["Stop"].as_str()), ("report", "pipeline"));
     assert_eq!(reexports.len(), 3);
     let nested =
         "use super::shard::Row;\nuse super::super::trace::x;\nfn f() { super::super::super::y(); }";

@@ -180,9 +180,9 @@ fn profiled_functions_keep_their_meaning_and_are_recorded() {
 
     let pipeline = Pipeline::new().stage(Limit::<100>).stage(Passthrough);
     assert!(pipeline.run(5).is_ok());
-    let halt = pipeline.run(500).unwrap_err();
-    assert_eq!(halt.stage(), "Limit<100>");
-    assert_eq!(halt.stage_index(), 0);
+    let stop = pipeline.run(500).unwrap_err();
+    assert_eq!(stop.stage(), "Limit<100>");
+    assert_eq!(stop.stage_index(), 0);
 
     let report = profiler.finish().unwrap();
     // With the `off` feature the same code runs, and nothing is recorded.

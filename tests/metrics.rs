@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::metrics::LATENCY_BUCKETS;
 use pipeline::{
-    profiled, stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerPool, Workers,
+    profiled, stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerConfig, WorkerPool,
 };
 use serde_json::Value;
 
@@ -73,7 +73,7 @@ fn the_endpoint_serves_the_sessions_figures_in_prometheus_text_format() {
     let session = Profiler::new().serve_metrics("127.0.0.1:0").start().unwrap();
     let address = session.metrics_address().expect("serving");
     let pipeline = Arc::new(Pipeline::new().stage(Score).stage(KeepEven));
-    let pool = WorkerPool::start(Arc::clone(&pipeline), Workers::new(2).queue(16)).unwrap();
+    let pool = WorkerPool::start(Arc::clone(&pipeline), WorkerConfig::new(2).queue(16)).unwrap();
     for n in 0..200 {
         pool.submit(n).unwrap();
     }
@@ -320,7 +320,7 @@ fn a_real_prometheus_computes_the_reports_call_rate_and_p99_from_the_endpoint() 
         std::thread::sleep(Duration::from_millis(200));
     }
     let pipeline = Arc::new(Pipeline::new().stage(Score));
-    let pool = Arc::new(WorkerPool::start(pipeline, Workers::new(2).queue(64)).unwrap());
+    let pool = Arc::new(WorkerPool::start(pipeline, WorkerConfig::new(2).queue(64)).unwrap());
     // Steady load, paced well under the workers' capacity, until the queries are done. The
     // report's rate covers the same steady load (calls over the time since it began).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -12,7 +12,7 @@ use common::exclusive;
 use opentelemetry::trace::{SpanId, Status, TraceId, TracerProvider as _};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, StageError, Workers};
+use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerConfig};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[global_allocator]
@@ -93,7 +93,7 @@ fn otel() -> &'static Otel {
 fn exported(one_in: u64, run: impl FnOnce()) -> (Vec<SpanData>, pipeline::Report) {
     let otel = otel();
     otel.exporter.reset();
-    pipeline::trace::emit_spans_sampled(one_in);
+    pipeline::trace::emit_spans_one_in(one_in);
     let session = Profiler::new().start().expect("a session");
     run();
     let report = session.finish().expect("finish");
@@ -120,7 +120,7 @@ fn events_submitted_inside_a_request_span_are_one_trace_across_worker_threads() 
     let (spans, _) = exported(1, || {
         let request = tracing::info_span!("request");
         let _entered = request.enter();
-        common::quietly(|| pipeline.run_concurrent(0..100, Workers::new(4).queue(16)))
+        common::quietly(|| pipeline.run_concurrent(0..100, WorkerConfig::new(4).queue(16)))
             .expect("a run");
     });
     let request = named(&spans, "request");
@@ -220,7 +220,7 @@ fn sampling_one_event_in_ten_exports_whole_events_and_the_report_counts_every_ca
     let _lock = exclusive();
     let pipeline = pipeline();
     let (spans, report) = exported(10, || {
-        common::quietly(|| pipeline.run_concurrent(0..100, Workers::new(4).queue(16)))
+        common::quietly(|| pipeline.run_concurrent(0..100, WorkerConfig::new(4).queue(16)))
             .expect("a run");
     });
     let events = named(&spans, "event");
@@ -272,8 +272,9 @@ fn a_worker_pool_and_the_async_runner_keep_the_submitters_trace() {
     let _lock = exclusive();
     let (spans, _) = exported(1, || {
         // A long-running pool: each request submits its own event.
-        let pool = pipeline::WorkerPool::start(std::sync::Arc::new(pipeline()), Workers::new(2))
-            .expect("a pool");
+        let pool =
+            pipeline::WorkerPool::start(std::sync::Arc::new(pipeline()), WorkerConfig::new(2))
+                .expect("a pool");
         for request in 0..3u64 {
             let span = tracing::info_span!("request", request);
             let _entered = span.enter();
@@ -287,7 +288,8 @@ fn a_worker_pool_and_the_async_runner_keep_the_submitters_trace() {
             .expect("a runtime");
         runtime.block_on(async {
             let pipeline = std::sync::Arc::new(pipeline::AsyncPipeline::new().stage_async(Fetch));
-            let pool = pipeline::AsyncWorkerPool::start(pipeline, Workers::new(4)).expect("a pool");
+            let pool =
+                pipeline::AsyncWorkerPool::start(pipeline, WorkerConfig::new(4)).expect("a pool");
             for request in 3..6u64 {
                 let span = tracing::info_span!("request", request);
                 pool.submit(request).instrument(span).await.expect("open");
@@ -336,7 +338,7 @@ fn a_panicked_call_is_an_error_and_its_event_is_accounted() {
     let pipeline = Pipeline::new().stage(Explodes);
     let (spans, _) = exported(1, || {
         let run =
-            common::quietly(|| pipeline.run_concurrent(0..4, Workers::new(2))).expect("a run");
+            common::quietly(|| pipeline.run_concurrent(0..4, WorkerConfig::new(2))).expect("a run");
         assert_eq!(run.failed, 4, "the worker caught every panic");
     });
     let calls = named(&spans, "Explodes");

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::{count, exclusive, load_trace, quietly, slices, trace_dir, write_expectations};
 use pipeline::{
-    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, Workers,
+    profiled, stage, CountingAllocator, Pipeline, Profiler, Report, StageError, WorkerConfig,
 };
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ fn traced_run(path: &Path, events: u64) -> Report {
     let profiler = Profiler::new().name("trace-test").chrome_trace(path).start().expect("start");
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let run = pipeline.run_concurrent(1..=events, Workers::new(2).queue(8));
+    let run = pipeline.run_concurrent(1..=events, WorkerConfig::new(2).queue(8));
     std::panic::set_hook(hook);
     run.expect("run");
     let report = profiler.finish().expect("finish writes the trace");
@@ -304,8 +304,8 @@ fn sampling_traces_one_event_in_n_while_statistics_cover_all() {
     let _lock = exclusive();
     let path = trace_dir().join("sampled.json");
     let pipeline = Pipeline::new().stage(Enrich);
-    let profiler = Profiler::new().chrome_trace(&path).sample(10).start().unwrap();
-    pipeline.run_concurrent(0..200, Workers::new(2)).unwrap();
+    let profiler = Profiler::new().chrome_trace(&path).trace_one_in(10).start().unwrap();
+    pipeline.run_concurrent(0..200, WorkerConfig::new(2)).unwrap();
     let report = profiler.finish().unwrap();
     write_expectations_for(&path, &[("Enrich", 20), ("event", 20)]);
 
@@ -323,7 +323,7 @@ fn a_tiny_trace_budget_slows_threads_to_the_writer_and_loses_no_span() {
     let path = trace_dir().join("bounded.json");
     let pipeline = Pipeline::new().stage(Enrich).stage(Check);
     let profiler = Profiler::new().chrome_trace(&path).trace_backlog_limit(20).start().unwrap();
-    let run = quietly(|| pipeline.run_concurrent(1..=2_000, Workers::new(2)));
+    let run = quietly(|| pipeline.run_concurrent(1..=2_000, WorkerConfig::new(2)));
     let report = profiler.finish().unwrap();
     run.unwrap();
 
@@ -363,7 +363,7 @@ fn a_stalled_writer_costs_whole_spans_not_progress_and_the_trace_says_so() {
     let started = Instant::now();
     let mut events = 0;
     while started.elapsed() < Duration::from_millis(2_500) {
-        quietly(|| pipeline.run_concurrent(0..2_000, Workers::new(2))).expect("run");
+        quietly(|| pipeline.run_concurrent(0..2_000, WorkerConfig::new(2))).expect("run");
         events += 2_000;
     }
     // The disk comes back: everything written since is read.

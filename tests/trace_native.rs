@@ -13,7 +13,7 @@ use std::task::{Context, Waker};
 
 use common::{count, exclusive, load_trace, rss_bytes, slices, trace_dir, YieldTimes};
 use pipeline::trace::TraceBackend;
-use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Workers};
+use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, WorkerConfig};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();
@@ -118,7 +118,7 @@ fn a_full_speed_run_on_two_workers_keeps_every_slice_at_default_settings() {
     let path = trace_dir().join("full-speed.json");
     let pipeline = Pipeline::new().stage(Parse).stage(Enrich);
     let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
-    let run = pipeline.run_concurrent(0..20_000, Workers::new(2)).unwrap();
+    let run = pipeline.run_concurrent(0..20_000, WorkerConfig::new(2)).unwrap();
     let report = profiler.finish().unwrap();
     assert_eq!(run.completed, 20_000);
     assert_eq!(report.trace.as_ref().unwrap().spans_left_out, 0, "nothing left out");
@@ -234,7 +234,7 @@ fn texts_stay_with_their_records_while_the_writer_reads_mid_run() {
     let path = trace_dir().join("texts.json");
     let pipeline = Pipeline::new().stage(RejectOdd);
     let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
-    pipeline.run_concurrent(0..60_000, Workers::new(2)).unwrap();
+    pipeline.run_concurrent(0..60_000, WorkerConfig::new(2)).unwrap();
     profiler.finish().unwrap();
     let events = load_trace(&path); // valid JSON, or this fails
     let instants: Vec<_> =

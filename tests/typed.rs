@@ -14,7 +14,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use common::{count, exclusive, load_trace, quietly, slices, write_expectations};
-use pipeline::{stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerPool, Workers};
+use pipeline::{
+    stage, CountingAllocator, Pipeline, Profiler, StageError, WorkerConfig, WorkerPool,
+};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();
@@ -141,7 +143,7 @@ fn filtered_rejected_failed_and_completed_add_up_with_outputs_delivered_exactly_
     };
     let profiler = Profiler::new().start().expect("start");
     let run = quietly(|| {
-        pipeline.run_concurrent_into((0..EVENTS).map(line), Workers::new(2).queue(32), &sink)
+        pipeline.run_concurrent_into((0..EVENTS).map(line), WorkerConfig::new(2).queue(32), &sink)
     })
     .expect("run");
     let report = profiler.finish().expect("finish");
@@ -220,7 +222,7 @@ fn a_sink_slower_than_the_stages_slows_the_workers_and_memory_stays_bounded() {
     });
     pipeline::alloc::reset_peak();
     let before = pipeline::alloc::heap();
-    let run = pipeline.run_concurrent_into(0..EVENTS, Workers::new(2).queue(16), outputs);
+    let run = pipeline.run_concurrent_into(0..EVENTS, WorkerConfig::new(2).queue(16), outputs);
     let peak = pipeline::alloc::heap().peak_bytes;
     let run = run.expect("run");
     let (count, sum) = reader.join().expect("reader");
@@ -237,7 +239,7 @@ fn a_sink_slower_than_the_stages_slows_the_workers_and_memory_stays_bounded() {
 }
 
 #[test]
-fn a_slow_sink_is_named_by_the_verdict() {
+fn a_slow_sink_is_named_by_the_diagnosis() {
     let _lock = exclusive();
     struct Quick;
     #[stage]
@@ -249,9 +251,9 @@ fn a_slow_sink_is_named_by_the_verdict() {
     let sink = |_: u64| common::spin_for(Duration::from_micros(200));
     let run = Pipeline::new()
         .stage(Quick)
-        .run_concurrent_into(0..300, Workers::new(2).queue(8), sink)
+        .run_concurrent_into(0..300, WorkerConfig::new(2).queue(8), sink)
         .expect("run");
-    assert!(run.verdict.contains("sink"), "{}", run.verdict);
+    assert!(run.diagnosis.contains("sink"), "{}", run.diagnosis);
 }
 
 #[test]
@@ -268,7 +270,7 @@ fn a_sink_whose_receiver_is_gone_fails_its_events_and_loses_none() {
     drop(received);
     let run = Pipeline::new()
         .stage(Same)
-        .run_concurrent_into(0..100, Workers::new(2), outputs)
+        .run_concurrent_into(0..100, WorkerConfig::new(2), outputs)
         .expect("run");
     assert_eq!((run.submitted, run.completed, run.failed), (100, 0, 100));
     let sink = run.stages.last().expect("the sink's entry");
@@ -293,9 +295,10 @@ fn a_panicking_sink_fails_that_event_only() {
         }
         delivered.fetch_add(1, Ordering::Relaxed);
     };
-    let run =
-        quietly(|| Pipeline::new().stage(Same).run_concurrent_into(0..100, Workers::new(2), &sink))
-            .expect("run");
+    let run = quietly(|| {
+        Pipeline::new().stage(Same).run_concurrent_into(0..100, WorkerConfig::new(2), &sink)
+    })
+    .expect("run");
     assert_eq!((run.completed, run.failed), (75, 25));
     assert_eq!(delivered.load(Ordering::Relaxed), 75);
     assert_eq!(run.stages[1].panicked, 25);
@@ -356,10 +359,10 @@ fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() 
     let profiler = Profiler::new().chrome_trace(&path).start().expect("start");
     // ids 0..40, amounts repeating every 25: the second dedup rejects 15.
     let lines: Vec<String> = (0..40).map(|i| format!("{},{}", i % 30, i % 25)).collect();
-    let mut halts = Vec::new();
+    let mut stops = Vec::new();
     for line in &lines {
-        if let Err(halt) = pipeline.run(line.clone()) {
-            halts.push(halt.stage().to_owned());
+        if let Err(stop) = pipeline.run(line.clone()) {
+            stops.push(stop.stage().to_owned());
         }
     }
     let halts_unnamed: Vec<String> = lines
@@ -367,12 +370,12 @@ fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() 
         .filter_map(|l| unnamed.run(l.clone()).err())
         .map(|h| h.stage().to_owned())
         .collect();
-    let run = pipeline.run_concurrent(lines.clone(), Workers::new(2)).expect("run");
+    let run = pipeline.run_concurrent(lines.clone(), WorkerConfig::new(2)).expect("run");
     let report = profiler.finish().expect("finish");
 
     // ids 30..40 repeat 0..10: dedup-ids rejects them; of the rest, amounts 25..30 repeat.
-    assert_eq!(halts.iter().filter(|h| *h == "dedup-ids").count(), 10);
-    assert_eq!(halts.iter().filter(|h| *h == "dedup-amounts").count(), 5);
+    assert_eq!(stops.iter().filter(|h| *h == "dedup-ids").count(), 10);
+    assert_eq!(stops.iter().filter(|h| *h == "dedup-amounts").count(), 5);
     assert_eq!(halts_unnamed.iter().filter(|h| *h == ids_name).count(), 10);
     assert_eq!(halts_unnamed.iter().filter(|h| *h == amounts_name).count(), 5);
     // The second run through the same (stateful) stages: every line was seen before.
@@ -395,7 +398,7 @@ fn two_instances_of_a_generic_stage_get_their_own_rows_halts_and_trace_slices() 
     let all = slices(&events);
     assert_eq!(count(&all, "dedup-ids"), 80);
     assert_eq!(count(&all, "dedup-amounts"), 30);
-    // A filter or a stop is an instant naming its stage; halts name the instance.
+    // A filter or a stop is an instant naming its stage; stops name the instance.
     let rejected: Vec<&serde_json::Value> =
         events.iter().filter(|e| e["ph"] == "i" && e["name"] == "rejected").collect();
     assert!(rejected.iter().any(|e| e["args"]["stage"] == "dedup-ids"));
@@ -409,7 +412,7 @@ fn filtered_events_are_instants_and_a_custom_errors_text_is_on_its_slice() {
     let pipeline = Pipeline::new().stage(Parse).stage(AtLeast(50));
     let profiler = Profiler::new().chrome_trace(&path).start().expect("start");
     let lines = ["1,10", "2,60", "3,overflow", "x"].map(String::from);
-    let run = pipeline.run_concurrent(lines, Workers::new(1)).expect("run");
+    let run = pipeline.run_concurrent(lines, WorkerConfig::new(1)).expect("run");
     let report = profiler.finish().expect("finish");
     assert_eq!((run.completed, run.filtered, run.failed, run.rejected), (1, 1, 1, 1));
     let events = load_trace(&path);
@@ -443,8 +446,8 @@ fn a_worker_pool_hands_outputs_to_its_sink_and_counts_filtered_events() {
     let pipeline = Arc::new(Pipeline::new().stage(Parse).stage(AtLeast(50)));
     let (outputs, received) = mpsc::sync_channel::<Tx>(8);
     let reader = std::thread::spawn(move || received.iter().map(|tx| tx.id).collect::<Vec<_>>());
-    let pool =
-        WorkerPool::start_with_sink(pipeline, Workers::new(2).queue(4), outputs).expect("start");
+    let pool = WorkerPool::start_with_sink(pipeline, WorkerConfig::new(2).queue(4), outputs)
+        .expect("start");
     for i in 0..200u64 {
         pool.submit(format!("{i},{}", i % 100)).expect("open");
     }
@@ -479,10 +482,10 @@ fn a_hand_written_stage_changes_the_type_and_filters_too() {
 #[test]
 fn a_stage_error_is_a_std_error_through_halt_and_box() {
     let pipeline = Pipeline::new().stage(Parse);
-    let halt = pipeline.run("5,overflow".to_owned()).unwrap_err();
-    let source = std::error::Error::source(&halt).expect("the stage's own error as source");
+    let stop = pipeline.run("5,overflow".to_owned()).unwrap_err();
+    let source = std::error::Error::source(&stop).expect("the stage's own error as source");
     assert_eq!(source.to_string(), "amount of tx 5 overflows");
-    let boxed: Box<dyn std::error::Error + Send + Sync> = halt.into_error().into();
+    let boxed: Box<dyn std::error::Error + Send + Sync> = stop.into_error().into();
     assert_eq!(boxed.to_string(), "failed: amount of tx 5 overflows");
     assert!(std::error::Error::source(&*boxed).is_some());
     let rejected = pipeline.run("nope".to_owned()).unwrap_err();
@@ -507,8 +510,8 @@ fn a_rejected_event_allocates_nothing_for_its_halt() {
         let _ = pipeline.run(0); // anything the first call sets up once
         let region = pipeline::alloc::ThreadRegion::new();
         for event in 0..100 {
-            let halt = pipeline.run(event).unwrap_err();
-            assert_eq!(halt.stage(), "turn-away");
+            let stop = pipeline.run(event).unwrap_err();
+            assert_eq!(stop.stage(), "turn-away");
         }
         region.change().allocations
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{exclusive, spin_for};
 use pipeline::run::Trend;
 use pipeline::workers::TrySubmitError;
-use pipeline::{stage, Pipeline, Profiler, StageError, WorkerPool, Workers};
+use pipeline::{stage, Pipeline, Profiler, StageError, WorkerConfig, WorkerPool};
 
 /// Panics on every 7th event.
 struct Flaky;
@@ -45,7 +45,7 @@ fn every_event_is_accounted_for_when_a_stage_panics_and_another_rejects() {
     // The default panic hook would print 100 backtraces; keep the test output readable.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let run = pipeline.run_concurrent(0..EVENTS, Workers::new(3).queue(16));
+    let run = pipeline.run_concurrent(0..EVENTS, WorkerConfig::new(3).queue(16));
     std::panic::set_hook(hook);
     let run = run.expect("the run survives panicking stages");
 
@@ -83,7 +83,7 @@ fn workers_are_named_and_each_runs_the_whole_pipeline() {
             event
         }
     }
-    let run = Pipeline::new().stage(NameCheck).run_concurrent(0..50, Workers::new(2)).unwrap();
+    let run = Pipeline::new().stage(NameCheck).run_concurrent(0..50, WorkerConfig::new(2)).unwrap();
     assert_eq!(run.completed, 50);
     assert_eq!(SEEN.load(Ordering::Relaxed), 50);
     let names: Vec<&str> = run.workers.iter().map(|w| w.name.as_str()).collect();
@@ -111,16 +111,19 @@ fn arrivals_above_capacity_grow_the_queue_and_queue_wait_dominates_while_a_low_r
     // The best of two: a disturbed calibration (seen: half the throughput the workers then
     // reached) would set "three times capacity" at barely more than capacity.
     let capacity_per_sec = (0..2)
-        .map(|_| pipeline.run_concurrent(0..60, Workers::new(2).queue(64)).unwrap())
+        .map(|_| pipeline.run_concurrent(0..60, WorkerConfig::new(2).queue(64)).unwrap())
         .map(|saturated| saturated.throughput_per_sec)
         .fold(0.0, f64::max);
     let service = 2.0 / capacity_per_sec;
 
     let low = pipeline
-        .run_concurrent(0..60, Workers::new(2).queue(256).arrival_rate(capacity_per_sec * 0.3))
+        .run_concurrent(0..60, WorkerConfig::new(2).queue(256).arrival_rate(capacity_per_sec * 0.3))
         .unwrap();
     let high = pipeline
-        .run_concurrent(0..300, Workers::new(2).queue(256).arrival_rate(capacity_per_sec * 3.0))
+        .run_concurrent(
+            0..300,
+            WorkerConfig::new(2).queue(256).arrival_rate(capacity_per_sec * 3.0),
+        )
         .unwrap();
 
     let service_ns = (service * 1e9) as u64;
@@ -133,11 +136,11 @@ fn arrivals_above_capacity_grow_the_queue_and_queue_wait_dominates_while_a_low_r
     assert!(high.queue_wait.p50_ns > 10 * high_service_ns, "{high}");
     // The stage spins: above capacity the machine's CPU is all used, or the workers are.
     let blames_capacity = ["Queue wait dominates", "CPU-bound"];
-    assert!(blames_capacity.iter().any(|v| high.verdict.starts_with(v)), "{}", high.verdict);
+    assert!(blames_capacity.iter().any(|v| high.diagnosis.starts_with(v)), "{}", high.diagnosis);
     // Well below capacity: the typical event barely waits (judged by the median, since with
     // two cores one descheduled moment can make any single event wait).
     assert!(low.queue_wait.p50_ns < service_ns / 4, "{low}");
-    assert!(!blames_capacity.iter().any(|v| low.verdict.starts_with(v)), "{}", low.verdict);
+    assert!(!blames_capacity.iter().any(|v| low.diagnosis.starts_with(v)), "{}", low.diagnosis);
 }
 
 #[test]
@@ -155,7 +158,7 @@ fn try_submit_hands_the_event_back_when_full_and_join_processes_everything_accep
         }
     }
     let pipeline = Arc::new(Pipeline::new().stage(Gated(Arc::clone(&gate))));
-    let mut pool = WorkerPool::start(pipeline, Workers::new(1).queue(3)).unwrap();
+    let mut pool = WorkerPool::start(pipeline, WorkerConfig::new(1).queue(3)).unwrap();
     pool.submit(0).unwrap();
     while pool.queue_len() > 0 {
         std::thread::yield_now(); // the worker has taken event 0 and waits at the gate
@@ -183,7 +186,7 @@ fn a_running_profiler_gets_the_load_section() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(RejectFives);
     let profiler = Profiler::new().start().unwrap();
-    let run = pipeline.run_concurrent(1..=100, Workers::new(2)).unwrap();
+    let run = pipeline.run_concurrent(1..=100, WorkerConfig::new(2)).unwrap();
     let report = profiler.finish().unwrap();
     assert_eq!(report.runs, [run]);
     #[cfg(not(feature = "off"))] // with `off`, stage calls are not recorded; the load section is
@@ -194,11 +197,11 @@ fn a_running_profiler_gets_the_load_section() {
 #[test]
 fn nonsense_settings_are_clear_errors() {
     let pipeline = Pipeline::new().stage(RejectFives);
-    let error = pipeline.run_concurrent(0..1, Workers::new(0)).unwrap_err();
+    let error = pipeline.run_concurrent(0..1, WorkerConfig::new(0)).unwrap_err();
     assert!(error.to_string().contains("at least one worker"), "{error}");
-    let error = pipeline.run_concurrent(0..1, Workers::new(1).queue(0)).unwrap_err();
+    let error = pipeline.run_concurrent(0..1, WorkerConfig::new(1).queue(0)).unwrap_err();
     assert!(error.to_string().contains("queue"), "{error}");
-    let error = pipeline.run_concurrent(0..1, Workers::new(1).arrival_rate(-5.0)).unwrap_err();
+    let error = pipeline.run_concurrent(0..1, WorkerConfig::new(1).arrival_rate(-5.0)).unwrap_err();
     assert!(error.to_string().contains("arrival_rate"), "{error}");
 }
 
@@ -215,8 +218,9 @@ fn dropping_a_pool_drains_its_queue_instead_of_losing_events() {
             event
         }
     }
-    let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Count)), Workers::new(2).queue(64))
-        .unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(Count)), WorkerConfig::new(2).queue(64))
+            .unwrap();
     for event in 0..50 {
         pool.submit(event).unwrap();
     }
@@ -242,7 +246,7 @@ impl Tiny {
 fn tiny_stages_behind_a_full_queue_are_limited_by_per_event_overhead_not_called_bursts() {
     let _lock = exclusive();
     let pipeline = Pipeline::new().stage(Tiny(1)).stage(Tiny(2));
-    let run = pipeline.run_concurrent(0..20_000u64, Workers::new(3).queue(64)).unwrap();
+    let run = pipeline.run_concurrent(0..20_000u64, WorkerConfig::new(3).queue(64)).unwrap();
     assert_eq!(run.completed, 20_000);
     // Each worker's time is split three ways, and the parts add up to the time it was running.
     for worker in &run.workers {
@@ -265,9 +269,9 @@ fn tiny_stages_behind_a_full_queue_are_limited_by_per_event_overhead_not_called_
     assert!(run.stage_share_of_cpu() < 0.5, "{run}");
     assert!(run.process_cpu_ns > 0 && run.cpu_busy > 0.0, "{run}");
     if run.latency_split.queue_wait >= 0.5 {
-        assert!(run.verdict.starts_with("Queue wait dominates"), "{}", run.verdict);
-        assert!(run.verdict.contains("per-event overhead is the limit"), "{}", run.verdict);
-        assert!(!run.verdict.contains("capacity is not the problem"), "{}", run.verdict);
+        assert!(run.diagnosis.starts_with("Queue wait dominates"), "{}", run.diagnosis);
+        assert!(run.diagnosis.contains("per-event overhead is the limit"), "{}", run.diagnosis);
+        assert!(!run.diagnosis.contains("capacity is not the problem"), "{}", run.diagnosis);
     }
 }
 
@@ -300,29 +304,29 @@ fn more_workers_than_cores_on_a_cpu_bound_run_are_told_that_more_workers_cannot_
     let pipeline = Pipeline::new().stage(Light).stage(Burn);
     let profiler = Profiler::new().start().unwrap();
     // An unpaced batch: the producer fills the queue, and twice as many workers as cores spin.
-    let run = pipeline.run_concurrent(0..600u64, Workers::new(2 * cores).queue(64)).unwrap();
+    let run = pipeline.run_concurrent(0..600u64, WorkerConfig::new(2 * cores).queue(64)).unwrap();
     let report = profiler.finish().unwrap();
     println!("{run}");
     if run.cpu_busy >= 0.8 && run.latency_split.queue_wait >= 0.5 {
-        assert!(run.verdict.starts_with("CPU-bound"), "{}", run.verdict);
-        assert!(!run.verdict.contains("Add workers"), "{}", run.verdict);
-        assert!(!run.verdict.contains("capacity is not the problem"), "{}", run.verdict);
-        assert!(run.verdict.contains(&format!("{} cores", cores)), "{}", run.verdict);
+        assert!(run.diagnosis.starts_with("CPU-bound"), "{}", run.diagnosis);
+        assert!(!run.diagnosis.contains("Add workers"), "{}", run.diagnosis);
+        assert!(!run.diagnosis.contains("capacity is not the problem"), "{}", run.diagnosis);
+        assert!(run.diagnosis.contains(&format!("{} cores", cores)), "{}", run.diagnosis);
     } else {
         // Whatever the branch, more workers are never advised while the cores are all used,
         // and a CPU-bound run says so.
-        assert!(!run.verdict.contains("Add workers"), "{}", run.verdict);
+        assert!(!run.diagnosis.contains("Add workers"), "{}", run.diagnosis);
         if run.cpu_busy >= 0.8 {
-            assert!(run.verdict.contains("more workers would not help"), "{}", run.verdict);
+            assert!(run.diagnosis.contains("more workers would not help"), "{}", run.diagnosis);
         }
     }
-    // The share the verdict quotes is the one the report's table shows (the `off` build records
-    // no stage, so it has no table; its verdict quotes the run's own timing).
+    // The share the diagnosis quotes is the one the report's table shows (the `off` build records
+    // no stage, so it has no table; its diagnosis quotes the run's own timing).
     if cfg!(feature = "off") {
         return;
     }
     let burn = report.stage("Burn").expect("recorded");
     let table_share = format!("{:.1} %", burn.share_of_stage_time * 100.0);
-    assert!(run.verdict.contains("Burn"), "{}", run.verdict);
-    assert!(run.verdict.contains(&table_share), "{}\n{report}", run.verdict);
+    assert!(run.diagnosis.contains("Burn"), "{}", run.diagnosis);
+    assert!(run.diagnosis.contains(&table_share), "{}\n{report}", run.diagnosis);
 }

@@ -154,7 +154,7 @@ fn load_all(paths: &[PathBuf]) -> Result<Profile, pipeline::Error> {
     let profile = Profile::read_merged(paths)?;
     if let ProfileSource::Merged(from) = &profile.source {
         for input in &from.inputs {
-            if let Some(stop) = &input.stop {
+            if let Some(stop) = &input.cut {
                 eprintln!(
                     "pipeline-prof: warning: `{}` stops early at {stop}; using what comes before",
                     input.path
@@ -169,7 +169,7 @@ fn load_all(paths: &[PathBuf]) -> Result<Profile, pipeline::Error> {
 fn load(path: &Path) -> Result<Profile, pipeline::Error> {
     let profile = Profile::read(path)?;
     if let Some(read) = profile.trace_read() {
-        if let Some(stop) = &read.stop {
+        if let Some(stop) = &read.cut {
             eprintln!(
                 "pipeline-prof: warning: `{}` stops early at {stop}; using the {} events before \
                  that point ({} slices still open there left out)",

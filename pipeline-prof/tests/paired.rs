@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::process::Command;
 
 use common::exclusive;
-use pipeline::bench::{Bench, Verdict, SERVE_ENV};
+use pipeline::bench::{Bench, Metric, Verdict, SERVE_ENV};
 use pipeline::{stage, CountingAllocator, Error, Pipeline};
 
 #[global_allocator]
@@ -62,13 +62,13 @@ fn a_slower_build_is_caught_and_an_identical_one_is_not() {
     let _lock = exclusive();
     for seed in 0..3 {
         let slower = quick(seed).paired(build(1000), build(1300)).expect("paired");
-        assert_eq!(slower.verdict("time per event"), Some(&Verdict::Regressed), "{slower}");
+        assert_eq!(slower.verdict(Metric::TimePerEvent), Some(&Verdict::Regressed), "{slower}");
         assert!(slower.gate(true).is_err());
         assert_eq!(slower.name, "work", "named by the builds");
         // Both builds fed the same events: the same allocations, exactly.
-        assert_eq!(slower.verdict("allocations per event"), Some(&Verdict::Unchanged));
+        assert_eq!(slower.verdict(Metric::AllocationsPerEvent), Some(&Verdict::Unchanged));
         let same = quick(seed).paired(build(1000), build(1000)).expect("paired");
-        assert_eq!(same.verdict("time per event"), Some(&Verdict::Unchanged), "{same}");
+        assert_eq!(same.verdict(Metric::TimePerEvent), Some(&Verdict::Unchanged), "{same}");
         assert_eq!(same.gate(true), Ok(()));
         let text = same.to_string();
         assert!(text.contains("two builds, paired"), "{text}");

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use pipeline::analysis::Profile;
-use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report, Workers};
+use pipeline::{profiled, stage, CountingAllocator, Pipeline, Profiler, Report, WorkerConfig};
 use serde_json::Value;
 
 #[global_allocator]
@@ -65,7 +65,7 @@ fn traced_run(trace: &Path, enrich_extra: Duration) -> Report {
     let _lock = common::exclusive();
     let pipeline = Pipeline::new().stage(Parse).stage(Score).stage(Enrich { extra: enrich_extra });
     let profiler = Profiler::new().name("prof-cli").chrome_trace(trace).start().expect("start");
-    pipeline.run_concurrent(0..EVENTS, Workers::new(2)).expect("run");
+    pipeline.run_concurrent(0..EVENTS, WorkerConfig::new(2)).expect("run");
     profiler.finish().expect("finish writes the trace")
 }
 
@@ -131,7 +131,7 @@ fn diff_names_the_slowed_stage_first_and_fails_on_regression() {
     let diff: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let first = &diff["changes"][0];
     assert_eq!(first["name"], "Enrich", "{diff:#}");
-    assert_eq!(first["verdict"], "slower");
+    assert_eq!(first["shift"], "slower");
 
     // A saved report compares with a trace: the same stage comes first.
     let report_json = dir().join("after-report.json");
@@ -201,7 +201,7 @@ fn a_trace_cut_at_any_byte_is_summarised_without_a_panic() {
         match Profile::read(&cut_path) {
             Ok(profile) => {
                 let read = profile.trace_read().expect("a trace");
-                assert!(read.stop.is_some(), "a cut trace says where it stopped (cut {cut})");
+                assert!(read.cut.is_some(), "a cut trace says where it stopped (cut {cut})");
                 let calls = profile.row(None, "Score").map_or(0, |r| r.timing.calls);
                 assert!(calls <= whole_calls);
                 partial_summaries += 1;
@@ -340,7 +340,7 @@ fn identical_runs_of_tiny_stages_never_fail_the_diff_gate() {
     let traced = |name: &str| {
         let path = dir().join(name);
         let profiler = Profiler::new().chrome_trace(&path).start().expect("start");
-        pipeline.run_concurrent(0..20_000, Workers::new(2).queue(256)).expect("run");
+        pipeline.run_concurrent(0..20_000, WorkerConfig::new(2).queue(256)).expect("run");
         profiler.finish().expect("finish");
         path
     };

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pipeline::analysis::Profile;
-use pipeline::{profiled, stage, Pipeline, Profiler, StageError, Workers};
+use pipeline::{profiled, stage, Pipeline, Profiler, StageError, WorkerConfig};
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -94,7 +94,7 @@ fn score(event: u64) -> u64 {
 fn real_trace() -> Vec<u8> {
     let path = dir().join("real.json");
     let profiler = Profiler::new().chrome_trace(&path).start().unwrap();
-    Pipeline::new().stage(Check).run_concurrent(0..150, Workers::new(2)).unwrap();
+    Pipeline::new().stage(Check).run_concurrent(0..150, WorkerConfig::new(2)).unwrap();
     profiler.finish().unwrap();
     std::fs::read(&path).unwrap()
 }

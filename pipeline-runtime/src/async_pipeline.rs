@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use crate::callsite::Callsite;
 use crate::clock::now_ns;
-use crate::pipeline::{panic_message, Halt, Outcome};
-use crate::records::{self, AsyncOutcome, AsyncSlice};
+use crate::pipeline::{panic_message, Outcome, Stop};
 use crate::stage::{AsyncStage, Stage, StageError, StageResult};
+use crate::trace_records::{self, AsyncOutcome, AsyncSlice};
 
 /// Stages in order that every event passes through, like a [`Pipeline`](crate::Pipeline), where
 /// some stages are `async` ([`AsyncStage`]: an `async fn process` under `#[stage]`). Sync and
@@ -43,7 +43,7 @@ use crate::stage::{AsyncStage, Stage, StageError, StageResult};
 /// assert_eq!(block_on(pipeline.run("7")).unwrap(), Some("user-7".to_owned()));
 /// ```
 pub struct AsyncPipeline<In, Out = In> {
-    /// Shared with each stage's halts: stopping an event copies no name.
+    /// Shared with each stage's stops: stopping an event copies no name.
     names: Vec<Arc<str>>,
     steps: Box<dyn Steps<In, Out>>,
 }
@@ -329,12 +329,12 @@ impl<In, Out> AsyncPipeline<In, Out> {
     /// # Errors
     ///
     /// Stops at the first stage that rejects or fails the event, and says which one in the
-    /// returned [`Halt`].
-    pub async fn run(&self, event: In) -> Result<Option<Out>, Halt> {
+    /// returned [`Stop`].
+    pub async fn run(&self, event: In) -> Result<Option<Out>, Stop> {
         match self.steps.run(event, None).await {
             Outcome::Passed(output) => Ok(Some(output)),
             Outcome::Filtered { .. } => Ok(None),
-            Outcome::Halted(halt) => Err(halt),
+            Outcome::Stopped(stop) => Err(stop),
         }
     }
 
@@ -388,7 +388,7 @@ struct StageSlice {
 
 impl StageSlice {
     fn begin(ts: u64, name: &'static str, drawn: bool) -> Self {
-        let slice = drawn.then(|| records::begin_stage_in_event(ts, name)).flatten();
+        let slice = drawn.then(|| trace_records::begin_stage_in_event(ts, name)).flatten();
         StageSlice { slice: slice.map(|slice| (slice, name)) }
     }
 
@@ -401,7 +401,7 @@ impl StageSlice {
             Err(_) => AsyncOutcome::Failed,
         };
         if let Some((slice, name)) = self.slice.take() {
-            records::end_async(slice, ts, name, outcome);
+            trace_records::end_async(slice, ts, name, outcome);
         }
     }
 }
@@ -409,7 +409,7 @@ impl StageSlice {
 impl Drop for StageSlice {
     fn drop(&mut self) {
         if let Some((slice, name)) = self.slice.take() {
-            records::end_async(slice, now_ns(), name, AsyncOutcome::Cancelled);
+            trace_records::end_async(slice, now_ns(), name, AsyncOutcome::Cancelled);
         }
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! | layer | modules, in order | owns |
 //! | --- | --- | --- |
-//! | 0 recording | `clock`, `error`, `durations`, `format`, `alloc`, `mode`, `callsite`, `sampler`, `records`, `recorder`, `incidents` | time, errors, shared figures and their formatting, the counting allocator, the switches every call reads, call sites, the CPU sampler, per-thread trace records, per-thread statistics, what the flight recorder's triggers watch |
+//! | 0 recording | `clock`, `error`, `durations`, `format`, `alloc`, `mode`, `callsite`, `sampler`, `trace_records`, `call_stats`, `incidents` | time, errors, shared figures and their formatting, the counting allocator, the switches every call reads, call sites, the CPU sampler, per-thread trace records, per-thread statistics, what the flight recorder's triggers watch |
 //! | 1 running | `stage`, `sink`, `__private`, `pipeline`, `async_pipeline`, `queue`, `run`, `workers` | `Stage`, where outputs go, what the macros' expansions call, `Pipeline`, `AsyncPipeline`, the workers' queue, a run's load figures, the worker pools |
 //! | 2 outputs | `flame`, `trace`, `report`, `metrics`, `profiler` | SVG flame graphs; trace writers and the flight recorder; figures as table, JSON, pprof; live metrics for Prometheus; the session |
 //! | 3 harness | `bench` | benchmark runs, same-run comparisons, baselines, verdicts |
@@ -29,6 +29,7 @@ pub mod alloc;
 pub mod analysis;
 mod async_pipeline;
 pub mod bench;
+mod call_stats;
 mod callsite;
 mod clock;
 mod durations;
@@ -42,8 +43,6 @@ mod mode;
 mod pipeline;
 mod profiler;
 mod queue;
-mod recorder;
-mod records;
 pub mod report;
 pub mod run;
 #[cfg(feature = "cpu-sampling")]
@@ -51,6 +50,7 @@ mod sampler;
 mod sink;
 mod stage;
 pub mod trace;
+mod trace_records;
 pub mod workers;
 
 #[doc(hidden)]
@@ -62,11 +62,11 @@ pub mod __private;
 pub use alloc::CountingAllocator;
 pub use async_pipeline::AsyncPipeline;
 pub use error::Error;
-pub use pipeline::{Halt, Pipeline};
+pub use pipeline::{Pipeline, Stop};
 pub use profiler::{Profiler, ProfilingSession};
 pub use report::Report;
 pub use sink::Sink;
 pub use stage::{AsyncStage, IntoStageError, Stage, StageError, StageResult, StopKind};
 #[cfg(feature = "tokio")]
 pub use workers::AsyncWorkerPool;
-pub use workers::{WorkerPool, Workers};
+pub use workers::{WorkerConfig, WorkerPool};

@@ -41,11 +41,11 @@ use crate::stage::{Stage, StageError, StageResult};
 /// let pipeline: pipeline_runtime::Pipeline<&str, u32> = Pipeline::new().stage(Parse).stage(KeepEven);
 /// assert_eq!(pipeline.run("42").unwrap(), Some(42));
 /// assert_eq!(pipeline.run("7").unwrap(), None);
-/// let halt = pipeline.run("x").unwrap_err();
-/// assert_eq!(halt.stage(), "Parse");
+/// let stop = pipeline.run("x").unwrap_err();
+/// assert_eq!(stop.stage(), "Parse");
 /// ```
 pub struct Pipeline<In, Out = In> {
-    /// Shared with each stage's halts: stopping an event copies no name.
+    /// Shared with each stage's stops: stopping an event copies no name.
     names: Vec<Arc<str>>,
     chain: Chain<In, Out>,
 }
@@ -63,7 +63,7 @@ pub(crate) enum Outcome<T> {
         stage_index: usize,
     },
     /// A stage rejected or failed it.
-    Halted(Halt),
+    Stopped(Stop),
 }
 
 impl<T> Outcome<T> {
@@ -74,7 +74,7 @@ impl<T> Outcome<T> {
             Ok(Some(output)) => Outcome::Passed(output),
             Ok(None) => Outcome::Filtered { stage_index: index },
             Err(error) => {
-                Outcome::Halted(Halt { stage_index: index, stage: Arc::clone(name), error })
+                Outcome::Stopped(Stop { stage_index: index, stage: Arc::clone(name), error })
             }
         }
     }
@@ -85,7 +85,7 @@ impl<T> Outcome<T> {
         match self {
             Outcome::Passed(value) => Ok(value),
             Outcome::Filtered { stage_index } => Err(Outcome::Filtered { stage_index }),
-            Outcome::Halted(halt) => Err(Outcome::Halted(halt)),
+            Outcome::Stopped(stop) => Err(Outcome::Stopped(stop)),
         }
     }
 }
@@ -142,7 +142,7 @@ impl<In: 'static, Out: 'static> Pipeline<In, Out> {
         self.then(name, move |event| stage.process(event))
     }
 
-    /// Appends a stage under a name of its own, `name` in every report, trace and halt: two
+    /// Appends a stage under a name of its own, `name` in every report, trace and stop: two
     /// instances of one stage type (`Dedup` for users, `Dedup` for orders) are then two rows.
     ///
     /// ```
@@ -215,8 +215,8 @@ impl<In, Out> Pipeline<In, Out> {
     /// # Errors
     ///
     /// Stops at the first stage that rejects or fails the event, and says which one in the
-    /// returned [`Halt`].
-    pub fn run(&self, event: In) -> Result<Option<Out>, Halt> {
+    /// returned [`Stop`].
+    pub fn run(&self, event: In) -> Result<Option<Out>, Stop> {
         // For the program's subscribers (an OpenTelemetry layer) only: a Chrome trace draws
         // `event` slices for worker pools' events, as the native writer does.
         if crate::mode::Mode::now().emits_spans() {
@@ -225,11 +225,11 @@ impl<In, Out> Pipeline<In, Out> {
         self.run_plain(event)
     }
 
-    fn run_plain(&self, event: In) -> Result<Option<Out>, Halt> {
+    fn run_plain(&self, event: In) -> Result<Option<Out>, Stop> {
         match (self.chain)(event, &mut StageTimer { stage_ns: None, started_ns: 0 }) {
             Outcome::Passed(output) => Ok(Some(output)),
             Outcome::Filtered { .. } => Ok(None),
-            Outcome::Halted(halt) => Err(halt),
+            Outcome::Stopped(stop) => Err(stop),
         }
     }
 
@@ -237,12 +237,12 @@ impl<In, Out> Pipeline<In, Out> {
     /// the caller's current span), its stages nested in it, and per-event sampling decides
     /// once whether any of its spans are made.
     #[inline(never)]
-    fn run_in_event_span(&self, event: In) -> Result<Option<Out>, Halt> {
+    fn run_in_event_span(&self, event: In) -> Result<Option<Out>, Stop> {
         static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sampled = crate::records::samples_event(id);
-        let _sampling = SampledWhile::set(sampled);
-        let span = (sampled && tracing::dispatcher::has_been_set()).then(|| {
+        let traced = crate::trace_records::traces_event(id);
+        let _tracing = TracedWhile::set(traced);
+        let span = (traced && tracing::dispatcher::has_been_set()).then(|| {
             crate::__private::quiet(|| tracing::info_span!(target: "pipeline", "event").entered())
         });
         let result = self.run_plain(event);
@@ -286,17 +286,17 @@ impl<In, Out> fmt::Debug for Pipeline<In, Out> {
 
 /// An event that did not make it through: which stage stopped it, and why.
 #[derive(Debug)]
-pub struct Halt {
+pub struct Stop {
     stage_index: usize,
-    /// The pipeline's own copy of the name, shared: a halt allocates nothing for it.
+    /// The pipeline's own copy of the name, shared: a stop allocates nothing for it.
     stage: Arc<str>,
     error: StageError,
 }
 
-impl Halt {
+impl Stop {
     /// Stage `stage_index`, named `stage`, stopped the event with `error`.
     pub(crate) fn new(stage_index: usize, stage: Arc<str>, error: StageError) -> Self {
-        Halt { stage_index, stage, error }
+        Stop { stage_index, stage, error }
     }
 
     /// The name of the stage that stopped the event.
@@ -320,32 +320,32 @@ impl Halt {
     }
 }
 
-impl fmt::Display for Halt {
+impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "stage `{}` stopped the event: {}", self.stage, self.error)
     }
 }
 
 /// Its source is the error the stage returned, when it failed with one.
-impl StdError for Halt {
+impl StdError for Stop {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.error.source().map(|source| source as &(dyn StdError + 'static))
     }
 }
 
 /// This thread's per-event sampling decision while it lives (put back even if a stage panics).
-struct SampledWhile {
+struct TracedWhile {
     was: bool,
 }
 
-impl SampledWhile {
-    fn set(sampled: bool) -> Self {
-        SampledWhile { was: crate::records::set_sampled(sampled) }
+impl TracedWhile {
+    fn set(traced: bool) -> Self {
+        TracedWhile { was: crate::trace_records::set_traced(traced) }
     }
 }
 
-impl Drop for SampledWhile {
+impl Drop for TracedWhile {
     fn drop(&mut self) {
-        crate::records::set_sampled(self.was);
+        crate::trace_records::set_traced(self.was);
     }
 }

@@ -7,10 +7,10 @@ use std::task::{Context, Poll};
 
 pub use tracing;
 
+use crate::call_stats;
+pub use crate::call_stats::{AsyncCall, CallGuard, PollGuard};
 pub use crate::callsite::{Callsite, CallsiteKind};
 use crate::mode::Mode;
-use crate::recorder;
-pub use crate::recorder::{AsyncCall, CallGuard, PollGuard};
 use crate::stage::{IntoStageError, StageError, StageResult};
 
 // What a `#[stage]`'s `process` returns, as the `Stage` trait's result. The macro reads the
@@ -61,7 +61,7 @@ pub fn outcome_on_span<R: Ended>(result: R) -> R {
 fn record_failure(span: &tracing::Span, error: &StageError) {
     // Rendered here, guarded and bounded: a panicking `Display` must not unwind through the
     // subscriber (its registry lock would be poisoned inside a destructor).
-    let outcome = crate::records::guarded_text(|| error.to_string());
+    let outcome = crate::trace_records::guarded_text(|| error.to_string());
     span.record("outcome", outcome.as_str());
     // A failure is an error to OpenTelemetry (tracing-opentelemetry reads these fields); a
     // rejection is a decision the stage made, not an error: its outcome says "rejected".
@@ -85,7 +85,7 @@ pub fn stop_or_reject<E: IntoStageError + std::fmt::Display>(
     reject_if: &impl Fn(&E) -> bool,
 ) -> StageError {
     if reject_if(&error) {
-        StageError::rejected(crate::records::guarded_text(|| error.to_string()))
+        StageError::rejected(crate::trace_records::guarded_text(|| error.to_string()))
     } else {
         error.into_stage_error()
     }
@@ -121,17 +121,17 @@ pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
     // A subscriber's work on a nested call's span (an OpenTelemetry layer building and
     // exporting it) is not the enclosing stage's time either.
     let started_ns = crate::clock::now_ns();
-    let result = crate::records::as_internal(f);
-    crate::recorder::leave_out_of_open_calls(crate::clock::now_ns().saturating_sub(started_ns));
+    let result = crate::trace_records::as_internal(f);
+    crate::call_stats::leave_out_of_open_calls(crate::clock::now_ns().saturating_sub(started_ns));
     result
 }
 
 /// Whether spans are worth making for what this thread runs now: a subscriber was set, and the
-/// event being processed was sampled (`trace::emit_spans_sampled`, `Profiler::sample`: an
+/// event being processed is traced (`trace::emit_spans_one_in`, `Profiler::trace_one_in`: an
 /// event's spans are all there or all absent).
 #[inline]
 fn spans_for_this_event() -> bool {
-    tracing::dispatcher::has_been_set() && crate::records::is_sampled()
+    tracing::dispatcher::has_been_set() && crate::trace_records::is_traced()
 }
 
 /// A span created and dropped [`quiet`]ly (dropping a span frees subscriber data).
@@ -276,7 +276,7 @@ fn run_stage_direct_active<R>(
 ) -> R {
     // The span first, so its cost stays out of the measurement; the guard ends before it.
     let _span = QuietEnteredSpan::enter(mode, make_span);
-    let call = recorder::enter(mode, callsite);
+    let call = call_stats::enter(mode, callsite);
     let value = process();
     drop(call);
     value
@@ -293,7 +293,7 @@ fn run_stage_active<R: Ended>(
         return run_stage_in_span(mode, callsite, make_span, process);
     }
     // No span to carry around: the guard alone, so the common case stays small.
-    let mut call = recorder::enter(mode, callsite);
+    let mut call = call_stats::enter(mode, callsite);
     let result = process();
     // The mode (in a register) before the result (in memory): statistics alone never look at
     // how the call ended.
@@ -317,7 +317,7 @@ fn run_stage_in_span<R: Ended>(
 ) -> R {
     // The span first, so its cost stays out of the measurement.
     let mut span = QuietEnteredSpan::enter(mode, make_span);
-    let call = recorder::enter(mode, callsite);
+    let call = call_stats::enter(mode, callsite);
     let result = process();
     let allocations = call.finish();
     if let Some(span) = span.0.take() {
@@ -363,8 +363,10 @@ fn record_allocations(span: &tracing::Span, allocations: u64, bytes_allocated: u
         return;
     };
     // As `i64`: tracing-opentelemetry has no `u64` attribute and would record a `u64` as text.
-    let (allocations, bytes_allocated) =
-        (crate::records::span_number(allocations), crate::records::span_number(bytes_allocated));
+    let (allocations, bytes_allocated) = (
+        crate::trace_records::span_number(allocations),
+        crate::trace_records::span_number(bytes_allocated),
+    );
     let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 2] =
         [(&count, Some(&allocations)), (&bytes, Some(&bytes_allocated))];
     span.record_all(&fields.value_set(&values));
@@ -415,7 +417,7 @@ impl FnCall {
         make: impl FnOnce() -> tracing::Span,
     ) -> Self {
         let span = QuietEnteredSpan::enter(mode, make);
-        FnCall { guard: recorder::enter(mode, callsite), _span: span }
+        FnCall { guard: call_stats::enter(mode, callsite), _span: span }
     }
 }
 

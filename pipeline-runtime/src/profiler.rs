@@ -7,12 +7,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::alloc::{self, AllocatorKind, Heap};
+use crate::call_stats;
 use crate::clock::now_ns;
 use crate::error::Error;
 #[cfg(feature = "prometheus")]
 use crate::metrics::MetricsServer;
-use crate::recorder;
-use crate::records::{self, CounterTrack};
 #[cfg(feature = "cpu-sampling")]
 use crate::report::cpu::CpuProfile;
 use crate::report::{self, HeapReadings, Report};
@@ -22,6 +21,7 @@ use crate::sampler::Sampler;
 use crate::trace::{
     FlightDump, FlightRecorder, FlightSession, TraceBackend, TraceOptions, TraceSession,
 };
+use crate::trace_records::{self, CounterTrack};
 
 /// Whether a [`ProfilingSession`] exists; only one may at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -43,7 +43,7 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 pub struct Profiler {
     chrome_trace: Option<PathBuf>,
     name: Option<String>,
-    sample_every: u64,
+    trace_one_in: u64,
     backlog_limit: Option<u64>,
     backend: TraceBackend,
     flight: Option<FlightRecorder>,
@@ -93,8 +93,8 @@ impl Profiler {
     /// Traces one event in `n` (from `run_concurrent` and `WorkerPool`), cutting the trace's size
     /// and cost in proportion. Statistics still cover every call. `0` and `1` trace every event
     /// (the default: the native writer keeps every span at a small cost).
-    pub fn sample(mut self, n: u64) -> Self {
-        self.sample_every = n.max(1);
+    pub fn trace_one_in(mut self, n: u64) -> Self {
+        self.trace_one_in = n.max(1);
         self
     }
 
@@ -195,7 +195,7 @@ impl Profiler {
         let flight = match self.flight.clone() {
             Some(config) => {
                 let name = self.name.clone().unwrap_or_else(process_name);
-                match FlightSession::start(config, &name, self.sample_every.max(1)) {
+                match FlightSession::start(config, &name, self.trace_one_in.max(1)) {
                     Ok(flight) => Some(flight),
                     Err(error) => {
                         RUNNING.store(false, Ordering::Release);
@@ -212,7 +212,7 @@ impl Profiler {
                     path,
                     process_name: &name,
                     backend: self.backend,
-                    sample_every: self.sample_every.max(1),
+                    trace_one_in: self.trace_one_in.max(1),
                     backlog_limit: self.backlog_limit,
                 };
                 match TraceSession::start(&options) {
@@ -317,7 +317,10 @@ impl HeapSampler {
             .name("heap-sampler".to_owned())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    records::mark_counter(CounterTrack::LiveHeap, alloc::heap().live_bytes as f64);
+                    trace_records::mark_counter(
+                        CounterTrack::LiveHeap,
+                        alloc::heap().live_bytes as f64,
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             })
@@ -397,7 +400,7 @@ impl ProfilingSession {
             at_start: self.heap_at_start,
             at_end: heap_now(self.allocator),
         };
-        let rows = recorder::collect(self.session);
+        let rows = call_stats::collect(self.session);
         let mut report = report::build(rows, wall_time_ns, heap);
         report.runs = run::finished_in(self.session);
         report.trace = self.trace.as_ref().map(TraceSession::summary);

@@ -11,7 +11,7 @@ use crate::stage::StageError;
 /// The worker that ran the event calls the sink, so a slow sink slows the workers (and, through
 /// the bounded queue, the producers) instead of piling outputs up in memory. Its calls are
 /// measured like a stage's, in a row named after it (`sink` unless [`name`](Sink::name) says
-/// otherwise): a slow sink is visible, and named by the run's verdict. A sink that panics or
+/// otherwise): a slow sink is visible, and named by the run's diagnosis. A sink that panics or
 /// returns an error fails that event, counted against the sink.
 ///
 /// Implemented for closures `Fn(T)` (aggregate with atomics or a `Mutex`) and for
@@ -20,7 +20,7 @@ use crate::stage::StageError;
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use pipeline_runtime::{Pipeline, Stage, StageResult, Workers};
+/// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerConfig};
 ///
 /// struct Square;
 /// impl Stage<u64> for Square {
@@ -30,12 +30,12 @@ use crate::stage::StageError;
 /// }
 /// let total = AtomicU64::new(0);
 /// let sink = |square: u64| { total.fetch_add(square, Ordering::Relaxed); };
-/// let run = Pipeline::new().stage(Square).run_concurrent_into(0..10, Workers::new(2), &sink)?;
+/// let run = Pipeline::new().stage(Square).run_concurrent_into(0..10, WorkerConfig::new(2), &sink)?;
 /// assert_eq!((run.completed, total.into_inner()), (10, 285));
 /// # Ok::<(), pipeline_runtime::Error>(())
 /// ```
 pub trait Sink<T>: Send + Sync {
-    /// The sink's row in reports and its place in traces and halts.
+    /// The sink's row in reports and its place in traces and stops.
     fn name(&self) -> &str {
         "sink"
     }

@@ -181,7 +181,7 @@ async_stage_through_pointer!(Arc, Box);
 /// Any `std::error::Error + Send + Sync + 'static` converts into it as a failure (with `?` or
 /// `.into()`), keeping the error as its [`source`](StageError::source). That is why, like
 /// `anyhow::Error`, it does not implement `std::error::Error` itself; it converts into
-/// `Box<dyn Error + Send + Sync>` for code that wants one, and [`Halt`](crate::Halt) (what
+/// `Box<dyn Error + Send + Sync>` for code that wants one, and [`Stop`](crate::Stop) (what
 /// a pipeline's run returns) is a `std::error::Error` whose source is the stage's error.
 #[non_exhaustive]
 pub enum StageError {

@@ -328,7 +328,7 @@ impl<'de> Deserialize<'de> for TrackId {
 /// Where and why reading stopped before the end of a well-formed trace.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
-pub struct TraceStop {
+pub struct TraceCut {
     /// Line of the first byte that could not be read (1-based).
     pub line: usize,
     /// Column of that byte (1-based).
@@ -337,7 +337,7 @@ pub struct TraceStop {
     pub reason: String,
 }
 
-impl fmt::Display for TraceStop {
+impl fmt::Display for TraceCut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}, column {}: {}", self.line, self.column, self.reason)
     }
@@ -346,7 +346,7 @@ impl fmt::Display for TraceStop {
 /// What reading a JSON file found at its top level.
 pub(crate) enum Outcome {
     /// A Chrome trace: `events` events were handed over; `stop` says where reading ended early.
-    Trace { events: u64, stop: Option<TraceStop> },
+    Trace { events: u64, cut: Option<TraceCut> },
     /// A JSON object without `traceEvents`: its keys and values (for the caller to recognise,
     /// e.g. a saved report).
     Object(Map<String, Value>),
@@ -368,20 +368,20 @@ pub(crate) fn read_events(reader: impl Read, on_event: &mut dyn FnMut(TraceEvent
         found_events: &mut found_events,
     };
     let result = top.deserialize(&mut deserializer).and_then(|()| deserializer.end());
-    let stop = result.err().map(|error| TraceStop {
+    let cut = result.err().map(|error| TraceCut {
         line: error.line(),
         column: error.column(),
         reason: reason(&error),
     });
-    if events > 0 || (found_events && stop.is_none()) {
-        return Outcome::Trace { events, stop };
+    if events > 0 || (found_events && cut.is_none()) {
+        return Outcome::Trace { events, cut };
     }
-    match (object, stop) {
+    match (object, cut) {
         (Some(map), None) => Outcome::Object(map),
-        (_, Some(stop)) if stop.line == 1 && stop.column <= 1 => {
-            Outcome::NotATrace(format!("it is not JSON ({})", stop.reason))
+        (_, Some(cut)) if cut.line == 1 && cut.column <= 1 => {
+            Outcome::NotATrace(format!("it is not JSON ({})", cut.reason))
         }
-        (_, Some(stop)) => Outcome::NotATrace(format!("it stops being a trace at {stop}")),
+        (_, Some(cut)) => Outcome::NotATrace(format!("it stops being a trace at {cut}")),
         (None, None) => Outcome::NotATrace("it holds no trace events".to_owned()),
     }
 }
@@ -628,7 +628,7 @@ mod tests {
             r#"[{"ph":"B","name":"A","pid":1,"tid":2,"ts":1.5},
                 {"ph":"E","name":"A","pid":1,"tid":2,"ts":3,"args":{"outcome":"ok","allocations":"4"}}]"#,
         );
-        assert!(matches!(outcome, Outcome::Trace { events: 2, stop: None }));
+        assert!(matches!(outcome, Outcome::Trace { events: 2, cut: None }));
         assert_eq!(events[1].args.as_ref().unwrap().allocations, Some(Count(Some(4))));
         assert!(events[1].args.as_ref().unwrap().outcome.is_some());
         assert_eq!(events[0].tid, TrackId(2));
@@ -643,7 +643,7 @@ mod tests {
                 {"ph":"M","name":"pipeline_profile","pid":1,"tid":1,
                  "args":{"flight_recorder_window":{"trigger":"SIGUSR2","window_ms":2000}}}]"#,
         );
-        assert!(matches!(outcome, Outcome::Trace { events: 3, stop: None }));
+        assert!(matches!(outcome, Outcome::Trace { events: 3, cut: None }));
         let args = events[1].args.as_ref().unwrap();
         assert_eq!(args.records_left_out, Some(Count(Some(3))));
         assert!(args.flight_recorder_window.is_none());
@@ -656,7 +656,7 @@ mod tests {
         let (events, outcome) = read(
             r#"{"displayTimeUnit":"ns","traceEvents":[{"ph":"X","name":"A","ts":1,"dur":2}]}"#,
         );
-        assert!(matches!(outcome, Outcome::Trace { events: 1, stop: None }));
+        assert!(matches!(outcome, Outcome::Trace { events: 1, cut: None }));
         assert_eq!(events[0].dur, Some(2.0));
     }
 
@@ -665,7 +665,7 @@ mod tests {
         let (events, outcome) =
             read("[\n{\"ph\":\"B\",\"name\":\"A\",\"ts\":1},\n{\"ph\":\"E\",\"na");
         assert_eq!(events.len(), 1);
-        let Outcome::Trace { events: 1, stop: Some(stop) } = outcome else { panic!() };
+        let Outcome::Trace { events: 1, cut: Some(stop) } = outcome else { panic!() };
         assert_eq!(stop.line, 3);
         assert!(stop.reason.contains("EOF"), "{}", stop.reason);
     }
@@ -674,7 +674,7 @@ mod tests {
     fn trailing_commas_go_and_commas_inside_strings_stay() {
         let (events, outcome) =
             read("[{\"ph\":\"X\",\"name\":\"a, b ]\\\",}\",\"ts\":\"1\",\"dur\":2,} ,\n ]");
-        assert!(matches!(outcome, Outcome::Trace { events: 1, stop: None }));
+        assert!(matches!(outcome, Outcome::Trace { events: 1, cut: None }));
         assert_eq!(events[0].name.as_deref(), Some("a, b ]\",}"));
         assert_eq!(events[0].ts, Some(1.0));
     }

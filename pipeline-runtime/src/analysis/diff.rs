@@ -25,7 +25,7 @@ pub const TINY_ROW_STEPS: u64 = 30;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum Verdict {
+pub enum Shift {
     /// Its median call got slower, beyond the noise.
     Slower,
     /// Its median call got faster, beyond the noise.
@@ -38,14 +38,14 @@ pub enum Verdict {
     Gone,
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for Shift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Verdict::Slower => "slower",
-            Verdict::Faster => "faster",
-            Verdict::WithinNoise => "within noise",
-            Verdict::New => "new",
-            Verdict::Gone => "gone",
+            Shift::Slower => "slower",
+            Shift::Faster => "faster",
+            Shift::WithinNoise => "within noise",
+            Shift::New => "new",
+            Shift::Gone => "gone",
         })
     }
 }
@@ -76,7 +76,7 @@ pub struct RowChange {
     #[serde(default)]
     pub noise_band_ns: u64,
     /// Whether the median call changed beyond the noise.
-    pub verdict: Verdict,
+    pub shift: Shift,
 }
 
 impl RowChange {
@@ -153,9 +153,7 @@ impl ProfileDiff {
     pub fn regressions(&self, threshold: f64) -> Vec<&RowChange> {
         self.changes
             .iter()
-            .filter(|c| {
-                c.verdict == Verdict::Slower && c.p50_change().is_some_and(|x| x > threshold)
-            })
+            .filter(|c| c.shift == Shift::Slower && c.p50_change().is_some_and(|x| x > threshold))
             .collect()
     }
 
@@ -184,7 +182,7 @@ fn change(before: Option<&ProfileRow>, after: Option<&ProfileRow>, noise_floor: 
     };
     let (b, a) = (before.map(|r| r.timing), after.map(|r| r.timing));
     let mut noise_band_ns = 0;
-    let (impact_ns, verdict) = match (b, a) {
+    let (impact_ns, shift) = match (b, a) {
         (Some(b), Some(a)) => {
             let (b_row, a_row) = (before.expect("has before"), after.expect("has after"));
             let self_per_call = |t: &Timing| t.self_ns as f64 / t.calls.max(1) as f64;
@@ -194,17 +192,17 @@ fn change(before: Option<&ProfileRow>, after: Option<&ProfileRow>, noise_floor: 
                 .max(2.0 * standard_error_of_median(b_row).hypot(standard_error_of_median(a_row)))
                 .max(timer_floor_ns(b_row, a_row));
             noise_band_ns = band.round() as u64;
-            let verdict = if moved.abs() <= band {
-                Verdict::WithinNoise
+            let shift = if moved.abs() <= band {
+                Shift::WithinNoise
             } else if moved > 0.0 {
-                Verdict::Slower
+                Shift::Slower
             } else {
-                Verdict::Faster
+                Shift::Faster
             };
-            (impact as i64, verdict)
+            (impact as i64, shift)
         }
-        (None, Some(a)) => (a.self_ns as i64, Verdict::New),
-        (Some(b), None) => (-(b.self_ns as i64), Verdict::Gone),
+        (None, Some(a)) => (a.self_ns as i64, Shift::New),
+        (Some(b), None) => (-(b.self_ns as i64), Shift::Gone),
         (None, None) => unreachable!("a change has a before or an after row"),
     };
     RowChange {
@@ -217,7 +215,7 @@ fn change(before: Option<&ProfileRow>, after: Option<&ProfileRow>, noise_floor: 
         allocations_per_call_after: per_call(after),
         impact_ns,
         noise_band_ns,
-        verdict,
+        shift,
     }
 }
 
@@ -255,7 +253,7 @@ impl fmt::Display for ProfileDiff {
             "p99 Δ",
             "noise ±",
             "allocs/call",
-            "verdict",
+            "shift",
         ];
         let mut table = Table::new();
         table.load_preset(STYLE).set_header(header.to_vec());
@@ -287,7 +285,7 @@ impl fmt::Display for ProfileDiff {
                 signed_percent(c.p99_change()),
                 if c.noise_band_ns > 0 { duration_ns(c.noise_band_ns) } else { String::new() },
                 allocs,
-                c.verdict.to_string(),
+                c.shift.to_string(),
             ]);
         }
         for index in 1..header.len() {
@@ -304,10 +302,10 @@ impl fmt::Display for ProfileDiff {
             self.noise_floor * 100.0
         )?;
         writeln!(f, "{table}")?;
-        match self.changes.iter().find(|c| c.verdict != Verdict::WithinNoise) {
+        match self.changes.iter().find(|c| c.shift != Shift::WithinNoise) {
             None => write!(f, "No stage or function changed beyond the noise."),
             Some(c) => {
-                write!(f, "Biggest change beyond the noise: {} is {}", c.label(), c.verdict)?;
+                write!(f, "Biggest change beyond the noise: {} is {}", c.label(), c.shift)?;
                 if let (Some(b), Some(a)) = (c.before, c.after) {
                     write!(
                         f,
@@ -359,9 +357,9 @@ mod tests {
         let after = profile(vec![row("A", 1000, 2000, 2200), row("B", 1000, 5100, 5600)]);
         let diff = ProfileDiff::between(&before, &after);
         assert_eq!(diff.changes[0].name, "A");
-        assert_eq!(diff.changes[0].verdict, Verdict::Slower);
+        assert_eq!(diff.changes[0].shift, Shift::Slower);
         assert_eq!(diff.changes[0].impact_ns, 1_000_000);
-        assert_eq!(diff.changes[1].verdict, Verdict::WithinNoise, "2 % is under the floor");
+        assert_eq!(diff.changes[1].shift, Shift::WithinNoise, "2 % is under the floor");
         assert_eq!(diff.regressions(0.5).len(), 1);
         assert!(diff.regressions(1.5).is_empty());
     }
@@ -370,7 +368,7 @@ mod tests {
     fn few_widely_spread_calls_widen_the_band() {
         let before = profile(vec![row("A", 4, 1000, 9000)]);
         let after = profile(vec![row("A", 4, 1500, 9500)]);
-        assert_eq!(ProfileDiff::between(&before, &after).changes[0].verdict, Verdict::WithinNoise);
+        assert_eq!(ProfileDiff::between(&before, &after).changes[0].shift, Shift::WithinNoise);
     }
 
     #[test]
@@ -382,16 +380,16 @@ mod tests {
         };
         let (before, after) = (profile(vec![traced(120, 170)]), profile(vec![traced(150, 190)]));
         let diff = ProfileDiff::between(&before, &after);
-        assert_eq!(diff.changes[0].verdict, Verdict::WithinNoise, "{diff}");
+        assert_eq!(diff.changes[0].shift, Shift::WithinNoise, "{diff}");
         assert_eq!(diff.changes[0].noise_band_ns, 40, "the spread: 190 - 150");
         let doubled = profile(vec![traced(240, 300)]);
         let diff = ProfileDiff::between(&before, &doubled);
-        assert_eq!(diff.changes[0].verdict, Verdict::Slower, "{diff}");
+        assert_eq!(diff.changes[0].shift, Shift::Slower, "{diff}");
         // A large row keeps the 10 % floor: one step of the clock is nothing to it.
         let big =
             |p50| ProfileRow { timer_resolution_ns: Some(10), ..row("Big", 20_000, p50, p50) };
         let diff = ProfileDiff::between(&profile(vec![big(10_000)]), &profile(vec![big(11_500)]));
-        assert_eq!(diff.changes[0].verdict, Verdict::Slower, "{diff}");
+        assert_eq!(diff.changes[0].shift, Shift::Slower, "{diff}");
     }
 
     #[test]
@@ -400,7 +398,7 @@ mod tests {
             &profile(vec![row("A", 1, 10, 10)]),
             &profile(vec![row("B", 1, 10, 10)]),
         );
-        let verdicts: Vec<Verdict> = diff.changes.iter().map(|c| c.verdict).collect();
-        assert!(verdicts.contains(&Verdict::New) && verdicts.contains(&Verdict::Gone));
+        let shifts: Vec<Shift> = diff.changes.iter().map(|c| c.shift).collect();
+        assert!(shifts.contains(&Shift::New) && shifts.contains(&Shift::Gone));
     }
 }

@@ -57,7 +57,7 @@ impl Profile {
 
 /// What the merged profile lists about one input.
 fn describe(path: &Path, input: &Input) -> ProfileInput {
-    let (kind, stage_calls, stop) = match input {
+    let (kind, stage_calls, cut) = match input {
         Input::Trace(parts) => (
             "trace",
             parts
@@ -66,13 +66,13 @@ fn describe(path: &Path, input: &Input) -> ProfileInput {
                 .filter(|row| row.kind == RowKind::Stage)
                 .map(|row| row.stats.durations.calls)
                 .sum(),
-            parts.read.stop.clone(),
+            parts.read.cut.clone(),
         ),
         Input::Report(profile) => {
             ("report", profile.stages().map(|row| row.timing.calls).sum(), None)
         }
     };
-    ProfileInput { path: path.display().to_string(), kind: kind.to_owned(), stage_calls, stop }
+    ProfileInput { path: path.display().to_string(), kind: kind.to_owned(), stage_calls, cut }
 }
 
 /// Two traces' parts as one: rows with the same stage and name merged (distributions exactly),

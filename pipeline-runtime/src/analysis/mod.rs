@@ -19,8 +19,8 @@ mod tree;
 #[cfg(feature = "flamegraph")]
 use std::path::Path;
 
-pub use chrome::{FlightWindow, TraceStop};
-pub use diff::{ProfileDiff, RowChange, Verdict, DEFAULT_NOISE_FLOOR, TINY_ROW_STEPS};
+pub use chrome::{FlightWindow, TraceCut};
+pub use diff::{ProfileDiff, RowChange, Shift, DEFAULT_NOISE_FLOOR, TINY_ROW_STEPS};
 pub use profile::{
     EventFigures, FoldedStack, MergedFrom, Profile, ProfileInput, ProfileRow, ProfileSource,
     RowKind, TraceRead,

@@ -11,13 +11,13 @@ use crate::durations::Distribution;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::chrome::{read_events, Outcome, TraceStop};
+use super::chrome::{read_events, Outcome, TraceCut};
 use super::tree::TraceExtras;
 use super::tree::{CallTree, NodeStats, SliceCounts};
 use crate::error::Error;
 pub use crate::flame::FoldedStack;
 use crate::report::build::share;
-use crate::report::{folded_stacks, FunctionStats, MemoryStats, Report, StageStats, Timing};
+use crate::report::{folded_stacks, Allocations, FunctionStats, Report, StageStats, Timing};
 
 /// Whether a row is a stage or a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,7 +99,8 @@ pub struct TraceRead {
     pub counts: SliceCounts,
     /// Where the file stopped being readable, when it did (e.g. the process was killed while
     /// writing it): the figures cover everything before that point.
-    pub stop: Option<TraceStop>,
+    #[serde(alias = "stop")]
+    pub cut: Option<TraceCut>,
     /// Counters, instants, flow arrows, and what the writer left out.
     #[serde(default)]
     pub extras: TraceExtras,
@@ -141,7 +142,8 @@ pub struct ProfileInput {
     /// Stage calls it holds.
     pub stage_calls: u64,
     /// Where a trace stopped being readable, when it did.
-    pub stop: Option<TraceStop>,
+    #[serde(alias = "stop")]
+    pub cut: Option<TraceCut>,
 }
 
 /// Per-stage and per-function figures, from a [`Report`] or a Chrome trace file.
@@ -183,7 +185,7 @@ impl Profile {
     ///
     /// The trace is streamed: its text is never held in memory whole. A trace that stops
     /// part-way (the process was killed) is read up to that point; the profile's
-    /// [`TraceRead::stop`] says where.
+    /// [`TraceRead::cut`] says where.
     ///
     /// # Errors
     ///
@@ -208,10 +210,10 @@ impl Profile {
             read_events(BufReader::with_capacity(1 << 16, file), &mut |event| tree.add(event));
         let not_a_profile = |reason: String| Error::NotAProfile { path: path.to_owned(), reason };
         match outcome {
-            Outcome::Trace { events, stop } => {
+            Outcome::Trace { events, cut } => {
                 tree.finish();
                 let extras = std::mem::take(&mut tree.extras);
-                let read = TraceRead { events, counts: tree.counts, stop, extras };
+                let read = TraceRead { events, counts: tree.counts, cut, extras };
                 Ok(Input::Trace(TraceParts::of(&tree, read)))
             }
             Outcome::Object(map) => {
@@ -279,7 +281,7 @@ impl Profile {
         let mut rows = Vec::new();
         // One row per stage and per function, from the figures a saved report keeps.
         let row =
-            |kind, stage: Option<&str>, name: &str, timing, share, memory: Option<MemoryStats>| {
+            |kind, stage: Option<&str>, name: &str, timing, share, memory: Option<Allocations>| {
                 ProfileRow {
                     kind,
                     stage: stage.map(str::to_owned),

@@ -25,7 +25,7 @@ impl fmt::Display for Profile {
                 }
             )?;
             for input in &from.inputs {
-                let stop = if input.stop.is_some() { ", cut short" } else { "" };
+                let stop = if input.cut.is_some() { ", cut short" } else { "" };
                 writeln!(
                     f,
                     "  {} ({}, {} stage calls{stop})",
@@ -45,7 +45,7 @@ impl fmt::Display for Profile {
                     String::new()
                 }
             )?;
-            if let Some(stop) = &read.stop {
+            if let Some(stop) = &read.cut {
                 writeln!(
                     f,
                     "The trace stops early at {stop}. The figures cover the {} events before \

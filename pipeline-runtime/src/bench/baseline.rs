@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::runner::{BenchResult, NOISE_LIMIT, PROBE_TOLERANCE};
 use super::stats;
 use super::verdict::{
-    allocation_spread, allocation_verdict, time_verdict, Comparison, MetricVerdict, Verdict,
+    allocation_spread, allocation_verdict, time_verdict, Comparison, Metric, MetricVerdict, Verdict,
 };
 use crate::error::Error;
 
@@ -283,7 +283,7 @@ impl BenchResult {
         // machine speed, shown in the baseline's nanoseconds. Raw, a machine running 5 %
         // faster today would print a 5 % gap beside "change -0.0 %".
         let time = MetricVerdict {
-            metric: "time per event".to_owned(),
+            metric: Metric::TimePerEvent,
             before: stats::median(&normalised(before)) * scale,
             after: stats::median(&normalised(self)) * scale,
             change: Some(change),
@@ -315,7 +315,7 @@ impl BenchResult {
 mod tests {
     use super::*;
     use crate::bench::machine::Machine;
-    use crate::bench::stats::Summary;
+    use crate::bench::stats::SampleSummary;
 
     /// A result of 40 samples: `per_event(i)` and `yardstick(i)` nanoseconds for sample `i`.
     fn result(per_event: impl Fn(usize) -> f64, yardstick: impl Fn(usize) -> f64) -> BenchResult {
@@ -323,7 +323,7 @@ mod tests {
         BenchResult {
             name: "work".to_owned(),
             batch: 10,
-            summary: Summary::of(&per_event_ns),
+            summary: SampleSummary::of(&per_event_ns),
             throughput_per_sec: 1.0,
             per_event_ns,
             calibration_ns: (0..40).map(yardstick).collect(),

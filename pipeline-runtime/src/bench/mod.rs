@@ -27,5 +27,5 @@ pub use baseline::{Baseline, BASELINE_VERSION};
 pub use machine::Machine;
 pub use paired::SERVE_ENV;
 pub use runner::{Bench, BenchResult};
-pub use stats::{Change, Summary};
-pub use verdict::{assert_no_regression, in_ci, Comparison, MetricVerdict, Verdict};
+pub use stats::{Change, SampleSummary};
+pub use verdict::{assert_no_regression, in_ci, Comparison, Metric, MetricVerdict, Verdict};

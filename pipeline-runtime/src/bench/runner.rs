@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::Baseline;
 use super::machine::{self, Machine};
-use super::stats::{self, Summary};
+use super::stats::{self, SampleSummary};
 use super::verdict::{
-    allocation_spread, allocation_verdict, time_verdict, Comparison, MetricVerdict,
+    allocation_spread, allocation_verdict, time_verdict, Comparison, Metric, MetricVerdict,
 };
 use crate::alloc::{installed_allocator, AllocatorKind, ThreadRegion};
 use crate::error::Error;
@@ -215,7 +215,7 @@ impl Bench {
             let report = profiler.finish()?;
             report.stages.iter().map(|s| (s.name.clone(), s.timing.mean_ns as f64)).collect()
         };
-        let summary = Summary::of(&per_event_ns);
+        let summary = SampleSummary::of(&per_event_ns);
         Ok(BenchResult {
             name: self.name.clone(),
             batch: self.batch,
@@ -407,7 +407,7 @@ pub struct BenchResult {
     /// The calibration workload's time after each sample, nanoseconds.
     pub calibration_ns: Vec<f64>,
     /// Mean, median, p99, standard deviation of `per_event_ns`.
-    pub summary: Summary,
+    pub summary: SampleSummary,
     /// Events per second at the mean.
     pub throughput_per_sec: f64,
     /// Exact allocations per event (`None` without the counting allocator).
@@ -491,7 +491,7 @@ impl PairedSamples {
         let change = stats::paired_ratio_change(&ratios, rng);
         let before = stats::median(&self.before_ns);
         let mut metrics = vec![MetricVerdict {
-            metric: "time per event".to_owned(),
+            metric: Metric::TimePerEvent,
             before,
             // The after column is the before column moved by the change, so the two columns
             // and the change always agree (the change is the median of the pairs' ratios, not

@@ -9,10 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Summary of per-event times (nanoseconds) over a benchmark's samples.
+/// SampleSummary of per-event times (nanoseconds) over a benchmark's samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct Summary {
+pub struct SampleSummary {
     /// Mean.
     pub mean_ns: f64,
     /// Median.
@@ -25,16 +25,16 @@ pub struct Summary {
     pub min_ns: f64,
 }
 
-impl Summary {
+impl SampleSummary {
     /// Summarises `values` (at least one).
     pub fn of(values: &[f64]) -> Self {
         if values.is_empty() {
-            return Summary::default();
+            return SampleSummary::default();
         }
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
         let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        Summary {
+        SampleSummary {
             mean_ns: mean,
             median_ns: quantile(values, 0.5),
             p99_ns: quantile(values, 0.99),
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn summaries_and_quantiles() {
-        let s = Summary::of(&[1.0, 2.0, 3.0, 4.0, 100.0]);
+        let s = SampleSummary::of(&[1.0, 2.0, 3.0, 4.0, 100.0]);
         assert_eq!(s.median_ns, 3.0);
         assert_eq!(s.p99_ns, 100.0);
         assert_eq!(s.min_ns, 1.0);

@@ -22,12 +22,33 @@ pub enum Verdict {
     Inconclusive(String),
 }
 
+/// What a comparison measures: the key of each [`MetricVerdict`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Metric {
+    /// Wall time per event, nanoseconds.
+    #[serde(rename = "time per event")]
+    TimePerEvent,
+    /// Allocations per event (exact, with the counting allocator installed).
+    #[serde(rename = "allocations per event")]
+    AllocationsPerEvent,
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Metric::TimePerEvent => "time per event",
+            Metric::AllocationsPerEvent => "allocations per event",
+        })
+    }
+}
+
 /// One metric's verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MetricVerdict {
-    /// "time per event", "allocations per event".
-    pub metric: String,
+    /// What was measured.
+    pub metric: Metric,
     /// Before (baseline or old pipeline).
     pub before: f64,
     /// After (now or new pipeline).
@@ -75,7 +96,7 @@ impl Comparison {
     }
 
     /// The verdict on `metric`.
-    pub fn verdict(&self, metric: &str) -> Option<&Verdict> {
+    pub fn verdict(&self, metric: Metric) -> Option<&Verdict> {
         self.metrics.iter().find(|m| m.metric == metric).map(|m| &m.verdict)
     }
 }
@@ -163,7 +184,7 @@ impl fmt::Display for Comparison {
                 Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
             };
             // Allocation counts need their digits: 5.8265 against 5.8270 decides a verdict.
-            let digits = if m.metric.starts_with("allocations") { 4 } else { 1 };
+            let digits = if m.metric == Metric::AllocationsPerEvent { 4 } else { 1 };
             writeln!(
                 f,
                 "  {:<24}{:>14.digits$}{:>14.digits$}{change:>26}  {verdict}",
@@ -208,7 +229,7 @@ pub(super) fn allocation_verdict(
         ),
     };
     MetricVerdict {
-        metric: "allocations per event".to_owned(),
+        metric: Metric::AllocationsPerEvent,
         before: before.unwrap_or(f64::NAN),
         after: after.unwrap_or(f64::NAN),
         change: None,

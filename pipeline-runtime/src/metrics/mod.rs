@@ -44,10 +44,10 @@ use prometheus_client::registry::Registry;
 use crate::alloc::{self, AllocatorKind};
 use std::collections::HashMap;
 
+use crate::call_stats;
 use crate::callsite::{CallsiteId, CallsiteKind, OUTSIDE_STAGES};
 use crate::durations::LatencyBuckets;
 use crate::error::Error;
-use crate::recorder;
 use crate::workers::live;
 
 /// Upper bounds of the latency histograms' buckets, in seconds: 1 µs to 10 s, three per decade.
@@ -175,7 +175,7 @@ const _: fn(&Labels) -> &dyn EncodeLabelSet = |labels| labels;
 impl Collector for SessionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let mut rows: HashMap<(CallsiteId, CallsiteId), Aggregate> = HashMap::new();
-        recorder::visit_rows(self.session, |parent, site, stats| {
+        call_stats::visit_rows(self.session, |parent, site, stats| {
             let row = rows.entry((parent, site)).or_default();
             let d = &stats.durations;
             row.calls += d.calls;

@@ -1,9 +1,9 @@
 //! Turns the recorder's merged rows into a [`Report`].
 
-use super::memory::{HeapReadings, MemoryStats, MemorySummary};
+use super::memory::{Allocations, HeapReadings, HeapSummary};
 use super::{FunctionStats, Report, StageStats};
+use crate::call_stats::{CallStats, Row};
 use crate::callsite::{lookup, CallsiteKind};
-use crate::recorder::{CallStats, Row};
 
 /// `part / whole`, or 0 when there is no whole.
 pub(crate) fn share(part: u64, whole: u64) -> f64 {
@@ -14,8 +14,8 @@ pub(crate) fn share(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn memory(stats: &CallStats, measured: bool) -> Option<MemoryStats> {
-    measured.then(|| MemoryStats::new(stats.mem_total, stats.mem_self, stats.durations.calls))
+fn memory(stats: &CallStats, measured: bool) -> Option<Allocations> {
+    measured.then(|| Allocations::new(stats.mem_total, stats.mem_self, stats.durations.calls))
 }
 
 /// Builds the report from merged rows (one per enclosing stage and call site).
@@ -70,7 +70,7 @@ pub(crate) fn build(rows: Vec<Row>, wall_time_ns: u64, heap: HeapReadings) -> Re
         .iter()
         .filter_map(|s| s.memory.map(|m| (s.name.clone(), m.total.retained_bytes, s.timing.calls)))
         .collect();
-    let memory = MemorySummary::new(heap, &retention);
+    let memory = HeapSummary::new(heap, &retention);
     Report {
         wall_time_ns,
         stages,

@@ -8,7 +8,7 @@ use crate::alloc::{AllocatorKind, Counters, Heap};
 /// and as freed when it shrank, as `stats_alloc` counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct AllocStats {
+pub struct AllocCounts {
     /// Allocations made.
     pub allocations: u64,
     /// Deallocations made.
@@ -23,9 +23,9 @@ pub struct AllocStats {
     pub retained_bytes: i64,
 }
 
-impl From<Counters> for AllocStats {
+impl From<Counters> for AllocCounts {
     fn from(c: Counters) -> Self {
-        AllocStats {
+        AllocCounts {
             allocations: c.allocations,
             deallocations: c.deallocations,
             reallocations: c.reallocations,
@@ -39,12 +39,12 @@ impl From<Counters> for AllocStats {
 /// A stage's or function's allocations, when the counting allocator measured them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct MemoryStats {
+pub struct Allocations {
     /// Everything its calls allocated, nested calls included.
-    pub total: AllocStats,
+    pub total: AllocCounts,
     /// What its calls allocated themselves, less nested instrumented calls.
     #[serde(rename = "self")]
-    pub self_only: AllocStats,
+    pub self_only: AllocCounts,
     /// `total.allocations / calls`.
     pub allocations_per_call: f64,
     /// `total.bytes_allocated / calls`.
@@ -53,16 +53,16 @@ pub struct MemoryStats {
     pub retained_per_call: f64,
 }
 
-impl MemoryStats {
+impl Allocations {
     pub(crate) fn new(total: Counters, self_only: Counters, calls: u64) -> Self {
         let per_call = |n: f64| if calls == 0 { 0.0 } else { n / calls as f64 };
-        let total = AllocStats::from(total);
-        MemoryStats {
+        let total = AllocCounts::from(total);
+        Allocations {
             allocations_per_call: per_call(total.allocations as f64),
             bytes_per_call: per_call(total.bytes_allocated as f64),
             retained_per_call: per_call(total.retained_bytes as f64),
             total,
-            self_only: AllocStats::from(self_only),
+            self_only: AllocCounts::from(self_only),
         }
     }
 }
@@ -116,7 +116,7 @@ fn explain_growth(growth_bytes: i64, stage_retention: &[(String, i64, u64)]) -> 
 /// The heap over the profiled run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
-pub struct MemorySummary {
+pub struct HeapSummary {
     /// Which allocator measured (or that none did). Every figure below is `None` when none did.
     pub allocator: AllocatorKind,
     /// Live heap bytes when the profile started.
@@ -145,7 +145,7 @@ pub(crate) struct HeapReadings {
     pub at_end: Option<Heap>,
 }
 
-impl MemorySummary {
+impl HeapSummary {
     /// Whether per-call allocation figures exist (the counting allocator is installed).
     pub fn per_call_measured(&self) -> bool {
         self.allocator == AllocatorKind::Counting
@@ -165,7 +165,7 @@ impl MemorySummary {
             .max_by_key(|(_, retained, _)| *retained)
             .map(|(name, _, _)| name.clone());
         let retaining_stages = explain_growth(growth_bytes.unwrap_or(0), stage_retention);
-        MemorySummary {
+        HeapSummary {
             allocator: readings.allocator,
             live_at_start,
             live_at_end,

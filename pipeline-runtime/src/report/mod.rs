@@ -19,7 +19,7 @@ use crate::run::RunSummary;
 use crate::trace::{FlightSummary, TraceSummary};
 use cpu::CpuProfile;
 pub(crate) use memory::HeapReadings;
-pub use memory::{AllocStats, MemoryStats, MemorySummary, Retention};
+pub use memory::{AllocCounts, Allocations, HeapSummary, Retention};
 
 /// A `#[profiled]` function's figures, as called from one stage (or from outside any stage).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub struct FunctionStats {
     /// Its total time as a fraction of the enclosing stage's total time (0 outside stages).
     pub share_of_stage: f64,
     /// Its allocations; `None` when no counting allocator measured them.
-    pub memory: Option<MemoryStats>,
+    pub memory: Option<Allocations>,
 }
 
 /// A stage's figures, with the profiled functions called inside it.
@@ -46,7 +46,7 @@ pub struct StageStats {
     /// Its total time as a fraction of all stages' total time.
     pub share_of_stage_time: f64,
     /// Its allocations, nested calls included; `None` when no counting allocator measured them.
-    pub memory: Option<MemoryStats>,
+    pub memory: Option<Allocations>,
     /// Profiled functions called (directly or not) inside this stage, by total time, largest first.
     pub functions: Vec<FunctionStats>,
 }
@@ -76,7 +76,7 @@ pub struct Report {
     /// Profiled functions called outside any stage, by total time.
     pub outside_stages: Vec<FunctionStats>,
     /// The heap over the run, and which stages retained memory.
-    pub memory: MemorySummary,
+    pub memory: HeapSummary,
     /// Concurrent runs (`run_concurrent`, `WorkerPool`) that finished during the session: the
     /// load section.
     pub runs: Vec<RunSummary>,
@@ -142,18 +142,18 @@ impl Report {
     }
 
     /// One sentence naming the slowest stage, its share and its hottest function.
-    pub fn verdict(&self) -> String {
+    pub fn diagnosis(&self) -> String {
         let Some(stage) = self.slowest_stage() else {
             return "No stage ran while the profiler was on.".to_owned();
         };
-        let mut verdict = format!(
+        let mut diagnosis = format!(
             "Slowest stage: {} ({} of stage time, {} per call on average)",
             stage.name,
             crate::format::percent(stage.share_of_stage_time),
             crate::format::duration_ns(stage.timing.mean_ns),
         );
         if let Some(hot) = stage.hottest_function() {
-            verdict.push_str(&format!(
+            diagnosis.push_str(&format!(
                 "; its hot function is {} ({} of {}'s time, {} calls)",
                 hot.name,
                 crate::format::percent(hot.share_of_stage),
@@ -165,23 +165,23 @@ impl Report {
         // Named by the program's own code (a library function it spends its time in after it):
         // "risk_model (in libm's do_cos)", not libm's function alone.
         if let Some((sampled, hot)) = sampled.and_then(|s| Some((s, s.hot_spot()?))) {
-            verdict.push_str(&format!(
+            diagnosis.push_str(&format!(
                 "; its CPU samples find {hot} on the CPU most ({} of {} samples)",
                 crate::format::percent(hot.share),
                 sampled.samples,
             ));
         }
-        verdict.push('.');
-        if let Some(waiting) = self.waiting_verdict(stage) {
-            verdict.push(' ');
-            verdict.push_str(&waiting);
+        diagnosis.push('.');
+        if let Some(waiting) = self.waiting_diagnosis(stage) {
+            diagnosis.push(' ');
+            diagnosis.push_str(&waiting);
         }
-        verdict
+        diagnosis
     }
 
     /// When the slowest stage is slow because it awaits: how much of its time was waiting, and
     /// which stage holds a thread the longest instead (where more CPU or less work would help).
-    fn waiting_verdict(&self, slowest: &StageStats) -> Option<String> {
+    fn waiting_diagnosis(&self, slowest: &StageStats) -> Option<String> {
         let timing = &slowest.timing;
         if timing.waiting_ns * 2 < timing.total_ns {
             return None; // mostly busy: the figures above say it

@@ -4,7 +4,7 @@ use std::fmt;
 
 use comfy_table::{CellAlignment, Table};
 
-use super::{MemoryStats, MemorySummary, Report};
+use super::{Allocations, HeapSummary, Report};
 use crate::alloc::AllocatorKind;
 use crate::callsite::OUTSIDE_STAGES;
 use crate::format::{bytes, duration_ns, per_call, signed_bytes, time_header, timing_cells, STYLE};
@@ -19,7 +19,7 @@ const MEMORY_HEADER: [&str; 7] = [
     "retained",
 ];
 
-fn memory_cells(name: String, m: &MemoryStats) -> Vec<String> {
+fn memory_cells(name: String, m: &Allocations) -> Vec<String> {
     vec![
         name,
         per_call(m.allocations_per_call),
@@ -84,7 +84,7 @@ pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result 
     );
     writeln!(f, "Profile over {} of wall time", duration_ns(report.wall_time_ns))?;
     writeln!(f, "{time}")?;
-    writeln!(f, "{}", report.verdict())?;
+    writeln!(f, "{}", report.diagnosis())?;
     writeln!(f)?;
     write_memory(report, f)?;
     if let Some(cpu) = &report.cpu_samples {
@@ -176,7 +176,7 @@ fn write_memory(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             let memory = rows_table(
                 report,
                 &MEMORY_HEADER,
-                |name, m: &MemoryStats, _| memory_cells(name, m),
+                |name, m: &Allocations, _| memory_cells(name, m),
                 |s| s.memory.as_ref(),
                 |func| func.memory.as_ref(),
             );
@@ -187,7 +187,7 @@ fn write_memory(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     write_heap(summary, f)
 }
 
-fn write_heap(summary: &MemorySummary, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn write_heap(summary: &HeapSummary, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     if let (Some(start), Some(end), Some(growth)) =
         (summary.live_at_start, summary.live_at_end, summary.growth_bytes)
     {

@@ -1,20 +1,20 @@
 //! What a concurrent run measured: per-worker figures gathered without shared locks, merged into
 //! a [`RunSummary`] with throughput, latency, its split into queue wait and stages, the queue's
-//! depth over time, worker utilisation and a verdict in plain words.
+//! depth over time, worker utilisation and a diagnosis in plain words.
 
 use std::sync::{Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::call_stats;
 use crate::durations::histogram;
-use crate::recorder;
 
-mod verdict;
+mod diagnosis;
 mod worker;
 
 use worker::{bucket_of, count_message, Composition, BUCKETS};
-pub(crate) use worker::{Failure, SlotTimes, Stopped, WorkerLoad, WorkerTimes};
+pub(crate) use worker::{BookedStop, Failure, SlotTimes, WorkerLoad, WorkerTimes};
 
 /// Concurrent runs that finished while a profiling session recorded, with that session's id:
 /// how a run reaches the session's report without the worker pool knowing of the profiler.
@@ -204,7 +204,20 @@ impl WorkerUtilisation {
     }
 }
 
-/// The outcome of a concurrent run: counts, latency, queue and workers, and a verdict.
+/// The workers' time, summed over them, as fractions that add up to 1: the parts of
+/// [`WorkerUtilisation`]'s `in_stage_ns`, `handoff_ns` and `idle_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct WorkerTimeSplit {
+    /// Inside the stages.
+    pub in_stage: f64,
+    /// Handing events over (taking them off the queue, bookkeeping, being descheduled).
+    pub handoff: f64,
+    /// Waiting on an empty queue.
+    pub idle: f64,
+}
+
+/// The outcome of a concurrent run: counts, latency, queue and workers, and a diagnosis.
 ///
 /// `submitted == completed + filtered + rejected + failed + unfinished` always holds, panics
 /// included;
@@ -243,11 +256,11 @@ pub struct RunSummary {
     pub latency_split: LatencySplit,
     /// Each stage's share of the time in stages over the whole run, in pipeline order: the
     /// shares the report's table gives (from the recorded calls) when a profiler recorded the
-    /// run, the run's own timing of each stage otherwise. The verdict quotes these.
+    /// run, the run's own timing of each stage otherwise. The diagnosis quotes these.
     pub stage_time_share: Vec<(String, f64)>,
     /// Each stage's share of the busy time in stages (the time its calls held a thread), in
     /// pipeline order: the same as `stage_time_share` for synchronous stages; for async ones,
-    /// what they used of the CPU rather than what they waited for. The verdict names the stage
+    /// what they used of the CPU rather than what they waited for. The diagnosis names the stage
     /// to make cheaper from these.
     pub stage_busy_share: Vec<(String, f64)>,
     /// Where each stage's time went (wall, busy, woken waiting for a thread), in pipeline
@@ -268,7 +281,7 @@ pub struct RunSummary {
     /// system does not say.
     pub machine_cpu_busy: Option<f64>,
     /// The bottleneck, in plain words.
-    pub verdict: String,
+    pub diagnosis: String,
 }
 
 /// Run-wide figures gathered outside the workers.
@@ -372,9 +385,9 @@ impl RunSummary {
             process_cpu_ns: totals.process_cpu_ns,
             cpu_busy: totals.process_cpu_ns as f64 / (wall as f64 * cores() as f64),
             machine_cpu_busy: totals.machine_cpu_busy,
-            verdict: String::new(),
+            diagnosis: String::new(),
         };
-        summary.verdict = verdict::verdict(&summary);
+        summary.diagnosis = diagnosis::diagnosis(&summary);
         summary
     }
 
@@ -387,14 +400,17 @@ impl RunSummary {
         (in_stage / self.process_cpu_ns.max(1) as f64).min(1.0)
     }
 
-    /// The workers' time, summed: (in stages, handing events over, waiting for events) as
-    /// fractions of it.
-    pub fn worker_time_split(&self) -> (f64, f64, f64) {
+    /// The workers' time, summed, split three ways.
+    pub fn worker_time_split(&self) -> WorkerTimeSplit {
         let sum = |part: fn(&WorkerUtilisation) -> u64| self.workers.iter().map(part).sum::<u64>();
         let (in_stage, handoff, idle) =
             (sum(|w| w.in_stage_ns), sum(|w| w.handoff_ns), sum(|w| w.idle_ns));
         let total = (in_stage + handoff + idle).max(1) as f64;
-        (in_stage as f64 / total, handoff as f64 / total, idle as f64 / total)
+        WorkerTimeSplit {
+            in_stage: in_stage as f64 / total,
+            handoff: handoff as f64 / total,
+            idle: idle as f64 / total,
+        }
     }
 
     /// Mean utilisation of the workers (busy time over wall time).
@@ -412,10 +428,10 @@ pub(super) fn cores() -> usize {
 }
 
 /// Each stage's share of the time in stages: the report's shares when a session records (so a
-/// verdict and the table quote the same figure), the run's own per-stage totals otherwise.
+/// diagnosis and the table quote the same figure), the run's own per-stage totals otherwise.
 fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<(String, f64)> {
     let recorded = if crate::mode::is_enabled() {
-        recorder::stage_totals(crate::mode::current_session())
+        call_stats::stage_totals(crate::mode::current_session())
     } else {
         Vec::new()
     };
@@ -446,10 +462,10 @@ fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<
 }
 
 /// Each stage's share of the stages' busy time: the report's busy figures when a session records
-/// every stage of the run (so the verdict quotes the table), the run's own otherwise.
+/// every stage of the run (so the diagnosis quotes the table), the run's own otherwise.
 fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<(String, f64)> {
     let recorded = if crate::mode::is_enabled() {
-        recorder::stage_busy_totals(crate::mode::current_session())
+        call_stats::stage_busy_totals(crate::mode::current_session())
     } else {
         Vec::new()
     };

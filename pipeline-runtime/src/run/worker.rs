@@ -57,7 +57,7 @@ impl Composition {
 pub(super) const MAX_MESSAGES: usize = 10;
 
 /// How an event that did not complete was stopped (or filtered).
-pub(crate) struct Stopped {
+pub(crate) struct BookedStop {
     pub stage_index: usize,
     pub kind: StopKind,
     /// For failures: whether it was a panic, and the message.
@@ -144,7 +144,7 @@ impl WorkerLoad {
         wait_ns: u64,
         stage: &SlotTimes<'_>,
         times: WorkerTimes,
-        stopped: Option<Stopped>,
+        stopped: Option<BookedStop>,
     ) {
         let stage_ns = stage.wall_ns;
         let WorkerTimes { service_ns, in_stage_ns, in_stage_busy_ns, idle_ns, running_ns } = times;
@@ -165,7 +165,7 @@ impl WorkerLoad {
         self.composition[bucket_of(end_to_end)].add(1, end_to_end, wait_ns, stage_ns);
         match stopped {
             None => self.completed += 1,
-            Some(Stopped { stage_index, kind, failure }) => {
+            Some(BookedStop { stage_index, kind, failure }) => {
                 let stage = &mut self.stages[stage_index];
                 match kind {
                     StopKind::Rejected => stage.rejected += 1,

@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_sample_inside_the_toolkit_is_charged_to_it() {
-        let path = frames(&["app::Fraud::process", "pipeline_runtime::recorder::stack::exit"]);
+        let path = frames(&["app::Fraud::process", "pipeline_runtime::call_stats::stack::exit"]);
         let charged: Vec<Arc<str>> = below_runtime(path).into_iter().map(|f| f.name).collect();
         assert_eq!(charged, [Arc::from(RUNTIME_FRAME)]);
         let user_only = frames(&["app::main", "app::score"]);
@@ -366,7 +366,7 @@ mod tests {
         assert!(is_runtime("enter<app::rank::{closure_env#0}>", Some(registry)));
         assert!(is_runtime(
             "exit",
-            Some(Path::new("/work/pipeline-runtime/src/recorder/stack.rs"))
+            Some(Path::new("/work/pipeline-runtime/src/call_stats/stack.rs"))
         ));
         assert!(!is_runtime("run_model", Some(Path::new("/work/app/src/model.rs"))));
         assert!(is_std_library("lt", Some(Path::new("/rustc/0123/library/core/src/cmp.rs"))));

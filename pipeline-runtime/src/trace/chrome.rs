@@ -34,7 +34,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::error::Error;
-use crate::records::{self, CounterTrack};
+use crate::trace_records::{self, CounterTrack};
 
 /// The filter in front of the layer: asked for every span and event (a `DynFilterFn`, because
 /// a plain `FilterFn` caches its first answer per call site, which would freeze the on/off
@@ -67,7 +67,7 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 static BACKLOG_LIMIT: AtomicU64 = AtomicU64::new(super::MAX_BACKLOG);
 
 fn tracing_enabled<S>(metadata: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
-    if !TRACING.load(Ordering::Relaxed) || !records::is_sampled() {
+    if !TRACING.load(Ordering::Relaxed) || !trace_records::is_traced() {
         return false;
     }
     let entries = if metadata.is_span() { 2 } else { 1 };
@@ -287,7 +287,7 @@ where
         .build();
     let tracer = Tracer { writer: shared, guard: Mutex::new(guard), epoch };
     TRACER.set(tracer).map_err(|_| Error::TraceLayerExists)?;
-    records::set_counter_sink(counter);
+    trace_records::set_counter_sink(counter);
     Ok(chrome)
 }
 
@@ -308,7 +308,8 @@ where
     }
 
     fn enabled(&self, _: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        (TRACING.load(Ordering::Relaxed) || records::active() != 0) && records::is_sampled()
+        (TRACING.load(Ordering::Relaxed) || trace_records::active() != 0)
+            && trace_records::is_traced()
     }
 }
 
@@ -344,7 +345,7 @@ impl ChromeTrace {
         file: File,
         path: &Path,
         process_name: &str,
-        sample_every: u64,
+        trace_one_in: u64,
         backlog_limit: u64,
     ) -> Result<Self, Error> {
         let tracer = tracer()?;
@@ -370,7 +371,7 @@ impl ChromeTrace {
         state.path = path.to_owned();
         state.error = None;
         drop(state);
-        records::set_sample_every(sample_every.max(1));
+        trace_records::set_trace_one_in(trace_one_in.max(1));
         BACKLOG_LIMIT.store(backlog_limit.max(2), Ordering::Relaxed);
         crate::mode::set_spans_for_trace(true);
         TRACING.store(true, Ordering::Release);
@@ -381,7 +382,7 @@ impl ChromeTrace {
     /// file with `]`.
     pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<(), Error> {
         TRACING.store(false, Ordering::Release);
-        records::set_sample_every(0);
+        trace_records::set_trace_one_in(0);
         crate::mode::set_spans_for_trace(false);
         let Some(tracer) = TRACER.get() else { return Ok(()) };
         let mut state = tracer.writer.lock();

@@ -368,7 +368,7 @@ impl FlightSession {
     pub(crate) fn start(
         config: FlightRecorder,
         process_name: &str,
-        sample_every: u64,
+        trace_one_in: u64,
     ) -> Result<Self, Error> {
         config.validate()?;
         PUBLISHED.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -379,12 +379,12 @@ impl FlightSession {
         let keep = config.window + config.tail + super::native::COLLECT_EVERY * 2;
         let keep_ns = u64::try_from(keep.as_nanos()).unwrap_or(u64::MAX);
         let trace =
-            NativeTrace::start_window(process_name, keep_ns, config.max_bytes, sample_every);
+            NativeTrace::start_window(process_name, keep_ns, config.max_bytes, trace_one_in);
         let shared = Arc::new(Shared {
             config,
             trace,
             started_ns: now_ns(),
-            left_out_at_start: crate::records::left_out(),
+            left_out_at_start: crate::trace_records::left_out(),
             book: Mutex::new(Book::default()),
             dumping: Mutex::new(()),
             stop: AtomicBool::new(false),
@@ -453,7 +453,7 @@ impl FlightSession {
             dumps: book.dumps.clone(),
             triggers_in_cooldown: book.in_cooldown,
             failed: book.failed.clone(),
-            spans_left_out: crate::records::left_out()
+            spans_left_out: crate::trace_records::left_out()
                 .saturating_sub(self.shared.left_out_at_start),
         }
     }
@@ -710,7 +710,7 @@ impl LatencyWatch {
         let now = now_ns();
         let mut fired = None;
         for (trigger, history) in self.triggers.iter().zip(&mut self.history) {
-            let totals = crate::recorder::stage_distribution(session, &trigger.stage);
+            let totals = crate::call_stats::stage_distribution(session, &trigger.stage);
             // The totals `over` ago (the oldest kept that is at least that old).
             while history.len() > 1 && history[1].0 + self.over_ns <= now {
                 history.pop_front();

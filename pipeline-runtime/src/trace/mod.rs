@@ -38,10 +38,10 @@ pub(crate) use flight::FlightSession;
 pub use flight::{DumpTrigger, FlightDump, FlightRecorder, FlightSummary, DEFAULT_MAX_BYTES};
 pub use user_spans::UserSpans;
 
-pub use spans::{emit_spans, emit_spans_sampled};
+pub use spans::{emit_spans, emit_spans_one_in};
 
 use crate::error::Error;
-use crate::records;
+use crate::trace_records;
 
 /// Which writer produces the Chrome trace (`Profiler::trace_backend`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -156,7 +156,7 @@ pub(crate) struct TraceSession {
     backend: TraceBackend,
     finished: bool,
     left_out_at_start: u64,
-    sample_every: u64,
+    trace_one_in: u64,
 }
 
 impl std::fmt::Debug for TraceSession {
@@ -170,7 +170,7 @@ pub(crate) struct TraceOptions<'a> {
     pub path: &'a Path,
     pub process_name: &'a str,
     pub backend: TraceBackend,
-    pub sample_every: u64,
+    pub trace_one_in: u64,
     /// Records (native) or entries (tracing-chrome) that may wait for the writer.
     pub backlog_limit: Option<u64>,
 }
@@ -182,7 +182,7 @@ impl TraceSession {
         let path = options.path;
         let write_error = |source| Error::Write { what: "trace", path: path.to_owned(), source };
         let file = File::create(path).map_err(write_error)?;
-        let sample_every = options.sample_every.max(1);
+        let trace_one_in = options.trace_one_in.max(1);
         let left_out_at_start = left_out();
         let writer = match options.backend {
             TraceBackend::Native => {
@@ -195,7 +195,7 @@ impl TraceSession {
                     path,
                     options.process_name,
                     records,
-                    sample_every,
+                    trace_one_in,
                 )
                 .map_err(write_error)?;
                 Writer::Native(trace)
@@ -204,7 +204,7 @@ impl TraceSession {
                 file,
                 path,
                 options.process_name,
-                sample_every,
+                trace_one_in,
                 options.backlog_limit.unwrap_or(MAX_BACKLOG),
             )?),
         };
@@ -213,7 +213,7 @@ impl TraceSession {
             backend: options.backend,
             finished: false,
             left_out_at_start,
-            sample_every,
+            trace_one_in,
         })
     }
 
@@ -244,7 +244,7 @@ impl TraceSession {
         TraceSummary {
             path: self.path().to_owned(),
             backend: self.backend,
-            sampled_one_in: self.sample_every,
+            sampled_one_in: self.trace_one_in,
             spans_left_out: left_out().saturating_sub(self.left_out_at_start),
         }
     }
@@ -259,7 +259,7 @@ impl Drop for TraceSession {
 
 /// Records left out of traces so far, by either backend.
 fn left_out() -> u64 {
-    records::left_out() + chrome::dropped()
+    trace_records::left_out() + chrome::dropped()
 }
 
 /// The Chrome trace a session wrote.

@@ -15,7 +15,7 @@
 /// pipeline_runtime::trace::emit_spans(false);
 /// ```
 pub fn emit_spans(on: bool) {
-    crate::records::set_span_sample_every(1);
+    crate::trace_records::set_span_trace_one_in(1);
     crate::mode::set_spans_always(on);
 }
 
@@ -24,13 +24,13 @@ pub fn emit_spans(on: bool) {
 /// or all absent, while the statistics still count every call. A busy service pays a
 /// subscriber's cost per span (an OpenTelemetry layer: ~1 µs) for a tenth or a hundredth of
 /// its events. `0` turns spans off. While a session writes a Chrome trace, its
-/// [`Profiler::sample`](crate::Profiler::sample) decides instead.
+/// [`Profiler::trace_one_in`](crate::Profiler::trace_one_in) decides instead.
 ///
 /// ```
-/// pipeline_runtime::trace::emit_spans_sampled(10); // spans for events 0, 10, 20, ...
+/// pipeline_runtime::trace::emit_spans_one_in(10); // spans for events 0, 10, 20, ...
 /// # pipeline_runtime::trace::emit_spans(false);
 /// ```
-pub fn emit_spans_sampled(one_in: u64) {
-    crate::records::set_span_sample_every(one_in);
+pub fn emit_spans_one_in(one_in: u64) {
+    crate::trace_records::set_span_trace_one_in(one_in);
     crate::mode::set_spans_always(one_in > 0);
 }

@@ -10,7 +10,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::clock::now_ns;
-use crate::records::{self, SliceKind, Token};
+use crate::trace_records::{self, SliceKind, Token};
 
 /// Writes the program's entered spans into the native trace (see the module docs).
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,25 +26,27 @@ where
     S: Subscriber + for<'span> LookupSpan<'span>,
 {
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if records::is_internal() {
+        if trace_records::is_internal() {
             return; // the toolkit's own stage and function spans are written as records already
         }
-        let token = match (records::active(), ctx.metadata(id)) {
+        let token = match (trace_records::active(), ctx.metadata(id)) {
             (0, _) | (_, None) => Token::NONE,
-            (_, Some(metadata)) => records::begin_slice(now_ns(), metadata.name(), SliceKind::User),
+            (_, Some(metadata)) => {
+                trace_records::begin_slice(now_ns(), metadata.name(), SliceKind::User)
+            }
         };
         let _bookkeeping = crate::alloc::bookkeeping();
         let _ = ENTERED.try_with(|entered| entered.borrow_mut().push(token));
     }
 
     fn on_exit(&self, _: &Id, _: Context<'_, S>) {
-        if records::is_internal() {
+        if trace_records::is_internal() {
             return;
         }
         let ts = now_ns();
         let token = ENTERED.try_with(|entered| entered.borrow_mut().pop()).ok().flatten();
         if let Some(token) = token {
-            records::end_slice(token, ts, 0, 0, None);
+            trace_records::end_slice(token, ts, 0, 0, None);
         }
     }
 }

@@ -15,13 +15,13 @@ use super::core::{
     worker_name, Delivery, Envelope, Intake, Seat, SharedLoad, SlotTimes, WorkerClock,
 };
 use super::live::LiveRun;
-use super::{TrySubmitError, Workers};
+use super::{TrySubmitError, WorkerConfig};
 use crate::async_pipeline::{set_poll_delay, AsyncPipeline, StageClocks};
 use crate::clock::now_ns;
 use crate::error::Error;
-use crate::records::AsyncEventSlice;
 use crate::run::RunSummary;
 use crate::sink::Sink;
+use crate::trace_records::AsyncEventSlice;
 
 /// The worker tasks' shared end of the queue: tokio's channel has one receiver, so the worker
 /// that waits for the next event holds it (the others queue behind, in order).
@@ -31,14 +31,14 @@ type SharedReceiver<In> = Arc<TaskMutex<mpsc::Receiver<Envelope<In>>>>;
 /// `submit(event).await` waits while the queue is full (backpressure), `finish().await` drains
 /// it and sums up the run in the same [`RunSummary`] the thread pool gives (submitted =
 /// completed + filtered + rejected + failed, queue wait against time in stages, queue depth,
-/// verdict).
+/// diagnosis).
 ///
-/// Each worker task runs the whole pipeline per event, one event at a time: `Workers::new(n)` is
+/// Each worker task runs the whole pipeline per event, one event at a time: `WorkerConfig::new(n)` is
 /// how many events are in flight at once. A panicking stage fails that event only.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pipeline_runtime::{AsyncPipeline, AsyncStage, AsyncWorkerPool, StageResult, Workers};
+/// use pipeline_runtime::{AsyncPipeline, AsyncStage, AsyncWorkerPool, StageResult, WorkerConfig};
 ///
 /// struct Lookup;
 /// impl AsyncStage<u64> for Lookup {
@@ -48,7 +48,7 @@ type SharedReceiver<In> = Arc<TaskMutex<mpsc::Receiver<Envelope<In>>>>;
 /// }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let pipeline = Arc::new(AsyncPipeline::new().stage_async(Lookup));
-/// let pool = AsyncWorkerPool::start(pipeline, Workers::new(8).queue(64))?;
+/// let pool = AsyncWorkerPool::start(pipeline, WorkerConfig::new(8).queue(64))?;
 /// for id in 0..100 {
 ///     pool.submit(id).await.expect("open");
 /// }
@@ -78,7 +78,7 @@ impl<In: Send + 'static> AsyncWorkerPool<In> {
     /// runtime; [`Error::Spawn`] when the queue sampler's thread cannot be started.
     pub fn start<Out: Send + 'static>(
         pipeline: Arc<AsyncPipeline<In, Out>>,
-        workers: Workers,
+        workers: WorkerConfig,
     ) -> Result<Self, Error> {
         Self::start_delivering(pipeline, workers, None)
     }
@@ -92,7 +92,7 @@ impl<In: Send + 'static> AsyncWorkerPool<In> {
     /// As [`start`](Self::start).
     pub fn start_with_sink<Out: Send + 'static>(
         pipeline: Arc<AsyncPipeline<In, Out>>,
-        workers: Workers,
+        workers: WorkerConfig,
         sink: impl Sink<Out> + 'static,
     ) -> Result<Self, Error> {
         Self::start_delivering(pipeline, workers, Some(Arc::new(sink)))
@@ -100,7 +100,7 @@ impl<In: Send + 'static> AsyncWorkerPool<In> {
 
     fn start_delivering<Out: Send + 'static>(
         pipeline: Arc<AsyncPipeline<In, Out>>,
-        workers: Workers,
+        workers: WorkerConfig,
         sink: Option<Arc<dyn Sink<Out>>>,
     ) -> Result<Self, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
@@ -114,7 +114,7 @@ impl<In: Send + 'static> AsyncWorkerPool<In> {
         let (sender, receiver) = mpsc::channel::<Envelope<In>>(workers.capacity);
         let sampler = thread::Builder::new().name("queue-sampler".to_owned()).spawn({
             let (depth, intake, every) =
-                (sender.downgrade(), Arc::clone(&intake), workers.sample_every);
+                (sender.downgrade(), Arc::clone(&intake), workers.trace_one_in);
             move || {
                 let depth = || depth.upgrade().map_or(0, |s| s.max_capacity() - s.capacity());
                 sample_depth(depth, &intake, every)
@@ -410,7 +410,7 @@ impl<In: Send + 'static, Out: Send + 'static> AsyncPipeline<In, Out> {
     pub async fn run_concurrent(
         self: &Arc<Self>,
         events: impl IntoIterator<Item = In>,
-        workers: Workers,
+        workers: WorkerConfig,
     ) -> Result<RunSummary, Error> {
         let pool = AsyncWorkerPool::start(Arc::clone(self), workers)?;
         for event in events {

@@ -10,7 +10,7 @@ use super::core::{
     worker_name, Delivery, Envelope, Intake, Opened, Seat, SharedLoad,
 };
 use super::live::LiveRun;
-use super::Workers;
+use super::WorkerConfig;
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
@@ -28,7 +28,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     /// section is added to its report.
     ///
     /// ```
-    /// use pipeline_runtime::{Pipeline, Stage, StageResult, Workers};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerConfig};
     ///
     /// struct Double;
     /// impl Stage<u64> for Double {
@@ -36,7 +36,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     ///     fn name(&self) -> &str { "Double" }
     ///     fn process(&self, e: u64) -> StageResult<u64> { Ok(Some(e * 2)) }
     /// }
-    /// let run = Pipeline::new().stage(Double).run_concurrent(0..1000, Workers::new(2).queue(64))?;
+    /// let run = Pipeline::new().stage(Double).run_concurrent(0..1000, WorkerConfig::new(2).queue(64))?;
     /// assert_eq!(run.completed, 1000);
     /// # Ok::<(), pipeline_runtime::Error>(())
     /// ```
@@ -48,7 +48,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     pub fn run_concurrent(
         &self,
         events: impl IntoIterator<Item = In>,
-        workers: Workers,
+        workers: WorkerConfig,
     ) -> Result<RunSummary, Error> {
         self.run_on_workers(events, workers, None)
     }
@@ -60,7 +60,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use pipeline_runtime::{Pipeline, Stage, StageResult, Workers};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerConfig};
     ///
     /// struct Len;
     /// impl Stage<String> for Len {
@@ -72,7 +72,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     /// let (outputs, received) = mpsc::sync_channel(64); // bounded: a full channel waits
     /// let reader = std::thread::spawn(move || received.iter().sum::<usize>());
     /// let words = ["a", "bb", "ccc"].map(String::from);
-    /// let run = pipeline.run_concurrent_into(words, Workers::new(2), outputs)?;
+    /// let run = pipeline.run_concurrent_into(words, WorkerConfig::new(2), outputs)?;
     /// assert_eq!((run.completed, reader.join().unwrap()), (3, 6));
     /// # Ok::<(), pipeline_runtime::Error>(())
     /// ```
@@ -83,7 +83,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     pub fn run_concurrent_into(
         &self,
         events: impl IntoIterator<Item = In>,
-        workers: Workers,
+        workers: WorkerConfig,
         sink: impl Sink<Out>,
     ) -> Result<RunSummary, Error> {
         self.run_on_workers(events, workers, Some(&sink))
@@ -92,7 +92,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
     fn run_on_workers(
         &self,
         events: impl IntoIterator<Item = In>,
-        workers: Workers,
+        workers: WorkerConfig,
         sink: Option<&dyn Sink<Out>>,
     ) -> Result<RunSummary, Error> {
         let delivery = Delivery::new(sink, self.len());
@@ -103,7 +103,7 @@ impl<In: Send + 'static, Out: 'static> Pipeline<In, Out> {
                 .name("queue-sampler".to_owned())
                 .spawn_scoped(scope, {
                     let (receiver, intake) = (receiver.clone(), &*intake);
-                    move || sample_depth(|| receiver.len(), intake, workers.sample_every)
+                    move || sample_depth(|| receiver.len(), intake, workers.trace_one_in)
                 })
                 .map_err(spawn_error("the queue sampler".to_owned()));
             let handles = spawn_scoped_workers(
@@ -143,7 +143,7 @@ fn spawn_scoped_workers<'scope, 'env, In: Send + 'static, Out: 'static>(
     (pipeline, delivery): (&'env Pipeline<In, Out>, &'env Delivery<'env, Out>),
     receiver: &Receiver<Envelope<In>>,
     stage_names: &[String],
-    workers: &Workers,
+    workers: &WorkerConfig,
     live: &Arc<LiveRun>,
 ) -> Result<WorkerHandles<'scope>, Error> {
     (0..workers.count)

@@ -7,20 +7,20 @@ use std::thread;
 use std::time::Duration;
 
 use super::live::LiveRun;
-use super::Workers;
+use super::WorkerConfig;
 use crate::__private::run_stage;
 use crate::callsite::Callsite;
 use crate::clock::{machine_cpu_ticks, now_ns, process_cpu_ns, thread_cpu_ns};
 use crate::error::Error;
-use crate::pipeline::{panic_message, Halt, Outcome, Pipeline};
+use crate::pipeline::{panic_message, Outcome, Pipeline, Stop};
 use crate::queue::{self, QueueReceiver as Receiver, QueueSender as Sender};
-use crate::records::{self, CounterTrack, EventSlice, Stop, Submission};
 pub(super) use crate::run::SlotTimes;
 use crate::run::{
-    self, Failure, QueueStats, RunSummary, RunTotals, Stopped, WorkerLoad, WorkerTimes,
+    self, BookedStop, Failure, QueueStats, RunSummary, RunTotals, WorkerLoad, WorkerTimes,
 };
 use crate::sink::Sink;
 use crate::stage::{StageError, StopKind};
+use crate::trace_records::{self, CounterTrack, EventSlice, StopMark, Submission};
 
 /// An event in the queue, numbered and stamped when it arrived.
 pub(super) struct Envelope<In> {
@@ -95,7 +95,7 @@ impl Intake {
     pub(super) fn reached_capacity(&self) {
         let at = now_ns().saturating_sub(self.started_ns) + 1;
         if self.first_full.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            records::queue_full(self.capacity);
+            trace_records::queue_full(self.capacity);
         }
     }
 
@@ -137,7 +137,7 @@ pub(super) fn worker_name(index: usize) -> String {
 /// Where a worker hands each completed event's output: a [`Sink`], measured like a stage in the
 /// slot after the pipeline's stages, or nowhere (the output is dropped, under a guard).
 pub(super) struct Delivery<'a, Out> {
-    /// The sink, its call site, and its name for halts.
+    /// The sink, its call site, and its name for stops.
     sink: Option<(&'a (dyn Sink<Out> + 'a), &'static Callsite, Arc<str>)>,
     /// The sink's slot: the number of stages.
     index: usize,
@@ -178,7 +178,7 @@ impl<'a, Out> Delivery<'a, Out> {
         stage_ns[self.index] = now_ns().saturating_sub(started);
         match accepted {
             Ok(_) => Outcome::Passed(()),
-            Err(error) => Outcome::Halted(Halt::new(self.index, Arc::clone(name), error)),
+            Err(error) => Outcome::Stopped(Stop::new(self.index, Arc::clone(name), error)),
         }
     }
 }
@@ -269,9 +269,9 @@ pub(super) fn mark_outcome<'a>(
         Outcome::Passed(()) => {}
         Outcome::Filtered { stage_index } => {
             let stage = stage_names.nth(*stage_index).unwrap_or_default();
-            records::mark_stop(id, stage, &Stop::Filtered);
+            trace_records::mark_stop(id, stage, &StopMark::Filtered);
         }
-        Outcome::Halted(halt) => mark_stop(id, halt),
+        Outcome::Stopped(stop) => mark_stop(id, stop),
     }
 }
 
@@ -288,9 +288,9 @@ pub(super) fn book(
     let stopped = match outcome {
         Outcome::Passed(()) => None,
         Outcome::Filtered { stage_index } => {
-            Some(Stopped { stage_index, kind: StopKind::Filtered, failure: None })
+            Some(BookedStop { stage_index, kind: StopKind::Filtered, failure: None })
         }
-        Outcome::Halted(halt) => Some(stopped_by(halt)),
+        Outcome::Stopped(stop) => Some(stopped_by(stop)),
     };
     if let Some(stopped) = &stopped {
         seat.run.stopped(stopped.stage_index, stopped.kind);
@@ -309,20 +309,23 @@ pub(super) fn book(
     load.record(picked.wait_ns, &stage, times, stopped);
 }
 
-/// How a halted event is booked: where, how, and for failures the message (rendered under a
-/// guard, since it runs the stage's own `Display`); the halt itself is dropped under a guard.
-fn stopped_by(halt: Halt) -> Stopped {
-    let failure = match halt.error() {
+/// How a stopped event is booked: where, how, and for failures the message (rendered under a
+/// guard, since it runs the stage's own `Display`); the stop itself is dropped under a guard.
+fn stopped_by(stop: Stop) -> BookedStop {
+    let failure = match stop.error() {
         StageError::Rejected { .. } => None,
-        StageError::Panicked { message } => {
-            Some(Failure { panicked: true, message: records::bounded_text(message).into_owned() })
-        }
-        error => {
-            Some(Failure { panicked: false, message: records::guarded_text(|| error.to_string()) })
-        }
+        StageError::Panicked { message } => Some(Failure {
+            panicked: true,
+            message: trace_records::bounded_text(message).into_owned(),
+        }),
+        error => Some(Failure {
+            panicked: false,
+            message: trace_records::guarded_text(|| error.to_string()),
+        }),
     };
-    let stopped = Stopped { stage_index: halt.stage_index(), kind: halt.error().kind(), failure };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(halt)));
+    let stopped =
+        BookedStop { stage_index: stop.stage_index(), kind: stop.error().kind(), failure };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(stop)));
     stopped
 }
 
@@ -344,16 +347,16 @@ pub(super) fn take_load(load: &SharedLoad, stage_names: &[String]) -> WorkerLoad
 }
 
 /// An instant event in the trace where an event was stopped.
-fn mark_stop(id: u64, halt: &Halt) {
-    let stop = match halt.error() {
-        StageError::Rejected { reason } => Stop::Rejected { reason },
+fn mark_stop(id: u64, stop: &Stop) {
+    let mark = match stop.error() {
+        StageError::Rejected { reason } => StopMark::Rejected { reason },
         StageError::Panicked { message } => {
-            crate::incidents::stage_panicked(halt.stage());
-            Stop::Panicked { message }
+            crate::incidents::stage_panicked(stop.stage());
+            StopMark::Panicked { message }
         }
-        error => Stop::Failed { error },
+        error => StopMark::Failed { error },
     };
-    records::mark_stop(id, halt.stage(), &stop);
+    trace_records::mark_stop(id, stop.stage(), &mark);
 }
 
 /// Samples the queue's depth (`depth()` reads it) until told to stop.
@@ -366,7 +369,7 @@ pub(super) fn sample_depth(
     while !intake.stop_sampling.load(Ordering::Relaxed) {
         let depth = depth();
         samples.push((now_ns().saturating_sub(intake.started_ns), depth));
-        records::mark_counter(CounterTrack::QueueDepth, depth as f64);
+        trace_records::mark_counter(CounterTrack::QueueDepth, depth as f64);
         crate::incidents::queue_sampled(depth, intake.capacity, now_ns());
         thread::sleep(every);
     }
@@ -401,7 +404,10 @@ pub(super) struct Opened<In> {
 
 /// Checks the settings, then opens the queue, the intake's figures and the live counters for a
 /// run whose slots (stages, then the sink) are `stage_names`.
-pub(super) fn open<In>(stage_names: Vec<String>, workers: &Workers) -> Result<Opened<In>, Error> {
+pub(super) fn open<In>(
+    stage_names: Vec<String>,
+    workers: &WorkerConfig,
+) -> Result<Opened<In>, Error> {
     let (intake, live) = open_run(&stage_names, workers)?;
     let (sender, receiver) = queue::bounded::<Envelope<In>>(workers.capacity);
     Ok(Opened { stage_names, sender, receiver, intake, live })
@@ -411,7 +417,7 @@ pub(super) fn open<In>(stage_names: Vec<String>, workers: &Workers) -> Result<Op
 /// caller's: a thread pool's or an async one's).
 pub(super) fn open_run(
     stage_names: &[String],
-    workers: &Workers,
+    workers: &WorkerConfig,
 ) -> Result<(Arc<Intake>, Arc<LiveRun>), Error> {
     workers.validate()?;
     let intake = Arc::new(Intake::new(workers.capacity));

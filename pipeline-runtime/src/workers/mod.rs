@@ -2,7 +2,7 @@
 //! running the whole pipeline per event, as a service would. Panics are caught per event; shutdown
 //! drains the queue; every event is accounted for in the [`RunSummary`](crate::run::RunSummary).
 //!
-//! - this module: [`Workers`], how many threads, how deep a queue, how fast events arrive;
+//! - this module: [`WorkerConfig`], how many threads, how deep a queue, how fast events arrive;
 //! - `core`: what both ways of running share: the envelope, the intake's figures, submitting one
 //!   event, the worker loop, the queue sampler, summing up a run;
 //! - `concurrent`: [`Pipeline::run_concurrent`](crate::Pipeline::run_concurrent), a finite batch
@@ -33,27 +33,27 @@ pub use pool::{TrySubmitError, WorkerPool};
 /// How many workers, how deep a queue, and how fast events arrive.
 ///
 /// ```
-/// let workers = pipeline_runtime::Workers::new(4).queue(1024).arrival_rate(5_000.0);
+/// let workers = pipeline_runtime::WorkerConfig::new(4).queue(1024).arrival_rate(5_000.0);
 /// assert_eq!(workers.count(), 4);
 /// ```
 #[derive(Clone, Debug)]
-pub struct Workers {
+pub struct WorkerConfig {
     count: usize,
     capacity: usize,
     arrival_rate: Option<f64>,
-    sample_every: Duration,
+    trace_one_in: Duration,
     stack_size: Option<usize>,
 }
 
-impl Workers {
+impl WorkerConfig {
     /// `count` worker threads over a queue of 1024 events, events submitted as fast as the queue
     /// takes them.
     pub fn new(count: usize) -> Self {
-        Workers {
+        WorkerConfig {
             count,
             capacity: 1024,
             arrival_rate: None,
-            sample_every: Duration::from_millis(5),
+            trace_one_in: Duration::from_millis(5),
             stack_size: None,
         }
     }
@@ -96,7 +96,7 @@ impl Workers {
     /// How often the queue's depth is sampled (default 5 ms).
     #[must_use]
     pub fn sample_queue_every(mut self, interval: Duration) -> Self {
-        self.sample_every = interval;
+        self.trace_one_in = interval;
         self
     }
 
@@ -107,9 +107,9 @@ impl Workers {
 
     fn validate(&self) -> Result<(), Error> {
         let problem = if self.count == 0 {
-            "`Workers::new(0)`: at least one worker is needed"
+            "`WorkerConfig::new(0)`: at least one worker is needed"
         } else if self.count > MAX_WORKERS {
-            "`Workers::new(..)` is above 4,096 threads: more workers than that only adds \
+            "`WorkerConfig::new(..)` is above 4,096 threads: more workers than that only adds \
              switching; use a few per core"
         } else if self.capacity == 0 {
             "`.queue(0)`: the queue needs room for at least one event"
@@ -118,7 +118,7 @@ impl Workers {
              any rate; bound it lower and let `submit` wait (or `try_submit` hand events back)"
         } else if self.arrival_rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
             "`.arrival_rate(..)` must be a positive, finite number of events per second"
-        } else if self.sample_every.is_zero() {
+        } else if self.trace_one_in.is_zero() {
             "`.sample_queue_every(..)` must be longer than zero"
         } else if self.stack_size.is_some_and(|bytes| bytes < 64 * 1024) {
             "`.stack_size(..)` must be at least 64 KiB"

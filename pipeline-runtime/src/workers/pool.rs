@@ -12,7 +12,7 @@ use super::core::{
     worker_name, Delivery, Envelope, Intake, Opened, Seat, SharedLoad,
 };
 use super::live::LiveRun;
-use super::Workers;
+use super::WorkerConfig;
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
@@ -48,7 +48,7 @@ impl<E> TrySubmitError<E> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, Workers};
+/// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, WorkerConfig};
 ///
 /// struct Upper;
 /// impl Stage<String> for Upper {
@@ -56,7 +56,7 @@ impl<E> TrySubmitError<E> {
 ///     fn name(&self) -> &str { "Upper" }
 ///     fn process(&self, e: String) -> StageResult<String> { Ok(Some(e.to_uppercase())) }
 /// }
-/// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Upper)), Workers::new(2))?;
+/// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Upper)), WorkerConfig::new(2))?;
 /// for word in ["a", "b", "c"] {
 ///     pool.submit(word.to_owned()).expect("open");
 /// }
@@ -87,7 +87,7 @@ impl<In: Send + 'static> WorkerPool<In> {
     /// cannot be started (the threads already started are stopped).
     pub fn start<Out: 'static>(
         pipeline: Arc<Pipeline<In, Out>>,
-        workers: Workers,
+        workers: WorkerConfig,
     ) -> Result<Self, Error> {
         Self::start_delivering(pipeline, workers, None)
     }
@@ -99,7 +99,7 @@ impl<In: Send + 'static> WorkerPool<In> {
     ///
     /// ```
     /// use std::{sync::{mpsc, Arc}, thread};
-    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, Workers};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, WorkerConfig};
     ///
     /// struct Words;
     /// impl Stage<String> for Words {
@@ -110,7 +110,7 @@ impl<In: Send + 'static> WorkerPool<In> {
     ///     }
     /// }
     /// let (outputs, counts) = mpsc::sync_channel(16);
-    /// let pool = WorkerPool::start_with_sink(Arc::new(Pipeline::new().stage(Words)), Workers::new(2), outputs)?;
+    /// let pool = WorkerPool::start_with_sink(Arc::new(Pipeline::new().stage(Words)), WorkerConfig::new(2), outputs)?;
     /// let reader = thread::spawn(move || counts.iter().sum::<usize>());
     /// for line in ["a b", "c d e"] {
     ///     pool.submit(line.to_owned()).expect("open");
@@ -125,7 +125,7 @@ impl<In: Send + 'static> WorkerPool<In> {
     /// As [`start`](Self::start).
     pub fn start_with_sink<Out: 'static>(
         pipeline: Arc<Pipeline<In, Out>>,
-        workers: Workers,
+        workers: WorkerConfig,
         sink: impl Sink<Out> + 'static,
     ) -> Result<Self, Error> {
         Self::start_delivering(pipeline, workers, Some(Arc::new(sink)))
@@ -133,7 +133,7 @@ impl<In: Send + 'static> WorkerPool<In> {
 
     fn start_delivering<Out: 'static>(
         pipeline: Arc<Pipeline<In, Out>>,
-        workers: Workers,
+        workers: WorkerConfig,
         sink: Option<Arc<dyn Sink<Out>>>,
     ) -> Result<Self, Error> {
         let Opened { stage_names, sender, receiver, intake, live } =
@@ -149,7 +149,7 @@ impl<In: Send + 'static> WorkerPool<In> {
         };
         let sampler = thread::Builder::new().name("queue-sampler".to_owned()).spawn({
             let (receiver, intake, every) =
-                (receiver.clone(), Arc::clone(&pool.intake), workers.sample_every);
+                (receiver.clone(), Arc::clone(&pool.intake), workers.trace_one_in);
             move || sample_depth(|| receiver.len(), &intake, every)
         });
         pool.sampler = Some(sampler.map_err(spawn_error("the queue sampler".to_owned()))?);
@@ -230,7 +230,7 @@ impl<In: Send + 'static> WorkerPool<In> {
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
-    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, Workers};
+    /// use pipeline_runtime::{Pipeline, Stage, StageResult, WorkerPool, WorkerConfig};
     ///
     /// struct Quick;
     /// impl Stage<u32> for Quick {
@@ -238,7 +238,7 @@ impl<In: Send + 'static> WorkerPool<In> {
     ///     fn name(&self) -> &str { "Quick" }
     ///     fn process(&self, e: u32) -> StageResult<u32> { Ok(Some(e)) }
     /// }
-    /// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Quick)), Workers::new(2))?;
+    /// let pool = WorkerPool::start(Arc::new(Pipeline::new().stage(Quick)), WorkerConfig::new(2))?;
     /// pool.submit(1).expect("open");
     /// let run = pool.join_timeout(Duration::from_secs(5))?;
     /// assert_eq!((run.completed, run.unfinished), (1, 0));

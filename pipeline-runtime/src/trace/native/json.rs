@@ -4,7 +4,7 @@
 use super::{Begin, End};
 use std::io::Write;
 
-use crate::records::{CounterTrack, SliceKind};
+use crate::trace_records::{CounterTrack, SliceKind};
 
 /// Remembers, per `&'static str` name (by address), whether it needs escaping: the same few
 /// names are written over and over. Direct-mapped, so a look-up is an index and a compare.

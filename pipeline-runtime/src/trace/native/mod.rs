@@ -35,7 +35,7 @@ use json::{
 };
 
 use crate::clock::now_ns;
-use crate::records::{self, Reader, Record, SliceKind, SlotInfo};
+use crate::trace_records::{self, Reader, Record, SliceKind, SlotInfo};
 use window::Window;
 
 /// Entries a thread may hold back (waiting for its outermost slice to end) before its open
@@ -184,13 +184,13 @@ fn help_write() {
 /// The writer thread: reads records as chunks fill (and every [`COLLECT_EVERY`]), writes them out, and
 /// gives the chunks back to the pool. Between traces it reads and discards, so chunks come back.
 fn spawn_writer_thread() {
-    records::set_writer_help(help_write);
+    trace_records::set_writer_help(help_write);
     let spawned =
         std::thread::Builder::new().name("pipeline-trace-writer".to_owned()).spawn(|| {
             // All of this thread's memory is the profiler's.
             let _bookkeeping = crate::alloc::bookkeeping();
             loop {
-                records::wait_for_chunks(COLLECT_EVERY);
+                trace_records::wait_for_chunks(COLLECT_EVERY);
                 writer().collect();
             }
         });
@@ -214,7 +214,7 @@ fn finish_at_exit_once() {
 extern "C" fn finish_at_exit() {
     let Some(writer) = WRITER.get() else { return };
     crate::mode::set_trace_records(false);
-    records::stop();
+    trace_records::stop();
     for _ in 0..200 {
         let mut writer = match writer.try_lock() {
             Ok(writer) => writer,
@@ -226,7 +226,7 @@ extern "C" fn finish_at_exit() {
         };
         let _bookkeeping = crate::alloc::bookkeeping();
         let stages = crate::callsite::stage_names();
-        let left_out = records::left_out().saturating_sub(writer.left_out_at_start);
+        let left_out = trace_records::left_out().saturating_sub(writer.left_out_at_start);
         let _ = writer.close(&stages, left_out);
         return;
     }
@@ -245,12 +245,12 @@ impl NativeTrace {
         path: &Path,
         process_name: &str,
         record_limit: usize,
-        sample_every: u64,
+        trace_one_in: u64,
     ) -> Result<Self, io::Error> {
         let _bookkeeping = crate::alloc::bookkeeping();
         let mut writer = writer();
         // What is left of an earlier trace is read and discarded first.
-        records::drain(&mut *writer);
+        trace_records::drain(&mut *writer);
         writer.file = Some(file);
         writer.window = None;
         writer.path = path.to_owned();
@@ -273,8 +273,8 @@ impl NativeTrace {
             writer.file = None;
             return Err(error);
         }
-        writer.left_out_at_start = records::left_out();
-        writer.generation = records::start(record_limit, sample_every);
+        writer.left_out_at_start = trace_records::left_out();
+        writer.generation = trace_records::start(record_limit, trace_one_in);
         crate::mode::set_trace_records(true);
         finish_at_exit_once();
         Ok(NativeTrace { path: path.to_owned() })
@@ -286,22 +286,22 @@ impl NativeTrace {
         process_name: &str,
         keep_ns: u64,
         max_bytes: usize,
-        sample_every: u64,
+        trace_one_in: u64,
     ) -> Self {
         let _bookkeeping = crate::alloc::bookkeeping();
         let mut writer = writer();
-        records::drain(&mut *writer); // what is left of an earlier trace
+        trace_records::drain(&mut *writer); // what is left of an earlier trace
         writer.file = None;
         writer.path = PathBuf::new();
         writer.error = None;
         writer.process_name = process_name.to_owned();
         writer.allocations_measured = crate::mode::allocations_measured();
-        writer.left_out_at_start = records::left_out();
+        writer.left_out_at_start = trace_records::left_out();
         // Half the budget holds the window; the rest is the chunks threads are filling, so a
         // thread that needs one finds it free rather than waiting for the window to let go.
         let record_limit = max_bytes / std::mem::size_of::<Record>();
         writer.window = Some(Window::new(keep_ns, max_bytes / 2));
-        writer.generation = records::start(record_limit, sample_every);
+        writer.generation = trace_records::start(record_limit, trace_one_in);
         crate::mode::set_trace_records(true);
         NativeTrace { path: PathBuf::new() }
     }
@@ -309,7 +309,7 @@ impl NativeTrace {
     /// Stops a flight recorder's records and lets its window go.
     pub(crate) fn stop_window(&self) {
         crate::mode::set_trace_records(false);
-        records::stop();
+        trace_records::stop();
         let _bookkeeping = crate::alloc::bookkeeping();
         let _ = writer().close(&[], 0);
     }
@@ -362,7 +362,7 @@ impl NativeTrace {
         let mut first_ns = u64::MAX;
         for thread in taken.threads {
             for (chunk, texts) in thread.chunks {
-                records::texts_taken(&texts);
+                trace_records::texts_taken(&texts);
                 out.texts(&thread.info, texts);
                 let batch = chunk.records();
                 first_ns = first_ns.min(batch.first().map_or(u64::MAX, Record::ts));
@@ -372,13 +372,13 @@ impl NativeTrace {
                 pace();
             }
             if let Some(unread) = thread.current {
-                records::texts_taken(&unread.texts);
+                trace_records::texts_taken(&unread.texts);
                 out.texts(&thread.info, unread.texts);
                 first_ns = first_ns.min(unread.records.first().map_or(u64::MAX, Record::ts));
                 out.records(&thread.info, unread.generation, &unread.records);
             }
         }
-        let left_out = records::left_out().saturating_sub(out.left_out_at_start);
+        let left_out = trace_records::left_out().saturating_sub(out.left_out_at_start);
         let mut window = note;
         window["complete_after_us"] = (taken.complete_after_ns as f64 / 1e3).into();
         window["first_record_us"] =
@@ -392,7 +392,7 @@ impl NativeTrace {
     /// file. Returns how many slices and instants it holds.
     pub(crate) fn finish(&self, stage_names: &[&str], left_out: u64) -> Result<u64, io::Error> {
         crate::mode::set_trace_records(false);
-        records::stop();
+        trace_records::stop();
         let _bookkeeping = crate::alloc::bookkeeping();
         let mut writer = writer();
         writer.close(stage_names, left_out)
@@ -442,7 +442,7 @@ impl Writer {
         match &mut self.window {
             Some(window) => window.collect(now_ns()),
             None => {
-                records::drain(self);
+                trace_records::drain(self);
                 self.write_out(false);
             }
         }
@@ -456,12 +456,12 @@ impl Writer {
         }
         if self.window.take().is_some() {
             self.generation = 0;
-            records::drain(self); // discarded: the window's trace is over
+            trace_records::drain(self); // discarded: the window's trace is over
             self.threads.clear();
             self.out.clear();
             return Ok(0);
         }
-        records::drain(self);
+        trace_records::drain(self);
         self.end_file(now_ns(), stage_names, left_out, None)
     }
 

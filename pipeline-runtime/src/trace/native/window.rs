@@ -1,14 +1,14 @@
 //! The flight recorder's window: the trace records of the last seconds, kept as the threads
 //! wrote them (whole chunks, nothing formatted) until a dump formats them into a Chrome trace.
 //!
-//! Chunks arrive as threads fill them ([`records::keep_full`]) and leave, oldest first, once
+//! Chunks arrive as threads fill them ([`trace_records::keep_full`]) and leave, oldest first, once
 //! everything in them is older than the window or the window holds more bytes than it may. A
 //! dump takes what the window holds (and the unread part of the chunks threads are filling),
 //! so the next dump starts where this one ended.
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::records::{self, Keeper, KeptChunk, Record, SlotInfo};
+use crate::trace_records::{self, Keeper, KeptChunk, Record, SlotInfo};
 
 /// A chunk in the window, with the texts of its records.
 struct Held {
@@ -84,7 +84,7 @@ impl Window {
     /// Takes the chunks threads filled and lets go of what is older than the window or past its
     /// bytes.
     pub(super) fn collect(&mut self, now_ns: u64) {
-        records::keep_full(self, false);
+        trace_records::keep_full(self, false);
         self.let_go(now_ns);
     }
 
@@ -97,7 +97,7 @@ impl Window {
             let held = self.chunks.pop_front().expect("front exists");
             self.bytes -= held.chunk.bytes();
             self.let_go_up_to_ns = self.let_go_up_to_ns.max(held.newest_ns);
-            records::texts_taken(&held.texts);
+            trace_records::texts_taken(&held.texts);
             self.forget_thread_if_done(held.slot, true);
         }
     }
@@ -117,7 +117,7 @@ impl Window {
     /// Takes everything the window holds, and the unread records of the chunks threads are
     /// filling, for a dump; the window starts again empty.
     pub(super) fn take(&mut self) -> Taken {
-        records::keep_full(self, true);
+        trace_records::keep_full(self, true);
         let complete_after_ns = self.let_go_up_to_ns;
         let mut per_thread: HashMap<u64, DumpThread> = HashMap::new();
         for held in self.chunks.drain(..) {

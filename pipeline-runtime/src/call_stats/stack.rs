@@ -12,7 +12,7 @@ use crate::callsite::{Callsite, CallsiteId, CallsiteKind};
 use crate::clock::now_ns;
 use crate::durations::CallEnd;
 use crate::mode::{current_session, is_enabled, Mode};
-use crate::records::{self, AsyncOutcome, AsyncSlice, SliceKind, Token};
+use crate::trace_records::{self, AsyncOutcome, AsyncSlice, SliceKind, Token};
 
 /// An open call on this thread.
 struct Frame {
@@ -173,7 +173,7 @@ impl ThreadState {
                 CallsiteKind::Function => SliceKind::Function,
             };
             // Any wait for the trace writer happens before the call's clock starts.
-            let (token, waited) = records::begin_slice_at(callsite.name(), kind, || {
+            let (token, waited) = trace_records::begin_slice_at(callsite.name(), kind, || {
                 frame.mem_start = alloc::thread_counters();
                 frame.start_ns = now_ns();
                 frame.start_ns
@@ -339,7 +339,13 @@ fn exit(depth: usize, outcome: Option<&dyn Fn() -> String>) -> Option<Counters> 
                 None if frame.trace != Token::NONE && panicking => Some(&panicked as _),
                 outcome => outcome,
             };
-            records::end_slice(frame.trace, end_ns, mem.allocations, mem.bytes_allocated, outcome);
+            trace_records::end_slice(
+                frame.trace,
+                end_ns,
+                mem.allocations,
+                mem.bytes_allocated,
+                outcome,
+            );
             Some(mem)
         })
         .ok()
@@ -403,10 +409,10 @@ impl AsyncCall {
             // A stage of a traced async event is drawn on the event's track by its pipeline
             // (with its outcome); other calls get a track of their own.
             let drawn_by_pipeline =
-                callsite.kind() == CallsiteKind::Stage && records::event_track() != 0;
+                callsite.kind() == CallsiteKind::Stage && trace_records::event_track() != 0;
             if Mode::now().writes_records() && !drawn_by_pipeline {
                 let name = callsite.name();
-                self.trace = records::begin_async(start, name).map(|slice| (slice, name));
+                self.trace = trace_records::begin_async(start, name).map(|slice| (slice, name));
             }
         }
         PollGuard { call: self, depth, _not_send: PhantomData }
@@ -452,7 +458,7 @@ impl AsyncCall {
                 CallEnd::Panicked => AsyncOutcome::Panicked,
                 CallEnd::Cancelled => AsyncOutcome::Cancelled,
             };
-            records::end_async(slice, end_ns, name, outcome);
+            trace_records::end_async(slice, end_ns, name, outcome);
         }
         let (Some((session, parent, first_poll_ns)), Some(callsite)) =
             (self.started, self.callsite)

@@ -28,7 +28,7 @@ pub(crate) use buffer::{keep_full, texts_taken, Keeper, KeptChunk};
 #[cfg(feature = "tokio")]
 pub(crate) use marks::AsyncEventSlice;
 pub(crate) use marks::{counter as mark_counter, queue_full, set_counter_sink, stop as mark_stop};
-pub(crate) use marks::{EventSlice, Stop, Submission};
+pub(crate) use marks::{EventSlice, StopMark, Submission};
 
 /// What kind of slice a [`Record::Begin`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,10 +156,10 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static LAST_GENERATION: AtomicU32 = AtomicU32::new(0);
 /// Spans, instants and counters left out because no chunk was free, over the process's life.
 static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
-/// While a session writes a trace: trace one event in this many (`Profiler::sample`); 0 when
+/// While a session writes a trace: trace one event in this many (`Profiler::trace_one_in`); 0 when
 /// no trace is being written.
 static SAMPLE_EVERY: AtomicU64 = AtomicU64::new(0);
-/// Without a trace: emit spans for one event in this many (`trace::emit_spans_sampled`).
+/// Without a trace: emit spans for one event in this many (`trace::emit_spans_one_in`).
 static SPAN_SAMPLE_EVERY: AtomicU64 = AtomicU64::new(1);
 static NEXT_FLOW: AtomicU64 = AtomicU64::new(1);
 static NEXT_ASYNC: AtomicU64 = AtomicU64::new(1);
@@ -172,9 +172,9 @@ pub(crate) fn active() -> u32 {
 
 /// Starts recording a new trace whose chunks together hold at most `record_limit` records.
 /// Returns its generation.
-pub(crate) fn start(record_limit: usize, sample_every: u64) -> u32 {
+pub(crate) fn start(record_limit: usize, trace_one_in: u64) -> u32 {
     pool::set_limit(record_limit);
-    SAMPLE_EVERY.store(sample_every.max(1), Ordering::Relaxed);
+    SAMPLE_EVERY.store(trace_one_in.max(1), Ordering::Relaxed);
     let generation = LAST_GENERATION.fetch_add(1, Ordering::AcqRel).wrapping_add(1).max(1);
     ACTIVE.store(generation, Ordering::Release);
     generation
@@ -195,11 +195,11 @@ fn count_left_out() {
     LEFT_OUT.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Whether event number `id` goes into the trace (`Profiler::sample`) or, without a trace,
-/// gets spans (`trace::emit_spans_sampled`): decided once per event, so its slices or spans
+/// Whether event number `id` goes into the trace (`Profiler::trace_one_in`) or, without a trace,
+/// gets spans (`trace::emit_spans_one_in`): decided once per event, so its slices or spans
 /// are all there or all absent.
 #[inline]
-pub(crate) fn samples_event(id: u64) -> bool {
+pub(crate) fn traces_event(id: u64) -> bool {
     let every = match SAMPLE_EVERY.load(Ordering::Relaxed) {
         0 => SPAN_SAMPLE_EVERY.load(Ordering::Relaxed),
         every => every,
@@ -209,24 +209,24 @@ pub(crate) fn samples_event(id: u64) -> bool {
 
 /// Sets the trace's per-event sampling without starting native records (the tracing-chrome
 /// backend); 0 when its trace ends.
-pub(crate) fn set_sample_every(n: u64) {
+pub(crate) fn set_trace_one_in(n: u64) {
     SAMPLE_EVERY.store(n, Ordering::Relaxed);
 }
 
-/// Sets the per-event sampling of spans emitted without a trace (`trace::emit_spans_sampled`).
-pub(crate) fn set_span_sample_every(n: u64) {
+/// Sets the per-event sampling of spans emitted without a trace (`trace::emit_spans_one_in`).
+pub(crate) fn set_span_trace_one_in(n: u64) {
     SPAN_SAMPLE_EVERY.store(n.max(1), Ordering::Relaxed);
 }
 
 /// Marks whether what this thread does next belongs in the trace (a worker's per-event sampling
 /// decision). Returns the previous value.
-pub(crate) fn set_sampled(sampled: bool) -> bool {
-    buffer::set_sampled(sampled)
+pub(crate) fn set_traced(traced: bool) -> bool {
+    buffer::set_traced(traced)
 }
 
-/// Whether this thread's current work is traced (see [`set_sampled`]).
-pub(crate) fn is_sampled() -> bool {
-    buffer::is_sampled()
+/// Whether this thread's current work is traced (see [`set_traced`]).
+pub(crate) fn is_traced() -> bool {
+    buffer::is_traced()
 }
 
 /// A fresh id for an event's flow arrow (never 0).
@@ -303,7 +303,7 @@ pub(crate) fn submit(start: u64, end: u64, id: u64, flow: u64) {
 /// Writes an instant event; `args` renders its arguments as a JSON object (user text in it is
 /// bounded by [`bounded_text`]).
 pub(crate) fn instant(ts: u64, marker: &'static str, args: impl FnOnce() -> String) {
-    if active() == 0 || !is_sampled() {
+    if active() == 0 || !is_traced() {
         return;
     }
     let text = {
@@ -346,7 +346,7 @@ pub(crate) fn begin_stage_in_event(ts: u64, name: &'static str) -> Option<AsyncS
 
 fn begin_async_on(ts: u64, name: &'static str, id: u64, in_event: bool) -> Option<AsyncSlice> {
     let generation = active();
-    if generation == 0 || !is_sampled() {
+    if generation == 0 || !is_traced() {
         return None;
     }
     let record = Record::AsyncBegin { ts, name, id, in_event };

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use super::CounterTrack;
-use super::{active, begin_event, end_slice, is_sampled, samples_event, set_sampled, Token};
+use super::{active, begin_event, end_slice, is_traced, set_traced, traces_event, Token};
 #[cfg(feature = "tokio")]
 use super::{begin_event_async, begin_poll, end_event_async, next_flow_id, set_event_track};
 use crate::clock::now_ns;
@@ -15,7 +15,7 @@ use crate::clock::now_ns;
 pub(crate) struct EventSlice {
     token: Token,
     span: Option<tracing::span::EnteredSpan>,
-    was_sampled: bool,
+    was_traced: bool,
 }
 
 impl EventSlice {
@@ -30,13 +30,13 @@ impl EventSlice {
         parent: Option<&tracing::Span>,
     ) -> Self {
         let native = active() != 0;
-        let traced = samples_event(id);
-        let was_sampled = set_sampled(traced);
+        let traced = traces_event(id);
+        let was_traced = set_traced(traced);
         let token =
             if native && traced { begin_event(picked_ns, id, wait_ns, flow) } else { Token::NONE };
         let span = (!native && traced && crate::mode::wants_spans())
             .then(|| event_span(id, wait_ns, parent).entered());
-        EventSlice { token, span, was_sampled }
+        EventSlice { token, span, was_traced }
     }
 }
 
@@ -44,7 +44,7 @@ impl Drop for EventSlice {
     fn drop(&mut self) {
         end_slice(self.token, now_ns(), 0, 0, None);
         drop(self.span.take());
-        set_sampled(self.was_sampled);
+        set_traced(self.was_traced);
     }
 }
 
@@ -78,7 +78,7 @@ impl AsyncEventSlice {
         parent: Option<&tracing::Span>,
     ) -> Self {
         let generation = active();
-        let traced = samples_event(id);
+        let traced = traces_event(id);
         let mut track = 0;
         if generation != 0 && traced {
             let candidate = if flow != 0 { flow } else { next_flow_id() };
@@ -101,12 +101,12 @@ impl AsyncEventSlice {
     /// Makes what this thread does next belong to the event (traced or not, its stages on its
     /// track) until the guard drops; `draw` also draws it as a poll on the thread's track.
     pub(crate) fn enter(&self, draw: bool) -> EnteredEvent<'_> {
-        let was_sampled = set_sampled(self.traced);
+        let was_traced = set_traced(self.traced);
         let was_track = set_event_track(self.track);
         let token =
             if draw && self.track != 0 { begin_poll(now_ns(), self.id) } else { Token::NONE };
         let span = self.span.as_ref().map(tracing::Span::enter);
-        EnteredEvent { token, was_sampled, was_track, _span: span }
+        EnteredEvent { token, was_traced, was_track, _span: span }
     }
 }
 
@@ -123,7 +123,7 @@ impl Drop for AsyncEventSlice {
 #[cfg(feature = "tokio")]
 pub(crate) struct EnteredEvent<'a> {
     token: Token,
-    was_sampled: bool,
+    was_traced: bool,
     was_track: u64,
     _span: Option<tracing::span::Entered<'a>>,
 }
@@ -133,7 +133,7 @@ impl Drop for EnteredEvent<'_> {
     fn drop(&mut self) {
         end_slice(self.token, now_ns(), 0, 0, None);
         set_event_track(self.was_track);
-        set_sampled(self.was_sampled);
+        set_traced(self.was_traced);
     }
 }
 
@@ -157,7 +157,7 @@ pub(crate) struct Submission {
 impl Submission {
     /// Starts timing the submission of event `id`.
     pub(crate) fn begin(id: u64) -> Self {
-        let flow = if active() != 0 && samples_event(id) { super::next_flow_id() } else { 0 };
+        let flow = if active() != 0 && traces_event(id) { super::next_flow_id() } else { 0 };
         Submission { start_ns: if flow != 0 { now_ns() } else { 0 }, id, flow }
     }
 
@@ -170,7 +170,7 @@ impl Submission {
 }
 
 /// Why an event stopped, for its instant.
-pub(crate) enum Stop<'a> {
+pub(crate) enum StopMark<'a> {
     /// A filter dropped it (`process` returned `None`).
     Filtered,
     Rejected {
@@ -185,10 +185,10 @@ pub(crate) enum Stop<'a> {
 }
 
 /// Marks where event `id` was stopped by `stage`.
-pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
+pub(crate) fn stop(id: u64, stage: &str, stop: &StopMark<'_>) {
     if active() != 0 {
         let (marker, key, text) = match stop {
-            Stop::Filtered => {
+            StopMark::Filtered => {
                 super::instant(now_ns(), "filtered", || {
                     let args =
                         serde_json::json!({ "event": id, "stage": super::bounded_text(stage) });
@@ -196,9 +196,9 @@ pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
                 });
                 return;
             }
-            Stop::Rejected { reason } => ("rejected", "reason", (*reason).to_owned()),
-            Stop::Panicked { message } => ("panic", "message", (*message).to_owned()),
-            Stop::Failed { error } => {
+            StopMark::Rejected { reason } => ("rejected", "reason", (*reason).to_owned()),
+            StopMark::Panicked { message } => ("panic", "message", (*message).to_owned()),
+            StopMark::Failed { error } => {
                 ("failed", "error", super::guarded_text(|| error.to_string()))
             }
         };
@@ -212,24 +212,24 @@ pub(crate) fn stop(id: u64, stage: &str, stop: &Stop<'_>) {
         });
         return;
     }
-    if !crate::mode::wants_spans() || !is_sampled() {
+    if !crate::mode::wants_spans() || !is_traced() {
         return;
     }
     // tracing-chrome: events, with user text bounded like the native writer's.
     let stage = super::bounded_text(stage);
     match stop {
-        Stop::Filtered => {
+        StopMark::Filtered => {
             tracing::info!(target: "pipeline", marker = "filtered", event = id, stage = %stage, "event filtered");
         }
-        Stop::Rejected { reason } => {
+        StopMark::Rejected { reason } => {
             let reason = super::bounded_text(reason);
             tracing::info!(target: "pipeline", marker = "rejected", event = id, stage = %stage, %reason, "event rejected");
         }
-        Stop::Panicked { message } => {
+        StopMark::Panicked { message } => {
             let message = super::bounded_text(message);
             tracing::error!(target: "pipeline", marker = "panic", event = id, stage = %stage, %message, "stage panicked");
         }
-        Stop::Failed { error } => {
+        StopMark::Failed { error } => {
             let error = super::guarded_text(|| error.to_string());
             tracing::warn!(target: "pipeline", marker = "failed", event = id, stage = %stage, %error, "stage failed");
         }

@@ -1,9 +1,9 @@
-//! A run in plain words: the verdict (saturated workers, or the stage to speed up) and the
+//! A run in plain words: the diagnosis (saturated workers, or the stage to speed up) and the
 //! printed summary.
 
 use std::fmt;
 
-use super::{RunSummary, Trend};
+use super::{RunSummary, Trend, WorkerTimeSplit};
 use crate::format::{duration_ns, percent};
 
 /// Workers this busy (busy time over wall time) cannot absorb more arrivals.
@@ -12,7 +12,7 @@ const SATURATED: f64 = 0.8;
 /// The bottleneck in plain words: per-event overhead, a CPU-bound machine, saturated workers
 /// with cores to spare, bursts, or one stage to speed up. It knows the machine: more workers are
 /// advised only while cores are idle, and the shares it quotes are the report table's.
-pub(super) fn verdict(run: &RunSummary) -> String {
+pub(super) fn diagnosis(run: &RunSummary) -> String {
     let split = &run.latency_split;
     let heaviest = run.stage_time_share.iter().max_by(|a, b| a.1.total_cmp(&b.1));
     let stage_part: f64 = split.stages.iter().map(|(_, share)| share).sum();
@@ -28,7 +28,7 @@ pub(super) fn verdict(run: &RunSummary) -> String {
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map_or((stage, share_of_stages), |(name, share)| (name.as_str(), *share));
     let utilisation = run.mean_utilisation();
-    let (_, _, waiting) = run.worker_time_split();
+    let waiting = run.worker_time_split().idle;
     // Busy is "not waiting on an empty queue": time handing events over counts, so per-event
     // overhead does not pass for spare capacity when stages are tiny.
     let saturated = utilisation >= SATURATED || 1.0 - waiting >= SATURATED;
@@ -335,7 +335,7 @@ impl fmt::Display for RunSummary {
         if !waited.is_empty() {
             writeln!(f, "  async stages' time: {}", waited.join("; "))?;
         }
-        let (in_stage, handoff, idle) = self.worker_time_split();
+        let WorkerTimeSplit { in_stage, handoff, idle } = self.worker_time_split();
         writeln!(
             f,
             "  workers busy: {}; their time: {} in stages, {} handing events over, {} waiting for \
@@ -371,6 +371,6 @@ impl fmt::Display for RunSummary {
             }
             writeln!(f)?;
         }
-        write!(f, "Verdict: {}", self.verdict)
+        write!(f, "Diagnosis: {}", self.diagnosis)
     }
 }

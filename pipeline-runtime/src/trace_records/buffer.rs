@@ -115,7 +115,7 @@ pub(super) struct ThreadBuffer {
     open: usize,
     generation: u32,
     /// Whether this thread's current work is traced (per-event sampling).
-    sampled: bool,
+    traced: bool,
     /// Nanoseconds spent waiting for the writer since the last begin took them.
     waited_ns: u64,
 }
@@ -132,7 +132,7 @@ thread_local! {
             grown_to: 0,
             open: 0,
             generation: 0,
-            sampled: true,
+            traced: true,
             waited_ns: 0,
         }))
     };
@@ -186,25 +186,25 @@ pub(super) fn try_with<T>(f: impl FnOnce(&mut ThreadBuffer) -> T) -> Option<T> {
         .flatten()
 }
 
-pub(super) fn set_sampled(sampled: bool) -> bool {
+pub(super) fn set_traced(traced: bool) -> bool {
     BUFFER
         .try_with(|buffer| {
-            buffer.try_borrow_mut().map(|mut b| std::mem::replace(&mut b.sampled, sampled))
+            buffer.try_borrow_mut().map(|mut b| std::mem::replace(&mut b.traced, traced))
         })
         .ok()
         .and_then(Result::ok)
         .unwrap_or(true)
 }
 
-pub(super) fn is_sampled() -> bool {
-    BUFFER.try_with(|buffer| buffer.try_borrow().map(|b| b.sampled).unwrap_or(true)).unwrap_or(true)
+pub(super) fn is_traced() -> bool {
+    BUFFER.try_with(|buffer| buffer.try_borrow().map(|b| b.traced).unwrap_or(true)).unwrap_or(true)
 }
 
 impl ThreadBuffer {
     /// Writes a begin, with room kept for its end. `Token::NONE` when it was left out.
     #[inline]
     pub(super) fn begin(&mut self, record: Record) -> Token {
-        if !self.sampled || !self.room_or_count(2) {
+        if !self.traced || !self.room_or_count(2) {
             return Token::NONE;
         }
         self.push(record);
@@ -222,7 +222,7 @@ impl ThreadBuffer {
         kind: super::SliceKind,
         stamp: impl FnOnce() -> u64,
     ) -> (Token, u64) {
-        let room = self.sampled && self.room_or_count(2);
+        let room = self.traced && self.room_or_count(2);
         let waited = std::mem::take(&mut self.waited_ns);
         let ts = stamp();
         if !room {
