@@ -34,7 +34,7 @@ pub(super) fn diagnosis(run: &RunSummary) -> String {
     let saturated = utilisation >= SATURATED || 1.0 - waiting >= SATURATED;
     // The machine's CPU all used: more threads only take turns on the same cores.
     let cpu_bound = run.cpu_busy >= SATURATED;
-    let cores = super::cores();
+    let cores = super::merge::cores();
     let machine = format!(
         "the process used {} of {cores} core{}",
         percent(run.cpu_busy),

@@ -10,11 +10,13 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Mutex as TaskMutex;
 use tokio::task::JoinHandle as TaskHandle;
 
-use super::core::{
-    book, mark_outcome, new_load, open_run, sample_depth, spawn_error, submit, sum_up, take_load,
-    worker_name, Delivery, Envelope, Intake, Seat, SharedLoad, SlotTimes, WorkerClock,
-};
+use super::intake::{open_run, sample_depth, submit, sum_up, Envelope, Intake};
 use super::live::LiveRun;
+use super::spawn_error;
+use super::worker::{
+    book, mark_outcome, new_load, take_load, worker_name, Delivery, Seat, SharedLoad, SlotTimes,
+    WorkerClock,
+};
 use super::{TrySubmitError, WorkerConfig};
 use crate::async_pipeline::{set_poll_delay, AsyncPipeline, StageClocks};
 use crate::clock::now_ns;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use super::core::Intake;
+use super::intake::Intake;
 use crate::stage::StopKind;
 
 /// One running `run_concurrent` or `WorkerPool`.

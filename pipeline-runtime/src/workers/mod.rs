@@ -3,8 +3,9 @@
 //! drains the queue; every event is accounted for in the [`RunSummary`](crate::run::RunSummary).
 //!
 //! - this module: [`WorkerConfig`], how many threads, how deep a queue, how fast events arrive;
-//! - `core`: what both ways of running share: the envelope, the intake's figures, submitting one
-//!   event, the worker loop, the queue sampler, summing up a run;
+//! - `intake`: what every way of running shares to open, feed and sum up a run: the envelope,
+//!   the intake's figures, submitting one event, the queue sampler;
+//! - `worker`: one worker's loop and how it books each event;
 //! - `concurrent`: [`Pipeline::run_concurrent`](crate::Pipeline::run_concurrent), a finite batch
 //!   on scoped threads;
 //! - `pool`: [`WorkerPool`], a long-running pool fed by `submit`;
@@ -14,11 +15,12 @@
 #[cfg(feature = "tokio")]
 mod async_pool;
 mod concurrent;
-mod core;
+mod intake;
 // Read only by the metrics endpoint (feature `prometheus`); the workers keep it either way.
 #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
 pub(crate) mod live;
 mod pool;
+mod worker;
 
 use std::thread;
 use std::time::Duration;
@@ -69,7 +71,7 @@ impl WorkerConfig {
 
     /// A builder for worker thread `index`.
     fn thread(&self, index: usize) -> thread::Builder {
-        let builder = thread::Builder::new().name(core::worker_name(index));
+        let builder = thread::Builder::new().name(worker::worker_name(index));
         match self.stack_size {
             Some(bytes) => builder.stack_size(bytes),
             None => builder,
@@ -131,3 +133,8 @@ impl WorkerConfig {
 
 /// The most worker threads a pool may have.
 const MAX_WORKERS: usize = 4096;
+
+/// The error for a worker (or sampler) thread the system would not start.
+fn spawn_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Spawn { what, source }
+}

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
-use super::core::{
-    new_load, open, sample_depth, slot_names, spawn_error, submit, sum_up, take_load, work,
-    worker_name, Delivery, Envelope, Intake, Opened, Seat, SharedLoad,
-};
+use super::intake::{open, sample_depth, submit, sum_up, Envelope, Intake, Opened};
 use super::live::LiveRun;
+use super::spawn_error;
+use super::worker::{
+    new_load, slot_names, take_load, work, worker_name, Delivery, Seat, SharedLoad,
+};
 use super::WorkerConfig;
 use crate::clock::now_ns;
 use crate::error::Error;
