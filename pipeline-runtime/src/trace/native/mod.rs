@@ -1,5 +1,5 @@
 //! The native Chrome trace writer: one thread that reads the recorder's trace records
-//! ([`crate::records`]) and streams Chrome trace JSON to the session's file.
+//! ([`crate::trace_records`]) and streams Chrome trace JSON to the session's file.
 //!
 //! What it writes, per thread track (named with the OS thread id and the thread's name):
 //!

@@ -1,0 +1,55 @@
+//! Pacing a dump: its thread yields to the workers and keeps its CPU under a share of the
+//! machine, so writing an incident does not cause another.
+
+use std::time::{Duration, Instant};
+
+/// Lowers the calling thread's priority (Linux: nice +10 for this thread alone) before it
+/// formats a dump: on a machine whose cores the workers keep busy, the dump then takes the CPU
+/// they leave, instead of a share of theirs (2 workers on 2 cores kept 0.71–0.78 of their
+/// throughput during a dump at normal priority; BENCHMARKS.md). Its cost is a slower dump there.
+pub(super) fn yield_to_workers() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid takes no arguments; setpriority on this thread's id changes only its own
+    // nice value (raising it needs no privilege), and a failure leaves it as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + 10).min(19));
+    }
+}
+
+/// The share of the machine's CPU a dump may take while it writes (its thread sleeps when it
+/// has used more): a dump's formatting costs ~200 ns of CPU per slice whatever its priority,
+/// and on a machine whose workers keep every core busy, that CPU is theirs; capped at a tenth,
+/// they keep ~90 % of their throughput, and a 2 s window of two busy workers (~900,000 slices)
+/// is still written in about a second (BENCHMARKS.md, "The flight recorder").
+pub(super) const DUMP_SHARE: f64 = 0.1;
+
+/// Keeps the calling thread's CPU time at most a share of the wall time since it was made.
+pub(super) struct CpuShare {
+    started: Instant,
+    cpu_at_start: u64,
+    /// Of one core: the machine's share times its cores.
+    of_one_core: f64,
+}
+
+impl CpuShare {
+    /// At most `share` of all the machine's cores.
+    pub(super) fn of_the_machine(share: f64) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        CpuShare {
+            started: Instant::now(),
+            cpu_at_start: crate::clock::thread_cpu_ns(),
+            of_one_core: (share * cores as f64).min(1.0),
+        }
+    }
+
+    /// Sleeps until the CPU used since the start is within the share of the time since.
+    pub(super) fn keep(&mut self) {
+        let used = crate::clock::thread_cpu_ns().saturating_sub(self.cpu_at_start);
+        let allowed_after = Duration::from_nanos((used as f64 / self.of_one_core) as u64);
+        if let Some(ahead) = allowed_after.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+}
