@@ -1,7 +1,7 @@
 //! The Chrome trace JSON of each entry the native writer emits: numbers with `itoa`, names
 //! escaped only when they need it, timestamps in microseconds with nanosecond decimals.
 
-use super::{Begin, End};
+use super::track::{Begin, End};
 use std::io::Write;
 
 use crate::trace_records::{CounterTrack, SliceKind};

@@ -17,7 +17,9 @@
 //! file ends with a `pipeline_profile` metadata entry (stages, whether allocations were
 //! measured, how many records were left out) and `]`.
 //!
-//! This module reads the records and orders the slices; `json` formats each entry.
+//! This module reads the records and runs the writer; `track` keeps each thread's slices in
+//! order until they can be written; `json` formats each entry; `window` is the flight
+//! recorder's.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -27,15 +29,14 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 mod json;
+mod track;
 mod window;
 
-use json::{
-    async_event, async_event_begin, begin_event, complete_event, counter, end_event, head, instant,
-    metadata, AsyncTrack, NameCache,
-};
+use json::{async_event, async_event_begin, counter, metadata, AsyncTrack};
 
 use crate::clock::now_ns;
-use crate::trace_records::{self, Reader, Record, SliceKind, SlotInfo};
+use crate::trace_records::{self, Reader, Record, SlotInfo};
+use track::{AsyncKey, AsyncSlices, Begin, End, HeldEnd, Pending, ThreadView, EVENT};
 use window::Window;
 
 /// Entries a thread may hold back (waiting for its outermost slice to end) before its open
@@ -47,88 +48,6 @@ const WRITE_AT: usize = 64 * 1024;
 
 /// How often the writer reads quiet threads' records when no chunk fills.
 pub(crate) const COLLECT_EVERY: Duration = Duration::from_millis(20);
-
-/// The begin of a slice, as the writer keeps it until the slice ends.
-#[derive(Clone, Copy)]
-enum Begin {
-    Slice {
-        ts: u64,
-        name: &'static str,
-        kind: SliceKind,
-    },
-    Event {
-        ts: u64,
-        id: u64,
-        wait_ns: u64,
-        flow: u64,
-    },
-    Submit {
-        ts: u64,
-        id: u64,
-        flow: u64,
-    },
-    /// A poll of async event `id`'s future.
-    Poll {
-        ts: u64,
-        id: u64,
-    },
-}
-
-impl Begin {
-    fn ts(&self) -> u64 {
-        match *self {
-            Begin::Slice { ts, .. }
-            | Begin::Event { ts, .. }
-            | Begin::Submit { ts, .. }
-            | Begin::Poll { ts, .. } => ts,
-        }
-    }
-}
-
-/// How a slice ended.
-struct End {
-    ts: u64,
-    allocations: u64,
-    bytes: u64,
-    outcome: Option<Box<str>>,
-    unfinished: bool,
-}
-
-/// A thread's entry waiting to be written.
-enum Pending {
-    /// A slice: `end` is `None` while it is open.
-    Slice {
-        begin: Begin,
-        end: Option<End>,
-    },
-    Instant {
-        ts: u64,
-        marker: &'static str,
-        args: Box<str>,
-    },
-}
-
-/// An open slice of a thread.
-enum Open {
-    /// Waiting in the thread's pending entries, at this index.
-    Pending(u32),
-    /// Written as a `B` event when too much was waiting: its `E` follows when it ends.
-    Written(Begin),
-}
-
-/// What the writer knows of one thread.
-struct ThreadView {
-    tid: u64,
-    name: String,
-    /// `,\n{"ph":"X","pid":P,"tid":T,"ts":`: the start of each of its complete slices.
-    complete_prefix: Vec<u8>,
-    /// Its `thread_name` entry is in the current file.
-    named: bool,
-    open: Vec<Open>,
-    pending: Vec<Pending>,
-    texts: VecDeque<Box<str>>,
-    names: NameCache,
-}
 
 /// The file being written and everything needed to write it.
 struct Writer {
@@ -637,135 +556,11 @@ impl Reader for Writer {
     }
 }
 
-/// The name of an async event's slice.
-const EVENT: &str = "event";
-
-/// An async slice's track and name: begins and ends pair up by these.
-type AsyncKey = (AsyncTrack, &'static str);
-
-/// An async slice's end, read before its begin.
-struct HeldEnd {
-    tid: u64,
-    ts: u64,
-    note: Option<&'static str>,
-}
-
-/// The writer's async slices while it reads one thread's records.
-struct AsyncSlices<'a> {
-    open: &'a mut HashMap<AsyncKey, u32>,
-    held: &'a mut HashMap<AsyncKey, Vec<HeldEnd>>,
-    pid: u64,
-}
-
-impl AsyncSlices<'_> {
-    /// Books a begin just written to `out`, then writes the end read before it, if one was.
-    fn begun(&mut self, key: AsyncKey, out: &mut Vec<u8>) {
-        let held = self.held.get_mut(&key).and_then(Vec::pop);
-        if self.held.get(&key).is_some_and(Vec::is_empty) {
-            self.held.remove(&key);
-        }
-        match held {
-            Some(end) => self.write_end(key, &end, out),
-            None => *self.open.entry(key).or_default() += 1,
-        }
-    }
-
-    /// Writes an end whose begin was written; holds one whose begin was not read yet.
-    fn ended(&mut self, key: AsyncKey, end: HeldEnd, out: &mut Vec<u8>) {
-        match self.open.get_mut(&key) {
-            Some(open) => {
-                *open -= 1;
-                if *open == 0 {
-                    self.open.remove(&key);
-                }
-                self.write_end(key, &end, out);
-            }
-            None => self.held.entry(key).or_default().push(end),
-        }
-    }
-
-    fn write_end(&self, (track, name): AsyncKey, end: &HeldEnd, out: &mut Vec<u8>) {
-        async_event(out, b'e', self.pid, end.tid, end.ts, name, track, end.note);
-    }
-}
-
-impl ThreadView {
-    fn new(pid: u64, slot: &SlotInfo) -> Self {
-        let mut complete_prefix = Vec::new();
-        head(&mut complete_prefix, b'X', pid, slot.tid);
-        ThreadView {
-            tid: slot.tid,
-            name: slot.name.clone(),
-            complete_prefix,
-            named: false,
-            open: Vec::new(),
-            pending: Vec::new(),
-            texts: VecDeque::new(),
-            names: NameCache::default(),
-        }
-    }
-
-    fn begin(&mut self, begin: Begin) {
-        let index = self.pending.len() as u32;
-        self.pending.push(Pending::Slice { begin, end: None });
-        self.open.push(Open::Pending(index));
-    }
-
-    fn end(&mut self, end: End, pid: u64, out: &mut Vec<u8>, written: &mut u64) {
-        let Some(open) = self.open.pop() else { return }; // an end without its begin: skipped
-        match open {
-            Open::Pending(index) => {
-                if let Some(Pending::Slice { end: slot, .. }) = self.pending.get_mut(index as usize)
-                {
-                    *slot = Some(end);
-                }
-            }
-            Open::Written(begin) => {
-                // Written as `B` when the queue overflowed: what nested in it goes first.
-                self.flush(pid, out, written);
-                end_event(out, pid, self.tid, &begin, &end);
-            }
-        }
-        if self.open.is_empty() || self.pending.len() > PENDING_LIMIT {
-            self.flush(pid, out, written);
-        }
-    }
-
-    /// Writes the pending entries in begin order; slices still open become `B` events.
-    fn flush(&mut self, pid: u64, out: &mut Vec<u8>, written: &mut u64) {
-        if self.pending.is_empty() {
-            return;
-        }
-        *written += self.pending.len() as u64;
-        let names = &mut self.names;
-        for entry in &self.pending {
-            match entry {
-                Pending::Slice { begin, end: Some(end) } => {
-                    complete_event(out, &self.complete_prefix, names, begin, end);
-                }
-                Pending::Slice { begin, end: None } => {
-                    begin_event(out, pid, self.tid, names, begin)
-                }
-                Pending::Instant { ts, marker, args } => {
-                    instant(out, pid, self.tid, *ts, marker, args);
-                }
-            }
-        }
-        for open in &mut self.open {
-            if let Open::Pending(index) = *open {
-                if let Some(Pending::Slice { begin, .. }) = self.pending.get(index as usize) {
-                    *open = Open::Written(*begin);
-                }
-            }
-        }
-        self.pending.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::json::{micros, string};
     use super::*;
+    use crate::trace_records::SliceKind;
 
     #[test]
     fn timestamps_are_microseconds_with_nanosecond_decimals() {
