@@ -313,7 +313,7 @@ fn sampling_traces_one_event_in_n_while_statistics_cover_all() {
     let traced = slices(&load(&path));
     assert_eq!(count(&traced, "event"), 20, "events 0, 10, ..., 190");
     assert_eq!(count(&traced, "Enrich"), 20);
-    assert_eq!(report.trace.as_ref().unwrap().sampled_one_in, 10);
+    assert_eq!(report.trace.as_ref().unwrap().traced_one_in, 10);
     assert!(report.to_string().contains("1 in 10 events traced"));
 }
 

@@ -107,6 +107,7 @@ pub(crate) fn set_spans_always(on: bool) {
 }
 
 /// Whether stage and function spans are made for the Chrome trace being written.
+#[cfg(feature = "tracing-chrome")]
 pub(crate) fn set_spans_for_trace(on: bool) {
     set_mode_bit(SPANS_FOR_TRACE, on);
 }

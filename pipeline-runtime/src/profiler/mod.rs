@@ -77,11 +77,12 @@ impl Profiler {
         self
     }
 
-    /// Which writer writes the Chrome trace: the native one (default) or tracing-chrome.
+    /// Which writer writes the Chrome trace: the native one (the default) or, with the
+    /// `tracing-chrome` feature, `TraceBackend::TracingChrome`.
     ///
     /// ```
     /// use pipeline_runtime::{trace::TraceBackend, Profiler};
-    /// let profiler = Profiler::new().chrome_trace("trace.json").trace_backend(TraceBackend::TracingChrome);
+    /// let profiler = Profiler::new().chrome_trace("trace.json").trace_backend(TraceBackend::Native);
     /// # drop(profiler);
     /// ```
     pub fn trace_backend(mut self, backend: TraceBackend) -> Self {

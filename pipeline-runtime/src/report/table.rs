@@ -96,8 +96,8 @@ pub(super) fn write(report: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result 
     }
     if let Some(trace) = &report.trace {
         write!(f, "\n\nTrace: {} (open in https://ui.perfetto.dev)", trace.path.display())?;
-        if trace.sampled_one_in > 1 {
-            write!(f, "; 1 in {} events traced", trace.sampled_one_in)?;
+        if trace.traced_one_in > 1 {
+            write!(f, "; 1 in {} events traced", trace.traced_one_in)?;
         }
         if trace.spans_left_out > 0 {
             write!(

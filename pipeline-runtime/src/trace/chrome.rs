@@ -39,11 +39,11 @@ use crate::trace_records::{self, CounterTrack};
 /// The filter in front of the layer: asked for every span and event (a `DynFilterFn`, because
 /// a plain `FilterFn` caches its first answer per call site, which would freeze the on/off
 /// switch and the sampling decision).
-pub type SessionFilter<S> =
+pub(crate) type SessionFilter<S> =
     DynFilterFn<S, for<'a, 'b, 'c, 'd> fn(&'a tracing::Metadata<'b>, &'c Context<'d, S>) -> bool>;
 
 /// The tracing layer [`super::layer`] includes: tracing-chrome's, on only while a session traces.
-pub type PipelineChromeLayer<S> = Filtered<ChromeLayer<S>, SessionFilter<S>, S>;
+pub(crate) type PipelineChromeLayer<S> = Filtered<ChromeLayer<S>, SessionFilter<S>, S>;
 
 /// The process's one trace writer, created with the layer.
 struct Tracer {
@@ -289,33 +289,6 @@ where
     TRACER.set(tracer).map_err(|_| Error::TraceLayerExists)?;
     trace_records::set_counter_sink(counter);
     Ok(chrome)
-}
-
-/// The switch in front of the subscriber the profiler installs: spans exist for it only while a
-/// trace records them (the native writer takes the program's own spans, tracing-chrome all). It
-/// decides once, when a span is made; tracing-chrome's own filter then does its accounting.
-pub(crate) struct SessionSwitch;
-
-impl<S> Layer<S> for SessionSwitch
-where
-    S: Subscriber + for<'span> LookupSpan<'span>,
-{
-    fn register_callsite(
-        &self,
-        _: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes() // the answer changes: ask `enabled` every time
-    }
-
-    fn enabled(&self, _: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        (TRACING.load(Ordering::Relaxed) || trace_records::active() != 0)
-            && trace_records::is_traced()
-    }
-}
-
-/// Whether the tracing-chrome layer was made (in the program's subscriber or the profiler's).
-pub(crate) fn layer_exists() -> bool {
-    TRACER.get().is_some()
 }
 
 /// The process's tracing-chrome writer, once its layer exists (the program's subscriber has

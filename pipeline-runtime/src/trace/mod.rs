@@ -6,8 +6,9 @@
 //!   buffer, and one writer thread formats them as JSON and streams them to the file. Every span
 //!   is kept at a small multiple of the statistics' cost; memory is bounded by a pool of record
 //!   chunks, and if the writer ever falls that far behind, whole spans are left out and counted.
-//! - **tracing-chrome**: the stage and function spans are real `tracing` spans, written by the
-//!   `tracing-chrome` crate. Kept as the reference the native writer is checked against.
+//! - **tracing-chrome** (feature `tracing-chrome`): the stage and function spans are real
+//!   `tracing` spans, written by the `tracing-chrome` crate. Kept as the reference the native
+//!   writer is checked against.
 //!
 //! Both write one track per thread (named), a slice per stage call with its `#[profiled]`
 //! functions nested inside, the worker's per-event slices, counters (queue depth, live heap),
@@ -16,10 +17,12 @@
 //! were left out. The native writer adds flow arrows from each event's submission to its slice,
 //! async calls as one async slice each, and the program's own spans (see [`layer`]).
 
+#[cfg(feature = "tracing-chrome")]
 mod chrome;
 mod flight;
 mod native;
 mod spans;
+mod switch;
 mod user_spans;
 
 use std::fs::File;
@@ -27,16 +30,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Subscriber;
-use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-pub use chrome::{PipelineChromeLayer, SessionFilter};
 #[cfg(feature = "prometheus")]
 pub(crate) use flight::dumps_written;
 pub(crate) use flight::FlightSession;
 pub use flight::{DumpTrigger, FlightDump, FlightRecorder, FlightSummary, DEFAULT_MAX_BYTES};
-pub use user_spans::UserSpans;
+use user_spans::UserSpans;
 
 pub use spans::{emit_spans, emit_spans_one_in};
 
@@ -50,7 +52,9 @@ pub enum TraceBackend {
     /// The toolkit's own writer: per-thread binary records, JSON formatted on one writer thread.
     #[default]
     Native,
-    /// `tracing-chrome` writing the stage and function `tracing` spans.
+    /// `tracing-chrome` writing the stage and function `tracing` spans (feature
+    /// `tracing-chrome`).
+    #[cfg(feature = "tracing-chrome")]
     TracingChrome,
 }
 
@@ -70,14 +74,6 @@ pub const NATIVE_BUFFER_RECORDS: u64 = 1 << 17;
 /// allocations" from "not measured". Perfetto ignores metadata it does not know.
 pub(crate) const PROFILE_METADATA: &str = "pipeline_profile";
 
-/// The layers [`layer`] returns: the program's spans into the native trace, and tracing-chrome
-/// for the [`TraceBackend::TracingChrome`] backend.
-//
-// 0.x crates' types in the public API, on purpose: these layers go into the program's own
-// `tracing_subscriber` registry, so they are made of tracing-subscriber 0.3's (and
-// tracing-chrome 0.7's) types; a program that calls `layer()` already depends on them.
-pub type TraceLayer<S> = Layered<PipelineChromeLayer<S>, UserSpans, S>;
-
 /// The trace layers, for a program that installs its own subscriber:
 ///
 /// ```no_run
@@ -86,27 +82,36 @@ pub type TraceLayer<S> = Layered<PipelineChromeLayer<S>, UserSpans, S>;
 /// // Profiler::new().chrome_trace("trace.json").start() then also traces the program's spans.
 /// ```
 ///
-/// They record only while a profiling session writes a Chrome trace. Without them (and without
-/// a subscriber of the program's), the profiler installs its own when a trace starts.
+/// They record only while a profiling session writes a Chrome trace: the program's own spans go
+/// into the native trace, and with the `tracing-chrome` feature, every span into that backend's
+/// trace. Without them (and without a subscriber of the program's), the profiler installs its
+/// own when a trace starts. The layer is a `tracing_subscriber` 0.3 `Layer`: nothing else of its
+/// make-up is part of this crate's API.
 ///
 /// # Errors
 ///
-/// [`Error::TraceLayerExists`] if the layer was already made in this process (tracing-chrome
-/// supports one layer per process).
-pub fn layer<S>() -> Result<TraceLayer<S>, Error>
+/// [`Error::TraceLayerExists`] if the layer was already made in this process (one per process:
+/// a second would record every span twice, and tracing-chrome supports one layer per process).
+pub fn layer<S>() -> Result<impl Layer<S> + Send + Sync, Error>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
     claim_layer()?;
-    Ok(UserSpans.and_then(chrome::filtered_layer()?))
+    #[cfg(feature = "tracing-chrome")]
+    let layer = UserSpans.and_then(chrome::filtered_layer()?);
+    #[cfg(not(feature = "tracing-chrome"))]
+    let layer = UserSpans;
+    Ok(layer)
 }
+
+/// Whether the trace layer was made (in the program's subscriber or the profiler's).
+static LAYER_MADE: AtomicBool = AtomicBool::new(false);
 
 /// Refuses a second layer before building anything: tracing-chrome's constructor points the
 /// calling thread's cached channel at the new layer, so even a layer built and then discarded
 /// would send this thread's events nowhere.
 fn claim_layer() -> Result<(), Error> {
-    static MADE: AtomicBool = AtomicBool::new(false);
-    if MADE.swap(true, Ordering::AcqRel) {
+    if LAYER_MADE.swap(true, Ordering::AcqRel) {
         return Err(Error::TraceLayerExists);
     }
     Ok(())
@@ -127,15 +132,15 @@ fn install_subscriber() -> Result<(), Error> {
     if tracing::dispatcher::has_been_set() {
         // Either the program added `layer()` to its subscriber, or the user spans and the
         // tracing-chrome backend are out of reach.
-        let ours = chrome::layer_exists();
+        let ours = LAYER_MADE.load(Ordering::Acquire);
         *installed = Some(ours);
         return if ours { Ok(()) } else { Err(Error::SubscriberTaken) };
     }
     claim_layer()?;
-    let subscriber = tracing_subscriber::registry()
-        .with(UserSpans)
-        .with(chrome::filtered_layer()?)
-        .with(chrome::SessionSwitch);
+    let subscriber = tracing_subscriber::registry().with(UserSpans);
+    #[cfg(feature = "tracing-chrome")]
+    let subscriber = subscriber.with(chrome::filtered_layer()?);
+    let subscriber = subscriber.with(switch::SessionSwitch);
     let set = tracing::subscriber::set_global_default(subscriber).is_ok();
     *installed = Some(set);
     if set {
@@ -147,6 +152,7 @@ fn install_subscriber() -> Result<(), Error> {
 
 enum Writer {
     Native(native::NativeTrace),
+    #[cfg(feature = "tracing-chrome")]
     Chrome(chrome::ChromeTrace),
 }
 
@@ -200,6 +206,7 @@ impl TraceSession {
                 .map_err(write_error)?;
                 Writer::Native(trace)
             }
+            #[cfg(feature = "tracing-chrome")]
             TraceBackend::TracingChrome => Writer::Chrome(chrome::ChromeTrace::start(
                 file,
                 path,
@@ -220,6 +227,7 @@ impl TraceSession {
     fn path(&self) -> &Path {
         match &self.writer {
             Writer::Native(trace) => trace.path(),
+            #[cfg(feature = "tracing-chrome")]
             Writer::Chrome(trace) => trace.path(),
         }
     }
@@ -235,6 +243,7 @@ impl TraceSession {
             Writer::Native(trace) => trace.finish(&stages, left_out).map(drop).map_err(|source| {
                 Error::Write { what: "trace", path: trace.path().to_owned(), source }
             }),
+            #[cfg(feature = "tracing-chrome")]
             Writer::Chrome(trace) => trace.finish(&stages, left_out),
         }
     }
@@ -244,7 +253,7 @@ impl TraceSession {
         TraceSummary {
             path: self.path().to_owned(),
             backend: self.backend,
-            sampled_one_in: self.trace_one_in,
+            traced_one_in: self.trace_one_in,
             spans_left_out: left_out().saturating_sub(self.left_out_at_start),
         }
     }
@@ -259,7 +268,11 @@ impl Drop for TraceSession {
 
 /// Records left out of traces so far, by either backend.
 fn left_out() -> u64 {
-    trace_records::left_out() + chrome::dropped()
+    #[cfg(feature = "tracing-chrome")]
+    let chrome = chrome::dropped();
+    #[cfg(not(feature = "tracing-chrome"))]
+    let chrome = 0;
+    trace_records::left_out() + chrome
 }
 
 /// The Chrome trace a session wrote.
@@ -271,7 +284,7 @@ pub struct TraceSummary {
     /// Which writer wrote it.
     pub backend: TraceBackend,
     /// One event in this many is traced (1: all); statistics cover every event regardless.
-    pub sampled_one_in: u64,
+    pub traced_one_in: u64,
     /// Spans (and instants, counter samples) left out because the trace writer fell too far
     /// behind: memory stays bounded instead. 0 unless the writer stalled or its buffer limit
     /// (`Profiler::trace_backlog_limit`) is tiny.

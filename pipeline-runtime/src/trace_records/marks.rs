@@ -254,6 +254,7 @@ pub(crate) fn queue_full(capacity: usize) {
 static COUNTER_SINK: OnceLock<fn(CounterTrack, f64)> = OnceLock::new();
 
 /// Registers the tracing-chrome backend's counter writer.
+#[cfg(feature = "tracing-chrome")]
 pub(crate) fn set_counter_sink(sink: fn(CounterTrack, f64)) {
     let _ = COUNTER_SINK.set(sink);
 }

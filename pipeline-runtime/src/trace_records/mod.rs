@@ -25,9 +25,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub(crate) use buffer::{drain, set_writer_help, wait_for_chunks, Reader, SlotInfo};
 pub(crate) use buffer::{keep_full, texts_taken, Keeper, KeptChunk};
+#[cfg(feature = "tracing-chrome")]
+pub(crate) use marks::set_counter_sink;
 #[cfg(feature = "tokio")]
 pub(crate) use marks::AsyncEventSlice;
-pub(crate) use marks::{counter as mark_counter, queue_full, set_counter_sink, stop as mark_stop};
+pub(crate) use marks::{counter as mark_counter, queue_full, stop as mark_stop};
 pub(crate) use marks::{EventSlice, StopMark, Submission};
 
 /// What kind of slice a [`Record::Begin`] opens.
@@ -209,6 +211,7 @@ pub(crate) fn traces_event(id: u64) -> bool {
 
 /// Sets the trace's per-event sampling without starting native records (the tracing-chrome
 /// backend); 0 when its trace ends.
+#[cfg(feature = "tracing-chrome")]
 pub(crate) fn set_trace_one_in(n: u64) {
     SAMPLE_EVERY.store(n, Ordering::Relaxed);
 }
