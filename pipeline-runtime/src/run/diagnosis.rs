@@ -14,10 +14,10 @@ const SATURATED: f64 = 0.8;
 /// advised only while cores are idle, and the shares it quotes are the report table's.
 pub(super) fn diagnosis(run: &RunSummary) -> String {
     let split = &run.latency_split;
-    let heaviest = run.stage_time_share.iter().max_by(|a, b| a.1.total_cmp(&b.1));
-    let stage_part: f64 = split.stages.iter().map(|(_, share)| share).sum();
+    let heaviest = run.stage_time_share.iter().max_by(|a, b| a.share.total_cmp(&b.share));
+    let stage_part: f64 = split.stages.iter().map(|s| s.share).sum();
     let (stage, share_of_stages) = match heaviest {
-        Some((name, share)) if stage_part > 0.0 => (name.as_str(), *share),
+        Some(heaviest) if stage_part > 0.0 => (heaviest.stage.as_str(), heaviest.share),
         _ => return "No events were processed.".to_owned(),
     };
     // The stage to make cheaper: the one that held threads the longest. It is `stage` unless
@@ -25,8 +25,8 @@ pub(super) fn diagnosis(run: &RunSummary) -> String {
     let (cpu_stage, cpu_share) = run
         .stage_busy_share
         .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or((stage, share_of_stages), |(name, share)| (name.as_str(), *share));
+        .max_by(|a, b| a.share.total_cmp(&b.share))
+        .map_or((stage, share_of_stages), |busiest| (busiest.stage.as_str(), busiest.share));
     let utilisation = run.mean_utilisation();
     let waiting = run.worker_time_split().idle;
     // Busy is "not waiting on an empty queue": time handing events over counts, so per-event
@@ -146,7 +146,7 @@ pub(super) fn diagnosis(run: &RunSummary) -> String {
         if let Some(time) = waiting_stage(run, stage) {
             let of_wall = |ns: u64| ns as f64 / time.wall_ns.max(1) as f64;
             let (ready, awaiting) = (of_wall(time.ready_ns), of_wall(time.awaiting_ns()));
-            let latency_share = split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1);
+            let latency_share = split.stage(stage);
             // Its awaits were done and it waited for a thread: the CPU work is the problem.
             // With no core to spare, a large ready share means the same even where awaiting
             // looks larger, since timers and I/O are processed late on starved threads too.
@@ -191,7 +191,7 @@ pub(super) fn diagnosis(run: &RunSummary) -> String {
                 "{stage} dominates: {} of the time in stages ({} of p99 latency); queue wait is \
                  {} of p99 latency, so the queue keeps up. Optimise {stage}.{cpu_note}",
                 percent(share_of_stages),
-                percent(split.stages.iter().find(|(n, _)| n == stage).map_or(0.0, |s| s.1)),
+                percent(split.stage(stage)),
                 percent(split.queue_wait),
             )
         } else {
@@ -293,7 +293,7 @@ impl fmt::Display for RunSummary {
             .latency_split
             .stages
             .iter()
-            .map(|(name, share)| format!("{} {name}", percent(*share)))
+            .map(|s| format!("{} {}", percent(s.share), s.stage))
             .collect();
         writeln!(
             f,

@@ -4,7 +4,7 @@
 use super::diagnosis;
 use super::worker::{bucket_of, count_message, Composition, WorkerLoad, BUCKETS};
 use super::{
-    Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, StageTime, Trend,
+    Latency, LatencySplit, QueueStats, RunSummary, StageOutcomes, StageShare, StageTime, Trend,
     WorkerUtilisation,
 };
 use crate::call_stats;
@@ -125,7 +125,7 @@ pub(super) fn cores() -> usize {
 
 /// Each stage's share of the time in stages: the report's shares when a session records (so a
 /// diagnosis and the table quote the same figure), the run's own per-stage totals otherwise.
-fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<(String, f64)> {
+fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<StageShare> {
     let recorded = if crate::mode::is_enabled() {
         call_stats::stage_totals(crate::mode::current_session())
     } else {
@@ -152,14 +152,14 @@ fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<
                 Some(total) if from_table => total as f64 / all_recorded as f64,
                 _ => *run_total as f64 / all_run,
             };
-            (name.clone(), share)
+            StageShare::new(name, share)
         })
         .collect()
 }
 
 /// Each stage's share of the stages' busy time: the report's busy figures when a session records
 /// every stage of the run (so the diagnosis quotes the table), the run's own otherwise.
-fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<(String, f64)> {
+fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<StageShare> {
     let recorded = if crate::mode::is_enabled() {
         call_stats::stage_busy_totals(crate::mode::current_session())
     } else {
@@ -178,7 +178,7 @@ fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<(String,
                 Some(total) if from_table => total as f64 / all_recorded as f64,
                 _ => *run_total as f64 / all_run,
             };
-            (name.clone(), share)
+            StageShare::new(name, share)
         })
         .collect()
 }
@@ -197,7 +197,7 @@ fn split_at(composition: &[Composition], p99_ns: u64, stage_names: &[String]) ->
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                (name.clone(), tail.stage_ns.get(i).copied().unwrap_or(0) as f64 / whole)
+                StageShare::new(name, tail.stage_ns.get(i).copied().unwrap_or(0) as f64 / whole)
             })
             .collect(),
     }

@@ -74,7 +74,30 @@ pub struct LatencySplit {
     /// Fraction of their latency spent waiting in the queue.
     pub queue_wait: f64,
     /// Fraction spent in each stage, in pipeline order.
-    pub stages: Vec<(String, f64)>,
+    pub stages: Vec<StageShare>,
+}
+
+/// One stage's share of a whole (the time in stages, the busy time, the slowest events' latency).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct StageShare {
+    /// The stage's name (the sink's is `sink`).
+    pub stage: String,
+    /// Its fraction of the whole, 0 to 1.
+    pub share: f64,
+}
+
+impl StageShare {
+    pub(crate) fn new(stage: &str, share: f64) -> Self {
+        StageShare { stage: stage.to_owned(), share }
+    }
+}
+
+impl LatencySplit {
+    /// `stage`'s fraction of the slowest events' latency (0 for a stage it does not name).
+    pub fn stage(&self, stage: &str) -> f64 {
+        self.stages.iter().find(|s| s.stage == stage).map_or(0.0, |s| s.share)
+    }
 }
 
 /// Whether the queue's backlog grew, held or shrank while events were arriving.
@@ -230,12 +253,12 @@ pub struct RunSummary {
     /// Each stage's share of the time in stages over the whole run, in pipeline order: the
     /// shares the report's table gives (from the recorded calls) when a profiler recorded the
     /// run, the run's own timing of each stage otherwise. The diagnosis quotes these.
-    pub stage_time_share: Vec<(String, f64)>,
+    pub stage_time_share: Vec<StageShare>,
     /// Each stage's share of the busy time in stages (the time its calls held a thread), in
     /// pipeline order: the same as `stage_time_share` for synchronous stages; for async ones,
     /// what they used of the CPU rather than what they waited for. The diagnosis names the stage
     /// to make cheaper from these.
-    pub stage_busy_share: Vec<(String, f64)>,
+    pub stage_busy_share: Vec<StageShare>,
     /// Where each stage's time went (wall, busy, woken waiting for a thread), in pipeline
     /// order; the sink last.
     pub stage_times: Vec<StageTime>,
