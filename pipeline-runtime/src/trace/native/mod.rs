@@ -21,17 +21,19 @@
 //! order until they can be written; `json` formats each entry; `window` is the flight
 //! recorder's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+mod flows;
 mod json;
 mod track;
 mod window;
 
+use flows::FlowSet;
 use json::{async_event, async_event_begin, counter, metadata, AsyncTrack};
 
 use crate::clock::now_ns;
@@ -74,7 +76,7 @@ struct Writer {
     process_name: String,
     /// For a dump: the flows whose submission is in it. An event whose submission was let go
     /// with the window's oldest records gets no arrow (it would point from nowhere).
-    flows_in_dump: Option<HashSet<u64>>,
+    flows_in_dump: Option<FlowSet>,
 }
 
 static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
@@ -263,17 +265,17 @@ impl NativeTrace {
             (taken, out)
         };
         let ended_ns = now_ns();
-        let mut flows = HashSet::new();
+        let mut flows = Vec::new();
         for thread in &taken.threads {
             let chunks = thread.chunks.iter().map(|(chunk, _)| chunk.records());
             let current = thread.current.iter().map(|unread| unread.records.as_slice());
             for record in chunks.chain(current).flatten() {
                 if let Record::Submit { flow, .. } = *record {
-                    flows.insert(flow);
+                    flows.push(flow);
                 }
             }
         }
-        out.flows_in_dump = Some(flows);
+        out.flows_in_dump = Some(FlowSet::of(flows));
         out.file = Some(file);
         out.out.extend_from_slice(b"[\n");
         let pid = out.pid;
@@ -488,7 +490,7 @@ impl Reader for Writer {
         let Writer { threads, out, open_async, held_ends, written, flows_in_dump, .. } = self;
         let flows_in_dump = &*flows_in_dump;
         let flow_kept = |flow: u64| match flows_in_dump {
-            Some(flows) if !flows.contains(&flow) => 0,
+            Some(flows) if !flows.contains(flow) => 0,
             _ => flow,
         };
         let mut asyncs = AsyncSlices { open: open_async, held: held_ends, pid };
