@@ -114,10 +114,9 @@ fn one_extra_allocation_per_event_is_always_caught() {
     assert_eq!(same.verdict(Metric::AllocationsPerEvent), Some(&Verdict::Unchanged), "{same}");
 }
 
+/// A fresh path for a baseline file: nothing there yet.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = common::scratch_dir("bench").join(name);
     let _ = std::fs::remove_file(&path);
     path
 }
