@@ -126,42 +126,32 @@ pub(super) fn cores() -> usize {
 /// Each stage's share of the time in stages: the report's shares when a session records (so a
 /// diagnosis and the table quote the same figure), the run's own per-stage totals otherwise.
 fn stage_time_share(composition: &[Composition], stage_names: &[String]) -> Vec<StageShare> {
-    let recorded = if crate::mode::is_enabled() {
-        call_stats::stage_totals(crate::mode::current_session())
-    } else {
-        Vec::new()
-    };
-    let all_recorded: u64 = recorded.iter().map(|(_, total)| total).sum();
     let mut run_totals = vec![0u64; stage_names.len()];
     for bucket in composition {
         for (total, ns) in run_totals.iter_mut().zip(&bucket.stage_ns) {
             *total += ns;
         }
     }
-    let all_run = run_totals.iter().sum::<u64>().max(1) as f64;
-    let recorded_total =
-        |name: &String| recorded.iter().find(|(stage, _)| stage == name).map(|(_, total)| *total);
-    // The table's figures only when it has every stage of the run (a hand-written stage is not
-    // recorded): shares of two different wholes would not add up.
-    let from_table = all_recorded > 0 && stage_names.iter().all(|n| recorded_total(n).is_some());
-    stage_names
-        .iter()
-        .zip(&run_totals)
-        .map(|(name, run_total)| {
-            let share = match recorded_total(name) {
-                Some(total) if from_table => total as f64 / all_recorded as f64,
-                _ => *run_total as f64 / all_run,
-            };
-            StageShare::new(name, share)
-        })
-        .collect()
+    shares(call_stats::stage_totals, &run_totals, stage_names)
 }
 
 /// Each stage's share of the stages' busy time: the report's busy figures when a session records
 /// every stage of the run (so the diagnosis quotes the table), the run's own otherwise.
 fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<StageShare> {
+    shares(call_stats::stage_busy_totals, run_busy_ns, stage_names)
+}
+
+/// Each stage's share of a whole: of the recording session's totals (`recorded`) when they
+/// cover every stage of the run, of the run's own (`run_totals`, in `stage_names`' order)
+/// otherwise. Never a mix: shares of two different wholes would not add up (a hand-written
+/// stage is not recorded).
+fn shares(
+    recorded: fn(u64) -> Vec<(&'static str, u64)>,
+    run_totals: &[u64],
+    stage_names: &[String],
+) -> Vec<StageShare> {
     let recorded = if crate::mode::is_enabled() {
-        call_stats::stage_busy_totals(crate::mode::current_session())
+        recorded(crate::mode::current_session())
     } else {
         Vec::new()
     };
@@ -169,10 +159,10 @@ fn stage_busy_share(run_busy_ns: &[u64], stage_names: &[String]) -> Vec<StageSha
         |name: &String| recorded.iter().find(|(stage, _)| stage == name).map(|(_, total)| *total);
     let all_recorded: u64 = recorded.iter().map(|(_, total)| total).sum();
     let from_table = all_recorded > 0 && stage_names.iter().all(|n| recorded_total(n).is_some());
-    let all_run = run_busy_ns.iter().sum::<u64>().max(1) as f64;
+    let all_run = run_totals.iter().sum::<u64>().max(1) as f64;
     stage_names
         .iter()
-        .zip(run_busy_ns)
+        .zip(run_totals)
         .map(|(name, run_total)| {
             let share = match recorded_total(name) {
                 Some(total) if from_table => total as f64 / all_recorded as f64,
