@@ -94,6 +94,10 @@ impl Baseline {
 /// cannot judge (25 %: a different CPU, or a frequency governor, not a busy moment).
 const SPEED_TOLERANCE: f64 = 0.25;
 
+/// The two-thread probe past which the machine was busy (another process held a core): quiet it
+/// reads ~1.1 on the project's machine, with one or two spinning processes beside it ~2.1.
+const BUSY_PROBE: f64 = 1.5;
+
 /// The largest file [`Baseline::load`] reads.
 const MAX_BASELINE_BYTES: u64 = 16 << 20;
 
@@ -231,6 +235,15 @@ impl BenchResult {
             Verdict::Inconclusive(format!(
                 "the machine is not as it was when the baseline was recorded (two-thread probe {:.2} now, \
                  {:.2} then: another process holds a core, or did then); rerun on a quiet machine",
+                self.probe_ratio, before.probe_ratio
+            ))
+        } else if self.probe_ratio.max(before.probe_ratio) > BUSY_PROBE {
+            Verdict::Inconclusive(format!(
+                "the machine was busy (two-thread probe {:.2} now, {:.2} then; about 1 with two \
+                 cores free): times taken beside other work drift between runs by more than the \
+                 tolerance (unchanged code read +11 % against its own baseline in a loaded CI \
+                 run), so a stored baseline cannot judge them; check on a quiet machine, or \
+                 compare two builds in one run (`Bench::compare`, `pipeline-prof paired`)",
                 self.probe_ratio, before.probe_ratio
             ))
         } else if speed.abs() > SPEED_TOLERANCE {
@@ -386,6 +399,32 @@ mod tests {
         // A real slowdown on a faster machine shows in both, and is one.
         let slower_code = result(|i| 22_495.0 * 1.4 * jitter(i), |_| 174e3 / 1.1);
         assert_eq!(time_verdict(then, &slower_code), Verdict::Regressed);
+    }
+
+    #[test]
+    fn a_busy_machine_cannot_judge_time_against_a_baseline_even_as_busy_as_then() {
+        let busy = |per_event: f64| BenchResult {
+            probe_ratio: 2.2,
+            ..result(move |i| per_event * jitter(i), |_| 174e3)
+        };
+        for now in [busy(18_000.0), busy(20_000.0), busy(30_000.0)] {
+            let verdict = time_verdict(busy(18_000.0), &now);
+            assert!(
+                matches!(&verdict, Verdict::Inconclusive(why) if why.contains("busy")),
+                "{verdict:?}"
+            );
+        }
+        // Allocations are counted, not timed: they are still judged.
+        let mut then = busy(18_000.0);
+        then.allocations_per_event = Some(1.0);
+        let mut now = busy(18_000.0);
+        now.allocations_per_event = Some(2.0);
+        let baseline = Baseline {
+            format: BASELINE_FORMAT.to_owned(),
+            version: BASELINE_VERSION,
+            result: then,
+        };
+        assert_eq!(now.compare(&baseline).metrics[1].verdict, Verdict::Regressed);
     }
 
     #[test]
