@@ -76,6 +76,24 @@ pub(crate) fn thread_cpu_ns() -> u64 {
     time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64
 }
 
+/// `at` in UTC, as `2026-12-05T11:45:12Z`: the time's fields joined by `separator`, with
+/// milliseconds when `millis`. Baselines say when they were recorded with `:` and whole
+/// seconds; dump file names use `-` (every file system takes it) and milliseconds.
+pub(crate) fn utc_text(at: std::time::SystemTime, separator: char, millis: bool) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    let s = separator;
+    let time = format!("{year:04}-{month:02}-{day:02}T{hour:02}{s}{minute:02}{s}{second:02}");
+    if millis {
+        format!("{time}.{:03}Z", since.subsec_millis())
+    } else {
+        format!("{time}Z")
+    }
+}
+
 /// The calendar date (proleptic Gregorian) of `days` since 1970-01-01 (Howard Hinnant's
 /// algorithm): for the UTC times in baselines' and dumps' names, without a date crate.
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -92,7 +110,19 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::{civil_from_days, now_ns};
+    use std::time::{Duration, SystemTime};
+
+    use super::{civil_from_days, now_ns, utc_text};
+
+    #[test]
+    fn utc_texts_carry_the_date_and_time() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_470_712_345);
+        assert_eq!(utc_text(at, '-', true), "2026-12-05T11-38-32.345Z");
+        assert_eq!(utc_text(at, ':', false), "2026-12-05T11:38:32Z");
+        assert_eq!(utc_text(SystemTime::UNIX_EPOCH, '-', true), "1970-01-01T00-00-00.000Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert!(utc_text(leap, ':', false).starts_with("2000-02-29T"));
+    }
 
     #[test]
     fn dates_are_calendar_dates() {
@@ -100,7 +130,7 @@ mod tests {
         assert_eq!(civil_from_days(20_416), (2025, 11, 24));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     #[test]
     fn the_clock_is_monotonic_and_agrees_with_std() {

@@ -274,9 +274,8 @@ impl BenchResult {
             let raw_change =
                 stats::median_ratio_change(&before.per_event_ns, &self.per_event_ns, &mut rng);
             let raw = time_verdict(raw_change, self.tolerance);
-            let decided =
-                |verdict: &Verdict| matches!(verdict, Verdict::Regressed | Verdict::Improved);
-            if decided(&calibrated) && raw != calibrated {
+            let decided = matches!(calibrated, Verdict::Regressed | Verdict::Improved);
+            if decided && raw != calibrated {
                 Verdict::Inconclusive(format!(
                     "the machine runs {:.0} % {} than when the baseline was recorded, and the \
                      times disagree: {:+.1} % calibrated to its speed, {:+.1} % as measured; \
@@ -350,13 +349,17 @@ mod tests {
         }
     }
 
-    fn time_verdict(then: BenchResult, now: &BenchResult) -> Verdict {
+    fn comparison(then: BenchResult, now: &BenchResult) -> Comparison {
         let baseline = Baseline {
             format: BASELINE_FORMAT.to_owned(),
             version: BASELINE_VERSION,
             result: then,
         };
-        now.compare(&baseline).metrics[0].verdict.clone()
+        now.compare(&baseline)
+    }
+
+    fn time_verdict(then: BenchResult, now: &BenchResult) -> Verdict {
+        comparison(then, now).metrics[0].verdict.clone()
     }
 
     /// A little jitter, the same in both runs.
@@ -419,12 +422,7 @@ mod tests {
         then.allocations_per_event = Some(1.0);
         let mut now = busy(18_000.0);
         now.allocations_per_event = Some(2.0);
-        let baseline = Baseline {
-            format: BASELINE_FORMAT.to_owned(),
-            version: BASELINE_VERSION,
-            result: then,
-        };
-        assert_eq!(now.compare(&baseline).metrics[1].verdict, Verdict::Regressed);
+        assert_eq!(comparison(then, &now).metrics[1].verdict, Verdict::Regressed);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! machine is as quiet now as it was then.
 
 use std::hint::black_box;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,15 +40,7 @@ impl Machine {
 
 /// Now, as `2026-11-24T18:30:05Z`.
 pub(crate) fn utc_now() -> String {
-    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = crate::clock::civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    crate::clock::utc_text(SystemTime::now(), ':', false)
 }
 
 /// A fixed amount of integer work: the yardstick samples are divided by.

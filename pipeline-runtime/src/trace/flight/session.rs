@@ -169,7 +169,11 @@ pub(super) fn dump(
 ) -> Result<FlightDump, Error> {
     let _one_at_a_time = shared.dumping.lock().unwrap_or_else(PoisonError::into_inner);
     let dir = &shared.config.dir;
-    let path = dir.join(format!("flight-{}-{}.json", utc_stamp(triggered_at), trigger.slug()));
+    let path = dir.join(format!(
+        "flight-{}-{}.json",
+        crate::clock::utc_text(triggered_at, '-', true),
+        trigger.slug()
+    ));
     let write_error =
         |source| Error::Write { what: "flight recorder dump", path: path.clone(), source };
     let result = std::fs::create_dir_all(dir)
@@ -228,33 +232,4 @@ fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
         }
     }
     unreachable!("the loop returns")
-}
-
-/// `2026-12-05T11-45-12.345Z`: UTC, without colons (file names on every system).
-fn utc_stamp(at: SystemTime) -> String {
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = crate::clock::civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}.{:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_millis()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_carry_the_utc_time() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_470_712_345);
-        assert_eq!(utc_stamp(at), "2026-12-05T11-38-32.345Z");
-        assert_eq!(utc_stamp(SystemTime::UNIX_EPOCH), "1970-01-01T00-00-00.000Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert!(utc_stamp(leap).starts_with("2000-02-29T"));
-    }
 }
