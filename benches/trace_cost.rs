@@ -5,9 +5,10 @@
 //!
 //! Each case runs in a child process of its own (tracing-chrome allows one layer per process,
 //! and a child's `getrusage(RUSAGE_SELF)` counts every thread it ran: the trace writer's or the
-//! collector's CPU is part of what a user pays). A case runs 200,000 events of a stage that calls
-//! one instrumented function (400,000 spans) and stops its tracer, flushing everything, inside
-//! the measured window. Cases are interleaved over several rounds; the median per case is shown,
+//! collector's CPU is part of what a user pays). A case sets its tracer up, runs 100,000 events
+//! unmeasured (a steady state: buffers a service reuses have been touched once), then runs
+//! 200,000 events of a stage that calls one instrumented function (400,000 spans) and stops its
+//! tracer, flushing everything, inside the measured window. Cases are interleaved over several rounds; the median per case is shown,
 //! less the bare loop's CPU, per span, with the trace file's bytes per span and what was left out.
 
 mod common;
@@ -23,6 +24,9 @@ use pipeline::{profiled, stage, CountingAllocator, Profiler, Stage};
 static ALLOC: CountingAllocator = CountingAllocator::system();
 
 const EVENTS: u64 = 200_000;
+/// Events run before the measured window, on the same tracer: enough to fill the 8 MiB
+/// flight-recorder window once, so "buffers reused" measures reuse.
+const WARM_UP_EVENTS: u64 = 100_000;
 const SPANS_PER_EVENT: u64 = 2;
 const ROUNDS: usize = 5;
 const CASE_VAR: &str = "TRACE_COST_CASE";
@@ -77,15 +81,21 @@ impl fastrace::collector::Reporter for NullReporter {
 /// One case's run, in this (child) process: (CPU ns, wall ns, trace bytes, spans left out).
 fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
     let stage = Outer;
-    let loop_calls = |call: &dyn Fn(u64) -> u64| {
+    let run = |events: u64, call: &dyn Fn(u64) -> u64| {
         let mut acc = 0u64;
-        for i in 0..EVENTS {
+        for i in 0..events {
             acc = acc.wrapping_add(call(black_box(i)));
         }
         black_box(acc);
     };
+    // The warm-up, then the start of the measured window.
+    let mut start = None;
+    let mut loop_calls = |call: &dyn Fn(u64) -> u64| {
+        run(WARM_UP_EVENTS, call);
+        start = Some((common::process_cpu_ns(), Instant::now()));
+        run(EVENTS, call);
+    };
     let mut left_out = 0;
-    let (cpu0, wall0) = (common::process_cpu_ns(), Instant::now());
     match case {
         "bare" => loop_calls(&|x| work(x)),
         "statistics only" => {
@@ -135,11 +145,14 @@ fn run_case(case: &str, path: &std::path::Path) -> (u64, u64, u64, u64) {
         }
         "fastrace #[trace], reporter set" => {
             fastrace::set_reporter(NullReporter, fastrace::collector::Config::default());
+            common::fastrace_ns_per_call(WARM_UP_EVENTS, outer_fastrace);
+            start = Some((common::process_cpu_ns(), Instant::now()));
             common::fastrace_ns_per_call(EVENTS, outer_fastrace);
             fastrace::flush();
         }
         other => panic!("unknown case {other}"),
     }
+    let (cpu0, wall0) = start.expect("every case starts its measured window");
     let (cpu, wall) = (common::process_cpu_ns() - cpu0, wall0.elapsed().as_nanos() as u64);
     let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     (cpu, wall, bytes, left_out)
@@ -203,7 +216,8 @@ fn main() {
             (lo - bare_cpu).max(0.0) / spans,
             (hi - bare_cpu).max(0.0) / spans
         );
-        let bytes = median_of(i, |r| r.2) / spans;
+        // The file holds the warm-up's spans too.
+        let bytes = median_of(i, |r| r.2) / ((EVENTS + WARM_UP_EVENTS) * SPANS_PER_EVENT) as f64;
         let left_out = median_of(i, |r| r.3);
         println!(
             "{case:<34} {:>11.0} ns {range:>20} {:>9.0} ns {:>12.0} {:>10.0}",
