@@ -99,11 +99,11 @@ impl Profiler {
     }
 
     /// How many trace records may wait for the trace writer (default
-    /// [`crate::trace::NATIVE_BUFFER_RECORDS`], 5 MiB, for the native writer;
+    /// [`crate::trace::NATIVE_BUFFER_RECORDS`], 3 MiB, for the native writer;
     /// [`crate::trace::MAX_BACKLOG`] entries, ~25 MB, for tracing-chrome). This bounds the memory
     /// a trace can take. The native writer makes a thread that outruns it wait (and do the
     /// writer's work while it waits; left out of the calls' figures), lets each running thread
-    /// hold one small buffer (2.5 KiB) beyond the limit so that none is ever without one, and
+    /// hold one small buffer (1.5 KiB) beyond the limit so that none is ever without one, and
     /// leaves spans out only when the writer is stalled for a second (a stuck disk);
     /// tracing-chrome leaves spans out past its limit. Whole spans are left out, the report says
     /// how many, and statistics stay complete.

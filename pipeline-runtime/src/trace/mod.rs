@@ -62,7 +62,7 @@ pub enum TraceBackend {
 /// ~25 MB): past it, new spans are left out whole and counted.
 pub const MAX_BACKLOG: u64 = 100_000;
 
-/// The default bound of the native writer's buffers, in records (40 bytes each: 5 MiB). It
+/// The default bound of the native writer's buffers, in records (24 bytes each: 3 MiB). It
 /// absorbs bursts; a thread that makes spans faster than the writer formats them for longer
 /// waits for it (its waits are left out of the calls' figures), and only a writer stalled for
 /// a second (a stuck disk) makes spans be left out.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::pool::{self, Chunk, Request};
-use super::{active, count_left_out, Record, Token};
+use super::{active, count_left_out, Record, Records, Token};
 
 /// Who a slot's records come from.
 #[derive(Clone, Debug)]
@@ -104,14 +104,15 @@ pub(crate) fn wait_for_chunks(timeout: Duration) {
 pub(super) struct ThreadBuffer {
     slot: Option<Arc<Slot>>,
     chunk: Option<NonNull<Chunk>>,
-    /// Records in `chunk` (the owner's copy of its published length).
+    /// Units in `chunk` (the owner's copy of its published length).
     len: usize,
-    /// Records `chunk` holds (0 without one).
+    /// Units `chunk` holds (0 without one).
     capacity: usize,
-    /// Records the biggest chunk the thread held in this trace (0: none yet): the next is asked
+    /// Units the biggest chunk the thread held in this trace (0: none yet): the next is asked
     /// twice as big.
     grown_to: usize,
-    /// Begins written in this generation whose ends are still to come: room is kept for them.
+    /// Begins written in this generation whose ends (one unit each) are still to come: room is
+    /// kept for them.
     open: usize,
     generation: u32,
     /// Whether this thread's current work is traced (per-event sampling).
@@ -204,7 +205,7 @@ impl ThreadBuffer {
     /// Writes a begin, with room kept for its end. `Token::NONE` when it was left out.
     #[inline]
     pub(super) fn begin(&mut self, record: Record) -> Token {
-        if !self.traced || !self.room_or_count(2) {
+        if !self.traced || !self.room_or_count(record.units() + 1) {
             return Token::NONE;
         }
         self.push(record);
@@ -222,7 +223,7 @@ impl ThreadBuffer {
         kind: super::SliceKind,
         stamp: impl FnOnce() -> u64,
     ) -> (Token, u64) {
-        let room = self.traced && self.room_or_count(2);
+        let room = self.traced && self.room_or_count(2); // the begin and its end: a unit each
         let waited = std::mem::take(&mut self.waited_ns);
         let ts = stamp();
         if !room {
@@ -275,7 +276,7 @@ impl ThreadBuffer {
 
     /// Writes a record that needs no end; returns whether it was written.
     pub(super) fn single(&mut self, record: Record, text: Option<Box<str>>) -> bool {
-        if !self.room_or_count(1) {
+        if !self.room_or_count(record.units()) {
             return false;
         }
         if let Some(text) = text {
@@ -288,10 +289,10 @@ impl ThreadBuffer {
         true
     }
 
-    /// Makes sure the current chunk has room for `records` more besides the ends kept for open
+    /// Makes sure the current chunk has room for `units` more besides the ends kept for open
     /// begins, taking a new chunk if needed. False when the trace is off or no chunk is free.
     #[inline]
-    fn room_for(&mut self, records: usize) -> bool {
+    fn room_for(&mut self, units: usize) -> bool {
         let generation = active();
         if generation == 0 {
             return false;
@@ -299,20 +300,19 @@ impl ThreadBuffer {
         if generation != self.generation {
             self.start_generation(generation);
         }
-        if self.len + records + self.open <= self.capacity {
+        if self.len + units + self.open <= self.capacity {
             return true;
         }
-        self.next_chunk(records)
+        self.next_chunk(units)
     }
 
     #[inline]
     fn push(&mut self, record: Record) {
         let chunk = self.chunk.expect("room_for made sure of a chunk");
         // SAFETY: this thread took `chunk` from the pool and owns it until it hands it to the
-        // slot's `full` queue; `room_for` made sure `len` is below its capacity, and `len` is
-        // its published length.
-        unsafe { chunk.as_ref().push(self.len, record) };
-        self.len += 1;
+        // slot's `full` queue; `room_for` made sure the record's units fit below its capacity, and
+        // `len` is its published length.
+        self.len += unsafe { chunk.as_ref().push(self.len, record) };
     }
 
     /// Queues a text for the writer, within the budget of [`TEXT_BUDGET`] bytes waiting;
@@ -355,8 +355,8 @@ impl ThreadBuffer {
 
     #[cold]
     #[inline(never)]
-    fn next_chunk(&mut self, records: usize) -> bool {
-        let Some(mut request) = Request::after(self.grown_to, self.open + records) else {
+    fn next_chunk(&mut self, units: usize) -> bool {
+        let Some(mut request) = Request::after(self.grown_to, self.open + units) else {
             return false; // nested deeper than a chunk holds
         };
         // Counted among the running threads before its first chunk, so the reserve covers it.
@@ -370,7 +370,7 @@ impl ThreadBuffer {
         // A chunk kept until another is had goes to the writer then: the pool counts it as on
         // its way back from the moment the new one is taken.
         request.replaces_held = self.chunk.is_some();
-        if self.chunk.is_some() && self.open + records <= self.capacity {
+        if self.chunk.is_some() && self.open + units <= self.capacity {
             // Ends are owed room in the current chunk, so it stays until another is had. If none
             // can be had at once, this thread does the writer's work, and a chunk the writer has
             // read to its end is written again from its start.
@@ -491,7 +491,7 @@ pub(crate) trait Reader {
     /// Texts of `slot`'s records, in record order (they may arrive before their records).
     fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>);
     /// `slot`'s records, in the order the thread wrote them, all of trace `generation`.
-    fn records(&mut self, slot: &SlotInfo, generation: u32, records: &[Record]);
+    fn records(&mut self, slot: &SlotInfo, generation: u32, records: Records<'_>);
     /// `slot`'s thread has ended and every record and text of it was handed over: nothing more
     /// comes from it, so what the reader keeps for it can go.
     fn ended(&mut self, slot: &SlotInfo);
@@ -561,7 +561,7 @@ pub(crate) fn keep_full(keeper: &mut dyn Keeper, and_current: bool) {
 fn read_current_chunk(
     slot: &Slot,
     state: &SlotState,
-    read: &mut dyn FnMut(&SlotInfo, u32, &[Record]),
+    read: &mut dyn FnMut(&SlotInfo, u32, Records<'_>),
 ) {
     if let Some(chunk) = state.current {
         // SAFETY: the thread's current chunk, alive while we hold the lock (the thread only
@@ -569,7 +569,7 @@ fn read_current_chunk(
         let chunk_ref = unsafe { chunk.as_ref() };
         let from = chunk_ref.drained.load(Ordering::Relaxed);
         let records = chunk_ref.published(from);
-        chunk_ref.drained.store(from + records.len(), Ordering::Relaxed);
+        chunk_ref.drained.store(from + records.units(), Ordering::Relaxed);
         let generation = chunk_ref.generation.load(Ordering::Relaxed);
         read(&slot.info, generation, records);
     }
@@ -617,7 +617,7 @@ pub(crate) trait Keeper {
     fn keep(&mut self, slot: &SlotInfo, chunk: KeptChunk);
     /// The records of `slot`'s current chunk not read before (after its full chunks), for a
     /// dump: they are in no kept chunk, and are read only once.
-    fn current(&mut self, slot: &SlotInfo, generation: u32, records: &[Record]);
+    fn current(&mut self, slot: &SlotInfo, generation: u32, records: Records<'_>);
     /// `slot`'s thread has ended and everything of it was handed over.
     fn ended(&mut self, slot: &SlotInfo);
 }
@@ -633,7 +633,7 @@ unsafe impl Send for KeptChunk {}
 
 impl KeptChunk {
     /// Its records not read before.
-    pub(crate) fn records(&self) -> &[Record] {
+    pub(crate) fn records(&self) -> Records<'_> {
         // SAFETY: kept, so alive until dropped, and nobody writes it any more.
         let chunk = unsafe { self.chunk.as_ref() };
         chunk.published(chunk.drained.load(Ordering::Relaxed))
@@ -648,7 +648,7 @@ impl KeptChunk {
     /// The memory it holds, in bytes.
     pub(crate) fn bytes(&self) -> usize {
         // SAFETY: as in `records`.
-        unsafe { self.chunk.as_ref() }.capacity() * std::mem::size_of::<Record>()
+        unsafe { self.chunk.as_ref() }.bytes()
     }
 }
 

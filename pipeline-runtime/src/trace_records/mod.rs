@@ -1,13 +1,14 @@
 //! Trace records: what instrumented code writes, once, into its own thread's buffer, for the
 //! native trace writer to read (ARCHITECTURE.md, "Recorded once, read twice").
 //!
-//! A thread appends fixed-size [`Record`]s to its current chunk with plain stores and one release
-//! store of the chunk's length: no lock shared between threads, no allocation, no formatting.
+//! A thread appends [`Record`]s to its current chunk, packed into 24-byte units (`packed`: a
+//! span's begin and end take one each), with plain stores and one release store of the chunk's
+//! length: no lock shared between threads, no allocation, no formatting.
 //! A full chunk is handed to the thread's slot (one uncontended lock per chunk) and the writer is
 //! woken; the writer also reads the published part of a chunk still being filled, so a quiet
 //! thread's records reach the file too.
 //!
-//! Memory is bounded: chunks come from a pool that holds at most [`start`]'s limit of records in
+//! Memory is bounded: chunks come from a pool that holds at most [`start`]'s limit of units in
 //! all. A thread's first chunk is small and each next one twice as big (see [`pool`]), so
 //! hundreds of threads that write a little each share the budget with the few that write a lot.
 //! When a thread needs a new chunk and none can be had, the spans it begins are left out whole and counted
@@ -19,6 +20,7 @@
 
 mod buffer;
 mod marks;
+mod packed;
 mod pool;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -31,6 +33,7 @@ pub(crate) use marks::set_counter_sink;
 pub(crate) use marks::AsyncEventSlice;
 pub(crate) use marks::{counter as mark_counter, queue_full, stop as mark_stop};
 pub(crate) use marks::{EventSlice, StopMark, Submission};
+pub(crate) use packed::{Packed, Records};
 
 /// What kind of slice a [`Record::Begin`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +96,8 @@ impl AsyncOutcome {
     }
 }
 
-/// One fixed-size trace record. Timestamps are [`crate::clock::now_ns`] readings.
+/// One trace record, as writers make it and readers see it (chunks hold it packed: `packed`).
+/// Timestamps are [`crate::clock::now_ns`] readings.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Record {
     /// A stage, function or user span began on this thread.
@@ -172,10 +176,10 @@ pub(crate) fn active() -> u32 {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Starts recording a new trace whose chunks together hold at most `record_limit` records.
-/// Returns its generation.
-pub(crate) fn start(record_limit: usize, trace_one_in: u64) -> u32 {
-    pool::set_limit(record_limit);
+/// Starts recording a new trace whose chunks together hold at most `unit_limit` units
+/// ([`Packed`], 24 bytes: a span's begin or end takes one). Returns its generation.
+pub(crate) fn start(unit_limit: usize, trace_one_in: u64) -> u32 {
+    pool::set_limit(unit_limit);
     SAMPLE_EVERY.store(trace_one_in.max(1), Ordering::Relaxed);
     let generation = LAST_GENERATION.fetch_add(1, Ordering::AcqRel).wrapping_add(1).max(1);
     ACTIVE.store(generation, Ordering::Release);
@@ -457,11 +461,6 @@ pub(crate) fn guarded_text(render: impl FnOnce() -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_stay_small() {
-        assert!(std::mem::size_of::<Record>() <= 40, "{}", std::mem::size_of::<Record>());
-    }
 
     #[test]
     fn long_texts_are_cut_at_a_character_boundary_and_marked() {

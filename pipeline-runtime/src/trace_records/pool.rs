@@ -8,94 +8,114 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::packed::{Packed, Records};
 use super::Record;
 
-/// Records the smallest chunk holds: what a thread takes first. A thread that fills its chunk
-/// takes one twice as big next, up to [`MAX_CHUNK_RECORDS`]; so 512 threads that each write a
-/// few records hold 512 small chunks (1.3 MB), not 512 of the largest (42 MB), and the pool's
-/// budget goes to the threads that write the most.
-pub(crate) const MIN_CHUNK_RECORDS: usize = 64;
-/// Records the largest chunk holds.
-pub(crate) const MAX_CHUNK_RECORDS: usize = 2048;
-/// Chunk sizes: `MIN_CHUNK_RECORDS << class` for class `0..CLASSES`.
-const CLASSES: usize = (MAX_CHUNK_RECORDS / MIN_CHUNK_RECORDS).trailing_zeros() as usize + 1;
+/// Units ([`Packed`], 24 bytes; a record takes one or two) the smallest chunk holds: what a
+/// thread takes first. The pool counts in units throughout. A thread that fills its chunk takes
+/// one twice as big next, up to [`MAX_CHUNK_UNITS`]; so 512 threads that each write a few
+/// records hold 512 small chunks (0.8 MB), not 512 of the largest (25 MB), and the pool's budget
+/// goes to the threads that write the most.
+pub(crate) const MIN_CHUNK_UNITS: usize = 64;
+/// Units the largest chunk holds.
+pub(crate) const MAX_CHUNK_UNITS: usize = 2048;
+/// Chunk sizes: `MIN_CHUNK_UNITS << class` for class `0..CLASSES`.
+const CLASSES: usize = (MAX_CHUNK_UNITS / MIN_CHUNK_UNITS).trailing_zeros() as usize + 1;
 
-/// The size class of chunks of `records` records (`records` is one of the sizes).
-fn class_of(records: usize) -> usize {
-    (records / MIN_CHUNK_RECORDS).trailing_zeros() as usize
+/// The size class of chunks of `units` units (`units` is one of the sizes).
+fn class_of(units: usize) -> usize {
+    (units / MIN_CHUNK_UNITS).trailing_zeros() as usize
 }
 
 /// Records a chunk of `class` holds.
-fn class_records(class: usize) -> usize {
-    MIN_CHUNK_RECORDS << class
+fn class_units(class: usize) -> usize {
+    MIN_CHUNK_UNITS << class
 }
 
-/// The smallest class whose chunks hold `records` records; `None` past the largest.
-pub(crate) fn class_for(records: usize) -> Option<usize> {
-    (0..CLASSES).find(|&class| class_records(class) >= records)
+/// The smallest class whose chunks hold `units` units; `None` past the largest.
+pub(crate) fn class_for(units: usize) -> Option<usize> {
+    (0..CLASSES).find(|&class| class_units(class) >= units)
 }
 
-/// A block of records. Its owning thread writes records above `len` and then publishes them with
-/// a release store of `len`; readers only read below `len`, where records never change again.
+/// A block of records, packed. Its owning thread writes records above `len` and then publishes
+/// them with a release store of `len`; readers only read below `len`, where units never change
+/// again. `len` and `drained` count units and always fall on a record's first unit.
 pub(crate) struct Chunk {
-    records: Box<[UnsafeCell<MaybeUninit<Record>>]>,
-    /// Records published by the owner.
+    units: Box<[UnsafeCell<MaybeUninit<Packed>>]>,
+    /// Units published by the owner.
     pub(crate) len: AtomicUsize,
-    /// Records the writer has read (changed only under the owning slot's lock).
+    /// Units the writer has read (changed only under the owning slot's lock).
     pub(crate) drained: AtomicUsize,
     /// The trace these records belong to.
     pub(crate) generation: AtomicU32,
 }
 
-// SAFETY: the owner writes only the slot at `len` before publishing it; everything below `len` is
-// read-only and readable from any thread once published (acquire load of `len`).
+// SAFETY: the owner writes only the units at `len` and on before publishing them; everything
+// below `len` is read-only and readable from any thread once published (acquire load of `len`).
 unsafe impl Sync for Chunk {}
-// SAFETY: a chunk holds plain `Copy` records and atomics; whichever thread owns it may write it
+// SAFETY: a chunk holds plain `Copy` units and atomics; whichever thread owns it may write it
 // (`push`'s contract), and ownership moves between threads only through the pool's and slots'
 // locks.
 unsafe impl Send for Chunk {}
 
 impl Chunk {
-    fn new(records: usize) -> Self {
-        let records = (0..records).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+    fn new(units: usize) -> Self {
+        let units = (0..units).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
         Chunk {
-            records,
+            units,
             len: AtomicUsize::new(0),
             drained: AtomicUsize::new(0),
             generation: AtomicU32::new(0),
         }
     }
 
-    /// Records it holds.
+    /// Units it holds.
     pub(crate) fn capacity(&self) -> usize {
-        self.records.len()
+        self.units.len()
     }
 
-    /// Writes `record` at `index` and publishes it.
+    /// The memory its units take, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.capacity() * std::mem::size_of::<Packed>()
+    }
+
+    /// Writes `record` at unit `index` and publishes it; returns the units it took.
     ///
     /// # Safety
     ///
     /// Only the chunk's owning thread (the one that took it from the pool, until it hands it to
-    /// its slot) may call this, with `index` equal to the published length and below
-    /// [`Chunk::capacity`]: the slot is written without a lock, and readers rely on nothing
-    /// below the published length changing.
+    /// its slot) may call this, with `index` equal to the published length and
+    /// `index + record.units()` at most [`Chunk::capacity`]: the units are written without a
+    /// lock, and readers rely on nothing below the published length changing.
     #[inline]
-    pub(crate) unsafe fn push(&self, index: usize, record: Record) {
+    pub(crate) unsafe fn push(&self, index: usize, record: Record) -> usize {
         debug_assert_eq!(index, self.len.load(Ordering::Relaxed));
-        // SAFETY: the caller guarantees `index` is in bounds, above the published length (no
-        // reader looks at it) and that it alone writes.
-        unsafe { (*self.records.get_unchecked(index).get()).write(record) };
-        self.len.store(index + 1, Ordering::Release);
+        debug_assert!(index + record.units() <= self.capacity());
+        let (first, second) = record.pack();
+        // SAFETY: the caller guarantees the units are in bounds, above the published length (no
+        // reader looks at them) and that it alone writes.
+        unsafe {
+            (*self.units.get_unchecked(index).get()).write(first);
+            if let Some(second) = second {
+                (*self.units.get_unchecked(index + 1).get()).write(second);
+            }
+        }
+        let taken = 1 + usize::from(second.is_some());
+        self.len.store(index + taken, Ordering::Release);
+        taken
     }
 
-    /// The published records from `from` on.
-    pub(crate) fn published(&self, from: usize) -> &[Record] {
+    /// The published records from unit `from` (a record's first unit) on.
+    pub(crate) fn published(&self, from: usize) -> Records<'_> {
         let len = self.len.load(Ordering::Acquire);
         let from = from.min(len);
-        let slots = &self.records[from..len];
-        // SAFETY: records below `len` were written before the release store that published
-        // them and never change again; `UnsafeCell<MaybeUninit<Record>>` has `Record`'s layout.
-        unsafe { std::slice::from_raw_parts(slots.as_ptr().cast::<Record>(), slots.len()) }
+        let units = &self.units[from..len];
+        // SAFETY: units below `len` were written by `push` before the release store that
+        // published them and never change again; `UnsafeCell<MaybeUninit<Packed>>` has
+        // `Packed`'s layout; `from` is 0 or where a reader stopped, after a whole record.
+        unsafe {
+            Records::new(std::slice::from_raw_parts(units.as_ptr().cast::<Packed>(), units.len()))
+        }
     }
 }
 
@@ -104,7 +124,7 @@ struct Pool {
     free: [Vec<NonNull<Chunk>>; CLASSES],
     /// Records in all chunks that exist (free, in threads' hands, or on their way back).
     allocated: usize,
-    /// The most records all chunks together may hold, besides the threads' reserve.
+    /// The most units all chunks together may hold, besides the threads' reserve.
     limit: usize,
     /// Threads that write records now (they have a slot and have not ended).
     threads: usize,
@@ -120,31 +140,31 @@ impl Pool {
     /// Every running thread's right to one smallest chunk beyond the shared budget: chunks of
     /// threads that went quiet come back only when those threads fill them, which may be never,
     /// so a budget shared by need alone could leave a thread with nowhere to write. With the
-    /// reserve, a thread that holds no chunk finds one; the reserve is 2.5 KiB per running
+    /// reserve, a thread that holds no chunk finds one; the reserve is 1.5 KiB per running
     /// thread, and a thread that outruns the writer still waits for it (chunks on their way to
     /// the writer count against the reserve too).
     fn reserve(&self) -> usize {
-        self.threads.saturating_mul(MIN_CHUNK_RECORDS)
+        self.threads.saturating_mul(MIN_CHUNK_UNITS)
     }
 
     /// Records in free chunks.
-    fn free_records(&self) -> usize {
-        self.free.iter().enumerate().map(|(class, free)| free.len() * class_records(class)).sum()
+    fn free_units(&self) -> usize {
+        self.free.iter().enumerate().map(|(class, free)| free.len() * class_units(class)).sum()
     }
 
     /// Whether a waiting thread should try again: a quarter of the budget is free (one wait per
     /// many chunks, not one per chunk: a thread and the writer taking turns chunk by chunk cost
     /// ~500 context switches and twice the CPU per run), or nothing more will come back.
     fn can_resume(&self) -> bool {
-        self.free_records() >= self.limit / 4
-            || self.allocated + MIN_CHUNK_RECORDS <= self.limit
+        self.free_units() >= self.limit / 4
+            || self.allocated + MIN_CHUNK_UNITS <= self.limit
             || self.in_flight == 0
     }
 
-    /// Frees spare chunks (largest first) until `records` more fit within `ceiling`; false if
+    /// Frees spare chunks (largest first) until `units` more fit within `ceiling`; false if
     /// they cannot be made to fit.
-    fn room_within(&mut self, records: usize, ceiling: usize) -> bool {
-        while self.allocated + records > ceiling {
+    fn room_within(&mut self, units: usize, ceiling: usize) -> bool {
+        while self.allocated + units > ceiling {
             let Some(spare) = self.free.iter_mut().rev().find_map(Vec::pop) else { return false };
             // SAFETY: a free chunk: nobody else points at it.
             self.allocated -= unsafe { spare.as_ref() }.capacity();
@@ -155,11 +175,11 @@ impl Pool {
 
     /// A new chunk of `class`.
     fn make(&mut self, class: usize) -> NonNull<Chunk> {
-        let records = class_records(class);
-        self.allocated += records;
+        let units = class_units(class);
+        self.allocated += units;
         // The profiler's memory: neither the call's allocation nor the program's heap.
         let _bookkeeping = crate::alloc::bookkeeping();
-        NonNull::from(Box::leak(Box::new(Chunk::new(records))))
+        NonNull::from(Box::leak(Box::new(Chunk::new(units))))
     }
 
     /// A chunk for `request` (see [`Pool::choose`]). When the thread replaces a chunk it
@@ -184,19 +204,19 @@ impl Pool {
             return Some(chunk);
         }
         let limit = self.limit;
-        if self.room_within(class_records(wanted), limit) {
+        if self.room_within(class_units(wanted), limit) {
             return Some(self.make(wanted));
         }
         if let Some(chunk) = (min_class..wanted).rev().find_map(|class| self.free[class].pop()) {
             return Some(chunk);
         }
         if let Some(class) =
-            (min_class..wanted).rev().find(|&class| self.room_within(class_records(class), limit))
+            (min_class..wanted).rev().find(|&class| self.room_within(class_units(class), limit))
         {
             return Some(self.make(class));
         }
         let ceiling = limit.saturating_add(self.reserve());
-        (min_class == 0 && self.room_within(MIN_CHUNK_RECORDS, ceiling)).then(|| self.make(0))
+        (min_class == 0 && self.room_within(MIN_CHUNK_UNITS, ceiling)).then(|| self.make(0))
     }
 }
 
@@ -206,7 +226,7 @@ unsafe impl Send for Pool {}
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     free: [const { Vec::new() }; CLASSES],
     allocated: 0,
-    limit: MIN_CHUNK_RECORDS,
+    limit: MIN_CHUNK_UNITS,
     threads: 0,
     in_flight: 0,
     waiters: 0,
@@ -241,11 +261,11 @@ fn pool() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sets how many records all chunks together may hold (at least one smallest chunk); spare
+/// Sets how many units all chunks together may hold (at least one smallest chunk); spare
 /// chunks beyond it are freed now, chunks in use as they come back.
-pub(super) fn set_limit(records: usize) {
+pub(super) fn set_limit(units: usize) {
     let mut pool = pool();
-    pool.limit = records.max(MIN_CHUNK_RECORDS);
+    pool.limit = units.max(MIN_CHUNK_UNITS);
     while pool.allocated > pool.limit {
         let Some(chunk) = pool.free.iter_mut().rev().find_map(Vec::pop) else { break };
         // SAFETY: a free chunk: nobody else points at it.
@@ -266,8 +286,8 @@ pub(super) struct Request {
 }
 
 impl Request {
-    /// The request of a thread whose last chunk held `last` records (0: it had none yet), and
-    /// that needs room for `needed` records in the next.
+    /// The request of a thread whose last chunk held `last` units (0: it had none yet), and
+    /// that needs room for `needed` units in the next.
     pub(super) fn after(last: usize, needed: usize) -> Option<Request> {
         let min_class = class_for(needed)?;
         let grown = if last == 0 { 0 } else { (class_of(last) + 1).min(CLASSES - 1) };
@@ -389,12 +409,12 @@ pub(super) fn give_back(chunks: impl IntoIterator<Item = NonNull<Chunk>>) {
         pool.in_flight = pool.in_flight.saturating_sub(1);
         pool.returned += 1;
         // SAFETY: given back: nobody else points at it.
-        let records = unsafe { chunk.as_ref() }.capacity();
+        let units = unsafe { chunk.as_ref() }.capacity();
         if pool.allocated > pool.limit {
-            pool.allocated -= records;
+            pool.allocated -= units;
             free(chunk);
         } else {
-            pool.free[class_of(records)].push(chunk);
+            pool.free[class_of(units)].push(chunk);
         }
     }
     if returned {
@@ -424,7 +444,7 @@ mod tests {
     /// The pool is process-wide: its tests take turns.
     static TURN: Mutex<()> = Mutex::new(());
 
-    fn records_of(chunk: NonNull<Chunk>) -> usize {
+    fn units_of(chunk: NonNull<Chunk>) -> usize {
         // SAFETY: a chunk the test holds.
         unsafe { chunk.as_ref() }.capacity()
     }
@@ -449,10 +469,10 @@ mod tests {
     fn the_pool_never_holds_more_than_its_limit_and_reuses_what_comes_back() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
-        set_limit(2 * MIN_CHUNK_RECORDS);
+        set_limit(2 * MIN_CHUNK_UNITS);
         let taken: Vec<_> = std::iter::from_fn(|| take(7, smallest_first(1))).take(10).collect();
         assert_eq!(taken.len(), 2, "no chunk past the limit");
-        assert_eq!(allocated(), 2 * MIN_CHUNK_RECORDS);
+        assert_eq!(allocated(), 2 * MIN_CHUNK_UNITS);
         assert!(take(7, smallest_first(1)).is_none());
         give_back(taken);
         let again = take(8, smallest_first(1)).expect("a chunk came back");
@@ -461,33 +481,33 @@ mod tests {
         assert_eq!(chunk.len.load(Ordering::Relaxed), 0, "handed out empty");
         assert_eq!(chunk.generation.load(Ordering::Relaxed), 8);
         give_back([again]);
-        set_limit(MIN_CHUNK_RECORDS);
-        assert!(allocated() <= MIN_CHUNK_RECORDS, "a lower limit frees what is spare");
+        set_limit(MIN_CHUNK_UNITS);
+        assert!(allocated() <= MIN_CHUNK_UNITS, "a lower limit frees what is spare");
     }
 
     #[test]
     fn a_thread_starts_small_and_grows_while_the_budget_lasts() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
-        set_limit(MAX_CHUNK_RECORDS + MIN_CHUNK_RECORDS);
+        set_limit(MAX_CHUNK_UNITS + MIN_CHUNK_UNITS);
         let first = take(1, smallest_first(2)).unwrap();
-        assert_eq!(records_of(first), MIN_CHUNK_RECORDS, "a thread's first chunk is the smallest");
-        let mut last = records_of(first);
+        assert_eq!(units_of(first), MIN_CHUNK_UNITS, "a thread's first chunk is the smallest");
+        let mut last = units_of(first);
         let mut held = vec![first];
-        while last < MAX_CHUNK_RECORDS {
+        while last < MAX_CHUNK_UNITS {
             let request = Request::after(last, 2).unwrap();
             give_back([held.pop().unwrap()]);
             let next = take(1, request).unwrap();
-            assert_eq!(records_of(next), 2 * last, "each next chunk is twice as big");
-            last = records_of(next);
+            assert_eq!(units_of(next), 2 * last, "each next chunk is twice as big");
+            last = units_of(next);
             held.push(next);
         }
         assert_eq!(Request::after(last, 2).unwrap().wanted, CLASSES - 1, "up to the largest");
         // The largest chunk in use: what is left of the budget still gives another thread a
         // small chunk rather than none.
         let other = take(1, smallest_first(2)).expect("a small chunk within what is left");
-        assert_eq!(records_of(other), MIN_CHUNK_RECORDS);
-        assert!(allocated() <= MAX_CHUNK_RECORDS + MIN_CHUNK_RECORDS);
+        assert_eq!(units_of(other), MIN_CHUNK_UNITS);
+        assert!(allocated() <= MAX_CHUNK_UNITS + MIN_CHUNK_UNITS);
         give_back([other]);
         give_back([held.pop().unwrap()]);
     }
@@ -496,29 +516,29 @@ mod tests {
     fn a_thread_nested_deep_gets_a_chunk_with_room_for_its_ends_or_none() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
-        set_limit(4 * MAX_CHUNK_RECORDS);
+        set_limit(4 * MAX_CHUNK_UNITS);
         let request = Request::after(0, 300).unwrap();
         let chunk = take(1, request).unwrap();
-        assert!(records_of(chunk) >= 300, "room for the open slices' ends");
+        assert!(units_of(chunk) >= 300, "room for the open slices' ends");
         give_back([chunk]);
-        assert!(Request::after(0, MAX_CHUNK_RECORDS + 1).is_none(), "deeper than any chunk");
+        assert!(Request::after(0, MAX_CHUNK_UNITS + 1).is_none(), "deeper than any chunk");
     }
 
     #[test]
     fn spare_chunks_of_another_size_make_room_for_the_size_asked() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
-        set_limit(MAX_CHUNK_RECORDS);
+        set_limit(MAX_CHUNK_UNITS);
         let small: Vec<_> = std::iter::from_fn(|| take(1, smallest_first(1)))
-            .take(MAX_CHUNK_RECORDS / MIN_CHUNK_RECORDS)
+            .take(MAX_CHUNK_UNITS / MIN_CHUNK_UNITS)
             .collect();
-        assert_eq!(allocated(), MAX_CHUNK_RECORDS, "the budget is spent on small chunks");
+        assert_eq!(allocated(), MAX_CHUNK_UNITS, "the budget is spent on small chunks");
         give_back(small);
         let big =
             take(1, Request { wanted: CLASSES - 1, min_class: CLASSES - 1, replaces_held: false })
                 .expect("the spare small chunks are freed for a big one");
-        assert_eq!(records_of(big), MAX_CHUNK_RECORDS);
-        assert_eq!(allocated(), MAX_CHUNK_RECORDS);
+        assert_eq!(units_of(big), MAX_CHUNK_UNITS);
+        assert_eq!(allocated(), MAX_CHUNK_UNITS);
         give_back([big]);
     }
 
@@ -530,7 +550,7 @@ mod tests {
     fn a_chunk_kept_until_its_replacement_is_taken_counts_as_coming_back() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
-        set_limit(2 * MIN_CHUNK_RECORDS);
+        set_limit(2 * MIN_CHUNK_UNITS);
         let kept = take(1, smallest_first(1)).unwrap();
         let replacing = Request { replaces_held: true, ..smallest_first(1) };
         let replacement = take(1, replacing).expect("within the budget");
@@ -552,7 +572,7 @@ mod tests {
     fn a_thread_holding_no_chunk_finds_one_in_the_reserve_and_the_reserve_is_bounded() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         start_empty();
-        set_limit(MAX_CHUNK_RECORDS);
+        set_limit(MAX_CHUNK_UNITS);
         for _ in 0..3 {
             thread_started();
         }
@@ -563,14 +583,11 @@ mod tests {
         // A thread with none still gets the smallest chunk, one per running thread at most.
         let reserved: Vec<_> = std::iter::from_fn(|| take(1, smallest_first(1))).take(10).collect();
         assert_eq!(reserved.len(), 3, "one smallest chunk per running thread beyond the budget");
-        assert_eq!(allocated(), MAX_CHUNK_RECORDS + 3 * MIN_CHUNK_RECORDS);
+        assert_eq!(allocated(), MAX_CHUNK_UNITS + 3 * MIN_CHUNK_UNITS);
         let bigger = Request { wanted: 1, min_class: 1, replaces_held: false };
         assert!(take(1, bigger).is_none(), "the reserve holds smallest chunks");
         give_back(reserved);
-        assert!(
-            allocated() <= MAX_CHUNK_RECORDS,
-            "chunks past the budget are freed as they return"
-        );
+        assert!(allocated() <= MAX_CHUNK_UNITS, "chunks past the budget are freed as they return");
         give_back([hogs]);
         for _ in 0..3 {
             thread_ended();

@@ -37,7 +37,7 @@ use flows::FlowSet;
 use json::{async_event, async_event_begin, counter, metadata, AsyncTrack};
 
 use crate::clock::now_ns;
-use crate::trace_records::{self, Reader, Record, SlotInfo};
+use crate::trace_records::{self, Packed, Reader, Record, Records, SlotInfo};
 use track::{AsyncKey, AsyncSlices, Begin, End, HeldEnd, Pending, ThreadView, EVENT};
 use window::Window;
 
@@ -165,7 +165,7 @@ impl NativeTrace {
         file: File,
         path: &Path,
         process_name: &str,
-        record_limit: usize,
+        unit_limit: usize,
         trace_one_in: u64,
     ) -> Result<Self, io::Error> {
         let _bookkeeping = crate::alloc::bookkeeping();
@@ -195,7 +195,7 @@ impl NativeTrace {
             return Err(error);
         }
         writer.left_out_at_start = trace_records::left_out();
-        writer.generation = trace_records::start(record_limit, trace_one_in);
+        writer.generation = trace_records::start(unit_limit, trace_one_in);
         crate::mode::set_trace_records(true);
         finish_at_exit_once();
         Ok(NativeTrace { path: path.to_owned() })
@@ -220,9 +220,9 @@ impl NativeTrace {
         writer.left_out_at_start = trace_records::left_out();
         // Half the budget holds the window; the rest is the chunks threads are filling, so a
         // thread that needs one finds it free rather than waiting for the window to let go.
-        let record_limit = max_bytes / std::mem::size_of::<Record>();
+        let unit_limit = max_bytes / std::mem::size_of::<Packed>();
         writer.window = Some(Window::new(keep_ns, max_bytes / 2));
-        writer.generation = trace_records::start(record_limit, trace_one_in);
+        writer.generation = trace_records::start(unit_limit, trace_one_in);
         crate::mode::set_trace_records(true);
         NativeTrace { path: PathBuf::new() }
     }
@@ -267,10 +267,10 @@ impl NativeTrace {
         let ended_ns = now_ns();
         let mut flows = Vec::new();
         for thread in &taken.threads {
-            let chunks = thread.chunks.iter().map(|(chunk, _)| chunk.records());
-            let current = thread.current.iter().map(|unread| unread.records.as_slice());
-            for record in chunks.chain(current).flatten() {
-                if let Record::Submit { flow, .. } = *record {
+            let chunks = thread.chunks.iter().flat_map(|(chunk, _)| chunk.records().iter());
+            let current = thread.current.iter().flat_map(|unread| unread.records.iter().copied());
+            for record in chunks.chain(current) {
+                if let Record::Submit { flow, .. } = record {
                     flows.push(flow);
                 }
             }
@@ -286,8 +286,8 @@ impl NativeTrace {
                 trace_records::texts_taken(&texts);
                 out.texts(&thread.info, texts);
                 let batch = chunk.records();
-                first_ns = first_ns.min(batch.first().map_or(u64::MAX, Record::ts));
-                out.records(&thread.info, chunk.generation(), batch);
+                first_ns = first_ns.min(batch.first().map_or(u64::MAX, |record| record.ts()));
+                out.write_records(&thread.info, chunk.generation(), batch.iter());
                 drop(chunk); // written: back to the pool
                 out.write_out(false);
                 pace();
@@ -296,7 +296,7 @@ impl NativeTrace {
                 trace_records::texts_taken(&unread.texts);
                 out.texts(&thread.info, unread.texts);
                 first_ns = first_ns.min(unread.records.first().map_or(u64::MAX, Record::ts));
-                out.records(&thread.info, unread.generation, &unread.records);
+                out.write_records(&thread.info, unread.generation, unread.records.iter().copied());
             }
         }
         let left_out = trace_records::left_out().saturating_sub(out.left_out_at_start);
@@ -463,27 +463,14 @@ impl Writer {
             }
         }
     }
-}
 
-impl Reader for Writer {
-    fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>) {
-        self.thread(slot).texts.extend(texts);
-    }
-
-    fn ended(&mut self, slot: &SlotInfo) {
-        let pid = self.pid;
-        let Writer { threads, out, written, .. } = self;
-        let Some(thread) = threads.get_mut(&slot.id) else { return };
-        // A thread ends outside any call: its slices are all closed, and what waits is written
-        // now. A view with a slice still open (the thread ended inside a call) stays for
-        // `finish` to close it as unfinished.
-        if thread.open.is_empty() {
-            thread.flush(pid, out, written);
-            threads.remove(&slot.id);
-        }
-    }
-
-    fn records(&mut self, slot: &SlotInfo, generation: u32, batch: &[Record]) {
+    /// Formats `slot`'s records, in the order the thread wrote them, all of trace `generation`.
+    fn write_records(
+        &mut self,
+        slot: &SlotInfo,
+        generation: u32,
+        batch: impl Iterator<Item = Record>,
+    ) {
         let current = generation == self.generation && self.generation != 0;
         let pid = self.pid;
         let measured = self.allocations_measured;
@@ -497,7 +484,7 @@ impl Reader for Writer {
         let thread = threads.entry(slot.id).or_insert_with(|| ThreadView::new(pid, slot));
         if !current {
             // An earlier trace's: consume the texts that go with them, write nothing.
-            let texts = batch.iter().filter(|record| record.has_text()).count();
+            let texts = batch.filter(Record::has_text).count();
             thread.texts.drain(..texts.min(thread.texts.len()));
             return;
         }
@@ -506,7 +493,7 @@ impl Reader for Writer {
             metadata(out, pid, thread.tid, "thread_name", &thread.name);
         }
         for record in batch {
-            match *record {
+            match record {
                 Record::Begin { ts, name, kind } => {
                     thread.begin(Begin::Slice { ts, name, kind });
                 }
@@ -555,6 +542,29 @@ impl Reader for Writer {
                 Record::PollBegin { ts, id } => thread.begin(Begin::Poll { ts, id }),
             }
         }
+    }
+}
+
+impl Reader for Writer {
+    fn texts(&mut self, slot: &SlotInfo, texts: VecDeque<Box<str>>) {
+        self.thread(slot).texts.extend(texts);
+    }
+
+    fn ended(&mut self, slot: &SlotInfo) {
+        let pid = self.pid;
+        let Writer { threads, out, written, .. } = self;
+        let Some(thread) = threads.get_mut(&slot.id) else { return };
+        // A thread ends outside any call: its slices are all closed, and what waits is written
+        // now. A view with a slice still open (the thread ended inside a call) stays for
+        // `finish` to close it as unfinished.
+        if thread.open.is_empty() {
+            thread.flush(pid, out, written);
+            threads.remove(&slot.id);
+        }
+    }
+
+    fn records(&mut self, slot: &SlotInfo, generation: u32, records: Records<'_>) {
+        self.write_records(slot, generation, records.iter());
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::trace_records::{self, Keeper, KeptChunk, Record, SlotInfo};
+use crate::trace_records::{self, Keeper, KeptChunk, Record, Records, SlotInfo};
 
 /// A chunk in the window, with the texts of its records.
 struct Held {
@@ -177,11 +177,7 @@ impl Keeper for Window {
     }
 
     fn keep(&mut self, slot: &SlotInfo, chunk: KeptChunk) {
-        let (mut with_text, mut newest_ns) = (0, 0);
-        for record in chunk.records() {
-            with_text += usize::from(record.has_text());
-            newest_ns = newest_ns.max(record.ts());
-        }
+        let (with_text, newest_ns) = chunk.records().texts_and_newest();
         let thread = self.thread(slot);
         let texts = take_texts(&mut thread.texts, with_text);
         thread.chunks += 1;
@@ -189,13 +185,14 @@ impl Keeper for Window {
         self.chunks.push_back(Held { slot: slot.id, chunk, texts, newest_ns });
     }
 
-    fn current(&mut self, slot: &SlotInfo, generation: u32, records: &[Record]) {
+    fn current(&mut self, slot: &SlotInfo, generation: u32, records: Records<'_>) {
         if records.is_empty() {
             return;
         }
+        let records: Vec<Record> = records.iter().collect();
         let with_text = records.iter().filter(|record| record.has_text()).count();
         let texts = take_texts(&mut self.thread(slot).texts, with_text);
-        self.current.push((slot.id, Unread { generation, records: records.to_vec(), texts }));
+        self.current.push((slot.id, Unread { generation, records, texts }));
     }
 
     fn ended(&mut self, slot: &SlotInfo) {
