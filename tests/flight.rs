@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -165,6 +166,121 @@ fn a_dump_on_demand_holds_the_whole_window_before_it_and_every_slice_in_it_is_co
     assert!(summary.contains("A flight recorder window, not a whole run"), "{summary}");
     assert!(summary.contains("asked for: checked"), "{summary}");
     keep_for_ci(&dump, "flight_on_demand");
+}
+
+/// Rejects every third event, naming it: each rejection writes an outcome text on the stage's
+/// slice and a `rejected` instant with the same reason, both texts of the worker's thread.
+struct RejectThirds;
+
+#[stage]
+impl RejectThirds {
+    fn process(&self, event: u64) -> Result<u64, pipeline::StageError> {
+        spin_for(Duration::from_micros(5));
+        if event % 3 == 0 {
+            return Err(pipeline::StageError::rejected(format!("event {event}")));
+        }
+        Ok(event)
+    }
+}
+
+#[test]
+fn texts_stay_with_their_records_across_dumps_and_chunks_the_window_lets_go() {
+    // A dump reads the part of each thread's current chunk not read before; the chunk, kept
+    // later, holds records read and unread, and the window takes as many texts for it as its
+    // unread records have. Off by one, every later outcome of that thread lands on the wrong
+    // slice, wherever the window lets go of the chunk before. The smallest memory makes the
+    // window let go of its oldest chunks (first the ones a dump read mid-fill) well within the
+    // 250 ms between dumps.
+    let _lock = exclusive();
+    let dir = dump_dir("texts");
+    let flight = FlightRecorder::new(Duration::from_secs(2)).max_bytes(1 << 20).dir(&dir);
+    let session = Profiler::new().flight_recorder(flight).start().unwrap();
+    let pool =
+        WorkerPool::start(Arc::new(Pipeline::new().stage(RejectThirds)), WorkerConfig::new(2))
+            .unwrap();
+    let mut dumps = Vec::new();
+    let mut id_offset = None;
+    let mut next = 1; // events count on across rounds: each names one event
+    for round in 0..8 {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(250) {
+            pool.submit(next).expect("the pool is open");
+            next += 1;
+        }
+        dumps.push(session.dump(&format!("texts-{round}")).expect("dumped"));
+    }
+    pool.join().unwrap();
+    session.finish().unwrap();
+    for dump in &dumps {
+        let events = load_trace(&dump.path); // valid JSON, or this fails
+                                             // Each thread's `rejected` instants, in time order, with their reasons.
+        let mut instants: HashMap<u64, Vec<(f64, String)>> = HashMap::new();
+        for instant in events.iter().filter(|e| e["ph"] == "i" && e["name"] == "rejected") {
+            let reason = instant["args"]["reason"].as_str().expect("its own arguments");
+            let at = (instant["ts"].as_f64().unwrap(), reason.to_owned());
+            instants.entry(instant["tid"].as_u64().unwrap()).or_default().push(at);
+        }
+        for list in instants.values_mut() {
+            list.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let kept = slices(&events);
+        // Each thread's event slices, in time order, with their ids.
+        let mut event_ids: HashMap<u64, Vec<(f64, u64)>> = HashMap::new();
+        for event in kept.iter().filter(|s| s.name == "event") {
+            let id = event.args["id"].as_u64().expect("an event's id");
+            event_ids.entry(event.tid).or_default().push((event.ts, id));
+        }
+        for list in event_ids.values_mut() {
+            list.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let rejected: Vec<_> = kept
+            .into_iter()
+            .filter(|s| s.name == "RejectThirds" && s.args["outcome"].is_string())
+            .collect();
+        assert!(rejected.len() > 20, "{} rejected calls in {:?}", rejected.len(), dump.path);
+        let mut last_call: HashMap<u64, f64> = HashMap::new();
+        for slice in &rejected {
+            let last = last_call.entry(slice.tid).or_insert(slice.ts);
+            *last = last.max(slice.ts);
+        }
+        for slice in &rejected {
+            let outcome = slice.args["outcome"].as_str().unwrap();
+            let reason = outcome.strip_prefix("rejected: ").unwrap_or_else(|| panic!("{outcome}"));
+            let event: u64 = reason.strip_prefix("event ").unwrap().parse().unwrap();
+            assert_eq!(event % 3, 0, "{reason}: a rejected event's own reason");
+            // The event the call was in (the last on its thread to begin before it) was
+            // submitted as `event`: ids count submissions, so they differ by a constant.
+            let events_of_thread = &event_ids[&slice.tid];
+            let within = events_of_thread.partition_point(|(ts, _)| *ts <= slice.ts);
+            if within > 0 {
+                let id = events_of_thread[within - 1].1;
+                let offset = *id_offset.get_or_insert(event.wrapping_sub(id));
+                assert_eq!(
+                    event.wrapping_sub(id),
+                    offset,
+                    "the call at {} us in event {id} says {reason:?} ({:?})",
+                    slice.ts,
+                    dump.path
+                );
+            }
+            // The thread's next `rejected` instant after the call began is this event's (the
+            // thread's last call may have ended just before the window was taken, and its
+            // instant, written next, after).
+            let list = &instants[&slice.tid];
+            let next = list.partition_point(|(ts, _)| *ts < slice.ts);
+            if next == list.len() && last_call[&slice.tid] == slice.ts {
+                continue;
+            }
+            assert_eq!(
+                list.get(next).map(|(_, r)| r.as_str()),
+                Some(reason),
+                "the outcome of the call at {} us in {:?}",
+                slice.ts,
+                dump.path
+            );
+        }
+    }
+    keep_for_ci(&dumps[7], "flight_texts");
 }
 
 #[test]

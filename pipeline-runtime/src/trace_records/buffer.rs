@@ -119,6 +119,10 @@ pub(super) struct ThreadBuffer {
     traced: bool,
     /// Nanoseconds spent waiting for the writer since the last begin took them.
     waited_ns: u64,
+    /// The time of the last record written (checked in debug builds: records are written in
+    /// time order).
+    #[cfg(debug_assertions)]
+    last_ts: u64,
 }
 
 thread_local! {
@@ -135,6 +139,8 @@ thread_local! {
             generation: 0,
             traced: true,
             waited_ns: 0,
+            #[cfg(debug_assertions)]
+            last_ts: 0,
         }))
     };
     static EXIT: ThreadExit = const { ThreadExit };
@@ -306,8 +312,18 @@ impl ThreadBuffer {
         self.next_chunk(units)
     }
 
-    #[inline]
+    #[inline(always)] // as `Chunk::push`
     fn push(&mut self, record: Record) {
+        #[cfg(debug_assertions)]
+        {
+            // The flight recorder takes a chunk's last record's time as its newest.
+            debug_assert!(
+                record.ts() >= self.last_ts,
+                "{record:?} written after a record of {} ns",
+                self.last_ts
+            );
+            self.last_ts = record.ts();
+        }
         let chunk = self.chunk.expect("room_for made sure of a chunk");
         // SAFETY: this thread took `chunk` from the pool and owns it until it hands it to the
         // slot's `full` queue; `room_for` made sure the record's units fit below its capacity, and
@@ -445,6 +461,8 @@ impl ThreadBuffer {
             return false;
         }
         chunk_ref.drained.store(0, Ordering::Relaxed);
+        chunk_ref.texts.store(0, Ordering::Relaxed);
+        chunk_ref.texts_drained.store(0, Ordering::Relaxed);
         chunk_ref.len.store(0, Ordering::Release);
         self.len = 0;
         true
@@ -570,6 +588,8 @@ fn read_current_chunk(
         let from = chunk_ref.drained.load(Ordering::Relaxed);
         let records = chunk_ref.published(from);
         chunk_ref.drained.store(from + records.units(), Ordering::Relaxed);
+        let texts = records.iter().filter(Record::has_text).count();
+        chunk_ref.texts_drained.fetch_add(texts, Ordering::Relaxed);
         let generation = chunk_ref.generation.load(Ordering::Relaxed);
         read(&slot.info, generation, records);
     }
@@ -637,6 +657,15 @@ impl KeptChunk {
         // SAFETY: kept, so alive until dropped, and nobody writes it any more.
         let chunk = unsafe { self.chunk.as_ref() };
         chunk.published(chunk.drained.load(Ordering::Relaxed))
+    }
+
+    /// How many of [`Self::records`] a text of the thread's goes with, counted as they were
+    /// written: the records themselves are not read.
+    pub(crate) fn texts(&self) -> usize {
+        // SAFETY: as in `records`.
+        let chunk = unsafe { self.chunk.as_ref() };
+        let texts = chunk.texts.load(Ordering::Relaxed);
+        texts.saturating_sub(chunk.texts_drained.load(Ordering::Relaxed))
     }
 
     /// The trace its records belong to.

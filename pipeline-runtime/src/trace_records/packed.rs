@@ -266,19 +266,18 @@ impl<'a> Records<'a> {
         })
     }
 
-    /// How many of its records have a text, and the latest time any of them gives
-    /// ([`Record::ts`]; 0 for none): what the flight recorder keeps of each chunk. Read straight
-    /// from the units, without decoding the records (the flight recorder's writer thread does
-    /// this for every record written).
-    pub(crate) fn texts_and_newest(&self) -> (usize, u64) {
-        let (mut texts, mut newest) = (0, 0);
-        for unit in self.units {
-            texts += usize::from(unit.head & HAS_TEXT != 0);
-            if unit.head as u8 != CONTINUATION {
-                newest = newest.max(unit.a);
-            }
+    /// The time of its last record ([`Record::ts`]; 0 for none): a thread writes its records
+    /// in time order, so this is the newest time among them (the flight recorder lets a chunk go
+    /// by it, without reading the rest). A record's first unit holds its time.
+    pub(crate) fn last_ts(&self) -> u64 {
+        let [.., before, last] = self.units else {
+            return self.units.first().map_or(0, |unit| unit.a);
+        };
+        if last.head as u8 == CONTINUATION {
+            before.a
+        } else {
+            last.a
         }
-        (texts, newest)
     }
 
     /// The first record.
@@ -357,27 +356,25 @@ mod tests {
     }
 
     #[test]
-    fn texts_and_the_newest_time_are_read_from_the_units_as_from_the_records() {
+    fn the_last_time_is_read_from_the_units_whatever_the_last_record_takes() {
         let records = [
             Record::Begin { ts: 5, name: "a", kind: SliceKind::Stage },
-            Record::Submit { start: 6, end: 40, id: 41, flow: 99 },
             Record::End { ts: 30, allocations: 1, bytes: 2, outcome: true },
-            Record::Instant { ts: 31, marker: "m" },
-            Record::End { ts: 32, allocations: 1, bytes: 2, outcome: false },
-            Record::EventBegin { ts: 33, id: 1000, wait_ns: 2000, flow: 3000 },
+            Record::Submit { start: 31, end: 40, id: 41, flow: 99 },
+            Record::End { ts: 42, allocations: 1, bytes: 2, outcome: false },
         ];
         let mut units = Vec::new();
+        let mut last = Vec::new();
         for record in records {
             let (first, second) = record.pack();
             units.push(first);
             units.extend(second);
+            // SAFETY: packed above, from the first record on.
+            last.push(unsafe { Records::new(&units) }.last_ts());
         }
-        // SAFETY: packed above, from the first record on.
-        let view = unsafe { Records::new(&units) };
-        let texts = records.iter().filter(|record| record.has_text()).count();
-        let newest = records.iter().map(Record::ts).max().unwrap();
-        assert_eq!(view.texts_and_newest(), (texts, newest));
-        assert_eq!((texts, newest), (2, 40));
+        assert_eq!(last, [5, 30, 40, 42]);
+        // SAFETY: nothing to read.
+        assert_eq!(unsafe { Records::new(&[]) }.last_ts(), 0);
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub(crate) struct Chunk {
     pub(crate) len: AtomicUsize,
     /// Units the writer has read (changed only under the owning slot's lock).
     pub(crate) drained: AtomicUsize,
+    /// Published records that a text of the thread's goes with (counted by the owner as it
+    /// writes them, so the flight recorder need not read the records to know).
+    pub(crate) texts: AtomicUsize,
+    /// Of those, the ones the writer has read (with `drained`).
+    pub(crate) texts_drained: AtomicUsize,
     /// The trace these records belong to.
     pub(crate) generation: AtomicU32,
 }
@@ -65,6 +70,8 @@ impl Chunk {
             units,
             len: AtomicUsize::new(0),
             drained: AtomicUsize::new(0),
+            texts: AtomicUsize::new(0),
+            texts_drained: AtomicUsize::new(0),
             generation: AtomicU32::new(0),
         }
     }
@@ -87,7 +94,7 @@ impl Chunk {
     /// its slot) may call this, with `index` equal to the published length and
     /// `index + record.units()` at most [`Chunk::capacity`]: the units are written without a
     /// lock, and readers rely on nothing below the published length changing.
-    #[inline]
+    #[inline(always)] // so the record's packing folds to constants (see packed.rs)
     pub(crate) unsafe fn push(&self, index: usize, record: Record) -> usize {
         debug_assert_eq!(index, self.len.load(Ordering::Relaxed));
         debug_assert!(index + record.units() <= self.capacity());
@@ -99,6 +106,10 @@ impl Chunk {
             if let Some(second) = second {
                 (*self.units.get_unchecked(index + 1).get()).write(second);
             }
+        }
+        if record.has_text() {
+            // Only the owner writes it.
+            self.texts.store(self.texts.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
         let taken = 1 + usize::from(second.is_some());
         self.len.store(index + taken, Ordering::Release);
@@ -319,6 +330,8 @@ fn prepared(chunk: NonNull<Chunk>, generation: u32) -> NonNull<Chunk> {
     let chunk_ref = unsafe { chunk.as_ref() };
     chunk_ref.len.store(0, Ordering::Relaxed);
     chunk_ref.drained.store(0, Ordering::Relaxed);
+    chunk_ref.texts.store(0, Ordering::Relaxed);
+    chunk_ref.texts_drained.store(0, Ordering::Relaxed);
     chunk_ref.generation.store(generation, Ordering::Relaxed);
     chunk
 }

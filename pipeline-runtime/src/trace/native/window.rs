@@ -177,7 +177,7 @@ impl Keeper for Window {
     }
 
     fn keep(&mut self, slot: &SlotInfo, chunk: KeptChunk) {
-        let (with_text, newest_ns) = chunk.records().texts_and_newest();
+        let (with_text, newest_ns) = (chunk.texts(), chunk.records().last_ts());
         let thread = self.thread(slot);
         let texts = take_texts(&mut thread.texts, with_text);
         thread.chunks += 1;
