@@ -12,10 +12,10 @@
 //! - async calls as async slices (`b`/`e`, one per call from first poll to completion);
 //! - instants (rejected, panic, failed, queue full) and counters (queue depth, live heap).
 //!
-//! Numbers are formatted with `itoa`, names escaped only when they need it, and the output is
-//! written in whole entries, so the file is a valid (if unterminated) trace at any moment. The
-//! file ends with a `pipeline_profile` metadata entry (stages, whether allocations were
-//! measured, how many records were left out) and `]`.
+//! Numbers are written straight into the output buffer, names escaped only when they need it,
+//! and the output is written in whole entries, so the file is a valid (if unterminated) trace at
+//! any moment. The file ends with a `pipeline_profile` metadata entry (stages, whether
+//! allocations were measured, how many records were left out) and `]`.
 //!
 //! This module reads the records and runs the writer; `track` keeps each thread's slices in
 //! order until they can be written; `json` formats each entry; `window` is the flight
@@ -23,16 +23,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+mod file;
 mod flows;
 mod json;
 mod track;
 mod window;
 
+use file::TraceFile;
 use flows::FlowSet;
 use json::{async_event, async_event_begin, counter, metadata, AsyncTrack};
 
@@ -55,7 +57,7 @@ pub(crate) const COLLECT_EVERY: Duration = Duration::from_millis(20);
 struct Writer {
     /// The trace being written (0: none; records drained then are discarded).
     generation: u32,
-    file: Option<File>,
+    file: Option<TraceFile>,
     path: PathBuf,
     error: Option<io::Error>,
     out: Vec<u8>,
@@ -172,7 +174,7 @@ impl NativeTrace {
         let mut writer = writer();
         // What is left of an earlier trace is read and discarded first.
         trace_records::drain(&mut *writer);
-        writer.file = Some(file);
+        writer.file = Some(TraceFile::buffered(file));
         writer.window = None;
         writer.path = path.to_owned();
         writer.error = None;
@@ -276,7 +278,9 @@ impl NativeTrace {
             }
         }
         out.flows_in_dump = Some(FlowSet::of(flows));
-        out.file = Some(file);
+        // Around the page cache: a dump's ~100 MB at once would otherwise be copied into pages
+        // the kernel takes from free memory (see `file`).
+        out.file = Some(TraceFile::around_page_cache(file));
         out.out.extend_from_slice(b"[\n");
         let pid = out.pid;
         metadata(&mut out.out, pid, pid, "process_name", &out.process_name.clone());
@@ -416,7 +420,11 @@ impl Writer {
         self.out.extend_from_slice(b"\n]\n");
         self.write_out(true);
         self.generation = 0;
-        self.file = None; // closes it
+        if let Some(file) = self.file.take() {
+            if let Err(error) = file.finish() {
+                self.error.get_or_insert(error);
+            }
+        }
         self.error.take().map_or(Ok(self.written), Err)
     }
 
