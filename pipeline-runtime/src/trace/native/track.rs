@@ -5,7 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::json::{
-    async_event, begin_event, complete_event, end_event, head, instant, AsyncTrack, NameCache,
+    async_event, begin_event, complete_event, end_event, instant, AsyncTrack, EventPrefix,
+    NameCache,
 };
 use super::PENDING_LIMIT;
 use crate::trace_records::{SliceKind, SlotInfo};
@@ -83,7 +84,7 @@ pub(super) struct ThreadView {
     pub(super) tid: u64,
     pub(super) name: String,
     /// `,\n{"ph":"X","pid":P,"tid":T,"ts":`: the start of each of its complete slices.
-    pub(super) complete_prefix: Vec<u8>,
+    pub(super) complete_prefix: EventPrefix,
     /// Its `thread_name` entry is in the current file.
     pub(super) named: bool,
     pub(super) open: Vec<Open>,
@@ -146,12 +147,10 @@ impl AsyncSlices<'_> {
 
 impl ThreadView {
     pub(super) fn new(pid: u64, slot: &SlotInfo) -> Self {
-        let mut complete_prefix = Vec::new();
-        head(&mut complete_prefix, b'X', pid, slot.tid);
         ThreadView {
             tid: slot.tid,
             name: slot.name.clone(),
-            complete_prefix,
+            complete_prefix: EventPrefix::new(b'X', pid, slot.tid),
             named: false,
             open: Vec::new(),
             pending: Vec::new(),
