@@ -3,27 +3,34 @@
 
 use std::time::{Duration, Instant};
 
-/// Lowers the calling thread's priority (Linux: nice +10 for this thread alone) before it
-/// formats a dump: on a machine whose cores the workers keep busy, the dump then takes the CPU
-/// they leave, instead of a share of theirs (2 workers on 2 cores kept 0.71–0.78 of their
-/// throughput during a dump at normal priority; BENCHMARKS.md). Its cost is a slower dump there.
+/// Lowers the calling thread's priority (Linux: nice +5 for this thread alone) before it
+/// formats a dump, so that a worker waking on a busy core runs before it. The dump's share of
+/// the CPU is set by [`CpuShare`], not by its priority: at nice +10 the scheduler gave it ~10 %
+/// of a core beside a busy worker, whatever its share allowed, and a 2 s window of two busy
+/// workers took 0.85–1.4 s to write (BENCHMARKS.md); at nice +5 it may have ~25 %, more than
+/// [`DUMP_SHARE`] lets it take.
 pub(super) fn yield_to_workers() {
+    /// How much nicer than the workers the dump runs.
+    #[cfg(target_os = "linux")]
+    const NICER: libc::c_int = 5;
     #[cfg(target_os = "linux")]
     // SAFETY: gettid takes no arguments; setpriority on this thread's id changes only its own
     // nice value (raising it needs no privilege), and a failure leaves it as it was.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + 10).min(19));
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + NICER).min(19));
     }
 }
 
 /// The share of the machine's CPU a dump may take while it writes (its thread sleeps when it
-/// has used more): a dump's formatting costs ~200 ns of CPU per slice whatever its priority,
-/// and on a machine whose workers keep every core busy, that CPU is theirs; capped at a tenth,
-/// they keep ~90 % of their throughput, and a 2 s window of two busy workers (~900,000 slices)
-/// is still written in about a second (BENCHMARKS.md, "The flight recorder").
-pub(super) const DUMP_SHARE: f64 = 0.1;
+/// has used more). A dump costs ~100 ns of CPU per slice whatever its priority, and on a machine
+/// whose workers keep every core busy that CPU is theirs: they lose about this share of their
+/// throughput while it writes, and the dump takes its CPU divided by this share of the machine.
+/// On 2 cores a 2 s window of two busy workers (~1,000,000 slices, ~110 ms of CPU) is written in
+/// ~0.8 s while the workers keep ~0.92 of their throughput (BENCHMARKS.md, "The flight
+/// recorder").
+pub(super) const DUMP_SHARE: f64 = 0.07;
 
 /// Keeps the calling thread's CPU time at most a share of the wall time since it was made.
 pub(super) struct CpuShare {
