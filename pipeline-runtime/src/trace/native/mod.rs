@@ -269,11 +269,11 @@ impl NativeTrace {
         let ended_ns = now_ns();
         let mut flows = Vec::new();
         for thread in &taken.threads {
-            let chunks = thread.chunks.iter().flat_map(|(chunk, _)| chunk.records().iter());
-            let current = thread.current.iter().flat_map(|unread| unread.records.iter().copied());
-            for record in chunks.chain(current) {
+            flows
+                .extend(thread.chunks.iter().flat_map(|(chunk, _)| chunk.records().submit_flows()));
+            for record in thread.current.iter().flat_map(|unread| unread.records.iter()) {
                 if let Record::Submit { flow, .. } = record {
-                    flows.push(flow);
+                    flows.push(*flow);
                 }
             }
         }
