@@ -7,7 +7,11 @@
 //! The launch-day pipeline runs on a `WorkerPool` fed as fast as it takes orders, with the
 //! flight recorder armed (2 s window). Every 3 s the window is dumped on demand; a sampler
 //! thread counts accepted orders every 10 ms. Run with 1 worker (a core spare for the dump) and
-//! with 2 (no core spare on a 2-core machine).
+//! with 2 (no core spare on a 2-core machine). `FLIGHT_DUMPS=n` sets the dumps per run (5).
+//!
+//! A ratio over one dump's fraction of a second moves by several percent with no dump at all
+//! (the control column), so each run ends with the median over its dumps beside the control's
+//! range.
 
 mod common;
 
@@ -22,7 +26,23 @@ use std::time::{Duration, Instant};
 use pipeline::trace::FlightRecorder;
 use pipeline::{Profiler, WorkerConfig, WorkerPool};
 
+/// Dumps per run, unless `FLIGHT_DUMPS` says otherwise.
 const DUMPS: usize = 5;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn range(values: &[f64]) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{low:.3}–{high:.3}")
+}
 
 /// Orders accepted per second over `[from, to)`, from `(time, accepted so far)` samples.
 fn rate(samples: &[(Instant, u64)], from: Instant, to: Instant) -> f64 {
@@ -68,8 +88,9 @@ fn run(workers: usize) {
             samples
         })
     };
+    let count = std::env::var("FLIGHT_DUMPS").ok().and_then(|n| n.parse().ok()).unwrap_or(DUMPS);
     let mut dumps = Vec::new();
-    for _ in 0..DUMPS {
+    for _ in 0..count {
         std::thread::sleep(Duration::from_secs(3));
         let (started, cpu_before) =
             (Instant::now(), Duration::from_nanos(common::process_cpu_ns()));
@@ -88,6 +109,7 @@ fn run(workers: usize) {
     Arc::try_unwrap(pool).ok().expect("the feeder is done").join().unwrap();
     let report = session.finish().unwrap();
     println!("{workers} worker(s):");
+    let (mut ratios, mut controls, mut slowest) = (Vec::new(), Vec::new(), Duration::ZERO);
     for (started, ended, process_cpu, dump) in &dumps {
         let second = Duration::from_secs(1);
         let before = rate(&samples, *started - second, *started);
@@ -108,7 +130,18 @@ fn run(workers: usize) {
             during / before,
             before / control,
         );
+        ratios.push(during / before);
+        controls.push(before / control);
+        slowest = slowest.max(dump.write_time);
     }
+    println!(
+        "  slowest write {:.0} ms; throughput during a dump, of the second before: median {:.3} \
+         ({}); with no dump: {}",
+        slowest.as_secs_f64() * 1e3,
+        median(ratios.clone()),
+        range(&ratios),
+        range(&controls),
+    );
     let flight = report.flight.unwrap();
     println!("  spans left out: {}", flight.spans_left_out);
     let _ = std::fs::remove_dir_all(&dir);
