@@ -27,8 +27,8 @@ pub(super) fn yield_to_workers() {
 /// has used more). A dump costs ~100 ns of CPU per slice whatever its priority, and on a machine
 /// whose workers keep every core busy that CPU is theirs: they lose about this share of their
 /// throughput while it writes, and the dump takes its CPU divided by this share of the machine.
-/// On 2 cores a 2 s window of two busy workers (~1,000,000 slices, ~110 ms of CPU) is written in
-/// ~0.8 s while the workers keep ~0.92 of their throughput (BENCHMARKS.md, "The flight
+/// On 2 cores a 2 s window of two busy workers (~1,000,000 slices, ~100 ms of CPU) is written in
+/// ~0.7 s while the workers keep ~0.93 of their throughput (BENCHMARKS.md, "The flight
 /// recorder").
 pub(super) const DUMP_SHARE: f64 = 0.07;
 
