@@ -29,15 +29,6 @@ use pipeline::{Profiler, WorkerConfig, WorkerPool};
 /// Dumps per run, unless `FLIGHT_DUMPS` says otherwise.
 const DUMPS: usize = 5;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 fn range(values: &[f64]) -> String {
     let low = values.iter().copied().fold(f64::INFINITY, f64::min);
     let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -134,14 +125,16 @@ fn run(workers: usize) {
         controls.push(before / control);
         slowest = slowest.max(dump.write_time);
     }
-    println!(
-        "  slowest write {:.0} ms; throughput during a dump, of the second before: median {:.3} \
-         ({}); with no dump: {}",
-        slowest.as_secs_f64() * 1e3,
-        median(ratios.clone()),
-        range(&ratios),
-        range(&controls),
-    );
+    if !ratios.is_empty() {
+        println!(
+            "  slowest write {:.0} ms; throughput during a dump, of the second before: median \
+             {:.3} ({}); with no dump: {}",
+            slowest.as_secs_f64() * 1e3,
+            common::median(ratios.clone()),
+            range(&ratios),
+            range(&controls),
+        );
+    }
     let flight = report.flight.unwrap();
     println!("  spans left out: {}", flight.spans_left_out);
     let _ = std::fs::remove_dir_all(&dir);

@@ -156,14 +156,9 @@ impl EventPrefix {
     /// output keeps the head's own length (a copy of that length is a call to `memcpy`).
     #[inline]
     pub(super) fn append_to(&self, out: &mut Vec<u8>) {
-        out.reserve(Self::PADDED);
         let at = out.len();
-        let to = &mut out.spare_capacity_mut()[..Self::PADDED];
-        for (to, from) in to.iter_mut().zip(&self.padded) {
-            to.write(*from);
-        }
-        // SAFETY: the loop initialized `PADDED` >= `len` bytes after the old length.
-        unsafe { out.set_len(at + self.len) };
+        out.extend_from_slice(&self.padded);
+        out.truncate(at + self.len);
     }
 }
 
