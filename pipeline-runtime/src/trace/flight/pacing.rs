@@ -27,9 +27,9 @@ pub(super) fn yield_to_workers() {
 /// has used more). A dump costs ~100 ns of CPU per slice whatever its priority, and on a machine
 /// whose workers keep every core busy that CPU is theirs: they lose about this share of their
 /// throughput while it writes, and the dump takes its CPU divided by this share of the machine.
-/// On 2 cores a 2 s window of two busy workers (~1,000,000 slices, ~100 ms of CPU) is written in
-/// ~0.7 s while the workers keep ~0.93 of their throughput (BENCHMARKS.md, "The flight
-/// recorder").
+/// On 2 cores a 2 s window of two busy workers (~1,000,000 slices, 90–150 ms of CPU as the
+/// machine's speed varies) is written in 0.65–1.06 s while the workers keep a median ~0.91–0.94
+/// of their throughput (BENCHMARKS.md, "The flight recorder").
 pub(super) const DUMP_SHARE: f64 = 0.07;
 
 /// Keeps the calling thread's CPU time at most a share of the wall time since it was made.
