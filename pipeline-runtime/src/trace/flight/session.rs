@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::super::native::{self, NativeTrace};
-use super::pacing::{yield_to_workers, CpuShare, DUMP_SHARE};
+use super::pacing::{yield_to_workers, DumpPace, DUMP_DEADLINE, DUMP_MOST_SHARE, DUMP_SHARE};
 #[cfg(target_os = "linux")]
 use super::signal;
 use super::watch::watch;
@@ -187,10 +187,10 @@ pub(super) fn dump(
                 "window_ms": shared.config.window.as_secs_f64() * 1e3,
             });
             let stages = crate::callsite::stage_names();
-            let mut share = CpuShare::of_the_machine(DUMP_SHARE);
+            let mut pace = DumpPace::new(DUMP_SHARE, DUMP_MOST_SHARE, DUMP_DEADLINE);
             let written = shared
                 .trace
-                .dump(file, &stages, note, &mut || share.keep())
+                .dump(file, &stages, note, &mut |done| pace.keep(done))
                 .map_err(write_error)?;
             let complete_from = written.complete_after_ns.max(shared.started_ns);
             Ok(FlightDump {

@@ -242,14 +242,15 @@ impl NativeTrace {
     /// while the window is taken, not while it is formatted, so threads go on recording; each
     /// chunk goes back to the pool as soon as it is written. `note` (a JSON object) goes into
     /// the file's metadata entry, with when the window begins and ends. `pace` is called
-    /// after each chunk is written (a few hundred microseconds of work): it may sleep to keep
-    /// the dump's share of the CPU down.
+    /// after each chunk is written (a few hundred microseconds of work) with the part of the
+    /// window's chunks written so far (0 to 1): it may sleep to keep the dump's share of the
+    /// CPU down.
     pub(crate) fn dump(
         &self,
         file: File,
         stage_names: &[&str],
         note: serde_json::Value,
-        pace: &mut dyn FnMut(),
+        pace: &mut dyn FnMut(f64),
     ) -> Result<DumpWritten, io::Error> {
         let _bookkeeping = crate::alloc::bookkeeping();
         let (taken, mut out) = {
@@ -285,6 +286,8 @@ impl NativeTrace {
         let pid = out.pid;
         metadata(&mut out.out, pid, pid, "process_name", &out.process_name.clone());
         let mut first_ns = u64::MAX;
+        let chunks = taken.threads.iter().map(|thread| thread.chunks.len()).sum::<usize>();
+        let mut chunks_written = 0;
         for thread in taken.threads {
             for (chunk, texts) in thread.chunks {
                 trace_records::texts_taken(&texts);
@@ -294,7 +297,8 @@ impl NativeTrace {
                 out.write_records(&thread.info, chunk.generation(), batch.iter());
                 drop(chunk); // written: back to the pool
                 out.write_out(false);
-                pace();
+                chunks_written += 1;
+                pace(chunks_written as f64 / chunks as f64);
             }
             if let Some(unread) = thread.current {
                 trace_records::texts_taken(&unread.texts);
