@@ -311,13 +311,19 @@ impl<'a> Records<'a> {
 mod tests {
     use super::*;
 
-    fn round_trip(records: &[Record]) -> Vec<Record> {
+    /// The units `records` are packed into, in order.
+    fn packed(records: &[Record]) -> Vec<Packed> {
         let mut units = Vec::new();
         for &record in records {
             let (first, second) = record.pack();
             units.push(first);
             units.extend(second);
         }
+        units
+    }
+
+    fn round_trip(records: &[Record]) -> Vec<Record> {
+        let units = packed(records);
         assert_eq!(units.len(), records.iter().map(Record::units).sum::<usize>());
         // SAFETY: packed above, from the first record on.
         unsafe { Records::new(&units) }.iter().collect()
@@ -335,13 +341,7 @@ mod tests {
             Record::EventAsyncBegin { ts: 9, id: 1, wait_ns: 2, track: 3, flow: true },
             Record::Submit { start: 10, end: 11, id: 12, flow: 13 },
         ];
-        let units: Vec<Packed> = records
-            .iter()
-            .flat_map(|record| {
-                let (first, second) = record.pack();
-                std::iter::once(first).chain(second)
-            })
-            .collect();
+        let units = packed(&records);
         // SAFETY: packed by `Record::pack`, in order.
         let read = unsafe { Records::new(&units) };
         let decoded: Vec<u64> = read
